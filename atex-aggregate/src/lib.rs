@@ -1,0 +1,2 @@
+//! atex-aggregate: not implemented yet (a later issue builds it).
+#![warn(missing_docs)]

@@ -1,0 +1,87 @@
+//! Command-line interface: argument parsing and dispatch to the subcommands.
+//!
+//! `main()` is the only place that touches the real stdout/stderr; each
+//! subcommand's `run` writes records to the writer it is given.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// Discover fmf/tmt tests and print them as line-JSON records.
+#[derive(Debug, Parser)]
+#[command(name = "atex-discover", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `atex-discover`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print every node of an fmf tree (after adjust) as one JSON line each.
+    Tree(cmd::tree::Args),
+    /// Evaluate context rules (`when` expressions) against a context.
+    Match(cmd::matching::Args),
+    /// Evaluate fmf filter expressions against JSON data.
+    Filter(cmd::filter::Args),
+    /// List node names like `fmf ls`.
+    Ls(cmd::ls::Args),
+    /// Show nodes for people like `fmf show`.
+    Show(cmd::show::Args),
+    /// Print the selected tests of a plan as Test records.
+    Tests(cmd::tests::Args),
+    /// List plans with their discover sections.
+    Plans(cmd::plans::Args),
+}
+
+/// Why a subcommand stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Invalid input or usage: exit 2, nothing printed on stdout.
+    #[error("{0}")]
+    Invalid(#[from] crate::Error),
+    /// Invalid usage found after argument parsing.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing the output failed.
+    #[error("failed to write output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Run a parsed command line, writing records to `out`. Returns the exit code.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Tree(args) => cmd::tree::run(args, out),
+        Command::Match(args) => cmd::matching::run(args, out),
+        Command::Filter(args) => cmd::filter::run(args, out),
+        Command::Ls(args) => cmd::ls::run(args, out),
+        Command::Show(args) => cmd::show::run(args, out),
+        Command::Tests(args) => cmd::tests::run(args, out),
+        Command::Plans(args) => cmd::plans::run(args, out),
+    }
+}
+
+/// The process entry point: parse argv, run, render errors on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = run(cli, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::from(atex_shared::exit::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("atex-discover: error: {e}");
+            ExitCode::from(atex_shared::exit::INVALID)
+        }
+    }
+}

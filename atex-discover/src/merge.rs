@@ -1,0 +1,3 @@
+//! Inheritance merge: `merge_special` with every suffix (`+ +< - -~ ~`).
+//!
+//! OWNER: tree agent. Stub until implemented.

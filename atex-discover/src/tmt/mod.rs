@@ -1,0 +1,3 @@
+//! The tmt layer: tests and plans on top of the fmf tree.
+//!
+//! OWNER: tmt agent. Stub until implemented.
