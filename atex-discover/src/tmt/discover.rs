@@ -1,0 +1,216 @@
+//! Discovery end to end: load the tree, pick the plan, and select the
+//! tests of each of its `how: fmf` discover sections.
+
+use std::path::{Path, PathBuf};
+
+use crate::context::Context;
+use crate::error::{Error, ErrorKind, Result};
+use crate::tmt::data_error;
+use crate::tmt::plan::{self, DUMMY_PLAN_NAME, Dimensions, Plan};
+use crate::tmt::select::{self, Criteria, PlanSource};
+use crate::tmt::test::DiscoveredTest;
+use crate::tree::{Node, Tree};
+use crate::value::{Map, Value};
+
+/// What to discover.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryOptions {
+    /// A directory inside the fmf tree.
+    pub root: PathBuf,
+    /// The plan: an exact name, or a regex matching exactly one plan.
+    /// `None` uses ATEX's dummy plan (`discover: {how: fmf}`).
+    pub plan: Option<String>,
+    /// The command-line context (`-c DIM=V1,V2`, already parsed).
+    pub context: Dimensions,
+    /// Command-line selection on top of the sections' own.
+    pub criteria: Criteria,
+}
+
+/// The result of a discovery.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// The absolute tree root.
+    pub root: PathBuf,
+    /// The plan the tests belong to.
+    pub plan: Plan,
+    /// The selected tests, sections in order.
+    pub tests: Vec<DiscoveredTest>,
+}
+
+/// Load the tree at `options.root` and discover the plan's tests.
+///
+/// The plan is found after adjusting the tree with the command-line
+/// context only (tmt: a plan's own `context` does not adjust the plan).
+/// Each section then adjusts a fresh copy of the tree with the plan
+/// context and the section's `adjust-tests`, case-insensitively as tmt
+/// does.
+///
+/// Deviations: sections with `url` or `path` (remote or other trees) are
+/// rejected, and sections whose `how` is not `fmf` are ignored (ATEX).
+pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
+    let tree = Tree::load(&options.root)?;
+    let root = absolute_root(&tree)?;
+    let plan = match &options.plan {
+        None => Plan::new(
+            DUMMY_PLAN_NAME,
+            &plan::dummy_plan_data(),
+            &[],
+            &root,
+            &options.context,
+        )?,
+        Some(wanted) => {
+            let plan_tree = adjusted(&tree, &options.context, None)?;
+            let node = find_plan(&plan_tree, wanted)?;
+            Plan::new(
+                &node.name,
+                &node.data,
+                &node.sources,
+                &root,
+                &options.context,
+            )?
+        }
+    };
+    let sections = plan.fmf_sections()?;
+    let mut tests = Vec::new();
+    let plan_source = PlanSource {
+        name: &plan.name,
+        sources: &plan.sources,
+    };
+    let mut shared: Option<Tree> = None;
+    for section in &sections {
+        for key in ["url", "path"] {
+            if section.data.contains_key(key) {
+                return Err(data_error(
+                    ErrorKind::FormatError,
+                    &plan.name,
+                    &plan.sources,
+                    key,
+                    format!(
+                        "discover phase '{}': '{key}' is not supported",
+                        section.name
+                    ),
+                ));
+            }
+        }
+        let rules = match section.data.get("adjust-tests") {
+            None | Some(Value::Null) => None,
+            Some(rules @ (Value::Map(_) | Value::Seq(_))) => Some(rules),
+            Some(other) => {
+                return Err(data_error(
+                    ErrorKind::FormatError,
+                    &plan.name,
+                    &plan.sources,
+                    "adjust-tests",
+                    format!(
+                        "discover phase '{}': 'adjust-tests' must be a mapping or a list, not {}",
+                        section.name,
+                        other.py_type_name()
+                    ),
+                ));
+            }
+        };
+        let owned;
+        let section_tree = match rules {
+            Some(_) => {
+                owned = adjusted(&tree, &plan.context, rules)?;
+                &owned
+            }
+            None => match shared {
+                Some(ref tree) => tree,
+                None => shared.insert(adjusted(&tree, &plan.context, None)?),
+            },
+        };
+        let nodes: Vec<&Node> = section_tree.climb(false).collect();
+        let selected = select::select(&nodes, &root, section, &options.criteria, plan_source)?;
+        let prefix = section.named.then_some(section.name.as_str());
+        for node in selected {
+            tests.push(DiscoveredTest::from_node(node, &root, prefix)?);
+        }
+    }
+    Ok(Discovery { root, plan, tests })
+}
+
+/// Every plan of the tree at `root` (adjusted with the command-line
+/// context), in climb order.
+pub fn list_plans(root: &Path, context: &Dimensions) -> Result<Vec<Plan>> {
+    let tree = Tree::load(root)?;
+    let abs_root = absolute_root(&tree)?;
+    let tree = adjusted(&tree, context, None)?;
+    tree.climb(false)
+        .filter(|node| plan::is_plan(&node.data))
+        .map(|node| Plan::new(&node.name, &node.data, &node.sources, &abs_root, context))
+        .collect()
+}
+
+fn absolute_root(tree: &Tree) -> Result<PathBuf> {
+    std::path::absolute(tree.root()).map_err(|e| {
+        Error::new(
+            ErrorKind::RootError,
+            format!("failed to resolve the tree root: {e}"),
+        )
+        .in_file(tree.root())
+    })
+}
+
+/// The plan named `wanted`: an exact name, else the one plan whose name
+/// `re.search`es the pattern.
+fn find_plan<'t>(tree: &'t Tree, wanted: &str) -> Result<&'t Node> {
+    let not_plan = |node: &Node, why: &str| {
+        Error::new(
+            ErrorKind::GeneralError,
+            format!("'{}' is not a plan: {why}", node.name),
+        )
+    };
+    if let Some(node) = tree.find(wanted) {
+        if !plan::is_plan(&node.data) {
+            return Err(not_plan(node, "it has no 'execute'"));
+        }
+        if !node.leaf {
+            return Err(not_plan(node, "it has children"));
+        }
+        if node.data.contains_key("test") {
+            return Err(not_plan(node, "it has 'test'"));
+        }
+        return Ok(node);
+    }
+    let pattern = crate::pyre::compile(wanted).map_err(|e| {
+        Error::new(
+            ErrorKind::GeneralError,
+            format!("plan '{wanted}' not found, and it is not a valid regex: {e}"),
+        )
+    })?;
+    let matches: Vec<&Node> = tree
+        .climb(false)
+        .filter(|node| plan::is_plan(&node.data) && !node.data.contains_key("test"))
+        .filter(|node| pattern.search(&node.name))
+        .collect();
+    match matches.as_slice() {
+        [] => Err(Error::new(
+            ErrorKind::GeneralError,
+            format!("plan '{wanted}' not found"),
+        )),
+        [one] => Ok(one),
+        many => {
+            let names: Vec<&str> = many.iter().map(|n| n.name.as_str()).collect();
+            Err(Error::new(
+                ErrorKind::GeneralError,
+                format!(
+                    "plan '{wanted}' is ambiguous: it matches {}",
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// A copy of `tree` adjusted with `context` (case-insensitively) and
+/// optional additional rules.
+fn adjusted(tree: &Tree, context: &Dimensions, additional_rules: Option<&Value>) -> Result<Tree> {
+    let mut context = Context::new(context.clone());
+    context.set_case_sensitive(false);
+    let tree = tree.clone();
+    // The tree engine's adjust lands separately; until it does, nodes keep
+    // their unadjusted data.
+    let _ = (&context, additional_rules, Map::new());
+    Ok(tree)
+}

@@ -1,0 +1,440 @@
+//! Test selection inside one `how: fmf` discover section: which nodes are
+//! tests, name patterns, filters, excludes, includes and `order`.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::filter::{FilterOptions, filter};
+use crate::pyre::{self, PyRegex};
+use crate::tmt::plan::{DEFAULT_ORDER, Phase};
+use crate::tmt::{data_error, test::test_path};
+use crate::tree::Node;
+use crate::value::{Map, Value};
+
+/// Selection given on the command line, on top of the section's own keys.
+#[derive(Debug, Clone, Default)]
+pub struct Criteria {
+    /// `--test` regexes: a test must match at least one (`re.search`).
+    pub names: Vec<String>,
+    /// `--filter` expressions: all must hold.
+    pub filters: Vec<String>,
+    /// `--exclude` regexes: a test matching any is dropped.
+    pub excludes: Vec<String>,
+}
+
+/// Where the plan that owns a section is defined, for error locations.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanSource<'a> {
+    /// The plan name.
+    pub name: &'a str,
+    /// The plan's source files.
+    pub sources: &'a [PathBuf],
+}
+
+/// Select the tests of one section from `nodes` (selected nodes of the
+/// section's adjusted tree, in climb order).
+///
+/// 1. Keep nodes with `test`, without `enabled: false`, `manual: true` or
+///    `story` (ATEX).
+/// 2. With section `test` patterns, concatenate each pattern's matches,
+///    each group stably sorted by `order` (tmt: duplicates and pattern
+///    order kept); without, all tests stably sorted by `order`.
+/// 3. Section `filter` and `--filter` must all hold, on tmt-normalized
+///    metadata ([`filter_data`]); a filter that raises fmf's
+///    `FilterError` deselects the test, as in tmt.
+/// 4. `--test` must match (deviation: ATEX adds `--test` names to the
+///    section's names, which widens the selection; here they narrow it).
+/// 5. Section `exclude` and `--exclude` drop tests (`re.search`).
+/// 6. Section `include` keeps matching tests once each, in order.
+pub fn select<'n>(
+    nodes: &[&'n Node],
+    root: &Path,
+    section: &Phase,
+    criteria: &Criteria,
+    plan: PlanSource<'_>,
+) -> Result<Vec<&'n Node>> {
+    let section_list = |key: &str| -> Result<Vec<String>> {
+        patterns(section.data.get(key)).map_err(|message| {
+            data_error(
+                ErrorKind::FormatError,
+                plan.name,
+                plan.sources,
+                key,
+                format!("discover phase '{}': {message}", section.name),
+            )
+        })
+    };
+    let compile_all = |list: &[String], key: &str| -> Result<Vec<PyRegex>> {
+        list.iter()
+            .map(|pattern| {
+                pyre::compile(pattern).map_err(|e| {
+                    let message = format!(
+                        "discover phase '{}': invalid {key} pattern '{pattern}': {e}",
+                        section.name
+                    );
+                    data_error(
+                        ErrorKind::FormatError,
+                        plan.name,
+                        plan.sources,
+                        key,
+                        message,
+                    )
+                })
+            })
+            .collect()
+    };
+    let names = compile_all(&section_list("test")?, "test")?;
+    let mut filters = section_list("filter")?;
+    filters.extend(criteria.filters.iter().cloned());
+    let mut excludes = compile_all(&section_list("exclude")?, "exclude")?;
+    excludes.extend(compile_cli(&criteria.excludes, "--exclude")?);
+    let includes = compile_all(&section_list("include")?, "include")?;
+    let cli_names = compile_cli(&criteria.names, "--test")?;
+
+    let mut candidates: Vec<(&Node, i64)> = Vec::new();
+    for node in nodes {
+        if is_test(&node.data) {
+            candidates.push((node, order(node)?));
+        }
+    }
+    let mut selected: Vec<&Node> = if names.is_empty() {
+        let mut all = candidates;
+        all.sort_by_key(|(_, order)| *order);
+        all.into_iter().map(|(node, _)| node).collect()
+    } else {
+        let mut concatenated = Vec::new();
+        for pattern in &names {
+            let mut matched: Vec<(&Node, i64)> = candidates
+                .iter()
+                .filter(|(node, _)| pattern.search(&node.name))
+                .copied()
+                .collect();
+            matched.sort_by_key(|(_, order)| *order);
+            concatenated.extend(matched.into_iter().map(|(node, _)| node));
+        }
+        concatenated
+    };
+
+    let mut kept = Vec::with_capacity(selected.len());
+    for node in selected.drain(..) {
+        if !filters.is_empty() {
+            let data = filter_data(node, root);
+            let options = FilterOptions {
+                sensitive: true,
+                regexp: true,
+                name: None,
+            };
+            if !filters
+                .iter()
+                .all(|expr| filter(expr, &data, options).unwrap_or(false))
+            {
+                continue;
+            }
+        }
+        if !cli_names.is_empty() && !cli_names.iter().any(|p| p.search(&node.name)) {
+            continue;
+        }
+        if excludes.iter().any(|p| p.search(&node.name)) {
+            continue;
+        }
+        if !includes.is_empty() {
+            if !includes.iter().any(|p| p.search(&node.name)) {
+                continue;
+            }
+            if kept.iter().any(|k: &&Node| k.name == node.name) {
+                continue;
+            }
+        }
+        kept.push(node);
+    }
+    Ok(kept)
+}
+
+fn compile_cli(patterns: &[String], option: &str) -> Result<Vec<PyRegex>> {
+    patterns
+        .iter()
+        .map(|pattern| {
+            pyre::compile(pattern).map_err(|e| {
+                Error::new(
+                    ErrorKind::GeneralError,
+                    format!("invalid {option} pattern '{pattern}': {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Whether node data describes a test ATEX runs.
+pub fn is_test(data: &Map) -> bool {
+    data.contains_key("test")
+        && !matches!(data.get("enabled"), Some(Value::Bool(false)))
+        && !matches!(data.get("manual"), Some(Value::Bool(true)))
+        && !data.contains_key("story")
+}
+
+/// The `order` of a node: an integer (tmt: `int(raw)`), default 50.
+pub fn order(node: &Node) -> Result<i64> {
+    let invalid = |text: String| {
+        data_error(
+            ErrorKind::FormatError,
+            &node.name,
+            &node.sources,
+            "order",
+            format!("invalid order '{text}'"),
+        )
+    };
+    match node.data.get("order") {
+        None | Some(Value::Null) => Ok(DEFAULT_ORDER),
+        Some(Value::Int(order)) => Ok(*order),
+        Some(Value::Str(text)) => text.trim().parse().map_err(|_| invalid(text.clone())),
+        Some(other) => Err(invalid(other.py_str())),
+    }
+}
+
+/// A string or a list of strings (or of `{name: ...}` mappings, whose
+/// other keys are ignored).
+fn patterns(value: Option<&Value>) -> std::result::Result<Vec<String>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Str(s)) => Ok(vec![s.clone()]),
+        Some(Value::Seq(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::Str(s) => Ok(s.clone()),
+                Value::Map(map) => match map.get("name") {
+                    Some(Value::Str(s)) => Ok(s.clone()),
+                    _ => Err("pattern mappings need a string 'name'".to_owned()),
+                },
+                other => Err(format!(
+                    "patterns must be strings, not {}",
+                    other.py_type_name()
+                )),
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "patterns must be a string or a list of strings, not {}",
+            other.py_type_name()
+        )),
+    }
+}
+
+/// The data tmt filters see (spec B "Filter data"): the node data with the
+/// test keys' defaults filled in (`enabled`, `order`, `tag`, `tier`,
+/// `duration`, `manual`, `tty`, `framework`, `result`, `require`,
+/// `recommend`, `environment`, `contact`, `component`, `summary`,
+/// `description`, `path`), `tier` as a string, `tag` as a list, plus `name`,
+/// and every bool also as its lowercase string (`[True, "true"]`), so both
+/// `enabled: true` and `enabled: True` match.
+pub fn filter_data(node: &Node, root: &Path) -> Map {
+    let mut data = node.data.clone();
+    let defaults = [
+        ("enabled", Value::Bool(true)),
+        ("order", Value::Int(DEFAULT_ORDER)),
+        ("tag", Value::Seq(Vec::new())),
+        ("tier", Value::Null),
+        ("duration", Value::Str("5m".into())),
+        ("manual", Value::Bool(false)),
+        ("tty", Value::Bool(false)),
+        ("framework", Value::Str("shell".into())),
+        ("result", Value::Str("respect".into())),
+        ("require", Value::Seq(Vec::new())),
+        ("recommend", Value::Seq(Vec::new())),
+        ("environment", Value::Map(Map::new())),
+        ("contact", Value::Seq(Vec::new())),
+        ("component", Value::Seq(Vec::new())),
+        ("summary", Value::Null),
+        ("description", Value::Null),
+    ];
+    for (key, value) in defaults {
+        data.entry(key.to_owned()).or_insert(value);
+    }
+    if let Some(tier) = data.get_mut("tier")
+        && !matches!(tier, Value::Null)
+    {
+        *tier = Value::Str(tier.py_str());
+    }
+    for key in ["tag", "contact", "component"] {
+        if let Some(value) = data.get_mut(key)
+            && let Value::Str(s) = value
+        {
+            *value = Value::Seq(vec![Value::Str(std::mem::take(s))]);
+        }
+    }
+    data.entry("path".to_owned()).or_insert_with(|| {
+        let path = test_path(&node.sources, root);
+        Value::Str(if path == "." {
+            "/".to_owned()
+        } else {
+            format!("/{path}")
+        })
+    });
+    data.insert("name".to_owned(), Value::Str(node.name.clone()));
+    for value in data.values_mut() {
+        if let Value::Bool(b) = value {
+            let b = *b;
+            *value = Value::Seq(vec![
+                Value::Bool(b),
+                Value::Str(if b { "true" } else { "false" }.into()),
+            ]);
+        }
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tmt::plan::phases;
+
+    fn node(name: &str, text: &str) -> Node {
+        let data = match crate::yaml::parse(text, Path::new("t.fmf")).unwrap() {
+            Value::Map(map) => map,
+            _ => Map::new(),
+        };
+        Node {
+            name: name.to_owned(),
+            data,
+            sources: vec![PathBuf::from(format!("/r{name}.fmf"))],
+            leaf: true,
+            select: true,
+        }
+    }
+
+    fn section(text: &str) -> Phase {
+        let data = match crate::yaml::parse(text, Path::new("p.fmf")).unwrap() {
+            Value::Map(map) => map,
+            _ => Map::new(),
+        };
+        phases("/p", &data, &[], "discover", "fmf")
+            .unwrap()
+            .remove(0)
+    }
+
+    fn run(nodes: &[Node], section_text: &str, criteria: &Criteria) -> Result<Vec<String>> {
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let plan = PlanSource {
+            name: "/p",
+            sources: &[],
+        };
+        select(
+            &refs,
+            Path::new("/r"),
+            &section(section_text),
+            criteria,
+            plan,
+        )
+        .map(|v| v.into_iter().map(|n| n.name.clone()).collect())
+    }
+
+    fn sample() -> Vec<Node> {
+        vec![
+            node("/a", "test: x\norder: 60\n"),
+            node("/b", "test: x\ntag: [fast]\n"),
+            node("/c", "test: x\nenabled: false\n"),
+            node("/d", "test: x\nmanual: true\n"),
+            node("/e", "test: x\nstory: s\n"),
+            node("/f", "summary: not a test\n"),
+            node("/g", "test: x\norder: 10\ntier: 1\n"),
+        ]
+    }
+
+    #[test]
+    fn keeps_tests_sorted_by_order() {
+        assert_eq!(
+            run(&sample(), "discover: {}", &Criteria::default()).unwrap(),
+            ["/g", "/b", "/a"]
+        );
+    }
+
+    #[test]
+    fn section_patterns_concatenate() {
+        let got = run(
+            &sample(),
+            "discover: {test: [/b, '/[ab]', /g]}",
+            &Criteria::default(),
+        )
+        .unwrap();
+        assert_eq!(got, ["/b", "/b", "/a", "/g"]);
+    }
+
+    #[test]
+    fn excludes_includes_and_cli_names() {
+        let got = run(
+            &sample(),
+            "discover: {exclude: /a}",
+            &Criteria {
+                excludes: vec!["g".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(got.unwrap(), ["/b"]);
+        let got = run(
+            &sample(),
+            "discover: {test: [/b, /b], include: [b]}",
+            &Criteria::default(),
+        )
+        .unwrap();
+        assert_eq!(got, ["/b"]);
+        let got = run(
+            &sample(),
+            "discover: {}",
+            &Criteria {
+                names: vec!["^/[ag]$".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(got.unwrap(), ["/g", "/a"]);
+        assert!(
+            run(
+                &sample(),
+                "discover: {}",
+                &Criteria {
+                    names: vec!["(".into()],
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(run(&sample(), "discover: {exclude: '('}", &Criteria::default()).is_err());
+    }
+
+    #[test]
+    fn filters_see_defaults_and_lowercase_bools() {
+        let filtered = |expr: &str| {
+            run(
+                &sample(),
+                "discover: {}",
+                &Criteria {
+                    filters: vec![expr.into()],
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(filtered("tag: fast"), ["/b"]);
+        assert_eq!(filtered("tag: -fast"), ["/g", "/a"]);
+        assert_eq!(filtered("tier: 1"), ["/g"]);
+        assert_eq!(filtered("tier: None"), ["/b", "/a"]);
+        assert_eq!(filtered("enabled: true"), ["/g", "/b", "/a"]);
+        assert_eq!(filtered("manual: False"), ["/g", "/b", "/a"]);
+        assert_eq!(filtered("order: 50"), ["/b"]);
+        assert_eq!(filtered("duration: 5m"), ["/g", "/b", "/a"]);
+        // An unknown key is fmf's FilterError: nothing is selected.
+        assert!(filtered("nosuchkey: x").is_empty());
+        let both = run(
+            &sample(),
+            "discover: {filter: 'tag: fast'}",
+            &Criteria {
+                filters: vec!["order: 60".into()],
+                ..Default::default()
+            },
+        );
+        assert!(both.unwrap().is_empty());
+    }
+
+    #[test]
+    fn invalid_order() {
+        let nodes = vec![node("/a", "test: x\norder: high\n")];
+        assert!(run(&nodes, "discover: {}", &Criteria::default()).is_err());
+    }
+}
