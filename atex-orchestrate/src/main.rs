@@ -1,5 +1,5 @@
 //! The `atex-orchestrate` binary: everything lives in the library.
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(atex_shared::exit::INVALID)
+    atex_orchestrate::main()
 }

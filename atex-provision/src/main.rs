@@ -1,5 +1,5 @@
 //! The `atex-provision` binary: everything lives in the library.
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(atex_shared::exit::INVALID)
+    atex_provision::main()
 }
