@@ -1,0 +1,53 @@
+# atex: the helpers a person (and CI) uses. `make help` lists the targets.
+
+# The shared corpus and benchmark tools sit beside the project root; override
+# with `make SHARED=/path/to/shared ...` when the checkout is elsewhere.
+SHARED ?= $(CURDIR)/../shared
+CARGO ?= cargo
+# nextest's CI profile (.config/nextest.toml) when CI is set.
+NEXTEST_ARGS ?= $(if $(CI),--profile ci,)
+
+.PHONY: help demo deps test nextest doctest conformance lint bench bench-venv
+
+# help: list the targets with their one-line descriptions
+help:
+	@grep -B1 -E '^[a-z-]+:' Makefile | grep -E '^# [a-z-]+:' | sed 's/^# //'
+
+# demo: build release binaries and print the test records of the bundled examples/ tree
+demo:
+	$(CARGO) build --release -p atex-discover
+	./target/release/atex-discover tests --root examples
+
+# deps: install what the tests need when it is missing (cargo-nextest, python3, GNU time)
+deps:
+	bash scripts/install-deps.sh
+
+# test: install what is missing, then run every test: unit, integration, doc tests, fmf conformance
+test: deps nextest doctest conformance
+
+# nextest: the unit and integration tests of the whole workspace
+nextest:
+	$(CARGO) nextest run --workspace $(NEXTEST_ARGS)
+
+# doctest: the rustdoc examples (nextest does not run them)
+doctest:
+	$(CARGO) test --workspace --doc
+
+# conformance: the fmf conformance corpus of ../shared against the release atex-discover
+conformance:
+	$(CARGO) build --release -p atex-discover
+	$(SHARED)/conformance/fmf/check.sh "$(CURDIR)/target/release/atex-discover {argv}" -q
+
+# lint: formatting, clippy with warnings as errors, and warning-free rustdoc
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+# bench: time atex-discover on a generated 10,000-test tree (and python fmf, if .venv-fmf exists)
+bench:
+	SHARED="$(SHARED)" bash bench/discover.sh
+
+# bench-venv: install python fmf 1.7.0 into .venv-fmf so `make bench` compares with it
+bench-venv:
+	bash scripts/install-deps.sh --fmf-venv

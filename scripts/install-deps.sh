@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Install what atex's tests need, only where it is missing (idempotent,
+# non-interactive: works with CI=true and no stdin).
+#
+#   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time
+#   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf
+#                                        (only the benchmark comparison uses it)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+want_venv=false
+for arg in "$@"; do
+    case "$arg" in
+        --fmf-venv) want_venv=true ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "install-deps: error: unknown argument '$arg'" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "install-deps: $*" >&2; }
+
+apt_updated=false
+# apt_install PACKAGE...: install Debian packages, running `apt-get update`
+# at most once per invocation.
+apt_install() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "error: need $* but apt-get is not available; install them by hand"
+        exit 1
+    fi
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo -n); fi
+    if ! $apt_updated; then
+        log "apt-get update"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+        apt_updated=true
+    fi
+    log "apt-get install $*"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" </dev/null
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+    log "error: cargo is not installed (install a Rust toolchain with rustup first)"
+    exit 1
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "cargo install --locked cargo-nextest"
+    cargo install --locked cargo-nextest </dev/null
+fi
+
+# The conformance runner (../shared/conformance/fmf/check.sh) is python3.
+if ! command -v python3 >/dev/null 2>&1; then
+    apt_install python3
+fi
+
+# The benchmark measures peak RSS with GNU time when it is there.
+if [ ! -x /usr/bin/time ]; then
+    apt_install time
+fi
+
+if $want_venv; then
+    venv="$here/.venv-fmf"
+    if "$venv/bin/python" -c 'import fmf, importlib.metadata as m; assert m.version("fmf") == "1.7.0"' \
+        >/dev/null 2>&1; then
+        :
+    else
+        if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+            apt_install python3-venv
+        fi
+        log "creating $venv with fmf==1.7.0"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        # Keep the venv out of git without touching the project's .gitignore.
+        echo '*' >"$venv/.gitignore"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check fmf==1.7.0 </dev/null
+    fi
+fi
+
+log "ok"
