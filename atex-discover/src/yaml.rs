@@ -1,16 +1,1568 @@
 //! The one place that reads YAML: fmf files into [`Value`]s with YAML 1.2
-//! typing as python fmf (ruamel.yaml) does it.
+//! typing as python fmf 1.7 (ruamel.yaml's safe loader) does it.
 //!
-//! OWNER: yaml agent. Stub until implemented.
+//! Why not serde-saphyr (DESIGN.md names it): serde's data model hands a
+//! deserializer only "a string" for a scalar, so it cannot tell a plain
+//! `2021-01-02` (a date) from a quoted `"2021-01-02"` (a string), nor carry
+//! `!!binary`, `!!set`, `!!omap` or an unknown tag (an error for fmf), nor keep
+//! mappings with non-string keys such as `{1: a}` whose duplicates Python
+//! detects with `1 == True == 1.0`. So this module drives `saphyr-parser`
+//! (the event parser serde-saphyr was built on) directly and builds
+//! [`Value`]s with its own resolver: ruamel's YAML 1.2 implicit-typing rules
+//! written by hand (no regex), switched to ruamel's YAML 1.1 rules when the
+//! document starts with a `%YAML 1.1` directive (the parser does not report
+//! the directive, so the text is pre-scanned for it).
+//!
+//! Behaviour follows ruamel.yaml 0.19 `YAML(typ="safe")`, including its
+//! corners: merge keys (`<<`) put merged keys first, a list of merged
+//! mappings is applied last-to-first, and a mapping holding `<<` is not
+//! checked for duplicate keys; `! 12` is an int; a plain `=` value is an
+//! error. Deliberate deviations (docs/deviations.md): aliases are deep
+//! copies, not shared objects; integers beyond `i64` load as strings; two
+//! datetimes with different offsets but the same instant are different keys;
+//! syntax-error texts come from saphyr-parser, so their wording (and
+//! sometimes the column) differs from ruamel's, while duplicate-key and
+//! type errors reproduce ruamel's text.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::value::Value;
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, ScanError, Tag};
 
-/// Parse one fmf file's text. `path` is used for error locations only.
-/// Errors are [`ErrorKind::FileError`] with the file, line and column.
+use crate::error::{Error, ErrorKind, Location, Result};
+use crate::value::{Map, Value};
+
+/// Parse one fmf file's text. `path` is used for error messages and
+/// locations only. An empty document is [`Value::Null`].
+///
+/// Errors are [`ErrorKind::FileError`] with the message
+/// `Failed to parse '<path>'.\n<detail>` and the 1-based line and column of
+/// the problem (for a duplicate key, of the second key).
 pub fn parse(text: &str, path: &Path) -> Result<Value> {
-    let _ = text;
-    Err(Error::new(ErrorKind::FileError, "yaml: not implemented yet").in_file(path))
+    // ruamel's reader drops a leading BOM; positions are counted after it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    load(text).map_err(|fail| fail.into_error(text, path))
+}
+
+fn load(text: &str) -> Result<Value, Fail> {
+    let version = scan_version(text)?;
+    let mut loader = Loader {
+        version,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    let mut documents = 0usize;
+    while let Some(next) = parser.next_event() {
+        let (event, span) = next.map_err(Fail::scan)?;
+        let mark = span.start;
+        match event {
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    let context = loader.root.as_ref().map_or(mark, |node| node.mark);
+                    return Err(Fail {
+                        context: Some(("expected a single document in the stream".into(), context)),
+                        problem: "but found another document".into(),
+                        mark,
+                        note: None,
+                    });
+                }
+            }
+            Event::Alias(id) => {
+                let node = loader.anchors.get(&id).cloned().ok_or_else(|| {
+                    Fail::at(mark, format!("found undefined alias (anchor id {id})"))
+                })?;
+                loader.push(node)?;
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let node = loader.scalar(&value, style, tag.as_deref(), mark)?;
+                loader.anchor(anchor, &node);
+                loader.push(node)?;
+            }
+            Event::SequenceStart(anchor, tag) => {
+                let kind = sequence_kind(tag.as_deref(), mark)?;
+                loader.stack.push(Frame {
+                    kind,
+                    anchor,
+                    mark,
+                    children: Vec::new(),
+                    pending: None,
+                });
+            }
+            Event::MappingStart(anchor, tag) => {
+                let kind = mapping_kind(tag.as_deref(), mark)?;
+                loader.stack.push(Frame {
+                    kind,
+                    anchor,
+                    mark,
+                    children: Vec::new(),
+                    pending: None,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = loader.stack.pop() else {
+                    return Err(Fail::at(mark, "unbalanced collection end".into()));
+                };
+                let anchor = frame.anchor;
+                let node = match frame.kind {
+                    FrameKind::Map { set } => finish_mapping(frame, set)?,
+                    FrameKind::Seq(_) => finish_sequence(frame)?,
+                };
+                loader.anchor(anchor, &node);
+                loader.push(node)?;
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+        }
+    }
+    Ok(loader.root.map_or(Value::Null, |node| node.value))
+}
+
+/// The typing rules in force: YAML 1.2 unless a `%YAML 1.1` directive says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V11,
+    V12,
+}
+
+/// The `%YAML` directive of the (first) document, found by reading the
+/// directive lines before the document starts.
+fn scan_version(text: &str) -> Result<Version, Fail> {
+    let mut index = 0usize;
+    for (number, line) in text.split('\n').enumerate() {
+        let mark = Marker::new(index, number + 1, 0);
+        index += line.chars().count() + 1;
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("%YAML") else {
+            if line.starts_with('%') {
+                continue;
+            }
+            break;
+        };
+        let word = rest.split_whitespace().next().unwrap_or("");
+        let (major, minor) = word.split_once('.').unwrap_or((word, ""));
+        let (Ok(major), Ok(minor)) = (major.parse::<u32>(), minor.parse::<u32>()) else {
+            // saphyr-parser reports a malformed directive itself.
+            break;
+        };
+        if major != 1 {
+            return Err(Fail::at(
+                mark,
+                "found incompatible YAML document (version 1.* is required)".into(),
+            ));
+        }
+        return match minor {
+            1 => Ok(Version::V11),
+            2 => Ok(Version::V12),
+            _ => Err(Fail::at(
+                mark,
+                format!("version minor part can only be 2 or 1, got (1, {minor})"),
+            )),
+        };
+    }
+    Ok(Version::V12)
+}
+
+/// A load error as ruamel's `MarkedYAMLError` shapes it: an optional
+/// context with its position, the problem with its position, and a note.
+#[derive(Debug, Clone)]
+struct Fail {
+    context: Option<(String, Marker)>,
+    problem: String,
+    mark: Marker,
+    note: Option<&'static str>,
+}
+
+const DUPLICATE_KEY_NOTE: &str =
+    "\nTo suppress this check see:\n    https://yaml.dev/doc/ruamel.yaml/api/#Duplicate_keys\n";
+
+impl Fail {
+    fn at(mark: Marker, problem: String) -> Fail {
+        Fail {
+            context: None,
+            problem,
+            mark,
+            note: None,
+        }
+    }
+
+    fn in_context(context: &str, context_mark: Marker, problem: String, mark: Marker) -> Fail {
+        Fail {
+            context: Some((context.into(), context_mark)),
+            problem,
+            mark,
+            note: None,
+        }
+    }
+
+    fn scan(error: ScanError) -> Fail {
+        Fail::at(*error.marker(), error.info().to_owned())
+    }
+
+    fn into_error(self, text: &str, path: &Path) -> Error {
+        let mut lines = Vec::new();
+        if let Some((context, context_mark)) = &self.context {
+            lines.push(context.clone());
+            if (context_mark.line(), context_mark.col()) != (self.mark.line(), self.mark.col()) {
+                lines.push(describe_mark(text, *context_mark));
+            }
+        }
+        lines.push(self.problem.clone());
+        lines.push(describe_mark(text, self.mark));
+        if let Some(note) = self.note {
+            lines.push(note.to_owned());
+        }
+        let message = format!(
+            "Failed to parse '{}'.\n{}",
+            path.display(),
+            lines.join("\n")
+        );
+        Error::new(ErrorKind::FileError, message).at(Location {
+            path: path.to_path_buf(),
+            line: Some(self.mark.line().max(1)),
+            column: Some(self.mark.col() + 1),
+        })
+    }
+}
+
+/// ruamel's `StringMark.__str__`: the position and a snippet of the line
+/// with a caret under the column (long lines are cut around the column).
+fn describe_mark(text: &str, mark: Marker) -> String {
+    let line_text = text
+        .split('\n')
+        .nth(mark.line().saturating_sub(1))
+        .unwrap_or("")
+        .trim_end_matches('\r');
+    let chars: Vec<char> = line_text.chars().collect();
+    let pointer = mark.col().min(chars.len());
+    let (mut start, mut head) = (pointer, "");
+    while start > 0 {
+        start -= 1;
+        if 2 * (pointer - start) > 73 {
+            head = " ... ";
+            start += 5;
+            break;
+        }
+    }
+    let (mut end, mut tail) = (pointer, "");
+    while end < chars.len() {
+        end += 1;
+        if 2 * (end - pointer) > 73 {
+            tail = " ... ";
+            end -= 5;
+            break;
+        }
+    }
+    let snippet: String = chars[start..end].iter().collect();
+    format!(
+        "  in \"<unicode string>\", line {}, column {}:\n    {head}{snippet}{tail}\n{}^ (line: {})",
+        mark.line(),
+        mark.col() + 1,
+        " ".repeat(4 + pointer - start + head.len()),
+        mark.line()
+    )
+}
+
+/// What kind of YAML node a [`Node`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Scalar,
+    Sequence,
+    Mapping,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Scalar => "scalar",
+            Kind::Sequence => "sequence",
+            Kind::Mapping => "mapping",
+        }
+    }
+}
+
+/// Plain scalars that ruamel resolves to tags without a constructor: they
+/// are only valid as mapping keys (`<<` merges, `=` becomes the key "=").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Special {
+    None,
+    Merge,
+    ValueKey,
+}
+
+/// A constructed node: its value plus what the parent needs to know.
+#[derive(Debug, Clone)]
+struct Node {
+    value: Value,
+    mark: Marker,
+    kind: Kind,
+    special: Special,
+    /// Number of key/value pairs as written (before duplicates collapse).
+    pairs: usize,
+    /// A duplicate-key error that only counts if this mapping is used as a
+    /// value: ruamel never checks a mapping that is merged inline (`<<:`).
+    pending: Option<Box<Fail>>,
+}
+
+impl Node {
+    fn scalar(value: Value, mark: Marker) -> Node {
+        Node {
+            value,
+            mark,
+            kind: Kind::Scalar,
+            special: Special::None,
+            pairs: 0,
+            pending: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeqKind {
+    Seq,
+    Omap,
+    Pairs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameKind {
+    Seq(SeqKind),
+    Map { set: bool },
+}
+
+/// A collection being read: its children so far.
+struct Frame {
+    kind: FrameKind,
+    anchor: usize,
+    mark: Marker,
+    children: Vec<Node>,
+    pending: Option<Box<Fail>>,
+}
+
+struct Loader {
+    version: Version,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+}
+
+impl Loader {
+    fn anchor(&mut self, anchor: usize, node: &Node) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+    }
+
+    /// Hand a finished node to its parent collection (or make it the root).
+    fn push(&mut self, mut node: Node) -> Result<(), Fail> {
+        let Some(frame) = self.stack.last_mut() else {
+            check_not_special(&node)?;
+            if let Some(fail) = node.pending.take() {
+                return Err(*fail);
+            }
+            self.root = Some(node);
+            return Ok(());
+        };
+        match frame.kind {
+            FrameKind::Map { .. } => {
+                let is_key = frame.children.len() % 2 == 0;
+                let merge_value = !is_key
+                    && frame
+                        .children
+                        .last()
+                        .is_some_and(|key| key.special == Special::Merge);
+                if !is_key {
+                    check_not_special(&node)?;
+                }
+                if !merge_value && let Some(fail) = node.pending.take() {
+                    return Err(*fail);
+                }
+            }
+            FrameKind::Seq(kind) => {
+                check_not_special(&node)?;
+                match kind {
+                    SeqKind::Seq => {
+                        if frame.pending.is_none() {
+                            frame.pending = node.pending.take();
+                        }
+                    }
+                    // ruamel reads omap/pairs items without checking them as mappings.
+                    SeqKind::Omap | SeqKind::Pairs => node.pending = None,
+                }
+            }
+        }
+        frame.children.push(node);
+        Ok(())
+    }
+
+    fn scalar(
+        &self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+        mark: Marker,
+    ) -> Result<Node, Fail> {
+        let tag = tag.map(classify_tag);
+        let value = match tag {
+            None if style != ScalarStyle::Plain => Value::Str(text.to_owned()),
+            None | Some(TagKind::NonSpecific) => {
+                return match resolve_plain(text, self.version) {
+                    Ok(Resolved::Value(value)) => Ok(Node::scalar(value, mark)),
+                    Ok(Resolved::Special(special)) => Ok(Node {
+                        special,
+                        ..Node::scalar(Value::Str(text.to_owned()), mark)
+                    }),
+                    Err(problem) => Err(Fail::at(mark, problem)),
+                };
+            }
+            Some(TagKind::Core(name)) => match name.as_str() {
+                "str" => Value::Str(text.to_owned()),
+                "null" => Value::Null,
+                "bool" => match text.to_lowercase().as_str() {
+                    "yes" | "y" | "true" | "on" => Value::Bool(true),
+                    "no" | "n" | "false" | "off" => Value::Bool(false),
+                    _ => return Err(Fail::at(mark, format!("KeyError: {}", py_repr_str(text)))),
+                },
+                "int" => construct_int(text, self.version).map_err(|p| Fail::at(mark, p))?,
+                "float" => Value::Float(
+                    construct_float(text, self.version).map_err(|p| Fail::at(mark, p))?,
+                ),
+                "timestamp" => match parse_timestamp(text.as_bytes(), false) {
+                    Some(stamp) => stamp.construct().map_err(|p| Fail::at(mark, p))?,
+                    None => {
+                        return Err(Fail::at(
+                            mark,
+                            format!("failed to construct timestamp from \"{text}\""),
+                        ));
+                    }
+                },
+                "binary" => Value::Binary(decode_binary(text).map_err(|p| Fail::at(mark, p))?),
+                "seq" => {
+                    return Err(Fail::at(
+                        mark,
+                        "expected a sequence node, but found scalar".into(),
+                    ));
+                }
+                "map" | "set" => {
+                    return Err(Fail::at(
+                        mark,
+                        "expected a mapping node, but found scalar".into(),
+                    ));
+                }
+                "omap" => {
+                    return Err(Fail::in_context(
+                        "while constructing an ordered map",
+                        mark,
+                        "expected a sequence, but found scalar".into(),
+                        mark,
+                    ));
+                }
+                "pairs" => {
+                    return Err(Fail::in_context(
+                        "while constructing pairs",
+                        mark,
+                        "expected a sequence, but found scalar".into(),
+                        mark,
+                    ));
+                }
+                _ => return Err(undefined_tag(&format!("{CORE_PREFIX}{name}"), mark)),
+            },
+            Some(TagKind::Other(full)) => return Err(undefined_tag(&full, mark)),
+        };
+        Ok(Node::scalar(value, mark))
+    }
+}
+
+fn check_not_special(node: &Node) -> Result<(), Fail> {
+    match node.special {
+        Special::None => Ok(()),
+        Special::Merge => Err(undefined_tag(&format!("{CORE_PREFIX}merge"), node.mark)),
+        Special::ValueKey => Err(undefined_tag(&format!("{CORE_PREFIX}value"), node.mark)),
+    }
+}
+
+fn undefined_tag(tag: &str, mark: Marker) -> Fail {
+    Fail::at(
+        mark,
+        format!(
+            "could not determine a constructor for the tag {}",
+            py_repr_str(tag)
+        ),
+    )
+}
+
+const CORE_PREFIX: &str = "tag:yaml.org,2002:";
+
+/// A node tag, as the constructor sees it.
+enum TagKind {
+    /// `!` alone: ruamel resolves the scalar as if it were plain.
+    NonSpecific,
+    /// `tag:yaml.org,2002:NAME` (`!!NAME`), by NAME.
+    Core(String),
+    /// Any other tag, in full: always an error (no constructor).
+    Other(String),
+}
+
+fn classify_tag(tag: &Tag) -> TagKind {
+    let full = match tag.handle.as_str() {
+        "" if tag.suffix == "!" => return TagKind::NonSpecific,
+        "!" if tag.suffix.is_empty() => return TagKind::NonSpecific,
+        "!" => format!("!{}", tag.suffix),
+        handle => format!("{handle}{}", tag.suffix),
+    };
+    match full.strip_prefix(CORE_PREFIX) {
+        Some(name) => TagKind::Core(name.to_owned()),
+        None => TagKind::Other(full),
+    }
+}
+
+fn sequence_kind(tag: Option<&Tag>, mark: Marker) -> Result<FrameKind, Fail> {
+    let kind = match tag.map(classify_tag) {
+        None | Some(TagKind::NonSpecific) => SeqKind::Seq,
+        Some(TagKind::Core(name)) => match name.as_str() {
+            "seq" => SeqKind::Seq,
+            "omap" => SeqKind::Omap,
+            "pairs" => SeqKind::Pairs,
+            "map" | "set" => {
+                return Err(Fail::at(
+                    mark,
+                    "expected a mapping node, but found sequence".into(),
+                ));
+            }
+            "str" | "null" | "bool" | "int" | "float" | "timestamp" | "binary" => {
+                return Err(Fail::at(
+                    mark,
+                    "expected a scalar node, but found sequence".into(),
+                ));
+            }
+            _ => return Err(undefined_tag(&format!("{CORE_PREFIX}{name}"), mark)),
+        },
+        Some(TagKind::Other(full)) => return Err(undefined_tag(&full, mark)),
+    };
+    Ok(FrameKind::Seq(kind))
+}
+
+fn mapping_kind(tag: Option<&Tag>, mark: Marker) -> Result<FrameKind, Fail> {
+    match tag.map(classify_tag) {
+        None | Some(TagKind::NonSpecific) => Ok(FrameKind::Map { set: false }),
+        Some(TagKind::Core(name)) => match name.as_str() {
+            "map" => Ok(FrameKind::Map { set: false }),
+            "set" => Ok(FrameKind::Map { set: true }),
+            "seq" => Err(Fail::at(
+                mark,
+                "expected a sequence node, but found mapping".into(),
+            )),
+            "omap" => Err(Fail::in_context(
+                "while constructing an ordered map",
+                mark,
+                "expected a sequence, but found mapping".into(),
+                mark,
+            )),
+            "pairs" => Err(Fail::in_context(
+                "while constructing pairs",
+                mark,
+                "expected a sequence, but found mapping".into(),
+                mark,
+            )),
+            "str" | "null" | "bool" | "int" | "float" | "timestamp" | "binary" => Err(Fail::at(
+                mark,
+                "expected a scalar node, but found mapping".into(),
+            )),
+            _ => Err(undefined_tag(&format!("{CORE_PREFIX}{name}"), mark)),
+        },
+        Some(TagKind::Other(full)) => Err(undefined_tag(&full, mark)),
+    }
+}
+
+/// Build a mapping (or a `!!set`) the way ruamel's `construct_mapping`
+/// does, merge keys included.
+fn finish_mapping(frame: Frame, set: bool) -> Result<Node, Fail> {
+    let written = frame.children.len() / 2;
+    let mut merged: Vec<(Value, Value, Marker)> = Vec::new();
+    let mut merge_seen = false;
+    let mut own: Vec<(Value, Value, Marker)> = Vec::with_capacity(written);
+    let mut children = frame.children.into_iter();
+    while let (Some(key), Some(value)) = (children.next(), children.next()) {
+        if key.special == Special::Merge {
+            if merge_seen {
+                return Err(Fail {
+                    context: Some(("while constructing a mapping".into(), frame.mark)),
+                    problem: "found duplicate merge key \"<<\"".into(),
+                    mark: key.mark,
+                    note: Some(
+                        "Duplicate merge keys are never allowed, not even when\n\
+                         `.allow_duplicate_keys` is set to True\n",
+                    ),
+                });
+            }
+            merge_seen = true;
+            merge_from(&value, frame.mark, &mut merged)?;
+            continue;
+        }
+        check_hashable(&key.value, frame.mark, key.mark)?;
+        own.push((key.value, value.value, key.mark));
+    }
+    let (value, pending) = if merge_seen {
+        // ruamel checks no duplicates in a mapping with a merge key.
+        merged.extend(own);
+        (collect_pairs(merged, None), None)
+    } else {
+        let mut dup = None;
+        let value = collect_pairs(own, Some((&mut dup, frame.mark)));
+        (value, dup.map(Box::new))
+    };
+    let value = if set { into_set(value) } else { value };
+    Ok(Node {
+        value,
+        mark: frame.mark,
+        kind: Kind::Mapping,
+        special: Special::None,
+        pairs: written,
+        pending,
+    })
+}
+
+/// Append the pairs a `<<` value contributes: a mapping's pairs, or those
+/// of a list of mappings applied last to first (ruamel reverses the list).
+fn merge_from(
+    value: &Node,
+    context: Marker,
+    out: &mut Vec<(Value, Value, Marker)>,
+) -> Result<(), Fail> {
+    match value.kind {
+        Kind::Mapping => {
+            out.extend(
+                map_pairs(&value.value)
+                    .into_iter()
+                    .map(|(k, v)| (k, v, value.mark)),
+            );
+            Ok(())
+        }
+        Kind::Sequence => {
+            let Value::Seq(items) = &value.value else {
+                return Err(not_mergeable(
+                    context,
+                    "expected a mapping for merging, but found sequence",
+                    value.mark,
+                ));
+            };
+            for item in items.iter().rev() {
+                match item {
+                    Value::Map(_) | Value::KeyedMap(_) | Value::Set(_) => {
+                        out.extend(map_pairs(item).into_iter().map(|(k, v)| (k, v, value.mark)));
+                    }
+                    other => {
+                        let found = match other {
+                            Value::Seq(_) => "sequence",
+                            _ => "scalar",
+                        };
+                        return Err(not_mergeable(
+                            context,
+                            &format!("expected a mapping for merging, but found {found}"),
+                            value.mark,
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        Kind::Scalar => Err(not_mergeable(
+            context,
+            "expected a mapping or list of mappings for merging, but found scalar",
+            value.mark,
+        )),
+    }
+}
+
+fn not_mergeable(context: Marker, problem: &str, mark: Marker) -> Fail {
+    Fail::in_context(
+        "while constructing a mapping",
+        context,
+        problem.into(),
+        mark,
+    )
+}
+
+fn map_pairs(value: &Value) -> Vec<(Value, Value)> {
+    match value {
+        Value::Map(map) => map
+            .iter()
+            .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
+            .collect(),
+        Value::KeyedMap(pairs) => pairs.clone(),
+        Value::Set(items) => items.iter().map(|k| (k.clone(), Value::Null)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Python refuses dicts and sets as keys; lists become tuples, which hold
+/// only hashable items.
+fn check_hashable(key: &Value, context: Marker, mark: Marker) -> Result<(), Fail> {
+    fn inner(value: &Value) -> Option<&'static str> {
+        match value {
+            Value::Map(_) | Value::KeyedMap(_) => Some("dict"),
+            Value::Set(_) => Some("set"),
+            Value::Seq(items) => items.iter().find_map(|item| match item {
+                Value::Seq(_) => inner(item),
+                other => inner(other),
+            }),
+            _ => None,
+        }
+    }
+    match key {
+        Value::Map(_) | Value::KeyedMap(_) | Value::Set(_) => Err(Fail::in_context(
+            "while constructing a mapping",
+            context,
+            "found unhashable key".into(),
+            mark,
+        )),
+        _ => match inner(key) {
+            Some(kind) => Err(Fail::at(
+                mark,
+                format!("TypeError: unhashable type: '{kind}'"),
+            )),
+            None => Ok(()),
+        },
+    }
+}
+
+/// Collect pairs into a mapping with Python dict semantics: a repeated key
+/// keeps its first position and takes the last value. With `check`, the
+/// first repeat is recorded as ruamel's duplicate-key error.
+fn collect_pairs(
+    pairs: Vec<(Value, Value, Marker)>,
+    mut check: Option<(&mut Option<Fail>, Marker)>,
+) -> Value {
+    let mut note_dup = |key: &Value, new: &Value, old: &Value, mark: Marker| {
+        if let Some((slot, context)) = check.as_mut()
+            && slot.is_none()
+        {
+            **slot = Some(Fail {
+                context: Some(("while constructing a mapping".into(), *context)),
+                problem: format!(
+                    "found duplicate key \"{}\" with value \"{}\" (original value: \"{}\")",
+                    py_str(key),
+                    py_str_shallow(new),
+                    py_str_shallow(old)
+                ),
+                mark,
+                note: Some(DUPLICATE_KEY_NOTE),
+            });
+        }
+    };
+    if pairs.iter().all(|(key, _, _)| matches!(key, Value::Str(_))) {
+        let mut map = Map::with_capacity(pairs.len());
+        for (key, value, mark) in pairs {
+            let Value::Str(name) = key else { continue };
+            if let Some(old) = map.get(&name) {
+                note_dup(&Value::Str(name.clone()), &value, old, mark);
+            }
+            map.insert(name, value);
+        }
+        return Value::Map(map);
+    }
+    let mut out: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
+    for (key, value, mark) in pairs {
+        if let Some(slot) = out.iter_mut().find(|(old, _)| key_eq(old, &key)) {
+            note_dup(&key, &value, &slot.1, mark);
+            slot.1 = value;
+        } else {
+            out.push((key, value));
+        }
+    }
+    Value::KeyedMap(out)
+}
+
+fn into_set(value: Value) -> Value {
+    match value {
+        Value::Map(map) => Value::Set(map.into_keys().map(Value::Str).collect()),
+        Value::KeyedMap(pairs) => Value::Set(pairs.into_iter().map(|(k, _)| k).collect()),
+        other => other,
+    }
+}
+
+/// Python `key in dict` for loaded keys: `==`, except that every `.nan` is
+/// the same object in ruamel (identity makes them equal).
+fn key_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) if x.is_nan() && y.is_nan() => true,
+        (Value::Seq(x), Value::Seq(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| key_eq(p, q))
+        }
+        _ => a.py_eq(b),
+    }
+}
+
+/// Build `!!seq`, `!!omap` (an ordered mapping) or `!!pairs` (a list of
+/// two-item lists).
+fn finish_sequence(frame: Frame) -> Result<Node, Fail> {
+    let FrameKind::Seq(kind) = frame.kind else {
+        return Err(Fail::at(frame.mark, "internal: not a sequence".into()));
+    };
+    let value = match kind {
+        SeqKind::Seq => Value::Seq(frame.children.into_iter().map(|node| node.value).collect()),
+        SeqKind::Omap | SeqKind::Pairs => {
+            let context = if kind == SeqKind::Omap {
+                "while constructing an ordered map"
+            } else {
+                "while constructing pairs"
+            };
+            let mut pairs = Vec::with_capacity(frame.children.len());
+            for item in frame.children {
+                if item.kind != Kind::Mapping {
+                    return Err(Fail::in_context(
+                        context,
+                        frame.mark,
+                        format!(
+                            "expected a mapping of length 1, but found {}",
+                            item.kind.name()
+                        ),
+                        item.mark,
+                    ));
+                }
+                if item.pairs != 1 {
+                    return Err(Fail::in_context(
+                        context,
+                        frame.mark,
+                        format!(
+                            "expected a single mapping item, but found {} items",
+                            item.pairs
+                        ),
+                        item.mark,
+                    ));
+                }
+                if let Some((key, value)) = map_pairs(&item.value).into_iter().next() {
+                    pairs.push((key, value, item.mark));
+                }
+            }
+            if kind == SeqKind::Pairs {
+                Value::Seq(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v, _)| Value::Seq(vec![k, v]))
+                        .collect(),
+                )
+            } else {
+                let mut dup = None;
+                let value = collect_pairs(pairs, Some((&mut dup, frame.mark)));
+                if let Some(mut fail) = dup {
+                    fail.context = Some((context.into(), frame.mark));
+                    fail.note = None;
+                    return Err(fail);
+                }
+                value
+            }
+        }
+    };
+    Ok(Node {
+        value,
+        mark: frame.mark,
+        kind: Kind::Sequence,
+        special: Special::None,
+        pairs: 0,
+        pending: frame.pending,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Implicit typing of plain scalars (ruamel's VersionedResolver, by hand).
+
+enum Resolved {
+    Value(Value),
+    Special(Special),
+}
+
+/// Type a plain scalar. The order of the checks is ruamel's resolver order
+/// (bool, float, int, merge, null, timestamp, value); the first match wins.
+/// An error means ruamel's constructor fails on the text (it crashes with a
+/// Python `ValueError`, for example on `-_`).
+fn resolve_plain(text: &str, version: Version) -> Result<Resolved, String> {
+    let bytes = text.as_bytes();
+    let Some(&first) = bytes.first() else {
+        return Ok(Resolved::Value(Value::Null));
+    };
+    // Fast path: most scalars are words that no resolver can match.
+    if !matches!(
+        first,
+        b'0'..=b'9'
+            | b'+'
+            | b'-'
+            | b'.'
+            | b'~'
+            | b'<'
+            | b'='
+            | b't'
+            | b'T'
+            | b'f'
+            | b'F'
+            | b'n'
+            | b'N'
+            | b'y'
+            | b'Y'
+            | b'o'
+            | b'O'
+    ) {
+        return Ok(Resolved::Value(Value::Str(text.to_owned())));
+    }
+    if let Some(b) = resolve_bool(text, version) {
+        return Ok(Resolved::Value(Value::Bool(b)));
+    }
+    if is_float(bytes, version) {
+        return construct_float(text, version).map(|f| Resolved::Value(Value::Float(f)));
+    }
+    if is_int(bytes, version) {
+        return construct_int(text, version).map(Resolved::Value);
+    }
+    match text {
+        "<<" => return Ok(Resolved::Special(Special::Merge)),
+        "~" | "null" | "Null" | "NULL" => return Ok(Resolved::Value(Value::Null)),
+        "=" => return Ok(Resolved::Special(Special::ValueKey)),
+        _ => {}
+    }
+    if let Some(stamp) = parse_timestamp(bytes, true) {
+        return stamp.construct().map(Resolved::Value);
+    }
+    Ok(Resolved::Value(Value::Str(text.to_owned())))
+}
+
+fn resolve_bool(text: &str, version: Version) -> Option<bool> {
+    match (text, version) {
+        ("true" | "True" | "TRUE", _) => Some(true),
+        ("false" | "False" | "FALSE", _) => Some(false),
+        ("y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON", Version::V11) => Some(true),
+        ("n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF", Version::V11) => Some(false),
+        _ => None,
+    }
+}
+
+/// A tiny cursor for the hand-written matchers below.
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(s: &'a [u8]) -> Self {
+        Cursor { s, i: 0 }
+    }
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn eat(&mut self, ok: impl Fn(u8) -> bool) -> bool {
+        match self.peek() {
+            Some(c) if ok(c) => {
+                self.i += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+    fn eat_many(&mut self, ok: impl Fn(u8) -> bool) -> usize {
+        let start = self.i;
+        while self.eat(&ok) {}
+        self.i - start
+    }
+    fn eat_lit(&mut self, lit: &[u8]) -> bool {
+        if self.s[self.i..].starts_with(lit) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+    fn sign(&mut self) {
+        self.eat(|c| c == b'+' || c == b'-');
+    }
+    fn done(&self) -> bool {
+        self.i == self.s.len()
+    }
+}
+
+fn digit(c: u8) -> bool {
+    c.is_ascii_digit()
+}
+fn digit_us(c: u8) -> bool {
+    c.is_ascii_digit() || c == b'_'
+}
+
+/// `[eE][-+]?[0-9]+` (sign required when `signed`), if present; false if
+/// an exponent starts but is malformed.
+fn exponent(cur: &mut Cursor, signed: bool) -> bool {
+    if !cur.eat(|c| c == b'e' || c == b'E') {
+        return true;
+    }
+    let has_sign = cur.eat(|c| c == b'+' || c == b'-');
+    (has_sign || !signed) && cur.eat_many(digit) > 0
+}
+
+fn is_float(s: &[u8], version: Version) -> bool {
+    let signed_dot = version == Version::V12;
+    // [-+]?[0-9][0-9_]*\.[0-9_]*([eE][-+]?[0-9]+)? | [-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    let mut cur = Cursor::new(s);
+    cur.sign();
+    if cur.eat(digit) {
+        cur.eat_many(digit_us);
+        if cur.eat(|c| c == b'.') {
+            cur.eat_many(digit_us);
+            return exponent(&mut cur, false) && cur.done();
+        }
+        if matches!(cur.peek(), Some(b'e' | b'E')) {
+            return exponent(&mut cur, false) && cur.done();
+        }
+        // 1.1 sexagesimal float: [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*
+        if version == Version::V11 && sexagesimal_tail(&mut cur) && cur.eat(|c| c == b'.') {
+            cur.eat_many(digit_us);
+            return cur.done();
+        }
+        return false;
+    }
+    // [-+]?\.[0-9_]+([eE][-+][0-9]+)? (no sign in 1.1), [-+]?\.(inf|Inf|INF), \.(nan|NaN|NAN)
+    let had_sign = cur.i > 0;
+    if !cur.eat(|c| c == b'.') {
+        return false;
+    }
+    let rest = &s[cur.i..];
+    if matches!(rest, b"inf" | b"Inf" | b"INF") {
+        return true;
+    }
+    if matches!(rest, b"nan" | b"NaN" | b"NAN") {
+        return !had_sign;
+    }
+    if had_sign && !signed_dot {
+        return false;
+    }
+    cur.eat_many(digit_us) > 0 && exponent(&mut cur, true) && cur.done()
+}
+
+/// `(:[0-5]?[0-9])+`
+fn sexagesimal_tail(cur: &mut Cursor) -> bool {
+    let mut groups = 0;
+    while cur.peek() == Some(b':') {
+        let save = cur.i;
+        cur.i += 1;
+        let a = cur.peek();
+        let b = cur.s.get(cur.i + 1).copied();
+        match (a, b) {
+            (Some(a @ b'0'..=b'5'), Some(b)) if digit(b) && digit(a) => cur.i += 2,
+            (Some(a), _) if digit(a) => cur.i += 1,
+            _ => {
+                cur.i = save;
+                break;
+            }
+        }
+        groups += 1;
+    }
+    groups > 0
+}
+
+fn is_int(s: &[u8], version: Version) -> bool {
+    let mut cur = Cursor::new(s);
+    cur.sign();
+    let body = &s[cur.i..];
+    let all = |b: &[u8], ok: fn(u8) -> bool| !b.is_empty() && b.iter().all(|&c| ok(c));
+    if let Some(rest) = body.strip_prefix(b"0b") {
+        if all(rest, |c| c == b'0' || c == b'1' || c == b'_') {
+            return true;
+        }
+    }
+    if let Some(rest) = body.strip_prefix(b"0x") {
+        if all(rest, |c| c.is_ascii_hexdigit() || c == b'_') {
+            return true;
+        }
+    }
+    match version {
+        Version::V12 => {
+            if let Some(rest) = body.strip_prefix(b"0o") {
+                if all(rest, |c| (b'0'..=b'7').contains(&c) || c == b'_') {
+                    return true;
+                }
+            }
+            all(body, digit_us)
+        }
+        Version::V11 => {
+            if all(body, |c| (b'0'..=b'7').contains(&c) || c == b'_') || body == b"0" {
+                return true;
+            }
+            let mut cur = Cursor::new(body);
+            if !cur.eat(|c| (b'1'..=b'9').contains(&c)) {
+                return false;
+            }
+            cur.eat_many(digit_us);
+            if cur.done() {
+                return true;
+            }
+            sexagesimal_tail(&mut cur) && cur.done()
+        }
+    }
+}
+
+/// ruamel's `construct_yaml_int`: `_` removed, `0b`/`0x`/`0o` prefixes, and
+/// in YAML 1.1 a leading `0` means octal and `:` means base 60.
+fn construct_int(text: &str, version: Version) -> Result<Value, String> {
+    let cleaned: String = text.chars().filter(|&c| c != '_').collect();
+    let (negative, body) = match cleaned.as_bytes().first() {
+        None => return Err("IndexError: string index out of range".into()),
+        Some(b'-') => (true, &cleaned[1..]),
+        Some(b'+') => (false, &cleaned[1..]),
+        Some(_) => (false, cleaned.as_str()),
+    };
+    let parsed: Result<i128, String> = if body == "0" {
+        Ok(0)
+    } else if let Some(digits) = body.strip_prefix("0b") {
+        python_int(digits, 2)
+    } else if let Some(digits) = body.strip_prefix("0x") {
+        python_int(digits, 16)
+    } else if let Some(digits) = body.strip_prefix("0o") {
+        python_int(digits, 8)
+    } else if version == Version::V11 && body.starts_with('0') {
+        python_int(body, 8)
+    } else if version == Version::V11 && body.contains(':') {
+        body.split(':').try_fold(0i128, |acc, part| {
+            let part = python_int(part, 10)?;
+            Ok(acc.saturating_mul(60).saturating_add(part))
+        })
+    } else {
+        python_int(body, 10)
+    };
+    let magnitude = parsed?;
+    let value = if negative {
+        magnitude.checked_neg()
+    } else {
+        Some(magnitude)
+    };
+    // Python ints are unbounded; ours are i64, so bigger ones stay text.
+    Ok(value
+        .and_then(|v| i64::try_from(v).ok())
+        .map_or_else(|| Value::Str(text.to_owned()), Value::Int))
+}
+
+/// Python `int(text, base)` for the digit strings the resolver lets
+/// through; saturates instead of growing beyond `i128`.
+fn python_int(text: &str, base: u32) -> Result<i128, String> {
+    let invalid = || {
+        format!(
+            "invalid literal for int() with base {base}: {}",
+            py_repr_str(text)
+        )
+    };
+    let trimmed = text.trim();
+    let (negative, digits) = match trimmed.as_bytes().first() {
+        Some(b'-') => (true, &trimmed[1..]),
+        Some(b'+') => (false, &trimmed[1..]),
+        _ => (false, trimmed),
+    };
+    if digits.is_empty() {
+        return Err(invalid());
+    }
+    let mut value: i128 = 0;
+    for c in digits.chars() {
+        let d = c.to_digit(base).ok_or_else(invalid)?;
+        value = value
+            .saturating_mul(i128::from(base))
+            .saturating_add(i128::from(d));
+    }
+    Ok(if negative { -value } else { value })
+}
+
+/// ruamel's `construct_yaml_float`: `_` removed, case folded, `.inf` and
+/// `.nan`, base 60 in YAML 1.1, otherwise Python `float()`.
+fn construct_float(text: &str, version: Version) -> Result<f64, String> {
+    let cleaned: String = text
+        .chars()
+        .filter(|&c| c != '_')
+        .collect::<String>()
+        .to_lowercase();
+    let (sign, body) = match cleaned.as_bytes().first() {
+        None => return Err("IndexError: string index out of range".into()),
+        Some(b'-') => (-1.0, &cleaned[1..]),
+        Some(b'+') => (1.0, &cleaned[1..]),
+        Some(_) => (1.0, cleaned.as_str()),
+    };
+    if body == ".inf" {
+        return Ok(sign * f64::INFINITY);
+    }
+    if body == ".nan" {
+        return Ok(f64::NAN);
+    }
+    if version == Version::V11 && body.contains(':') {
+        let mut value = 0.0;
+        for part in body.split(':') {
+            value = value * 60.0 + python_float(part)?;
+        }
+        return Ok(sign * value);
+    }
+    Ok(sign * python_float(body)?)
+}
+
+fn python_float(text: &str) -> Result<f64, String> {
+    let trimmed = text.trim();
+    let plausible = !trimmed.is_empty()
+        && trimmed
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'-'));
+    plausible
+        .then(|| trimmed.parse::<f64>().ok())
+        .flatten()
+        .ok_or_else(|| format!("could not convert string to float: {}", py_repr_str(text)))
+}
+
+/// The parts of a YAML timestamp, as ruamel's `timestamp_regexp` captures them.
+#[derive(Debug, PartialEq)]
+struct Timestamp<'a> {
+    year: u32,
+    month: u32,
+    day: u32,
+    time: Option<Time<'a>>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Time<'a> {
+    hour: u32,
+    minute: u32,
+    second: u32,
+    fraction: &'a [u8],
+    /// Offset in minutes east of UTC, if a zone was given.
+    offset: Option<i64>,
+}
+
+fn number(digits: &[u8]) -> u32 {
+    digits
+        .iter()
+        .fold(0, |acc, &c| acc * 10 + u32::from(c - b'0'))
+}
+
+/// Match a timestamp. `implicit` applies the resolver's stricter form: a
+/// date alone needs two-digit month and day.
+fn parse_timestamp(s: &[u8], implicit: bool) -> Option<Timestamp<'_>> {
+    let mut cur = Cursor::new(s);
+    let take = |cur: &mut Cursor, min: usize, max: usize| -> Option<u32> {
+        let start = cur.i;
+        while cur.i - start < max && cur.eat(digit) {}
+        (cur.i - start >= min).then(|| number(&cur.s[start..cur.i]))
+    };
+    let year = take(&mut cur, 4, 4)?;
+    cur.eat_lit(b"-").then_some(())?;
+    let month_start = cur.i;
+    let month = take(&mut cur, 1, 2)?;
+    let month_len = cur.i - month_start;
+    cur.eat_lit(b"-").then_some(())?;
+    let day_start = cur.i;
+    let day = take(&mut cur, 1, 2)?;
+    let day_len = cur.i - day_start;
+    if cur.done() {
+        if implicit && (month_len != 2 || day_len != 2) {
+            return None;
+        }
+        return Some(Timestamp {
+            year,
+            month,
+            day,
+            time: None,
+        });
+    }
+    if !cur.eat(|c| c == b'T' || c == b't') && cur.eat_many(|c| c == b' ' || c == b'\t') == 0 {
+        return None;
+    }
+    let hour = take(&mut cur, 1, 2)?;
+    cur.eat_lit(b":").then_some(())?;
+    let minute = take(&mut cur, 2, 2)?;
+    cur.eat_lit(b":").then_some(())?;
+    let second = take(&mut cur, 2, 2)?;
+    let mut fraction: &[u8] = b"";
+    if cur.eat_lit(b".") {
+        let start = cur.i;
+        cur.eat_many(digit);
+        fraction = &s[start..cur.i];
+    }
+    let mut offset = None;
+    if !cur.done() {
+        cur.eat_many(|c| c == b' ' || c == b'\t');
+        if cur.eat_lit(b"Z") {
+            offset = Some(0);
+        } else {
+            let negative = match cur.peek() {
+                Some(b'+') => false,
+                Some(b'-') => true,
+                _ => return None,
+            };
+            cur.i += 1;
+            let hours = i64::from(take(&mut cur, 1, 2)?);
+            let minutes = if cur.eat_lit(b":") {
+                i64::from(take(&mut cur, 2, 2)?)
+            } else {
+                0
+            };
+            let total = hours * 60 + minutes;
+            offset = Some(if negative { -total } else { total });
+        }
+    }
+    cur.done().then_some(Timestamp {
+        year,
+        month,
+        day,
+        time: Some(Time {
+            hour,
+            minute,
+            second,
+            fraction,
+            offset,
+        }),
+    })
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+impl Timestamp<'_> {
+    /// ruamel's `create_timestamp`, rendered as Python `isoformat()`.
+    fn construct(&self) -> Result<Value, String> {
+        let Timestamp {
+            mut year,
+            mut month,
+            mut day,
+            ..
+        } = *self;
+        if !(1..=9999).contains(&year) {
+            return Err(format!("ValueError: year {year} is out of range"));
+        }
+        if !(1..=12).contains(&month) {
+            return Err("ValueError: month must be in 1..12".into());
+        }
+        if day < 1 || day > days_in_month(year, month) {
+            return Err("ValueError: day is out of range for month".into());
+        }
+        let Some(time) = &self.time else {
+            return Ok(Value::Date(format!("{year:04}-{month:02}-{day:02}")));
+        };
+        let (mut hour, mut minute, mut second) = (time.hour, time.minute, time.second);
+        if hour > 23 {
+            return Err("ValueError: hour must be in 0..23".into());
+        }
+        if minute > 59 {
+            return Err("ValueError: minute must be in 0..59".into());
+        }
+        if second > 59 {
+            return Err("ValueError: second must be in 0..59".into());
+        }
+        // Six digits of microseconds, the seventh rounds half up; a carry
+        // past 999999 becomes one more second.
+        let mut micro = 0u32;
+        if !time.fraction.is_empty() {
+            let mut six = time.fraction.iter().take(6).copied().collect::<Vec<u8>>();
+            six.resize(6, b'0');
+            micro = number(&six);
+            if time.fraction.get(6).is_some_and(|&c| c > b'4') {
+                micro += 1;
+            }
+        }
+        if micro > 999_999 {
+            micro = 0;
+            second += 1;
+            if second == 60 {
+                second = 0;
+                minute += 1;
+            }
+            if minute == 60 {
+                minute = 0;
+                hour += 1;
+            }
+            if hour == 24 {
+                hour = 0;
+                day += 1;
+            }
+            if day > days_in_month(year, month) {
+                day = 1;
+                month += 1;
+            }
+            if month == 13 {
+                month = 1;
+                year += 1;
+            }
+            if year > 9999 {
+                return Err("OverflowError: date value out of range".into());
+            }
+        }
+        let mut text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
+        if micro != 0 {
+            text.push_str(&format!(".{micro:06}"));
+        }
+        if let Some(offset) = time.offset {
+            if offset.abs() >= 24 * 60 {
+                return Err("ValueError: offset must be a timedelta strictly between -timedelta(hours=24) and timedelta(hours=24)".into());
+            }
+            let sign = if offset < 0 { '-' } else { '+' };
+            text.push_str(&format!(
+                "{sign}{:02}:{:02}",
+                offset.abs() / 60,
+                offset.abs() % 60
+            ));
+        }
+        Ok(Value::DateTime(text))
+    }
+}
+
+/// `!!binary`: ASCII only, whitespace and other non-alphabet characters
+/// ignored (Python's `base64.decodebytes`), padding required.
+fn decode_binary(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    if !text.is_ascii() {
+        return Err("failed to convert base64 data into ascii".into());
+    }
+    let data: Vec<u8> = text
+        .bytes()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+        .collect();
+    let engine = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    engine
+        .decode(&data)
+        .map_err(|error| format!("failed to decode base64 data: {error}"))
+}
+
+// ---------------------------------------------------------------------------
+// Python `str()`/`repr()` of loaded values, for ruamel's duplicate-key text.
+
+/// `str(value)` of a key (keys are built deep; lists are tuples).
+fn py_str(value: &Value) -> String {
+    match value {
+        Value::Str(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+/// `str(value)` of a mapping value at the time ruamel compares keys: nested
+/// collections are still empty then.
+fn py_str_shallow(value: &Value) -> String {
+    match value {
+        Value::Seq(_) => "[]".into(),
+        Value::Set(_) => "set()".into(),
+        Value::Map(_) | Value::KeyedMap(_) => "{}".into(),
+        Value::DateTime(text) => text.replacen('T', " ", 1),
+        other => py_str(other),
+    }
+}
+
+fn py_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => py_float_repr(*f),
+        Value::Str(s) => py_repr_str(s),
+        Value::Date(d) => d.clone(),
+        Value::DateTime(d) => d.replacen('T', " ", 1),
+        Value::Binary(bytes) => {
+            let mut out = String::from("b'");
+            for &b in bytes {
+                match b {
+                    b'\\' => out.push_str("\\\\"),
+                    b'\'' => out.push_str("\\'"),
+                    b'\n' => out.push_str("\\n"),
+                    b'\r' => out.push_str("\\r"),
+                    b'\t' => out.push_str("\\t"),
+                    0x20..=0x7e => out.push(char::from(b)),
+                    _ => out.push_str(&format!("\\x{b:02x}")),
+                }
+            }
+            out.push('\'');
+            out
+        }
+        Value::Seq(items) => {
+            let parts: Vec<String> = items.iter().map(py_repr).collect();
+            if parts.len() == 1 {
+                format!("({},)", parts[0])
+            } else {
+                format!("({})", parts.join(", "))
+            }
+        }
+        Value::Set(_) | Value::Map(_) | Value::KeyedMap(_) => py_str_shallow(value),
+    }
+}
+
+/// Python `repr(str)`: single quotes unless the text holds only `'`.
+fn py_repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python `repr(float)`: shortest round-trip digits, exponent form below
+/// 1e-4 and from 1e16 on.
+fn py_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = mantissa
+        .strip_prefix('-')
+        .map_or(("", mantissa), |m| ("-", m));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-4..16).contains(&exp) {
+        let point = exp + 1;
+        let text = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else {
+            let point = point as usize;
+            if digits.len() <= point {
+                format!("{digits}{}.0", "0".repeat(point - digits.len()))
+            } else {
+                format!("{}.{}", &digits[..point], &digits[point..])
+            }
+        };
+        format!("{sign}{text}")
+    } else {
+        let (head, rest) = digits.split_at(1);
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{head}{frac}e{esign}{:02}", exp.abs())
+    }
 }
