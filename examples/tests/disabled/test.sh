@@ -1,0 +1,3 @@
+#!/bin/bash
+# Never run: the test is disabled.
+exit 1
