@@ -1,13 +1,37 @@
 //! The fmf tree: root discovery, directory walk, virtual children,
-//! directives, inheritance, climb order, prune.
+//! directives, inheritance, climb order, adjust and prune (spec A.1-A.9,
+//! A.14), with python fmf 1.7 semantics.
 //!
-//! OWNER: tree agent. Stub until implemented; the public API below is the
-//! contract the tmt layer codes against.
+//! The walk builds an arena of raw nodes (child indices, raw data as the
+//! files gave it); inheritance then runs once, pre-order, and the result is
+//! stored in climb order (pre-order, siblings sorted by name segment).
+//!
+//! Deliberate deviations from python fmf (see `docs/deviations.md`):
+//! - a child value (a `/child:` key or a whole non-`main` file) that is not a
+//!   mapping or null is a format error; python treats a string as a
+//!   directory path relative to the CWD and crashes on other types;
+//! - non-string keys at node level, and a list or scalar `main.fmf`, are
+//!   format errors (python crashes);
+//! - values are never shared: YAML aliases and adjust rules are copies.
 
-use std::path::{Path, PathBuf};
+use std::cell::OnceCell;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
 
+use indexmap::IndexMap;
+
+use crate::adjust;
+use crate::condition;
+use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result};
-use crate::value::Map;
+use crate::filter::{self, FilterOptions};
+use crate::merge;
+use crate::pyre;
+use crate::value::{Map, Value};
+use crate::yaml;
+
+/// Directories python fmf never walks.
+const IGNORED_DIRECTORIES: [&str; 3] = ["/dev", "/proc", "/sys"];
 
 /// One node of a loaded tree.
 #[derive(Debug, Clone)]
@@ -28,15 +52,82 @@ pub struct Node {
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: PathBuf,
+    /// Nodes in climb order.
     nodes: Vec<Node>,
+}
+
+/// What to do with a rule whose dimension is not in the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Undecided {
+    /// Skip the rule (fmf's default, and what tmt does).
+    #[default]
+    Skip,
+    /// Fail with a [`ErrorKind::CannotDecide`] error.
+    Raise,
+}
+
+/// Options of [`Tree::adjust`], as python `Tree.adjust` takes them.
+#[derive(Debug, Clone)]
+pub struct AdjustOptions {
+    /// The data key holding the rules (`adjust`).
+    pub key: String,
+    /// What to do with undecidable rules.
+    pub undecided: Undecided,
+    /// Compare context names and versions case-sensitively (tmt: false).
+    pub case_sensitive: bool,
+    /// Rules applied to every node after its own rules (tmt's
+    /// `adjust-tests`); each item should be a mapping.
+    pub additional_rules: Vec<Value>,
+}
+
+impl Default for AdjustOptions {
+    fn default() -> Self {
+        AdjustOptions {
+            key: "adjust".to_owned(),
+            undecided: Undecided::Skip,
+            case_sensitive: true,
+            additional_rules: Vec::new(),
+        }
+    }
+}
+
+/// Selection criteria of [`Tree::prune`]; every given criterion must hold.
+#[derive(Debug, Clone, Default)]
+pub struct PruneCriteria {
+    /// Keys that must all be present in the data.
+    pub keys: Vec<String>,
+    /// Python regexes; any must be found (`re.search`) in the node name.
+    pub names: Vec<String>,
+    /// Source files (relative to the CWD or absolute); any must be among the
+    /// node's sources.
+    pub sources: Vec<PathBuf>,
+    /// fmf filter expressions; all must hold.
+    pub filters: Vec<String>,
+    /// Condition expressions (the safe subset of spec A.12); all must hold.
+    pub conditions: Vec<String>,
 }
 
 impl Tree {
     /// Find the tree root from `path` (walking up to the directory holding
     /// `.fmf/`), walk it and run inheritance.
     pub fn load(path: &Path) -> Result<Tree> {
-        let _ = path;
-        Err(Error::new(ErrorKind::GeneralError, "tree: not implemented yet"))
+        if path.as_os_str().is_empty() {
+            return Err(Error::new(
+                ErrorKind::GeneralError,
+                "No data or parent provided to initialize the tree.",
+            ));
+        }
+        let root = find_root(path)?;
+        read_version(&root)?;
+        let include = read_config(&root)?;
+        let mut builder = Builder {
+            include,
+            symlink_dirs: Vec::new(),
+            arena: vec![RawNode::new("/".to_owned(), None)],
+        };
+        builder.grow(0, &root)?;
+        let nodes = builder.finish()?;
+        Ok(Tree { root, nodes })
     }
 
     /// The tree's root directory (the one holding `.fmf/`).
@@ -53,5 +144,708 @@ impl Tree {
     /// The node with exactly this name.
     pub fn find(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Apply the context-dependent rules of every node (spec A.9). Each node
+    /// uses its own inherited rules; an invalid rule aborts the whole run.
+    pub fn adjust(&mut self, context: &Context, options: &AdjustOptions) -> Result<()> {
+        let mut context = context.clone();
+        context.set_case_sensitive(options.case_sensitive);
+        for node in &mut self.nodes {
+            adjust::adjust_node(&mut node.data, &node.name, &context, options)?;
+        }
+        Ok(())
+    }
+
+    /// The climbed nodes that meet every criterion, in climb order. Criteria
+    /// are tested in python's order (keys, names, sources, filters,
+    /// conditions); a filter or condition that refers to a missing key
+    /// means "not selected", any other failure is an error.
+    pub fn prune(&self, whole: bool, criteria: &PruneCriteria) -> Result<Vec<&Node>> {
+        let names: Vec<LazyRegex<'_>> = criteria.names.iter().map(LazyRegex::new).collect();
+        let sources: Vec<PathBuf> = criteria
+            .sources
+            .iter()
+            .map(|s| absolute(s))
+            .collect::<Result<_>>()?;
+        let conditions: Vec<LazyCondition<'_>> =
+            criteria.conditions.iter().map(LazyCondition::new).collect();
+        let mut selected = Vec::new();
+        'nodes: for node in self.climb(whole) {
+            if !criteria.keys.iter().all(|k| node.data.contains_key(k)) {
+                continue;
+            }
+            if !names.is_empty() {
+                // python builds the whole list before `any`
+                let mut any = false;
+                for name in &names {
+                    any |= name.get()?.search(&node.name);
+                }
+                if !any {
+                    continue;
+                }
+            }
+            if !sources.is_empty() && !node.sources.iter().any(|s| sources.contains(s)) {
+                continue;
+            }
+            let options = FilterOptions {
+                sensitive: true,
+                regexp: true,
+                name: Some(node.name.as_str()),
+            };
+            let mut all = true;
+            for expr in &criteria.filters {
+                match filter::filter(expr, &node.data, options) {
+                    Ok(result) => all &= result,
+                    Err(filter::FilterError::Filter(_)) => continue 'nodes,
+                    Err(e @ filter::FilterError::Regex(_)) => {
+                        return Err(Error::new(
+                            ErrorKind::GeneralError,
+                            format!("Invalid filter '{expr}': {e}"),
+                        ));
+                    }
+                }
+            }
+            if !all {
+                continue;
+            }
+            for condition in &conditions {
+                match condition.get()?.evaluate(&node.data) {
+                    Ok(result) => all &= result,
+                    Err(condition::ConditionError::Missing(_)) => continue 'nodes,
+                    Err(e) => {
+                        return Err(Error::new(
+                            ErrorKind::GeneralError,
+                            format!("Invalid condition '{}': {e}", condition.source),
+                        ));
+                    }
+                }
+            }
+            if all {
+                selected.push(node);
+            }
+        }
+        Ok(selected)
+    }
+}
+
+/// A name regex compiled on first use: python compiles inside `re.search`,
+/// so a bad pattern is only an error once some node reaches it.
+struct LazyRegex<'a> {
+    source: &'a str,
+    compiled: OnceCell<std::result::Result<pyre::PyRegex, pyre::PyReError>>,
+}
+
+impl<'a> LazyRegex<'a> {
+    fn new(source: &'a String) -> Self {
+        LazyRegex {
+            source,
+            compiled: OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&pyre::PyRegex> {
+        self.compiled
+            .get_or_init(|| pyre::compile(self.source))
+            .as_ref()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::GeneralError,
+                    format!("Invalid name pattern '{}': {e}", self.source),
+                )
+            })
+    }
+}
+
+/// A condition parsed on first use (python parses inside `eval`).
+struct LazyCondition<'a> {
+    source: &'a str,
+    parsed: OnceCell<std::result::Result<condition::Condition, condition::ConditionError>>,
+}
+
+impl<'a> LazyCondition<'a> {
+    fn new(source: &'a String) -> Self {
+        LazyCondition {
+            source,
+            parsed: OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&condition::Condition> {
+        self.parsed
+            .get_or_init(|| condition::Condition::parse(self.source))
+            .as_ref()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::GeneralError,
+                    format!("Invalid condition '{}': {e}", self.source),
+                )
+            })
+    }
+}
+
+/// A node while the tree is being walked.
+#[derive(Debug)]
+struct RawNode {
+    name: String,
+    parent: Option<usize>,
+    /// Children by name segment, in creation order.
+    children: IndexMap<String, usize>,
+    /// Raw keys (suffixes included) as the files gave them.
+    raw: Map,
+    inherit: Option<bool>,
+    select: Option<bool>,
+    /// Own source files, in loading order.
+    sources: Vec<PathBuf>,
+    /// `update()` ran (even with null data): keeps an empty node alive.
+    updated: bool,
+}
+
+impl RawNode {
+    fn new(name: String, parent: Option<usize>) -> Self {
+        RawNode {
+            name,
+            parent,
+            children: IndexMap::new(),
+            raw: Map::new(),
+            inherit: None,
+            select: None,
+            sources: Vec::new(),
+            updated: false,
+        }
+    }
+}
+
+/// What a child is created or updated from.
+enum ChildInput {
+    Data(Value),
+    Dir(PathBuf),
+}
+
+struct Builder {
+    /// `explore.include`, or the error python raises on first use.
+    include: std::result::Result<Vec<String>, Error>,
+    /// Realpaths of symlinked directories already entered (tree-wide, as
+    /// python fmf does it: spec A.6).
+    symlink_dirs: Vec<PathBuf>,
+    arena: Vec<RawNode>,
+}
+
+impl Builder {
+    fn included(&self, name: &str) -> Result<bool> {
+        match &self.include {
+            Ok(names) => Ok(names.iter().any(|n| n == name)),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// `Tree.grow`: load the `.fmf` files of `dir` into node `idx`, then its
+    /// subdirectories, then drop children that turned out empty.
+    fn grow(&mut self, idx: usize, dir: &Path) -> Result<()> {
+        if IGNORED_DIRECTORIES.iter().any(|d| dir == Path::new(d)) {
+            return Ok(());
+        }
+        // An unreadable directory is skipped silently, as os.walk does.
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(());
+        };
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        for entry in entries.flatten() {
+            // Names that are not UTF-8 cannot be fmf node names.
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let is_dir = match entry.file_type() {
+                Ok(t) if t.is_dir() => true,
+                Ok(t) if t.is_symlink() => fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()),
+                _ => false,
+            };
+            if is_dir {
+                dirs.push(name);
+            } else if name.ends_with(".fmf") {
+                files.push(name);
+            }
+        }
+        files.sort_unstable();
+        if let Some(pos) = files.iter().position(|f| f == "main.fmf") {
+            let main = files.remove(pos);
+            files.insert(0, main);
+        }
+        for file in files {
+            if file.starts_with('.') && !self.included(&file)? {
+                continue;
+            }
+            let path = dir.join(&file);
+            let text = fs::read_to_string(&path).map_err(|e| {
+                Error::new(
+                    ErrorKind::FileError,
+                    format!("Failed to read '{}': {e}", path.display()),
+                )
+                .in_file(&path)
+            })?;
+            let data = yaml::parse(&text, &path)?;
+            if file == "main.fmf" {
+                self.arena[idx].sources.push(path.clone());
+                self.update(idx, data).map_err(|e| e.in_file(&path))?;
+            } else {
+                let name = file[..file.len() - ".fmf".len()].to_owned();
+                let child = self
+                    .child(idx, name, ChildInput::Data(data))
+                    .map_err(|e| e.in_file(&path))?;
+                self.arena[child].sources.push(path);
+            }
+        }
+        dirs.sort_unstable();
+        for name in dirs {
+            if name.starts_with('.') && !self.included(&name)? {
+                continue;
+            }
+            let path = dir.join(&name);
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                let real = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                if self.symlink_dirs.contains(&real) {
+                    continue;
+                }
+                self.symlink_dirs.push(real);
+            }
+            if path.join(".fmf").is_dir() {
+                // a nested metadata tree of its own
+                continue;
+            }
+            self.child(idx, name, ChildInput::Dir(path))?;
+        }
+        let mut children = std::mem::take(&mut self.arena[idx].children);
+        children.retain(|_, &mut c| {
+            let child = &self.arena[c];
+            !child.children.is_empty() || child.updated
+        });
+        self.arena[idx].children = children;
+        Ok(())
+    }
+
+    /// `Tree.child`: create or update the child `name` of `idx`.
+    fn child(&mut self, idx: usize, name: String, input: ChildInput) -> Result<usize> {
+        let child = match self.arena[idx].children.get(&name) {
+            Some(&child) => child,
+            None => {
+                let parent_name = &self.arena[idx].name;
+                let full = if parent_name.ends_with('/') {
+                    format!("{parent_name}{name}")
+                } else {
+                    format!("{parent_name}/{name}")
+                };
+                let child = self.arena.len();
+                self.arena.push(RawNode::new(full, Some(idx)));
+                self.arena[idx].children.insert(name, child);
+                child
+            }
+        };
+        match input {
+            ChildInput::Data(data) => self.update(child, data)?,
+            ChildInput::Dir(path) => self.grow(child, &path)?,
+        }
+        Ok(child)
+    }
+
+    /// `Tree.update`: store plain keys, create virtual children for `/x`
+    /// keys, process the `/` directives.
+    fn update(&mut self, idx: usize, data: Value) -> Result<()> {
+        self.arena[idx].updated = true;
+        match data {
+            Value::Null => Ok(()),
+            Value::Map(mut map) => {
+                if let Some(directives) = map.shift_remove("/") {
+                    self.directives(idx, directives)?;
+                }
+                for (key, value) in map {
+                    self.update_key(idx, key, value)?;
+                }
+                Ok(())
+            }
+            Value::KeyedMap(mut pairs) => {
+                if let Some(pos) = pairs.iter().position(|(k, _)| k.as_str() == Some("/")) {
+                    let (_, directives) = pairs.remove(pos);
+                    self.directives(idx, directives)?;
+                }
+                for (key, value) in pairs {
+                    match key {
+                        Value::Str(key) => self.update_key(idx, key, value)?,
+                        Value::Null => {
+                            return Err(Error::new(ErrorKind::FormatError, "Invalid key 'None'."));
+                        }
+                        other => {
+                            return Err(Error::new(
+                                ErrorKind::FormatError,
+                                format!(
+                                    "Invalid key {} in '{}': node keys must be strings.",
+                                    other.py_repr(),
+                                    self.arena[idx].name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            other => {
+                let node = &self.arena[idx].name;
+                Err(Error::new(
+                    ErrorKind::FormatError,
+                    format!(
+                        "Invalid data for '{node}': should be a mapping (or empty), got a '{}' instead.",
+                        other.py_type_name()
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn update_key(&mut self, idx: usize, key: String, value: Value) -> Result<()> {
+        let Some(name) = key.strip_prefix('/') else {
+            self.arena[idx].raw.insert(key, value);
+            return Ok(());
+        };
+        let name = name.trim_start_matches('/');
+        // python: re.search("([^/]+)(/.*)", name); `.` stops at a newline
+        if let Some(slash) = name.find('/') {
+            let rest = &name[slash..];
+            let rest = rest.find('\n').map_or(rest, |nl| &rest[..nl]);
+            let mut wrapped = Map::new();
+            wrapped.insert(rest.to_owned(), value);
+            self.child(
+                idx,
+                name[..slash].to_owned(),
+                ChildInput::Data(Value::Map(wrapped)),
+            )?;
+        } else {
+            self.child(idx, name.to_owned(), ChildInput::Data(value))?;
+        }
+        Ok(())
+    }
+
+    /// Validate and store the `/` directives of node `idx` (spec A.4.1).
+    fn directives(&mut self, idx: usize, directives: Value) -> Result<()> {
+        let node = self.arena[idx].name.clone();
+        let pairs: Vec<(String, Value)> = match directives {
+            Value::Map(map) => map.into_iter().collect(),
+            Value::KeyedMap(pairs) => pairs.into_iter().map(|(k, v)| (k.py_str(), v)).collect(),
+            other => {
+                return Err(Error::new(
+                    ErrorKind::FormatError,
+                    format!(
+                        "Invalid fmf directive in '{node}': Should be a 'dict', got a '{}' instead.",
+                        other.py_type_name()
+                    ),
+                ));
+            }
+        };
+        let mut inherit = None;
+        let mut select = None;
+        for (key, value) in &pairs {
+            let slot = match key.as_str() {
+                "inherit" => &mut inherit,
+                "select" => &mut select,
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::FormatError,
+                        format!("Unknown fmf directive '{key}' in '{node}'."),
+                    ));
+                }
+            };
+            match value {
+                Value::Bool(b) => *slot = Some(*b),
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::FormatError,
+                        format!(
+                            "Invalid fmf directive '{key}' in '{node}': Should be a 'bool', got a '{}' instead.",
+                            other.py_type_name()
+                        ),
+                    ));
+                }
+            }
+        }
+        let raw = &mut self.arena[idx];
+        raw.inherit = inherit.or(raw.inherit);
+        raw.select = select.or(raw.select);
+        Ok(())
+    }
+
+    /// Run inheritance (pre-order, children in creation order, as python
+    /// does) and lay the nodes out in climb order.
+    fn finish(mut self) -> Result<Vec<Node>> {
+        let count = self.arena.len();
+        let mut data: Vec<Option<Map>> = (0..count).map(|_| None).collect();
+        let mut sources: Vec<Vec<PathBuf>> = (0..count).map(|_| Vec::new()).collect();
+        let mut stack = vec![0usize];
+        while let Some(idx) = stack.pop() {
+            let raw = &mut self.arena[idx];
+            let inherit = raw.inherit != Some(false);
+            let (mut base, mut own_sources) = match raw.parent {
+                Some(parent) if inherit => (
+                    data[parent].clone().unwrap_or_default(),
+                    sources[parent].clone(),
+                ),
+                _ => (Map::new(), Vec::new()),
+            };
+            own_sources.append(&mut raw.sources);
+            let raw_data = std::mem::take(&mut raw.raw);
+            merge::merge_special(&mut base, raw_data, &raw.name).map_err(|e| match own_sources
+                .last()
+            {
+                Some(source) => e.in_file(source),
+                None => e,
+            })?;
+            data[idx] = Some(base);
+            sources[idx] = own_sources;
+            stack.extend(raw.children.values().rev());
+        }
+        let mut nodes = Vec::with_capacity(count);
+        let mut stack = vec![0usize];
+        while let Some(idx) = stack.pop() {
+            let raw = &mut self.arena[idx];
+            let leaf = raw.children.is_empty();
+            nodes.push(Node {
+                name: std::mem::take(&mut raw.name),
+                data: data[idx].take().unwrap_or_default(),
+                sources: std::mem::take(&mut sources[idx]),
+                leaf,
+                select: raw.select.unwrap_or(leaf),
+            });
+            let mut children: Vec<(&String, &usize)> = raw.children.iter().collect();
+            children.sort_unstable_by(|a, b| b.0.cmp(a.0));
+            stack.extend(children.into_iter().map(|(_, &c)| c));
+        }
+        Ok(nodes)
+    }
+}
+
+/// `os.path.abspath`: absolute against the CWD, `.` and `..` resolved
+/// lexically (symlinks are not resolved).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| {
+            Error::new(
+                ErrorKind::GeneralError,
+                format!("Cannot read the current directory: {e}"),
+            )
+        })?;
+        cwd.join(path)
+    };
+    let mut normal = PathBuf::from("/");
+    for component in joined.components() {
+        match component {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::Normal(part) => normal.push(part),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(normal)
+}
+
+/// Walk up from `path` to the first directory holding a `.fmf` directory.
+fn find_root(path: &Path) -> Result<PathBuf> {
+    let start = absolute(path)?;
+    let mut root = start.clone();
+    loop {
+        if fs::read_dir(&root).is_err() {
+            return Err(Error::new(
+                ErrorKind::FileError,
+                format!("Invalid directory path: {}", root.display()),
+            ));
+        }
+        if root.join(".fmf").is_dir() {
+            return Ok(root);
+        }
+        if !root.pop() {
+            return Err(Error::new(
+                ErrorKind::RootError,
+                format!("Unable to find tree root for '{}'.", start.display()),
+            ));
+        }
+    }
+}
+
+/// Check `.fmf/version` the way python's `int()` reads it. The value is
+/// never used, as in python fmf.
+fn read_version(root: &Path) -> Result<()> {
+    let path = root.join(".fmf").join("version");
+    let bytes = fs::read(&path).map_err(|e| {
+        Error::new(
+            ErrorKind::FormatError,
+            format!("Unable to detect format version: {e}"),
+        )
+        .in_file(&path)
+    })?;
+    let valid = std::str::from_utf8(&bytes).is_ok_and(is_python_int);
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::FormatError, "Invalid version format").in_file(&path))
+    }
+}
+
+/// Whether python `int(text)` accepts `text`: surrounding whitespace, a
+/// sign, decimal digits with single `_` between digits.
+fn is_python_int(text: &str) -> bool {
+    let text = text.trim();
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    !digits.is_empty()
+        && !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__")
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '_')
+}
+
+/// Read `.fmf/config` and compute `explore.include`. Errors python raises
+/// only when a hidden entry is met are returned inside the `Ok`.
+fn read_config(root: &Path) -> Result<std::result::Result<Vec<String>, Error>> {
+    let path = root.join(".fmf").join("config");
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ok(Vec::new())),
+        Err(e) => {
+            return Err(Error::new(
+                ErrorKind::FileError,
+                format!("Failed to read '{}': {e}", path.display()),
+            )
+            .in_file(&path));
+        }
+    };
+    let config = yaml::parse(&text, &path)?;
+    Ok(explore_include(&config).map_err(|e| e.in_file(&path)))
+}
+
+/// Look up a string key in a mapping; `Err` if `value` is no mapping.
+fn lookup<'v>(value: &'v Value, key: &str) -> std::result::Result<Option<&'v Value>, ()> {
+    match value {
+        Value::Map(map) => Ok(map.get(key)),
+        Value::KeyedMap(pairs) => Ok(pairs
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)),
+        _ => Err(()),
+    }
+}
+
+fn explore_include(config: &Value) -> std::result::Result<Vec<String>, Error> {
+    // python crashes with a TypeError when the config or `explore` is no
+    // mapping (e.g. an empty file); we report a format error instead.
+    let not_mapping = |what: &str, v: &Value| {
+        Error::new(
+            ErrorKind::FormatError,
+            format!(
+                "Invalid config: {what} should be a mapping, got a '{}'.",
+                v.py_type_name()
+            ),
+        )
+    };
+    let explore = match lookup(config, "explore") {
+        Ok(Some(explore)) => explore,
+        Ok(None) => return Ok(Vec::new()),
+        Err(()) => return Err(not_mapping("the config", config)),
+    };
+    let include = match lookup(explore, "include") {
+        Ok(Some(include)) => include,
+        Ok(None) => return Ok(Vec::new()),
+        Err(()) => return Err(not_mapping("'explore'", explore)),
+    };
+    let Value::Seq(items) = include else {
+        return Err(Error::new(
+            ErrorKind::GeneralError,
+            format!(
+                "The 'include' config section should be a list, found '{}'.",
+                include.py_str()
+            ),
+        ));
+    };
+    if items.iter().any(|i| i.as_str() == Some(".fmf")) {
+        return Err(Error::new(
+            ErrorKind::GeneralError,
+            "The '.fmf' directory cannot be used for storing fmf metadata.",
+        ));
+    }
+    Ok(items
+        .iter()
+        .filter_map(|i| i.as_str().map(str::to_owned))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        let path = dir.join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn tree(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Tree>) {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".fmf/version", "1\n");
+        for (file, text) in files {
+            write(dir.path(), file, text);
+        }
+        let tree = Tree::load(dir.path());
+        (dir, tree)
+    }
+
+    fn names(tree: &Tree, whole: bool) -> Vec<&str> {
+        tree.climb(whole).map(|n| n.name.as_str()).collect()
+    }
+
+    #[test]
+    fn python_int_versions() {
+        for ok in ["1\n", " 7 ", "0", "-3", "+1", "1_000"] {
+            assert!(is_python_int(ok), "{ok:?}");
+        }
+        for bad in ["abc", "1.0", "", "1__0", "_1", "1_", "- 1"] {
+            assert!(!is_python_int(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lexical_absolute_paths() {
+        assert_eq!(
+            absolute(Path::new("/a/./b/../c")).unwrap(),
+            PathBuf::from("/a/c")
+        );
+        assert_eq!(absolute(Path::new("/..")).unwrap(), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn include_config_shapes() {
+        let map = |pairs: Vec<(&str, Value)>| {
+            Value::Map(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        };
+        let list = Value::Seq(vec![Value::Str(".i.fmf".into())]);
+        let config = map(vec![("explore", map(vec![("include", list)]))]);
+        assert_eq!(explore_include(&config).unwrap(), vec![".i.fmf".to_owned()]);
+        assert_eq!(explore_include(&map(vec![])).unwrap(), Vec::<String>::new());
+        assert!(explore_include(&Value::Null).is_err());
+        let bad = map(vec![(
+            "explore",
+            map(vec![("include", Value::Str("x".into()))]),
+        )]);
+        assert_eq!(
+            explore_include(&bad).unwrap_err().kind(),
+            ErrorKind::GeneralError
+        );
+    }
+
+    #[test]
+    fn root_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Tree::load(&dir.path().join("nope")).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::FileError);
+        let (_dir, tree) = tree(&[]);
+        // no fmf file at all: only the root remains
+        assert_eq!(names(&tree.unwrap(), true), vec!["/"]);
     }
 }
