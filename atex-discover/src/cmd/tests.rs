@@ -1,18 +1,120 @@
-//! The `tests` subcommand.
+//! The `tests` subcommand: discover a plan's tests and print one Test
+//! record per selected test.
 
 use std::io::Write;
+use std::path::PathBuf;
+
+use atex_shared::jsonl::{WriteError, Writer};
 
 use crate::cli::CliError;
+use crate::error::Error;
+use crate::tmt::discover::{DiscoveryOptions, discover};
+use crate::tmt::plan::parse_cli_context;
+use crate::tmt::select::Criteria;
 
 /// Arguments of `atex-discover tests`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Arguments (not implemented yet).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// A directory inside the fmf tree (its root is found by walking up to
+    /// the directory holding `.fmf/`).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub root: PathBuf,
+    /// The plan: an exact node name, or a regex matching exactly one plan.
+    /// Without it, a plan with one `discover: {how: fmf}` section is used.
+    #[arg(long, value_name = "NAME")]
+    pub plan: Option<String>,
+    /// A context dimension, `DIM=VALUE[,VALUE...]`; overrides the plan's
+    /// `context` for that dimension. Repeatable.
+    #[arg(short = 'c', long = "context", value_name = "DIM=VAL")]
+    pub context: Vec<String>,
+    /// Keep only tests whose name matches one of these regexes (searched
+    /// anywhere in the name). Repeatable.
+    #[arg(long = "test", value_name = "RE")]
+    pub tests: Vec<String>,
+    /// An fmf filter (`tag: fast & tier: 1`) every test must pass, on tmt's
+    /// normalized test metadata. Repeatable; all must hold.
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Drop tests whose name matches this regex. Repeatable.
+    #[arg(long = "exclude", value_name = "RE")]
+    pub excludes: Vec<String>,
 }
 
-/// Run the subcommand.
-pub fn run(_args: Args, _out: &mut dyn Write) -> Result<u8, CliError> {
-    Err(CliError::Usage("not implemented yet".into()))
+/// Run the subcommand: everything is computed before the first record is
+/// written, so invalid input prints no records.
+pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
+    let options = DiscoveryOptions {
+        root: args.root,
+        plan: args.plan,
+        context: parse_cli_context(&args.context)?,
+        criteria: Criteria {
+            names: args.tests,
+            filters: args.filters,
+            excludes: args.excludes,
+        },
+    };
+    let records = discover(&options).map_err(one_line)?.records();
+    let mut writer = Writer::new(out);
+    for record in &records {
+        match writer.write(record) {
+            Ok(()) => {}
+            Err(WriteError::BrokenPipe) => break,
+            Err(WriteError::Io(e)) => return Err(CliError::Io(e)),
+            Err(e @ WriteError::Serialize(_)) => return Err(CliError::Usage(e.to_string())),
+        }
+    }
+    Ok(atex_shared::exit::SUCCESS)
+}
+
+/// The error as one line for stderr. YAML errors carry python fmf's
+/// multi-line ruamel text (context excerpts, a hint); only its unindented
+/// problem lines are kept, joined with `; `.
+pub(crate) fn one_line(error: Error) -> CliError {
+    if !error.message().contains('\n') {
+        return CliError::Invalid(error);
+    }
+    let lines: Vec<&str> = error
+        .message()
+        .lines()
+        .filter(|line| {
+            !line.trim().is_empty()
+                && !line.starts_with([' ', '\t'])
+                && !line.starts_with("To suppress")
+                && !line.starts_with("Failed to parse")
+        })
+        .collect();
+    let message = if lines.is_empty() {
+        error
+            .message()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        lines.join("; ")
+    };
+    let condensed = Error::new(error.kind(), message);
+    CliError::Invalid(match error.location() {
+        Some(location) => condensed.at(location.clone()),
+        None => condensed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, Location};
+
+    #[test]
+    fn yaml_errors_become_one_line() {
+        let error = Error::new(
+            ErrorKind::FileError,
+            "Failed to parse 'x.fmf'.\nwhile constructing a mapping\n  in \"<unicode string>\", line 1, column 1:\n    a: 1\n    ^ (line: 1)\nfound duplicate key \"a\"\n\nTo suppress this check see:\n    https://example\n",
+        )
+        .at(Location { path: "x.fmf".into(), line: Some(3), column: Some(1) });
+        assert_eq!(
+            one_line(error).to_string(),
+            "x.fmf:3:1: while constructing a mapping; found duplicate key \"a\""
+        );
+    }
 }

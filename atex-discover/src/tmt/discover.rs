@@ -3,14 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+use atex_shared::records::{Plan as PlanRecord, Test};
+
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tmt::data_error;
 use crate::tmt::plan::{self, DUMMY_PLAN_NAME, Dimensions, Plan};
 use crate::tmt::select::{self, Criteria, PlanSource};
 use crate::tmt::test::DiscoveredTest;
-use crate::tree::{Node, Tree};
-use crate::value::{Map, Value};
+use crate::tree::{AdjustOptions, Node, Tree};
+use crate::value::Value;
 
 /// What to discover.
 #[derive(Debug, Clone, Default)]
@@ -203,14 +205,73 @@ fn find_plan<'t>(tree: &'t Tree, wanted: &str) -> Result<&'t Node> {
     }
 }
 
-/// A copy of `tree` adjusted with `context` (case-insensitively) and
-/// optional additional rules.
+/// A copy of `tree` adjusted with `context` (case-insensitively, as tmt
+/// adjusts) and optional additional rules (`adjust-tests`: a rule or a
+/// list of rules).
 fn adjusted(tree: &Tree, context: &Dimensions, additional_rules: Option<&Value>) -> Result<Tree> {
-    let mut context = Context::new(context.clone());
-    context.set_case_sensitive(false);
-    let tree = tree.clone();
-    // The tree engine's adjust lands separately; until it does, nodes keep
-    // their unadjusted data.
-    let _ = (&context, additional_rules, Map::new());
+    let context = Context::new(context.clone());
+    let additional_rules = match additional_rules {
+        None => Vec::new(),
+        Some(Value::Seq(rules)) => rules.clone(),
+        Some(rule) => vec![rule.clone()],
+    };
+    let options = AdjustOptions {
+        case_sensitive: false,
+        additional_rules,
+        ..AdjustOptions::default()
+    };
+    let mut tree = tree.clone();
+    tree.adjust(&context, &options)?;
     Ok(tree)
+}
+
+impl Discovery {
+    /// The Test records of the discovered tests. A record's `environment`
+    /// is the test's environment with the plan's applied on top (tmt: the
+    /// plan environment overrides the test's).
+    pub fn records(&self) -> Vec<Test> {
+        let plan = PlanRecord {
+            name: self.plan.name.clone(),
+            environment: self.plan.environment.clone(),
+            context: self.plan.context.clone(),
+            prepare: self
+                .plan
+                .prepare
+                .iter()
+                .map(|p| Value::Map(p.data.clone()).to_json())
+                .collect(),
+            finish: self
+                .plan
+                .finish
+                .iter()
+                .map(|p| Value::Map(p.data.clone()).to_json())
+                .collect(),
+        };
+        self.tests
+            .iter()
+            .map(|test| {
+                let mut environment = test.environment.clone();
+                environment.extend(
+                    self.plan
+                        .environment
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+                Test {
+                    name: test.name.clone(),
+                    root: self.root.clone(),
+                    path: test.path.clone(),
+                    test: test.test.clone(),
+                    duration: test.duration,
+                    environment,
+                    require: test.require.iter().map(Value::to_json).collect(),
+                    recommend: test.recommend.iter().map(Value::to_json).collect(),
+                    tty: test.tty,
+                    tag: test.tag.clone(),
+                    plan: plan.clone(),
+                    data: Value::Map(test.data.clone()).to_json(),
+                }
+            })
+            .collect()
+    }
 }

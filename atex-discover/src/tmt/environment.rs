@@ -35,6 +35,13 @@ pub fn from_value(value: &Value) -> Result<Environment, EnvError> {
                 insert(&mut env, key, value)?;
             }
         }
+        // YAML 1.2 reads keys like `TRUE` or `1` as non-strings; tmt
+        // `str()`s them.
+        Value::KeyedMap(pairs) => {
+            for (key, value) in pairs {
+                insert(&mut env, &key.py_str(), value)?;
+            }
+        }
         Value::Seq(items) => {
             for item in items {
                 match item {
@@ -267,6 +274,12 @@ mod tests {
             pairs,
             [("A", "True"), ("B", "3"), ("C", "x"), ("D", "None")]
         );
+    }
+
+    #[test]
+    fn non_string_keys() {
+        let env = from_value(&Value::KeyedMap(vec![(Value::Bool(true), Value::Int(1))])).unwrap();
+        assert_eq!(env["True"], "1");
     }
 
     #[test]

@@ -262,11 +262,7 @@ pub fn filter_data(node: &Node, root: &Path) -> Map {
     }
     data.entry("path".to_owned()).or_insert_with(|| {
         let path = test_path(&node.sources, root);
-        Value::Str(if path == "." {
-            "/".to_owned()
-        } else {
-            format!("/{path}")
-        })
+        Value::Str(format!("/{path}"))
     });
     data.insert("name".to_owned(), Value::Str(node.name.clone()));
     for value in data.values_mut() {

@@ -18,7 +18,7 @@ pub struct DiscoveredTest {
     /// from a named discover section.
     pub name: String,
     /// The directory of the node's last source file relative to the tree
-    /// root (`.` for the root itself). It is not prefixed with the section
+    /// root (empty for the root itself). It is not prefixed with the section
     /// name: unlike ATEX, which copies each section's tree into
     /// `<section>/`, records keep the real tree root, so the path stays
     /// relative to it.
@@ -122,13 +122,12 @@ impl DiscoveredTest {
     }
 }
 
-/// The directory of the last source relative to `root`, `.` at the root.
+/// The directory of the last source relative to `root`, empty at the root.
 pub fn test_path(sources: &[PathBuf], root: &Path) -> String {
     let Some(dir) = sources.last().and_then(|source| source.parent()) else {
-        return ".".to_owned();
+        return String::new();
     };
     match dir.strip_prefix(root) {
-        Ok(relative) if relative.as_os_str().is_empty() => ".".to_owned(),
         Ok(relative) => relative.to_string_lossy().into_owned(),
         // A source outside the root (a symlinked file): keep it absolute.
         Err(_) => dir.to_string_lossy().into_owned(),
@@ -224,7 +223,7 @@ mod tests {
         );
         let t = DiscoveredTest::from_node(&n, Path::new("/r"), Some("sec")).unwrap();
         assert_eq!(t.name, "/sec/a");
-        assert_eq!(t.path, ".");
+        assert_eq!(t.path, "");
         assert_eq!(t.duration, 3630);
         assert_eq!(t.environment["X"], "1.5");
         assert_eq!(t.require, [Value::Str("pkg".into())]);
