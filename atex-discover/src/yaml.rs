@@ -54,9 +54,33 @@ fn load(text: &str) -> Result<Value, Fail> {
     };
     let mut parser = Parser::new_from_str(text);
     let mut documents = 0usize;
+    // Character ranges where ruamel accepts tabs (quoted and block scalars,
+    // flow collections); only collected when the text has a tab at all.
+    let mut tab_ok: Option<Vec<(usize, usize, bool)>> = text.contains('\t').then(Vec::new);
+    let mut flow_starts: Vec<usize> = Vec::new();
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(Fail::scan)?;
         let mark = span.start;
+        if let Some(ranges) = tab_ok.as_mut() {
+            match &event {
+                Event::Scalar(_, style, _, _) => {
+                    let plain = *style == ScalarStyle::Plain;
+                    ranges.push((span.start.index(), span.end.index(), !plain));
+                }
+                Event::SequenceStart(..) | Event::MappingStart(..) => {
+                    flow_starts.push(mark.index())
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    // A flow collection's end event covers its `]` or `}`;
+                    // a block collection's is empty.
+                    let start = flow_starts.pop().unwrap_or(0);
+                    if span.end.index() > span.start.index() {
+                        ranges.push((start, span.end.index(), true));
+                    }
+                }
+                _ => {}
+            }
+        }
         match event {
             Event::DocumentStart(_) => {
                 documents += 1;
@@ -116,7 +140,63 @@ fn load(text: &str) -> Result<Value, Fail> {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
     }
+    if let Some(ranges) = tab_ok {
+        check_tabs(text, &ranges)?;
+    }
     Ok(loader.root.map_or(Value::Null, |node| node.value))
+}
+
+/// ruamel's scanner treats a tab as white space only inside flow
+/// collections, and as content inside quoted and block scalars and
+/// comments. Anywhere else, and inside any plain scalar (`a: b\tc`,
+/// `[a\tb]`), a tab is an error. saphyr-parser follows YAML 1.2 and accepts
+/// those tabs, so they are looked for here. `ranges` are character ranges:
+/// `true` where tabs are fine, `false` for plain scalars.
+fn check_tabs(text: &str, ranges: &[(usize, usize, bool)]) -> Result<(), Fail> {
+    const BLOCK: u8 = 0;
+    const ALLOWED: u8 = 1;
+    const PLAIN: u8 = 2;
+    let chars: Vec<char> = text.chars().collect();
+    let mut state = vec![BLOCK; chars.len()];
+    for pass in [true, false] {
+        for &(start, mut end, allowed) in ranges.iter().filter(|r| r.2 == pass) {
+            // A quoted scalar's span runs over the blanks after its closing quote.
+            while end > start && matches!(chars.get(end - 1), Some(' ' | '\t')) {
+                end -= 1;
+            }
+            let end = end.min(chars.len());
+            if start < end {
+                state[start..end].fill(if allowed { ALLOWED } else { PLAIN });
+            }
+        }
+    }
+    let (mut line, mut col) = (1usize, 0usize);
+    let mut in_comment = false;
+    let mut after_space = true;
+    for (index, &c) in chars.iter().enumerate() {
+        match c {
+            '\n' => {
+                (line, col) = (line + 1, 0);
+                in_comment = false;
+                after_space = true;
+                continue;
+            }
+            '#' if state[index] != ALLOWED && after_space => in_comment = true,
+            '\t' if state[index] == PLAIN || (state[index] == BLOCK && !in_comment) => {
+                let mark = Marker::new(index, line, col);
+                return Err(Fail::in_context(
+                    "while scanning for the next token",
+                    mark,
+                    "found character '\\t' that cannot start any token".into(),
+                    mark,
+                ));
+            }
+            _ => {}
+        }
+        after_space = matches!(c, ' ' | '\t' | '\r');
+        col += 1;
+    }
+    Ok(())
 }
 
 /// The typing rules in force: YAML 1.2 unless a `%YAML 1.1` directive says otherwise.
