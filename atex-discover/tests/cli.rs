@@ -1,6 +1,7 @@
 //! Integration tests of the `atex-discover` binary: fmf trees written to
 //! temporary directories, the real binary run on them, its stdout parsed
 //! into atex-shared records.
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

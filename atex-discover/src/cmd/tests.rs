@@ -101,7 +101,7 @@ pub(crate) fn one_line(error: Error) -> CliError {
 }
 
 #[cfg(test)]
-mod tests {
+mod unit_tests {
     use super::*;
     use crate::error::{ErrorKind, Location};
 

@@ -247,6 +247,7 @@ fn shlex_split(text: &str) -> Result<Vec<String>, String> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 mod tests {
     use super::*;
     use crate::value::Map;

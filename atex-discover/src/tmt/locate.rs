@@ -71,6 +71,7 @@ fn strip_quotes<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 mod tests {
     use super::*;
 

@@ -354,6 +354,7 @@ pub fn parse_cli_context(options: &[String]) -> Result<Dimensions> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 mod tests {
     use super::*;
 

@@ -278,6 +278,7 @@ pub fn filter_data(node: &Node, root: &Path) -> Map {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 mod tests {
     use super::*;
     use crate::tmt::plan::phases;

@@ -180,6 +180,7 @@ pub(crate) fn string_list(data: &Map, key: &str) -> std::result::Result<Vec<Stri
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 mod tests {
     use super::*;
 
