@@ -451,3 +451,59 @@ fn help_texts() {
     assert_eq!(plans_help.code, Some(0));
     insta::assert_snapshot!("plans_help", plans_help.stdout);
 }
+
+#[test]
+fn plan_adjust_uses_the_cli_context_only() {
+    let dir = tree(&[
+        (
+            "plans/p.fmf",
+            "context: {distro: fedora}\ndiscover: {how: fmf}\nexecute: {how: tmt}\nenvironment: {A: base}\nadjust:\n  - when: distro == fedora\n    environment: {A: adjusted}\n",
+        ),
+        (
+            "tests/t.fmf",
+            "test: x\nadjust:\n  - when: distro == fedora\n    environment: {T: fedora}\n",
+        ),
+    ]);
+    let got = tests(&run(dir.path(), &["tests", "--plan", "/plans/p"]));
+    assert_eq!(got[0].plan.environment["A"], "base");
+    assert_eq!(got[0].environment["T"], "fedora");
+    let got = tests(&run(
+        dir.path(),
+        &["tests", "--plan", "/plans/p", "-c", "distro=fedora"],
+    ));
+    assert_eq!(got[0].plan.environment["A"], "adjusted");
+}
+
+#[test]
+fn invalid_plan_details() {
+    let dir = tree(&[
+        ("tests/t.fmf", "test: x\n"),
+        (
+            "plans/when.fmf",
+            "execute: {how: tmt}\nprepare:\n  - script: x\n    when: distro ==\n",
+        ),
+        (
+            "plans/file.fmf",
+            "execute: {how: tmt}\nenvironment-file: [missing.env]\n",
+        ),
+        (
+            "plans/url.fmf",
+            "execute: {how: tmt}\ndiscover:\n    how: fmf\n    url: https://example.com/x.git\n",
+        ),
+    ]);
+    assert_invalid(
+        &run(dir.path(), &["tests", "--plan", "/plans/when"]),
+        "plans/when.fmf",
+        4,
+    );
+    let output = run(dir.path(), &["tests", "--plan", "/plans/file"]);
+    assert_invalid(&output, "plans/file.fmf", 2);
+    assert!(output.stderr.contains("missing.env"), "{}", output.stderr);
+    assert_invalid(
+        &run(dir.path(), &["tests", "--plan", "/plans/url"]),
+        "plans/url.fmf",
+        4,
+    );
+    let output = run(dir.path(), &["tests", "--filter", "test: ("]);
+    assert_eq!((output.code, output.stdout.as_str()), (Some(2), ""));
+}

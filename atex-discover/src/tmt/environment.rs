@@ -333,6 +333,11 @@ mod tests {
         let env = from_files(&value, dir.path()).unwrap();
         assert_eq!((env["A"].as_str(), env["B"].as_str()), ("1", "2"));
         assert!(from_files(&Value::Str("missing.env".into()), dir.path()).is_err());
+        std::fs::write(dir.path().join("c.yaml"), "A: 3\nB: true\n").unwrap();
+        let env = from_files(&Value::Str("c.yaml".into()), dir.path()).unwrap();
+        assert_eq!((env["A"].as_str(), env["B"].as_str()), ("3", "True"));
+        std::fs::write(dir.path().join("d.yml"), "[1]\n").unwrap();
+        assert!(from_files(&Value::Str("d.yml".into()), dir.path()).is_err());
         assert!(from_files(&Value::Int(1), dir.path()).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::filter::{FilterOptions, filter};
+use crate::filter::{FilterError, FilterOptions, filter};
 use crate::pyre::{self, PyRegex};
 use crate::tmt::plan::{DEFAULT_ORDER, Phase};
 use crate::tmt::{data_error, test::test_path};
@@ -124,10 +124,25 @@ pub fn select<'n>(
                 regexp: true,
                 name: None,
             };
-            if !filters
-                .iter()
-                .all(|expr| filter(expr, &data, options).unwrap_or(false))
-            {
+            let mut pass = true;
+            for expr in &filters {
+                match filter(expr, &data, options) {
+                    Ok(true) => {}
+                    Ok(false) | Err(FilterError::Filter(_)) => {
+                        pass = false;
+                        break;
+                    }
+                    // An invalid regex is the user's mistake, not a reason
+                    // to silently select nothing.
+                    Err(FilterError::Regex(message)) => {
+                        return Err(Error::new(
+                            ErrorKind::FilterError,
+                            format!("invalid filter '{expr}': {message}"),
+                        ));
+                    }
+                }
+            }
+            if !pass {
                 continue;
             }
         }
@@ -418,6 +433,11 @@ mod tests {
         assert_eq!(filtered("duration: 5m"), ["/g", "/b", "/a"]);
         // An unknown key is fmf's FilterError: nothing is selected.
         assert!(filtered("nosuchkey: x").is_empty());
+        let bad_regex = Criteria {
+            filters: vec!["tag: (".into()],
+            ..Default::default()
+        };
+        assert!(run(&sample(), "discover: {}", &bad_regex).is_err());
         let both = run(
             &sample(),
             "discover: {filter: 'tag: fast'}",
