@@ -1144,22 +1144,25 @@ fn is_int(s: &[u8], version: Version) -> bool {
     cur.sign();
     let body = &s[cur.i..];
     let all = |b: &[u8], ok: fn(u8) -> bool| !b.is_empty() && b.iter().all(|&c| ok(c));
-    if let Some(rest) = body.strip_prefix(b"0b") {
-        if all(rest, |c| c == b'0' || c == b'1' || c == b'_') {
-            return true;
-        }
+    if body
+        .strip_prefix(b"0b")
+        .is_some_and(|rest| all(rest, |c| c == b'0' || c == b'1' || c == b'_'))
+    {
+        return true;
     }
-    if let Some(rest) = body.strip_prefix(b"0x") {
-        if all(rest, |c| c.is_ascii_hexdigit() || c == b'_') {
-            return true;
-        }
+    if body
+        .strip_prefix(b"0x")
+        .is_some_and(|rest| all(rest, |c| c.is_ascii_hexdigit() || c == b'_'))
+    {
+        return true;
     }
     match version {
         Version::V12 => {
-            if let Some(rest) = body.strip_prefix(b"0o") {
-                if all(rest, |c| (b'0'..=b'7').contains(&c) || c == b'_') {
-                    return true;
-                }
+            if body
+                .strip_prefix(b"0o")
+                .is_some_and(|rest| all(rest, |c| (b'0'..=b'7').contains(&c) || c == b'_'))
+            {
+                return true;
             }
             all(body, digit_us)
         }
@@ -1644,5 +1647,435 @@ fn py_float_repr(f: f64) -> String {
         };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{head}{frac}e{esign}{:02}", exp.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_ok(text: &str) -> Value {
+        parse(text, Path::new("/t/main.fmf")).expect("parses")
+    }
+
+    /// The value of key `k` in a one-key document.
+    fn k(text: &str) -> Value {
+        match load_ok(&format!("k: {text}")) {
+            Value::Map(mut map) => map.shift_remove("k").expect("key k"),
+            other => panic!("not a mapping: {other:?}"),
+        }
+    }
+
+    fn json(text: &str) -> String {
+        load_ok(text).to_json().to_string()
+    }
+
+    /// The error for `text`: (line, column, message without the header).
+    fn fail(text: &str) -> (usize, usize, String) {
+        let error = parse(text, Path::new("/t/main.fmf")).expect_err("fails");
+        assert_eq!(error.kind(), ErrorKind::FileError);
+        let location = error.location().expect("location");
+        assert_eq!(location.path, Path::new("/t/main.fmf"));
+        let detail = error
+            .message()
+            .strip_prefix("Failed to parse '/t/main.fmf'.\n")
+            .expect("message header")
+            .to_owned();
+        (
+            location.line.expect("line"),
+            location.column.expect("column"),
+            detail,
+        )
+    }
+
+    fn s(text: &str) -> Value {
+        Value::Str(text.into())
+    }
+
+    #[test]
+    fn booleans_are_yaml_1_2() {
+        for text in ["true", "True", "TRUE"] {
+            assert_eq!(k(text), Value::Bool(true));
+        }
+        for text in ["false", "False", "FALSE"] {
+            assert_eq!(k(text), Value::Bool(false));
+        }
+        for text in ["yes", "no", "on", "off", "y", "n", "Yes", "NO", "tRue"] {
+            assert_eq!(k(text), s(text));
+        }
+    }
+
+    #[test]
+    fn nulls() {
+        for text in ["~", "null", "Null", "NULL", ""] {
+            assert_eq!(k(text), Value::Null, "{text:?}");
+        }
+        assert_eq!(k("nulls"), s("nulls"));
+        assert_eq!(load_ok(""), Value::Null);
+        assert_eq!(load_ok("# only a comment\n"), Value::Null);
+        assert_eq!(load_ok("---\n"), Value::Null);
+    }
+
+    #[test]
+    fn integers() {
+        let cases: &[(&str, i64)] = &[
+            ("0", 0),
+            ("7", 7),
+            ("-3", -3),
+            ("+4", 4),
+            ("017", 17),
+            ("0017", 17),
+            ("08", 8),
+            ("0o17", 15),
+            ("0x1F", 31),
+            ("-0x1F", -31),
+            ("+0x1F", 31),
+            ("0b101", 5),
+            ("1_000", 1000),
+            ("1__0", 10),
+            ("1_", 1),
+            ("0_", 0),
+            ("-0", 0),
+            ("-9223372036854775808", i64::MIN),
+        ];
+        for &(text, value) in cases {
+            assert_eq!(k(text), Value::Int(value), "{text}");
+        }
+        for text in ["0o8", "0b12", "0X1F", "0O7", "_1", "_", "0x", "1e", "0o-1"] {
+            assert_eq!(k(text), s(text), "{text}");
+        }
+        // Deviation: Python ints are unbounded, ours stay text beyond i64.
+        assert_eq!(k("9223372036854775808"), s("9223372036854775808"));
+    }
+
+    #[test]
+    fn floats() {
+        let cases: &[(&str, f64)] = &[
+            ("1.10", 1.1),
+            ("1.0", 1.0),
+            ("1e3", 1000.0),
+            ("1E3", 1000.0),
+            ("1e-3", 0.001),
+            ("1.", 1.0),
+            ("0.", 0.0),
+            ("-2.5", -2.5),
+            ("1_0.5", 10.5),
+            ("6.02e+23", 6.02e23),
+            (".5", 0.5),
+            ("-.5", -0.5),
+            ("1.e5", 100_000.0),
+            (".5e+3", 500.0),
+            ("1_e3", 1000.0),
+        ];
+        for &(text, value) in cases {
+            assert_eq!(k(text), Value::Float(value), "{text}");
+        }
+        assert_eq!(k(".inf"), Value::Float(f64::INFINITY));
+        assert_eq!(k("+.INF"), Value::Float(f64::INFINITY));
+        assert_eq!(k("-.inf"), Value::Float(f64::NEG_INFINITY));
+        for text in [".nan", ".NaN", ".NAN"] {
+            assert!(matches!(k(text), Value::Float(f) if f.is_nan()), "{text}");
+        }
+        // .5e3 needs a signed exponent; -.nan and .Nan are not floats.
+        for text in [".5e3", "-.nan", ".Nan", ".", "1e3_", "12.5.3"] {
+            assert_eq!(k(text), s(text), "{text}");
+        }
+        assert_eq!(k("\"1.10\""), s("1.10"));
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(k("2021-01-02"), Value::Date("2021-01-02".into()));
+        let cases = [
+            ("2021-01-02 10:00:00", "2021-01-02T10:00:00"),
+            ("2021-01-02t10:00:00", "2021-01-02T10:00:00"),
+            ("2021-1-2 1:00:00", "2021-01-02T01:00:00"),
+            ("2021-01-02   10:00:00", "2021-01-02T10:00:00"),
+            ("2021-01-02T10:00:00+02:00", "2021-01-02T10:00:00+02:00"),
+            ("2021-01-02T10:00:00Z", "2021-01-02T10:00:00+00:00"),
+            ("2021-01-02T10:00:00 Z", "2021-01-02T10:00:00+00:00"),
+            ("2021-01-02T10:00:00-00:00", "2021-01-02T10:00:00+00:00"),
+            ("2021-01-02T10:00:00+2", "2021-01-02T10:00:00+02:00"),
+            ("2021-01-02 10:00:00 -05:30", "2021-01-02T10:00:00-05:30"),
+            ("2021-01-02T10:00:00.5", "2021-01-02T10:00:00.500000"),
+            ("2021-01-02T10:00:00.", "2021-01-02T10:00:00"),
+            ("2021-01-02T10:00:00.000000", "2021-01-02T10:00:00"),
+            (
+                "2021-01-02T10:00:00.123456789",
+                "2021-01-02T10:00:00.123457",
+            ),
+            ("2021-12-31T23:59:59.9999999", "2022-01-01T00:00:00"),
+        ];
+        for (text, iso) in cases {
+            assert_eq!(k(text), Value::DateTime(iso.into()), "{text}");
+        }
+        for text in ["2021-1-2", "2021-01-2", "12:30:00", "1:30", "5m", "1h30m"] {
+            assert_eq!(k(text), s(text), "{text}");
+        }
+        assert_eq!(k("\"2021-01-02\""), s("2021-01-02"));
+        // Matching but impossible dates are errors, as in ruamel (ValueError).
+        for text in ["2021-02-30", "2021-13-01", "2021-01-02T25:00:00"] {
+            let (line, column, _) = fail(&format!("k: {text}"));
+            assert_eq!((line, column), (1, 4), "{text}");
+        }
+        assert_eq!(k("2020-02-29"), Value::Date("2020-02-29".into()));
+    }
+
+    #[test]
+    fn explicit_tags() {
+        assert_eq!(k("!!str 1.10"), s("1.10"));
+        assert_eq!(k("!!float 1"), Value::Float(1.0));
+        assert_eq!(k("!!int \"42\""), Value::Int(42));
+        assert_eq!(k("!!bool yes"), Value::Bool(true));
+        assert_eq!(k("!!null abc"), Value::Null);
+        assert_eq!(k("!!str"), s(""));
+        assert_eq!(k("!!timestamp 2021-1-2"), Value::Date("2021-01-02".into()));
+        assert_eq!(k("!!binary aGVsbG8="), Value::Binary(b"hello".to_vec()));
+        assert_eq!(
+            k("!!binary |\n  aGVs\n  bG8="),
+            Value::Binary(b"hello".to_vec())
+        );
+        assert_eq!(k("!!set {b, a}"), Value::Set(vec![s("b"), s("a")]));
+        assert_eq!(json("k: !!omap [{z: 1}, {a: 2}]"), r#"{"k":{"z":1,"a":2}}"#);
+        assert_eq!(
+            json("k: !!pairs [{a: 1}, {a: 2}]"),
+            r#"{"k":[["a",1],["a",2]]}"#
+        );
+        assert_eq!(json("k: !!seq [a]"), r#"{"k":["a"]}"#);
+        assert_eq!(json("k: !!map {a: 1}"), r#"{"k":{"a":1}}"#);
+        // ruamel resolves the non-specific tag like a plain scalar, even quoted.
+        assert_eq!(k("! '12'"), Value::Int(12));
+        assert_eq!(k("!<tag:yaml.org,2002:str> 12"), s("12"));
+        assert_eq!(
+            load_ok("%TAG !e! tag:yaml.org,2002:\n--- !e!int \"1\""),
+            Value::Int(1)
+        );
+    }
+
+    #[test]
+    fn unknown_and_mismatched_tags_fail() {
+        let (line, column, detail) = fail("x: !custom value\n");
+        assert_eq!((line, column), (1, 4));
+        assert!(detail.starts_with("could not determine a constructor for the tag '!custom'\n"));
+        assert!(
+            detail.contains("\n    x: !custom value\n       ^ (line: 1)"),
+            "{detail}"
+        );
+        for text in [
+            "!!python/str x",
+            "!foo [a]",
+            "!!str [a]",
+            "!!seq {a: 1}",
+            "!!map [a]",
+            "!!set [a]",
+            "!!omap {a: 1}",
+            "!!omap [{a: 1}, {a: 2}]",
+            "!!omap [{a: 1, b: 2}]",
+            "!!int abc",
+            "!!float abc",
+            "!!bool x",
+            "!!binary é",
+            "!!binary a",
+            "!!timestamp x",
+            "=",
+            "<<",
+            "-_",
+        ] {
+            let (line, _, _) = fail(&format!("\nk: {text}"));
+            assert_eq!(line, 2, "{text}");
+        }
+    }
+
+    #[test]
+    fn block_and_quoted_scalars() {
+        let data = "lit: |\n  one\n  two\nfold: >\n  a\n  b\nkeep: |+\n  k\n\nstrip: |-\n  s\n\
+                    q: ['it''s', \"tab\\t\\u00e9\"]\nplain: this is\n  multi line\n";
+        assert_eq!(
+            json(data),
+            r#"{"lit":"one\ntwo\n","fold":"a b\n","keep":"k\n\n","strip":"s","q":["it's","tab\té"],"plain":"this is multi line"}"#
+        );
+        assert_eq!(k("'true'"), s("true"));
+        assert_eq!(k("\"~\""), s("~"));
+        assert_eq!(k("http://example.com/x#y"), s("http://example.com/x#y"));
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        assert_eq!(
+            json("a: &x {p: 1, q: [1, 2]}\nb: *x\n"),
+            r#"{"a":{"p":1,"q":[1,2]},"b":{"p":1,"q":[1,2]}}"#
+        );
+        // Merged keys come first; own keys override them.
+        assert_eq!(
+            json("a: &x {x: 1, y: 2}\nm:\n  z: 0\n  <<: *x\n  y: 3\n"),
+            r#"{"a":{"x":1,"y":2},"m":{"x":1,"y":3,"z":0}}"#
+        );
+        // A list of merged mappings is applied last to first: earlier ones win.
+        assert_eq!(
+            json("{<<: [{a: 1}, {b: 2}], c: 3}"),
+            r#"{"b":2,"a":1,"c":3}"#
+        );
+        assert_eq!(json("{<<: [{a: 1}, {a: 2}]}"), r#"{"a":1}"#);
+        assert_eq!(json("{a: 1, <<: {a: 2, b: 3}}"), r#"{"a":1,"b":3}"#);
+        // ruamel checks no duplicates in a mapping that merges, nor in an
+        // inline merged mapping.
+        assert_eq!(json("{<<: {x: 1}, a: 1, a: 2}"), r#"{"x":1,"a":2}"#);
+        assert_eq!(json("{<<: {a: 1, a: 2}}"), r#"{"a":2}"#);
+        // A quoted '<<' is a plain key; `=` as a key is the string "=".
+        assert_eq!(json("'<<': {a: 1}"), r#"{"<<":{"a":1}}"#);
+        assert_eq!(json("=: x"), r#"{"=":"x"}"#);
+        let (line, column, detail) = fail("{<<: {x: 1},\n <<: {y: 1}}");
+        assert_eq!((line, column), (2, 2));
+        assert!(
+            detail.contains("found duplicate merge key \"<<\""),
+            "{detail}"
+        );
+        let (line, _, detail) = fail("a: 1\n<<: 1\n");
+        assert_eq!(line, 2);
+        assert!(
+            detail.contains("expected a mapping or list of mappings for merging"),
+            "{detail}"
+        );
+        assert_eq!(fail("a: <<").0, 1);
+    }
+
+    #[test]
+    fn non_string_keys_make_a_keyed_map() {
+        assert_eq!(
+            json("{1: one, false: no, null: none, 2.5: float, [a, b]: seq}"),
+            r#"{"$map":[[1,"one"],[false,"no"],[null,"none"],[2.5,"float"],[["a","b"],"seq"]]}"#
+        );
+        assert_eq!(
+            json("{2021-01-02: a, '2021-01-02': b}"),
+            r#"{"$map":[[{"$date":"2021-01-02"},"a"],["2021-01-02","b"]]}"#
+        );
+        let (line, column, detail) = fail("{{a: 1}: 1}");
+        assert_eq!((line, column), (1, 2));
+        assert!(detail.contains("found unhashable key"), "{detail}");
+    }
+
+    #[test]
+    fn duplicate_keys_fail_at_the_second_key() {
+        let (line, column, detail) = fail("a: b\na: c\n");
+        assert_eq!((line, column), (2, 1));
+        assert_eq!(
+            detail,
+            "while constructing a mapping\n  in \"<unicode string>\", line 1, column 1:\n    a: b\n    ^ (line: 1)\n\
+             found duplicate key \"a\" with value \"c\" (original value: \"b\")\n  in \"<unicode string>\", line 2, column 1:\n    a: c\n    ^ (line: 2)\n\n\
+             To suppress this check see:\n    https://yaml.dev/doc/ruamel.yaml/api/#Duplicate_keys\n"
+        );
+        let (line, column, _) = fail("x:\n  a: 1\n  a: 2\n");
+        assert_eq!((line, column), (3, 3));
+        let (line, column, detail) = fail("/child:\n  a: 1\n/child:\n  b: 2\n");
+        assert_eq!((line, column), (3, 1));
+        assert!(
+            detail.contains(
+                "found duplicate key \"/child\" with value \"{}\" (original value: \"{}\")"
+            )
+        );
+        // Python equality: 1 == True == 1.0.
+        let (line, column, detail) = fail("x: {1: one, true: yes}");
+        assert_eq!((line, column), (1, 13));
+        assert!(
+            detail.contains(
+                "found duplicate key \"True\" with value \"yes\" (original value: \"one\")"
+            )
+        );
+        let (_, column, detail) = fail("x: {1: a, 1.0: b}");
+        assert_eq!(column, 11);
+        assert!(detail.contains("found duplicate key \"1.0\""));
+        assert!(
+            fail("{[a]: 1, [a]: 2}")
+                .2
+                .contains("found duplicate key \"('a',)\"")
+        );
+        assert_eq!(fail("{.nan: 1, .nan: 2}").1, 11);
+        assert_eq!(fail("- {a: 1, a: 2}").0, 1);
+        assert_eq!(fail("k: !!set {a, a}").1, 14);
+    }
+
+    #[test]
+    fn documents() {
+        let (line, column, detail) = fail("a: 1\n---\nb: 2\n");
+        assert_eq!((line, column), (2, 1));
+        assert!(
+            detail.starts_with("expected a single document in the stream\n"),
+            "{detail}"
+        );
+        assert!(detail.contains("but found another document"));
+        assert_eq!(json("---\na: 1\n...\n"), r#"{"a":1}"#);
+        assert_eq!(json("\u{feff}bom: present\n"), r#"{"bom":"present"}"#);
+    }
+
+    #[test]
+    fn yaml_1_1_directive() {
+        assert_eq!(
+            json(
+                "%YAML 1.1\n---\n[yes, On, n, 017, 08, 0_7, 190:20:30, 190:20:30.15, 0b1, 0o17, 1_000]"
+            ),
+            r#"[true,true,false,15,"08",7,685230,685230.15,1,"0o17",1000]"#
+        );
+        assert_eq!(json("# c\n%YAML 1.2\n---\n[yes, 017]"), r#"["yes",17]"#);
+        assert_eq!(fail("%YAML 1.3\n--- x").0, 1);
+        assert_eq!(fail("%YAML 2.0\n--- x").0, 1);
+    }
+
+    #[test]
+    fn tabs() {
+        let (line, column, detail) = fail("x:\n\ta: 1\n");
+        assert_eq!(line, 2);
+        assert!(column <= 2);
+        assert!(!detail.is_empty());
+        // Where ruamel's scanner rejects tabs although YAML 1.2 allows them.
+        for (text, column) in [
+            ("a: \t1", 4),
+            ("a: 1\t# c", 5),
+            ("a: b\tc", 5),
+            ("-\tb", 2),
+            ("[a\tb]", 3),
+        ] {
+            let (line, col, detail) = fail(text);
+            assert_eq!((line, col), (1, column), "{text:?}");
+            assert!(detail.starts_with("while scanning for the next token\nfound character '\\t'"));
+        }
+        // ...and where it accepts them.
+        assert_eq!(
+            json("a: [1,\t2]  # x\t y\n# \tc\nb: \"x\ty\"\nc: |\n  x\ty\n"),
+            r#"{"a":[1,2],"b":"x\ty","c":"x\ty\n"}"#
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let (line, column, _) = fail("missing\ncolon:\n");
+        assert_eq!((line, column), (2, 6));
+        let (line, column, _) = fail("list: [a, b\n");
+        assert_eq!((line, column), (2, 1));
+        assert_eq!(fail("a: *nowhere").0, 1);
+    }
+
+    #[test]
+    fn python_reprs() {
+        assert_eq!(py_float_repr(1.0), "1.0");
+        assert_eq!(py_float_repr(1e16), "1e+16");
+        assert_eq!(py_float_repr(1.5e-7), "1.5e-07");
+        assert_eq!(py_float_repr(0.0001), "0.0001");
+        assert_eq!(py_float_repr(123.456), "123.456");
+        assert_eq!(py_float_repr(-2.5), "-2.5");
+        assert_eq!(py_repr_str("it's"), "\"it's\"");
+        assert_eq!(py_repr_str("a\tb"), "'a\\tb'");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_decimal_ints_round_trip(n in proptest::num::i64::ANY) {
+            proptest::prop_assert_eq!(k(&n.to_string()), Value::Int(n));
+        }
+
+        #[test]
+        fn quoted_strings_stay_strings(text in "[ -~]{0,12}") {
+            let quoted = format!("'{}'", text.replace('\'', "''"));
+            proptest::prop_assert_eq!(k(&quoted), Value::Str(text));
+        }
     }
 }
