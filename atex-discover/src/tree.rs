@@ -623,6 +623,10 @@ impl Builder {
 
 /// `os.path.abspath`: absolute against the CWD, `.` and `..` resolved
 /// lexically (symlinks are not resolved).
+pub(crate) fn absolute_path(path: &Path) -> Result<PathBuf> {
+    absolute(path)
+}
+
 fn absolute(path: &Path) -> Result<PathBuf> {
     let joined = if path.is_absolute() {
         path.to_path_buf()
