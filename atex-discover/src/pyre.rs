@@ -55,6 +55,8 @@ struct Inner {
     /// Set when the pattern has no metacharacter: plain substring tests are
     /// much faster than running a regex.
     literal: Option<String>,
+    /// The pattern compiled to never match empty, for `sub` (built on use).
+    not_empty: OnceLock<Option<fancy_regex::Regex>>,
     /// `"^" + pattern + "$"`, compiled on first use by `full_match_dollar`.
     full: OnceLock<Option<PyRegex>>,
     /// Number of capture groups (without group 0).
@@ -90,7 +92,7 @@ pub fn full_match(pattern: &str, text: &str) -> Result<bool, PyReError> {
         return Ok(text == pattern || text.strip_suffix('\n') == Some(pattern));
     }
     let regex = compile(&format!("^{pattern}$"))?;
-    Ok(regex.search(text))
+    Ok(regex.match_start(text))
 }
 
 /// True when the pattern has no metacharacter, so it matches itself only.
@@ -100,7 +102,8 @@ fn is_literal(pattern: &str) -> bool {
 
 fn compile_uncached(pattern: &str) -> Result<PyRegex, PyReError> {
     let translated = translate(pattern)?;
-    let regex = fancy_regex::Regex::new(&translated)
+    let regex = fancy_regex::RegexBuilder::new(&translated)
+        .build()
         .map_err(|e| PyReError::new(format!("{e} in pattern '{pattern}'")))?;
     let mut names = HashMap::new();
     for (index, name) in regex.capture_names().enumerate() {
@@ -115,6 +118,7 @@ fn compile_uncached(pattern: &str) -> Result<PyRegex, PyReError> {
             pattern: pattern.to_owned(),
             regex,
             literal,
+            not_empty: OnceLock::new(),
             full: OnceLock::new(),
             groups,
             names,
@@ -143,8 +147,8 @@ impl PyRegex {
         if let Some(literal) = &self.inner.literal {
             return s.starts_with(literal.as_str());
         }
-        let input = fancy_regex::RegexInput::new(s).anchored(true);
-        self.inner.regex.is_match_input(input).unwrap_or(false)
+        // The leftmost match starts at 0 whenever some match can start there.
+        matches!(self.inner.regex.find(s), Ok(Some(m)) if m.start() == 0)
     }
 
     /// `re.match("^" + pattern + "$", s) is not None`: a full match where
@@ -157,7 +161,7 @@ impl PyRegex {
             .inner
             .full
             .get_or_init(|| compile(&format!("^{}$", self.inner.pattern)).ok());
-        full.as_ref().is_some_and(|regex| regex.search(s))
+        full.as_ref().is_some_and(|regex| regex.match_start(s))
     }
 
     /// The spans of the groups of the first match (`re.search`), group 0
@@ -191,16 +195,25 @@ impl PyRegex {
             };
             let Some(whole) = caps.get(0) else { break };
             let (start, end) = (whole.start(), whole.end());
-            if must_advance && start == end && start == pos {
-                match s[pos..].chars().next() {
-                    Some(c) => {
+            let caps = if must_advance && start == end && start == pos {
+                // Python tries a non-empty match at the same position
+                // first, and only then moves on.
+                match self.not_empty_match_at(s, pos)? {
+                    Some(caps) => caps,
+                    None => {
+                        let Some(c) = s[pos..].chars().next() else {
+                            break;
+                        };
                         pos += c.len_utf8();
                         must_advance = false;
                         continue;
                     }
-                    None => break,
                 }
-            }
+            } else {
+                caps
+            };
+            let Some(whole) = caps.get(0) else { break };
+            let (start, end) = (whole.start(), whole.end());
             out.push_str(&s[last..start]);
             for part in &template {
                 match part {
@@ -218,6 +231,25 @@ impl PyRegex {
         }
         out.push_str(&s[last..]);
         Ok(out)
+    }
+
+    /// The highest-priority non-empty match starting exactly at `pos`.
+    fn not_empty_match_at<'t>(
+        &self,
+        s: &'t str,
+        pos: usize,
+    ) -> Result<Option<fancy_regex::Captures<'t, str>>, PyReError> {
+        let regex = self.inner.not_empty.get_or_init(|| {
+            fancy_regex::RegexBuilder::new(self.inner.regex.as_str())
+                .find_not_empty(true)
+                .build()
+                .ok()
+        });
+        let Some(regex) = regex else { return Ok(None) };
+        let caps = regex
+            .captures_from_pos(s, pos)
+            .map_err(|e| PyReError::new(e.to_string()))?;
+        Ok(caps.filter(|caps| caps.get(0).is_some_and(|m| m.start() == pos)))
     }
 
     fn parse_template(&self, repl: &str) -> Result<Vec<TemplatePart>, PyReError> {
@@ -386,12 +418,40 @@ fn translate(pattern: &str) -> Result<String, PyReError> {
     // Multi-line flag per open group, to know what `$` means.
     let mut multiline_stack: Vec<bool> = Vec::new();
     let mut multiline = false;
+    // Python's ASCII flag `(?a)`: `\w`, `\d`, `\s` match ASCII only.
+    let mut ascii = false;
+    // 0: the last token is no quantifier; 1: a quantifier; 2: a quantifier
+    // with its lazy/possessive modifier. Python rejects `a**`, `a{2}{3}`.
+    let mut quantified = 0u8;
     let mut i = 0;
     let bad_escape =
         |c: char, at: usize| Err(PyReError::new(format!("bad escape \\{c} at position {at}")));
     while i < chars.len() {
         let c = chars[i];
+        let was_quantified = std::mem::take(&mut quantified);
         match c {
+            '*' | '+' | '?' | '{' => {
+                let repeat = if c == '{' {
+                    python_repeat(&chars, i)?
+                } else {
+                    Some(i + 1)
+                };
+                match repeat {
+                    Some(end) => {
+                        let modifier = was_quantified == 1 && (c == '?' || c == '+');
+                        if was_quantified > 0 && !modifier {
+                            return Err(PyReError::new(format!("multiple repeat at position {i}")));
+                        }
+                        quantified = if modifier { 2 } else { 1 };
+                        out.extend(&chars[i..end]);
+                        i = end;
+                    }
+                    None => {
+                        out.push_str(r"\{");
+                        i += 1;
+                    }
+                }
+            }
             '\\' => {
                 let Some(&next) = chars.get(i + 1) else {
                     return Err(PyReError::new(format!(
@@ -400,6 +460,12 @@ fn translate(pattern: &str) -> Result<String, PyReError> {
                 };
                 match next {
                     'Z' => out.push_str(r"\z"),
+                    'w' if ascii => out.push_str("[0-9A-Za-z_]"),
+                    'W' if ascii => out.push_str("[^0-9A-Za-z_]"),
+                    'd' if ascii => out.push_str("[0-9]"),
+                    'D' if ascii => out.push_str("[^0-9]"),
+                    's' if ascii => out.push_str(r"[ \t\n\r\x0b\x0c]"),
+                    'S' if ascii => out.push_str(r"[^ \t\n\r\x0b\x0c]"),
                     'A' | 'b' | 'B' | 'd' | 'D' | 's' | 'S' | 'w' | 'W' | 'a' | 'f' | 'n' | 'r'
                     | 't' | 'v' | 'x' | 'u' | 'U' => {
                         out.push('\\');
@@ -416,7 +482,7 @@ fn translate(pattern: &str) -> Result<String, PyReError> {
                 i += 2;
             }
             '[' => {
-                i = translate_class(&chars, i, &mut out)?;
+                i = translate_class(&chars, i, ascii, &mut out)?;
             }
             '$' if !multiline => {
                 out.push_str(r"(?=\n?\z)");
@@ -425,6 +491,7 @@ fn translate(pattern: &str) -> Result<String, PyReError> {
             '(' => {
                 multiline_stack.push(multiline);
                 if chars.get(i + 1) == Some(&'?') {
+                    check_group_syntax(&chars, i)?;
                     // Comment group.
                     if chars.get(i + 2) == Some(&'#') {
                         multiline_stack.pop();
@@ -459,7 +526,14 @@ fn translate(pattern: &str) -> Result<String, PyReError> {
                         let (on_kept, off_kept) = (keep(&on), keep(&off));
                         let new_multiline = (multiline || on.contains('m')) && !off.contains('m');
                         if end == Some(')') {
+                            // Python 3.11+ accepts global flags only first.
+                            if i > 0 {
+                                return Err(PyReError::new(format!(
+                                    "global flags not at the start of the expression at position {i}"
+                                )));
+                            }
                             // Global flags apply to the rest of the pattern.
+                            ascii |= on.contains('a');
                             multiline_stack.pop();
                             multiline = new_multiline;
                             if !on_kept.is_empty() || !off_kept.is_empty() {
@@ -502,6 +576,65 @@ fn translate(pattern: &str) -> Result<String, PyReError> {
         }
     }
     Ok(out)
+}
+
+/// `{m,n}` at `chars[at]`: `Some(end)` for a Python repeat, `None` for a
+/// literal `{`.
+fn python_repeat(chars: &[char], at: usize) -> Result<Option<usize>, PyReError> {
+    let mut j = at + 1;
+    let number = |j: &mut usize| {
+        let start = *j;
+        while chars.get(*j).is_some_and(char::is_ascii_digit) {
+            *j += 1;
+        }
+        chars[start..*j].iter().collect::<String>()
+    };
+    let low = number(&mut j);
+    let high = if chars.get(j) == Some(&',') {
+        j += 1;
+        Some(number(&mut j))
+    } else {
+        None
+    };
+    if chars.get(j) != Some(&'}') || (low.is_empty() && high.is_none()) {
+        return Ok(None);
+    }
+    let parse = |text: &str| text.parse::<u64>().ok();
+    if let (Some(low), Some(high)) = (parse(&low), high.as_deref().and_then(parse))
+        && low > high
+    {
+        return Err(PyReError::new(format!(
+            "min repeat greater than max repeat at position {at}"
+        )));
+    }
+    Ok(Some(j + 1))
+}
+
+/// Reject group syntax Python does not have: `(?<name>...)` and group
+/// names that are not identifiers.
+fn check_group_syntax(chars: &[char], at: usize) -> Result<(), PyReError> {
+    let rest: String = chars[at + 2..].iter().take(3).collect();
+    let name_start = if rest.starts_with("P<") {
+        at + 4
+    } else if rest.starts_with('<') && !rest.starts_with("<=") && !rest.starts_with("<!") {
+        return Err(PyReError::new(format!(
+            "unknown extension ?<{} at position {}",
+            chars.get(at + 3).map(char::to_string).unwrap_or_default(),
+            at + 1
+        )));
+    } else {
+        return Ok(());
+    };
+    let name: String = chars[name_start.min(chars.len())..]
+        .iter()
+        .take_while(|&&c| c != '>')
+        .collect();
+    if !is_identifier(&name) {
+        return Err(PyReError::new(format!(
+            "bad character in group name '{name}' at position {name_start}"
+        )));
+    }
+    Ok(())
 }
 
 /// Translate `\N...` (digits) at `chars[at]`; returns the chars consumed.
@@ -552,7 +685,12 @@ fn translate_digit_escape(
 
 /// Translate a character class starting at `chars[start] == '['`; returns
 /// the index after its closing `]`.
-fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usize, PyReError> {
+fn translate_class(
+    chars: &[char],
+    start: usize,
+    ascii: bool,
+    out: &mut String,
+) -> Result<usize, PyReError> {
     let mut i = start + 1;
     out.push('[');
     if chars.get(i) == Some(&'^') {
@@ -582,6 +720,9 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                 };
                 match next {
                     'b' => push_literal(out, '\x08'),
+                    'w' if ascii => out.push_str("0-9A-Za-z_"),
+                    'd' if ascii => out.push_str("0-9"),
+                    's' if ascii => out.push_str(r" \t\n\r\x0b\x0c"),
                     'd' | 'D' | 's' | 'S' | 'w' | 'W' | 'a' | 'f' | 'n' | 'r' | 't' | 'v' | 'x'
                     | 'u' | 'U' => {
                         out.push('\\');
@@ -638,7 +779,9 @@ mod tests {
     fn full_match_concatenates() {
         // "^a|b$" is `^a` or `b$`, as in Python.
         assert!(full_match("a|b", "abc").unwrap_or(false));
-        assert!(full_match("a|b", "cab").unwrap_or(false));
+        assert!(full_match("a|b", "b\n").unwrap_or(false));
+        // re.match is anchored at the start, even for the `b$` branch.
+        assert!(!full_match("a|b", "cab").unwrap_or(true));
         assert!(!full_match("a|b", "cac").unwrap_or(true));
     }
 

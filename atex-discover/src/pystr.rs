@@ -40,8 +40,23 @@ pub fn float_repr(f: f64) -> String {
     if f.is_infinite() {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    // `{:e}` gives the shortest round-trip digits: "-1.2345e-5".
-    let sci = format!("{f:e}");
+    // `{:e}` gives the shortest round-trip digits ("-1.2345e-5"), but not
+    // always the closest of the shortest candidates, which Python picks:
+    // the correctly rounded form with the same digit count is that one.
+    let shortest = format!("{f:e}");
+    let count = shortest
+        .split('e')
+        .next()
+        .map_or(0, |m| m.chars().filter(char::is_ascii_digit).count());
+    let rounded = format!("{:.*e}", count.saturating_sub(1), f);
+    let sci = if rounded
+        .parse::<f64>()
+        .is_ok_and(|back| back.to_bits() == f.to_bits())
+    {
+        rounded
+    } else {
+        shortest
+    };
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let (sign, mantissa) = match mantissa.strip_prefix('-') {
@@ -250,7 +265,10 @@ fn is_printable(c: char) -> bool {
     );
     let private = matches!(code, 0xe000..=0xf8ff | 0xf0000..=0xffffd | 0x100000..=0x10fffd);
     let noncharacter = (code & 0xfffe) == 0xfffe || (0xfdd0..=0xfdef).contains(&code);
-    !(separators || format || private || noncharacter)
+    // Large unassigned areas (Cn); unassigned points inside assigned blocks
+    // are not known here.
+    let unassigned = matches!(code, 0x2fa20..=0x2ffff | 0x323b0..=0xdffff | 0xe0080..=0xe00ff | 0xe01f0..=0xeffff);
+    !(separators || format || private || noncharacter || unassigned)
 }
 
 fn number(text: &str) -> u32 {
@@ -390,6 +408,7 @@ mod tests {
             (8.5, "8.5"),
             (0.1, "0.1"),
             (123.456, "123.456"),
+            (1500000000000000.2, "1500000000000000.2"),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (f64::INFINITY, "inf"),
             (f64::NEG_INFINITY, "-inf"),
