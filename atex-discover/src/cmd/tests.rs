@@ -53,10 +53,10 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
             excludes: args.excludes,
         },
     };
-    let records = discover(&options).map_err(one_line)?.records();
+    let discovery = discover(&options).map_err(one_line)?;
     let mut writer = Writer::new(out);
-    for record in &records {
-        match writer.write(record) {
+    for record in discovery.records() {
+        match writer.write(&record) {
             Ok(()) => {}
             Err(WriteError::BrokenPipe) => break,
             Err(WriteError::Io(e)) => return Err(CliError::Io(e)),

@@ -12,7 +12,7 @@ use crate::tmt::plan::{self, DUMMY_PLAN_NAME, Dimensions, Plan};
 use crate::tmt::select::{self, Criteria, PlanSource};
 use crate::tmt::test::DiscoveredTest;
 use crate::tree::{AdjustOptions, Node, Tree};
-use crate::value::Value;
+use crate::value::{Map, Value};
 
 /// What to discover.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +50,7 @@ pub struct Discovery {
 /// Deviations: sections with `url` or `path` (remote or other trees) are
 /// rejected, and sections whose `how` is not `fmf` are ignored (ATEX).
 pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
-    let tree = Tree::load(&options.root)?;
+    let mut tree = Tree::load(&options.root)?;
     let root = absolute_root(&tree)?;
     let plan = match &options.plan {
         None => Plan::new(
@@ -61,8 +61,8 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
             &options.context,
         )?,
         Some(wanted) => {
-            let plan_tree = adjusted(&tree, &options.context, None)?;
-            let node = find_plan(&plan_tree, wanted)?;
+            let candidates = plan_candidates(&tree, &options.context)?;
+            let node = find_plan(&tree, &candidates, wanted)?;
             Plan::new(
                 &node.name,
                 &node.data,
@@ -73,12 +73,7 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
         }
     };
     let sections = plan.fmf_sections()?;
-    let mut tests = Vec::new();
-    let plan_source = PlanSource {
-        name: &plan.name,
-        sources: &plan.sources,
-    };
-    let mut shared: Option<Tree> = None;
+    let mut rules = Vec::with_capacity(sections.len());
     for section in &sections {
         for key in ["url", "path"] {
             if section.data.contains_key(key) {
@@ -94,7 +89,7 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
                 ));
             }
         }
-        let rules = match section.data.get("adjust-tests") {
+        rules.push(match section.data.get("adjust-tests") {
             None | Some(Value::Null) => None,
             Some(rules @ (Value::Map(_) | Value::Seq(_))) => Some(rules),
             Some(other) => {
@@ -110,17 +105,34 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
                     ),
                 ));
             }
-        };
+        });
+    }
+    let plan_source = PlanSource {
+        name: &plan.name,
+        sources: &plan.sources,
+    };
+    let mut tests = Vec::new();
+    // Trees are large: when every section adjusts the same way (the usual
+    // case), the loaded tree is adjusted in place once instead of copied.
+    let same_rules = rules.windows(2).all(|pair| match (pair[0], pair[1]) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.py_eq(b),
+        _ => false,
+    });
+    if same_rules {
+        adjust(&mut tree, &plan.context, rules.first().copied().flatten())?;
+    }
+    for (section, rules) in sections.iter().zip(&rules) {
         let owned;
-        let section_tree = match rules {
-            Some(_) => {
-                owned = adjusted(&tree, &plan.context, rules)?;
-                &owned
-            }
-            None => match shared {
-                Some(ref tree) => tree,
-                None => shared.insert(adjusted(&tree, &plan.context, None)?),
-            },
+        let section_tree = if same_rules {
+            &tree
+        } else {
+            owned = {
+                let mut copy = tree.clone();
+                adjust(&mut copy, &plan.context, *rules)?;
+                copy
+            };
+            &owned
         };
         let nodes: Vec<&Node> = section_tree.climb(false).collect();
         let selected = select::select(&nodes, &root, section, &options.criteria, plan_source)?;
@@ -132,14 +144,37 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
     Ok(Discovery { root, plan, tests })
 }
 
+/// The selected nodes that are plans once adjusted with the command-line
+/// context. Only nodes with `execute` or with `adjust` rules can be plans,
+/// so only those are copied and adjusted, not the whole tree.
+fn plan_candidates(tree: &Tree, cli: &Dimensions) -> Result<Vec<Node>> {
+    let mut context = Context::new(cli.clone());
+    context.set_case_sensitive(false);
+    let options = AdjustOptions {
+        case_sensitive: false,
+        ..AdjustOptions::default()
+    };
+    let mut plans = Vec::new();
+    for node in tree.climb(false) {
+        if !node.data.contains_key("execute") && !node.data.contains_key(&options.key) {
+            continue;
+        }
+        let mut node = node.clone();
+        crate::adjust::adjust_node(&mut node.data, &node.name, &context, &options)?;
+        if plan::is_plan(&node.data) {
+            plans.push(node);
+        }
+    }
+    Ok(plans)
+}
+
 /// Every plan of the tree at `root` (adjusted with the command-line
 /// context), in climb order.
 pub fn list_plans(root: &Path, context: &Dimensions) -> Result<Vec<Plan>> {
     let tree = Tree::load(root)?;
     let abs_root = absolute_root(&tree)?;
-    let tree = adjusted(&tree, context, None)?;
-    tree.climb(false)
-        .filter(|node| plan::is_plan(&node.data))
+    plan_candidates(&tree, context)?
+        .iter()
         .map(|node| Plan::new(&node.name, &node.data, &node.sources, &abs_root, context))
         .collect()
 }
@@ -154,26 +189,28 @@ fn absolute_root(tree: &Tree) -> Result<PathBuf> {
     })
 }
 
-/// The plan named `wanted`: an exact name, else the one plan whose name
-/// `re.search`es the pattern.
-fn find_plan<'t>(tree: &'t Tree, wanted: &str) -> Result<&'t Node> {
-    let not_plan = |node: &Node, why: &str| {
+/// The plan named `wanted` among `plans` (see [`plan_candidates`]): an
+/// exact name, else the one plan whose name `re.search`es the pattern.
+fn find_plan<'p>(tree: &Tree, plans: &'p [Node], wanted: &str) -> Result<&'p Node> {
+    let not_plan = |name: &str, why: &str| {
         Error::new(
             ErrorKind::GeneralError,
-            format!("'{}' is not a plan: {why}", node.name),
+            format!("'{name}' is not a plan: {why}"),
         )
     };
-    if let Some(node) = tree.find(wanted) {
-        if !plan::is_plan(&node.data) {
-            return Err(not_plan(node, "it has no 'execute'"));
-        }
-        if !node.leaf {
-            return Err(not_plan(node, "it has children"));
-        }
+    if let Some(node) = plans.iter().find(|node| node.name == wanted) {
         if node.data.contains_key("test") {
-            return Err(not_plan(node, "it has 'test'"));
+            return Err(not_plan(&node.name, "it has 'test'"));
         }
         return Ok(node);
+    }
+    if let Some(node) = tree.find(wanted) {
+        let why = if node.select {
+            "it has no 'execute'"
+        } else {
+            "it has children"
+        };
+        return Err(not_plan(&node.name, why));
     }
     let pattern = crate::pyre::compile(wanted).map_err(|e| {
         Error::new(
@@ -181,10 +218,9 @@ fn find_plan<'t>(tree: &'t Tree, wanted: &str) -> Result<&'t Node> {
             format!("plan '{wanted}' not found, and it is not a valid regex: {e}"),
         )
     })?;
-    let matches: Vec<&Node> = tree
-        .climb(false)
-        .filter(|node| plan::is_plan(&node.data) && !node.data.contains_key("test"))
-        .filter(|node| pattern.search(&node.name))
+    let matches: Vec<&Node> = plans
+        .iter()
+        .filter(|node| !node.data.contains_key("test") && pattern.search(&node.name))
         .collect();
     match matches.as_slice() {
         [] => Err(Error::new(
@@ -205,10 +241,9 @@ fn find_plan<'t>(tree: &'t Tree, wanted: &str) -> Result<&'t Node> {
     }
 }
 
-/// A copy of `tree` adjusted with `context` (case-insensitively, as tmt
-/// adjusts) and optional additional rules (`adjust-tests`: a rule or a
-/// list of rules).
-fn adjusted(tree: &Tree, context: &Dimensions, additional_rules: Option<&Value>) -> Result<Tree> {
+/// Adjust `tree` with `context` (case-insensitively, as tmt adjusts) and
+/// optional additional rules (`adjust-tests`: a rule or a list of rules).
+fn adjust(tree: &mut Tree, context: &Dimensions, additional_rules: Option<&Value>) -> Result<()> {
     let context = Context::new(context.clone());
     let additional_rules = match additional_rules {
         None => Vec::new(),
@@ -220,16 +255,15 @@ fn adjusted(tree: &Tree, context: &Dimensions, additional_rules: Option<&Value>)
         additional_rules,
         ..AdjustOptions::default()
     };
-    let mut tree = tree.clone();
-    tree.adjust(&context, &options)?;
-    Ok(tree)
+    tree.adjust(&context, &options)
 }
 
 impl Discovery {
     /// The Test records of the discovered tests. A record's `environment`
     /// is the test's environment with the plan's applied on top (tmt: the
-    /// plan environment overrides the test's).
-    pub fn records(&self) -> Vec<Test> {
+    /// plan environment overrides the test's). Records are built as they
+    /// are consumed, so a large selection is not held twice in memory.
+    pub fn records(&self) -> impl Iterator<Item = Test> + '_ {
         let plan = PlanRecord {
             name: self.plan.name.clone(),
             environment: self.plan.environment.clone(),
@@ -238,40 +272,42 @@ impl Discovery {
                 .plan
                 .prepare
                 .iter()
-                .map(|p| Value::Map(p.data.clone()).to_json())
+                .map(|p| map_to_json(&p.data))
                 .collect(),
             finish: self
                 .plan
                 .finish
                 .iter()
-                .map(|p| Value::Map(p.data.clone()).to_json())
+                .map(|p| map_to_json(&p.data))
                 .collect(),
         };
-        self.tests
-            .iter()
-            .map(|test| {
-                let mut environment = test.environment.clone();
-                environment.extend(
-                    self.plan
-                        .environment
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone())),
-                );
-                Test {
-                    name: test.name.clone(),
-                    root: self.root.clone(),
-                    path: test.path.clone(),
-                    test: test.test.clone(),
-                    duration: test.duration,
-                    environment,
-                    require: test.require.iter().map(Value::to_json).collect(),
-                    recommend: test.recommend.iter().map(Value::to_json).collect(),
-                    tty: test.tty,
-                    tag: test.tag.clone(),
-                    plan: plan.clone(),
-                    data: Value::Map(test.data.clone()).to_json(),
-                }
-            })
-            .collect()
+        self.tests.iter().map(move |test| {
+            let mut environment = test.environment.clone();
+            environment.extend(
+                self.plan
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            Test {
+                name: test.name.clone(),
+                root: self.root.clone(),
+                path: test.path.clone(),
+                test: test.test.clone(),
+                duration: test.duration,
+                environment,
+                require: test.require.iter().map(Value::to_json).collect(),
+                recommend: test.recommend.iter().map(Value::to_json).collect(),
+                tty: test.tty,
+                tag: test.tag.clone(),
+                plan: plan.clone(),
+                data: map_to_json(&test.data),
+            }
+        })
     }
+}
+
+/// [`Value::to_json`] of a mapping, without copying it into a `Value`.
+fn map_to_json(map: &Map) -> serde_json::Value {
+    serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
 }
