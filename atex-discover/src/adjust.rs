@@ -22,10 +22,10 @@ pub(crate) fn adjust_node(
     context: &Context,
     options: &AdjustOptions,
 ) -> Result<()> {
-    let rules = match data.get(&options.key) {
-        None => Vec::new(),
-        Some(rule @ (Value::Map(_) | Value::KeyedMap(_))) => vec![rule.clone()],
-        Some(Value::Seq(rules)) => rules.clone(),
+    let own = match data.get(&options.key) {
+        None => 0,
+        Some(Value::Map(_) | Value::KeyedMap(_)) => 1,
+        Some(Value::Seq(rules)) => rules.len(),
         Some(other) => {
             return Err(Error::new(
                 ErrorKind::FormatError,
@@ -36,25 +36,81 @@ pub(crate) fn adjust_node(
             ));
         }
     };
-    apply_rules(data, rules, name, context, options.undecided)?;
+    // python iterates the rule list it read first, even if a rule replaces
+    // the rules key; only then is a snapshot needed. Otherwise rules are
+    // read in place and only matching ones are copied.
+    let touches_key = |rule: &Value| {
+        rule.as_map()
+            .is_some_and(|m| m.keys().any(|k| merge::split_suffix(k).0 == options.key))
+    };
+    let snapshot = match data.get(&options.key) {
+        Some(Value::Seq(rules)) if rules.iter().any(touches_key) => Some(rules.clone()),
+        Some(rule) if touches_key(rule) => Some(vec![rule.clone()]),
+        _ => None,
+    };
+    match snapshot {
+        Some(rules) => apply_rules(data, Rules::Owned(&rules), name, context, options.undecided)?,
+        None => apply_rules(
+            data,
+            Rules::InData(&options.key, own),
+            name,
+            context,
+            options.undecided,
+        )?,
+    }
     apply_rules(
         data,
-        options.additional_rules.clone(),
+        Rules::Owned(&options.additional_rules),
         name,
         context,
         options.undecided,
     )
 }
 
+/// Where a rule set lives.
+#[derive(Clone, Copy)]
+enum Rules<'r> {
+    /// A list that does not change while it is applied.
+    Owned(&'r [Value]),
+    /// `count` rules under this key of the node data (a list, or one
+    /// mapping when the value is not a list).
+    InData(&'r str, usize),
+}
+
+impl Rules<'_> {
+    fn len(self) -> usize {
+        match self {
+            Rules::Owned(rules) => rules.len(),
+            Rules::InData(_, count) => count,
+        }
+    }
+
+    fn get<'d>(self, data: &'d Map, index: usize) -> Option<&'d Value>
+    where
+        Self: 'd,
+    {
+        match self {
+            Rules::Owned(rules) => rules.get(index),
+            Rules::InData(key, _) => match data.get(key)? {
+                Value::Seq(rules) => rules.get(index),
+                rule => Some(rule),
+            },
+        }
+    }
+}
+
 fn apply_rules(
     data: &mut Map,
-    rules: Vec<Value>,
+    rules: Rules<'_>,
     name: &str,
     context: &Context,
     undecided: Undecided,
 ) -> Result<()> {
-    for rule in rules {
-        let mut rule = match rule {
+    for index in 0..rules.len() {
+        let Some(rule) = rules.get(data, index) else {
+            break;
+        };
+        let rule = match rule {
             Value::Map(rule) => rule,
             Value::KeyedMap(_) => {
                 // python would crash merging a non-string key
@@ -99,12 +155,13 @@ fn apply_rules(
         };
         match decision {
             Ok(true) => {
-                let stop = !continue_;
-                for key in CONTROL_KEYS {
-                    rule.shift_remove(key);
-                }
-                merge::merge_special(data, rule, name)?;
-                if stop {
+                let apply: Map = rule
+                    .iter()
+                    .filter(|(k, _)| !CONTROL_KEYS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                merge::merge_special(data, apply, name)?;
+                if !continue_ {
                     break;
                 }
             }

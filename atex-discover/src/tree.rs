@@ -682,7 +682,10 @@ fn read_version(root: &Path) -> Result<()> {
     let bytes = fs::read(&path).map_err(|e| {
         Error::new(
             ErrorKind::FormatError,
-            format!("Unable to detect format version: {e}"),
+            format!(
+                "Unable to detect format version: {}",
+                python_os_error(&e, &path)
+            ),
         )
         .in_file(&path)
     })?;
@@ -691,6 +694,19 @@ fn read_version(root: &Path) -> Result<()> {
         Ok(())
     } else {
         Err(Error::new(ErrorKind::FormatError, "Invalid version format").in_file(&path))
+    }
+}
+
+/// An I/O error as python prints an `OSError`:
+/// `[Errno 2] No such file or directory: '/path'`.
+fn python_os_error(error: &std::io::Error, path: &Path) -> String {
+    match error.raw_os_error() {
+        Some(code) => {
+            let text = error.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+            format!("[Errno {code}] {text}: '{}'", path.display())
+        }
+        None => error.to_string(),
     }
 }
 

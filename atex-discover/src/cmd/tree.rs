@@ -83,7 +83,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
             output
         }
         Err(error) => {
-            let message = error.to_string();
+            // python's message: the location is not part of it
+            let message = error.message().to_owned();
             // the corpus oracle hides the absolute path the same way
             let message = match crate::tree::absolute_path(&args.tree) {
                 Ok(root) => message.replace(&root.display().to_string(), "<root>"),
@@ -167,7 +168,11 @@ fn records(args: &Args, context: &Context) -> Result<Vec<String>, Error> {
     if args.by_name {
         lines.sort_by(|a, b| a.0.cmp(b.0));
     }
-    Ok(lines.into_iter().map(|(_, line)| line).collect())
+    let lines = lines.into_iter().map(|(_, line)| line).collect();
+    // The process ends right after this; freeing every node of a big tree
+    // one allocation at a time would cost more than loading it.
+    std::mem::forget(tree);
+    Ok(lines)
 }
 
 /// One node as a compact JSON object with sorted keys at every depth.
