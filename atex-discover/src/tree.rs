@@ -868,4 +868,223 @@ mod tests {
         // no fmf file at all: only the root remains
         assert_eq!(names(&tree.unwrap(), true), vec!["/"]);
     }
+
+    #[test]
+    fn climb_order_sorts_name_segments() {
+        let (_dir, tree) = tree(&[
+            ("main.fmf", "/a-b: {k: 1}\n/a:\n  /x: {k: 2}\n"),
+            ("b.fmf", "k: 3\n"),
+        ]);
+        let tree = tree.unwrap();
+        assert_eq!(names(&tree, true), vec!["/", "/a", "/a/x", "/a-b", "/b"]);
+        assert_eq!(names(&tree, false), vec!["/a/x", "/a-b", "/b"]);
+        assert_eq!(tree.find("/a").map(|n| n.leaf), Some(false));
+    }
+
+    #[test]
+    fn virtual_children_and_sources() {
+        let (dir, tree) = tree(&[
+            (
+                "main.fmf",
+                "x: 1\n/a/b/c: {y: 2}\n//d: {z: 3}\n/e/: {select: true}\n",
+            ),
+            ("f.fmf", "w: 4\n"),
+            ("f/main.fmf", "v: 5\n"),
+            ("empty/nothing.txt", ""),
+        ]);
+        let tree = tree.unwrap();
+        assert_eq!(
+            names(&tree, true),
+            vec!["/", "/a", "/a/b", "/a/b/c", "/d", "/e", "/f"]
+        );
+        let c = tree.find("/a/b/c").unwrap();
+        assert_eq!(c.data.get("y"), Some(&Value::Int(2)));
+        assert_eq!(c.data.get("x"), Some(&Value::Int(1)));
+        assert!(tree.find("/e").unwrap().select);
+        let f = tree.find("/f").unwrap();
+        let rel: Vec<_> = f
+            .sources
+            .iter()
+            .map(|s| s.strip_prefix(dir.path()).unwrap())
+            .collect();
+        assert_eq!(
+            rel,
+            vec![
+                Path::new("main.fmf"),
+                Path::new("f.fmf"),
+                Path::new("f/main.fmf")
+            ]
+        );
+        assert_eq!(f.data.get("w"), Some(&Value::Int(4)));
+        assert_eq!(f.data.get("v"), Some(&Value::Int(5)));
+    }
+
+    #[test]
+    fn inherit_false_and_suffixes() {
+        let (_dir, tree) = tree(&[(
+            "main.fmf",
+            "tag+: [root]\n/child:\n  /: {inherit: false}\n  own: 1\n  /grand:\n    tag+: [g]\n",
+        )]);
+        let tree = tree.unwrap();
+        let root = tree.find("/").unwrap();
+        assert_eq!(
+            root.data.get("tag"),
+            Some(&Value::Seq(vec![Value::Str("root".into())]))
+        );
+        let child = tree.find("/child").unwrap();
+        assert!(!child.data.contains_key("tag"));
+        assert!(child.sources.is_empty());
+        let grand = tree.find("/child/grand").unwrap();
+        assert_eq!(grand.data.get("own"), Some(&Value::Int(1)));
+        assert_eq!(
+            grand.data.get("tag"),
+            Some(&Value::Seq(vec![Value::Str("g".into())]))
+        );
+    }
+
+    #[test]
+    fn directive_errors() {
+        for (text, message) in [
+            (
+                "/: x\n",
+                "Invalid fmf directive in '/': Should be a 'dict', got a 'str' instead.",
+            ),
+            (
+                "/: null\n",
+                "Invalid fmf directive in '/': Should be a 'dict', got a 'NoneType' instead.",
+            ),
+            (
+                "/c:\n  /: {inherit: no}\n",
+                "Invalid fmf directive 'inherit' in '/c': Should be a 'bool', got a 'str' instead.",
+            ),
+            ("/: {weird: 1}\n", "Unknown fmf directive 'weird' in '/'."),
+            ("~: 1\n", "Invalid key 'None'."),
+        ] {
+            let (_dir, tree) = tree(&[("main.fmf", text)]);
+            let error = tree.unwrap_err();
+            assert_eq!(
+                (error.kind(), error.message()),
+                (ErrorKind::FormatError, message),
+                "{text}"
+            );
+        }
+        for text in [
+            "[a, b]\n",
+            "scalar\n",
+            "1: x\n",
+            "/child: hello\n",
+            "/child: [1]\n",
+        ] {
+            let (_dir, tree) = tree(&[("main.fmf", text)]);
+            assert_eq!(tree.unwrap_err().kind(), ErrorKind::FormatError, "{text}");
+        }
+    }
+
+    #[test]
+    fn hidden_files_need_include() {
+        let (_dir, plain) = tree(&[(".h.fmf", "k: 1\n"), ("v.fmf", "k: 2\n")]);
+        assert_eq!(names(&plain.unwrap(), true), vec!["/", "/v"]);
+        let (_dir, included) = tree(&[
+            (".fmf/config", "explore:\n  include: [.h.fmf]\n"),
+            (".h.fmf", "k: 1\n"),
+        ]);
+        assert_eq!(names(&included.unwrap(), true), vec!["/", "/.h"]);
+    }
+
+    #[test]
+    fn nested_trees_are_skipped() {
+        let (_dir, tree) = tree(&[
+            ("a.fmf", "k: 1\n"),
+            ("sub/.fmf/version", "1\n"),
+            ("sub/x.fmf", "k: 2\n"),
+        ]);
+        assert_eq!(names(&tree.unwrap(), true), vec!["/", "/a"]);
+    }
+
+    #[test]
+    fn prune_criteria() {
+        let (_dir, tree) = tree(&[
+            ("a.fmf", "tag: [x]\nmanual: false\n"),
+            ("b.fmf", "tag: [y]\n"),
+            ("c.fmf", "other: 1\n"),
+        ]);
+        let tree = tree.unwrap();
+        let pick = |criteria: PruneCriteria| -> Vec<String> {
+            tree.prune(false, &criteria)
+                .unwrap()
+                .iter()
+                .map(|n| n.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            pick(PruneCriteria {
+                keys: vec!["tag".into()],
+                ..Default::default()
+            }),
+            ["/a", "/b"]
+        );
+        assert_eq!(
+            pick(PruneCriteria {
+                names: vec!["[bc]$".into()],
+                ..Default::default()
+            }),
+            ["/b", "/c"]
+        );
+        assert_eq!(
+            pick(PruneCriteria {
+                filters: vec!["tag: y".into()],
+                ..Default::default()
+            }),
+            ["/b"]
+        );
+        assert_eq!(
+            pick(PruneCriteria {
+                conditions: vec!["manual is False".into()],
+                ..Default::default()
+            }),
+            ["/a"]
+        );
+        let bad = PruneCriteria {
+            conditions: vec!["manual.x".into()],
+            ..Default::default()
+        };
+        assert!(tree.prune(false, &bad).is_err());
+    }
+
+    #[test]
+    fn adjust_rules() {
+        let (_dir, tree) = tree(&[(
+            "main.fmf",
+            "adjust:\n  - when: distro == fedora\n    x: 1\n    continue: false\n  - x: 2\n/t: {}\n",
+        )]);
+        let mut tree = tree.unwrap();
+        let mut dims = IndexMap::new();
+        dims.insert("distro".to_owned(), vec!["fedora-41".to_owned()]);
+        let extra = Value::Map([("y".to_owned(), Value::Int(3))].into_iter().collect());
+        let options = AdjustOptions {
+            additional_rules: vec![extra],
+            ..Default::default()
+        };
+        tree.adjust(&Context::new(dims), &options).unwrap();
+        let t = tree.find("/t").unwrap();
+        assert_eq!(t.data.get("x"), Some(&Value::Int(1)));
+        assert_eq!(t.data.get("y"), Some(&Value::Int(3)));
+        assert!(t.data.contains_key("adjust"));
+        let raise = AdjustOptions {
+            undecided: Undecided::Raise,
+            ..Default::default()
+        };
+        let error = tree.adjust(&Context::default(), &raise).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::CannotDecide);
+    }
+
+    #[test]
+    fn symlinked_directories_use_one_global_list() {
+        let (dir, _) = tree(&[]);
+        write(dir.path(), "real/main.fmf", "r: 1\n");
+        std::os::unix::fs::symlink("real", dir.path().join("link1")).unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link2")).unwrap();
+        let tree = Tree::load(dir.path()).unwrap();
+        assert_eq!(names(&tree, true), vec!["/", "/link1", "/real"]);
+    }
 }
