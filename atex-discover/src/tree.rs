@@ -124,6 +124,7 @@ impl Tree {
             include,
             symlink_dirs: Vec::new(),
             arena: vec![RawNode::new("/".to_owned(), None)],
+            merge_error: None,
         };
         builder.grow(0, &root)?;
         let nodes = builder.finish()?;
@@ -295,10 +296,15 @@ struct RawNode {
     raw: Map,
     inherit: Option<bool>,
     select: Option<bool>,
-    /// Own source files, in loading order.
+    /// Own source files, in loading order; after inheritance all of them,
+    /// parents' first.
     sources: Vec<PathBuf>,
     /// `update()` ran (even with null data): keeps an empty node alive.
     updated: bool,
+    /// Inheritance ran: `data` holds the merged data.
+    merged: bool,
+    /// The data after inheritance.
+    data: Map,
 }
 
 impl RawNode {
@@ -312,6 +318,8 @@ impl RawNode {
             select: None,
             sources: Vec::new(),
             updated: false,
+            merged: false,
+            data: Map::new(),
         }
     }
 }
@@ -329,6 +337,8 @@ struct Builder {
     /// python fmf does it: spec A.6).
     symlink_dirs: Vec<PathBuf>,
     arena: Vec<RawNode>,
+    /// The first inheritance error; python reports it only after the walk.
+    merge_error: Option<Error>,
 }
 
 impl Builder {
@@ -350,19 +360,21 @@ impl Builder {
             return Ok(());
         };
         let mut files = Vec::new();
-        let mut dirs = Vec::new();
+        let mut dirs: Vec<(String, bool)> = Vec::new();
         for entry in entries.flatten() {
             // Names that are not UTF-8 cannot be fmf node names.
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let is_dir = match entry.file_type() {
-                Ok(t) if t.is_dir() => true,
-                Ok(t) if t.is_symlink() => fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()),
-                _ => false,
+            let (is_dir, is_link) = match entry.file_type() {
+                Ok(t) if t.is_dir() => (true, false),
+                Ok(t) if t.is_symlink() => {
+                    (fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()), true)
+                }
+                _ => (false, false),
             };
             if is_dir {
-                dirs.push(name);
+                dirs.push((name, is_link));
             } else if name.ends_with(".fmf") {
                 files.push(name);
             }
@@ -396,13 +408,16 @@ impl Builder {
                 self.arena[child].sources.push(path);
             }
         }
+        // Every key of this node is known now (its files and its parent's
+        // are read), so it can inherit before its subdirectories are walked.
+        self.merge_node(idx);
         dirs.sort_unstable();
-        for name in dirs {
+        for (name, is_link) in dirs {
             if name.starts_with('.') && !self.included(&name)? {
                 continue;
             }
             let path = dir.join(&name);
-            if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            if is_link {
                 let real = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
                 if self.symlink_dirs.contains(&real) {
                     continue;
@@ -417,10 +432,24 @@ impl Builder {
         }
         let mut children = std::mem::take(&mut self.arena[idx].children);
         children.retain(|_, &mut c| {
-            let child = &self.arena[c];
-            !child.children.is_empty() || child.updated
+            let child = &mut self.arena[c];
+            let keep = !child.children.is_empty() || child.updated;
+            if !keep {
+                child.data = Map::new();
+            }
+            keep
         });
+        // The children without a directory of their own (and their virtual
+        // descendants) are complete too.
+        let mut stack: Vec<usize> = children.values().rev().copied().collect();
         self.arena[idx].children = children;
+        while let Some(c) = stack.pop() {
+            if self.arena[c].merged {
+                continue;
+            }
+            self.merge_node(c);
+            stack.extend(self.arena[c].children.values().rev());
+        }
         Ok(())
     }
 
@@ -572,44 +601,54 @@ impl Builder {
         Ok(())
     }
 
-    /// Run inheritance (pre-order, children in creation order, as python
-    /// does) and lay the nodes out in climb order.
-    fn finish(mut self) -> Result<Vec<Node>> {
-        let count = self.arena.len();
-        let mut data: Vec<Option<Map>> = (0..count).map(|_| None).collect();
-        let mut sources: Vec<Vec<PathBuf>> = (0..count).map(|_| Vec::new()).collect();
-        let mut stack = vec![0usize];
-        while let Some(idx) = stack.pop() {
-            let raw = &mut self.arena[idx];
-            let inherit = raw.inherit != Some(false);
-            let (mut base, mut own_sources) = match raw.parent {
-                Some(parent) if inherit => (
-                    data[parent].clone().unwrap_or_default(),
-                    sources[parent].clone(),
-                ),
-                _ => (Map::new(), Vec::new()),
-            };
-            own_sources.append(&mut raw.sources);
-            let raw_data = std::mem::take(&mut raw.raw);
-            merge::merge_special(&mut base, raw_data, &raw.name).map_err(|e| match own_sources
-                .last()
-            {
-                Some(source) => e.in_file(source),
-                None => e,
-            })?;
-            data[idx] = Some(base);
-            sources[idx] = own_sources;
-            stack.extend(raw.children.values().rev());
+    /// Inheritance for one node whose raw data is complete and whose
+    /// parent is merged: a copy of the parent's data (unless `inherit:
+    /// false`) with the node's raw keys merged in. The raw data is freed.
+    fn merge_node(&mut self, idx: usize) {
+        if self.arena[idx].merged {
+            return;
         }
-        let mut nodes = Vec::with_capacity(count);
+        self.arena[idx].merged = true;
+        if self.merge_error.is_some() {
+            return;
+        }
+        let raw = &self.arena[idx];
+        let (mut base, mut sources) = match raw.parent {
+            Some(parent) if raw.inherit != Some(false) => {
+                let parent = &self.arena[parent];
+                (parent.data.clone(), parent.sources.clone())
+            }
+            _ => (Map::new(), Vec::new()),
+        };
+        let raw = &mut self.arena[idx];
+        sources.append(&mut raw.sources);
+        let raw_data = std::mem::take(&mut raw.raw);
+        if let Err(error) = merge::merge_special(&mut base, raw_data, &raw.name) {
+            self.merge_error = Some(match sources.last() {
+                Some(source) => error.in_file(source),
+                None => error,
+            });
+        }
+        raw.data = base;
+        raw.sources = sources;
+    }
+
+    /// Lay the nodes out in climb order (pre-order, siblings sorted by name).
+    fn finish(mut self) -> Result<Vec<Node>> {
+        // only needed when the root directory itself could not be walked
+        self.merge_node(0);
+        if let Some(error) = self.merge_error {
+            return Err(error);
+        }
+        let mut nodes = Vec::with_capacity(self.arena.len());
         let mut stack = vec![0usize];
         while let Some(idx) = stack.pop() {
             let raw = &mut self.arena[idx];
             let leaf = raw.children.is_empty();
             nodes.push(Node {
                 name: std::mem::take(&mut raw.name),
-                data: data[idx].take().unwrap_or_default(),
-                sources: std::mem::take(&mut sources[idx]),
+                data: std::mem::take(&mut raw.data),
+                sources: std::mem::take(&mut raw.sources),
                 leaf,
                 select: raw.select.unwrap_or(leaf),
             });
