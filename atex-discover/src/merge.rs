@@ -358,10 +358,10 @@ impl<'v> LazyPatterns<'v> {
             if slot.is_none() {
                 *slot = Some(pyre::compile(source).map_err(|e| regex_error(source, &e))?);
             }
-            if let Some(regex) = slot {
-                if regex.search(text) {
-                    return Ok(true);
-                }
+            if let Some(regex) = slot
+                && regex.search(text)
+            {
+                return Ok(true);
             }
         }
         Ok(false)
@@ -416,6 +416,7 @@ fn merge_minus_regexp(data: &mut Map, key: &str, value: &Value, node: &str) -> R
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 mod tests {
     use super::*;
 

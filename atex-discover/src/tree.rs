@@ -836,6 +836,7 @@ fn explore_include(config: &Value) -> std::result::Result<Vec<String>, Error> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 mod tests {
     use super::*;
 
