@@ -40,8 +40,11 @@ pub(crate) fn adjust_node(
     // the rules key; only then is a snapshot needed. Otherwise rules are
     // read in place and only matching ones are copied.
     let touches_key = |rule: &Value| {
-        rule.as_map()
-            .is_some_and(|m| m.keys().any(|k| merge::split_suffix(k).0 == options.key))
+        rule.as_map().is_some_and(|m| {
+            m.keys().any(|k| {
+                k.starts_with(options.key.as_str()) && merge::split_suffix(k).0 == options.key
+            })
+        })
     };
     let snapshot = match data.get(&options.key) {
         Some(Value::Seq(rules)) if rules.iter().any(touches_key) => Some(rules.clone()),

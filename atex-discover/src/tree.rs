@@ -616,7 +616,7 @@ impl Builder {
         let (mut base, mut sources) = match raw.parent {
             Some(parent) if raw.inherit != Some(false) => {
                 let parent = &self.arena[parent];
-                (parent.data.clone(), parent.sources.clone())
+                (inherited(&parent.data, &raw.raw), parent.sources.clone())
             }
             _ => (Map::new(), Vec::new()),
         };
@@ -658,6 +658,24 @@ impl Builder {
         }
         Ok(nodes)
     }
+}
+
+/// A copy of the parent's data for a child whose raw data is `raw`. A key
+/// the child sets plainly (and touches with no suffix) is replaced anyway,
+/// so its value is not copied; a placeholder keeps python's key order.
+fn inherited(parent: &Map, raw: &Map) -> Map {
+    let replaced = |key: &str| {
+        raw.contains_key(key)
+            && raw
+                .keys()
+                .filter(|k| k.starts_with(key) && merge::split_suffix(k).0 == key)
+                .count()
+                == 1
+    };
+    parent
+        .iter()
+        .map(|(k, v)| (k.clone(), if replaced(k) { Value::Null } else { v.clone() }))
+        .collect()
 }
 
 /// `os.path.abspath`: absolute against the CWD, `.` and `..` resolved
