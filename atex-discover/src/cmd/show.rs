@@ -40,6 +40,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
             shown.push(show(node, colour));
         }
     }
+    // The process ends right after this; freeing every node of a big tree
+    // one allocation at a time would cost more than loading it.
+    std::mem::forget(trees);
     out.write_all(shown.join("\n").as_bytes())?;
     Ok(atex_shared::exit::SUCCESS)
 }
