@@ -85,7 +85,11 @@ pub struct Error {
 impl Error {
     /// A new error of `kind` without a location.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), location: None }
+        Error {
+            kind,
+            message: message.into(),
+            location: None,
+        }
     }
 
     /// Attach (or replace) the file location.
@@ -99,7 +103,11 @@ impl Error {
     #[must_use]
     pub fn in_file(mut self, path: impl Into<PathBuf>) -> Self {
         if self.location.is_none() {
-            self.location = Some(Location { path: path.into(), line: None, column: None });
+            self.location = Some(Location {
+                path: path.into(),
+                line: None,
+                column: None,
+            });
         }
         self
     }

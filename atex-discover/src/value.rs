@@ -111,15 +111,13 @@ impl Value {
                 a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| x.py_eq(y)))
             }
             (Map(a), Map(b)) => {
-                a.len() == b.len()
-                    && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.py_eq(w)))
+                a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.py_eq(w)))
             }
             (KeyedMap(_) | Map(_), KeyedMap(_) | Map(_)) => {
                 let (a, b) = (self.map_pairs(), other.map_pairs());
                 a.len() == b.len()
-                    && a.iter().all(|(k, v)| {
-                        b.iter().any(|(k2, v2)| k.py_eq(k2) && v.py_eq(v2))
-                    })
+                    && a.iter()
+                        .all(|(k, v)| b.iter().any(|(k2, v2)| k.py_eq(k2) && v.py_eq(v2)))
             }
             _ => false,
         }
@@ -129,7 +127,10 @@ impl Value {
     pub fn as_number(&self) -> Option<f64> {
         match self {
             Value::Bool(b) => Some(f64::from(u8::from(*b))),
-            #[expect(clippy::cast_precision_loss, reason = "Python compares int and float by value; i64 beyond 2^53 in metadata is not a realistic case")]
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "Python compares int and float by value; i64 beyond 2^53 in metadata is not a realistic case"
+            )]
             Value::Int(i) => Some(*i as f64),
             Value::Float(f) => Some(*f),
             _ => None,
@@ -138,7 +139,10 @@ impl Value {
 
     fn map_pairs(&self) -> Vec<(Value, Value)> {
         match self {
-            Value::Map(m) => m.iter().map(|(k, v)| (Value::Str(k.clone()), v.clone())).collect(),
+            Value::Map(m) => m
+                .iter()
+                .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
+                .collect(),
             Value::KeyedMap(p) => p.clone(),
             _ => Vec::new(),
         }
@@ -183,11 +187,12 @@ impl Value {
                     })
                     .collect();
                 encoded.sort_by(|a, b| a.0.cmp(&b.0));
-                tagged("$set", J::Array(encoded.into_iter().map(|(_, j)| j).collect()))
+                tagged(
+                    "$set",
+                    J::Array(encoded.into_iter().map(|(_, j)| j).collect()),
+                )
             }
-            Value::Map(m) => {
-                J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
-            }
+            Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
             Value::KeyedMap(pairs) => tagged(
                 "$map",
                 J::Array(
@@ -213,9 +218,11 @@ impl Value {
             },
             J::String(s) => Value::Str(s.clone()),
             J::Array(a) => Value::Seq(a.iter().map(Value::from_json).collect()),
-            J::Object(o) => {
-                Value::Map(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect())
-            }
+            J::Object(o) => Value::Map(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -263,7 +270,10 @@ mod tests {
             Value::Float(f64::NAN).to_json().to_string(),
             r#"{"$float":"nan"}"#
         );
-        assert_eq!(Value::Date("2021-01-02".into()).to_json().to_string(), r#"{"$date":"2021-01-02"}"#);
+        assert_eq!(
+            Value::Date("2021-01-02".into()).to_json().to_string(),
+            r#"{"$date":"2021-01-02"}"#
+        );
         assert_eq!(Value::Float(1.0).to_json().to_string(), "1.0");
     }
 }
