@@ -79,6 +79,10 @@ pub fn main() -> ExitCode {
         Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::from(atex_shared::exit::SUCCESS)
         }
+        Err(CliError::Invalid(e)) => {
+            eprintln!("atex-discover: error: {}", e.one_line());
+            ExitCode::from(atex_shared::exit::INVALID)
+        }
         Err(e) => {
             eprintln!("atex-discover: error: {e}");
             ExitCode::from(atex_shared::exit::INVALID)

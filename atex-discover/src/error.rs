@@ -128,6 +128,41 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The message on one line, for people: YAML errors carry python fmf's
+    /// multi-line ruamel text (context excerpts with carets, a hint), of
+    /// which only the unindented problem lines are kept, joined with `; `.
+    pub fn summary(&self) -> String {
+        if !self.message.contains('\n') {
+            return self.message.clone();
+        }
+        let lines: Vec<&str> = self
+            .message
+            .lines()
+            .filter(|line| {
+                !line.trim().is_empty()
+                    && !line.starts_with([' ', '\t'])
+                    && !line.starts_with("To suppress")
+                    && !line.starts_with("Failed to parse")
+            })
+            .collect();
+        if lines.is_empty() {
+            self.message.lines().next().unwrap_or_default().to_owned()
+        } else {
+            lines.join("; ")
+        }
+    }
+
+    /// `FILE:LINE:COL: summary` (or the summary alone): the one-line form
+    /// the binaries print on stderr.
+    pub fn one_line(&self) -> String {
+        match &self.location {
+            Some(location) => format!("{location}: {}", self.summary()),
+            None => self.summary(),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
@@ -141,3 +176,27 @@ impl std::error::Error for Error {}
 
 /// Result alias of the fmf engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_keeps_problem_lines_only() {
+        let error = Error::new(
+            ErrorKind::FileError,
+            "Failed to parse 'x.fmf'.\nwhile constructing a mapping\n  in \"<unicode string>\", line 1\n    a: 1\n    ^\nfound duplicate key \"a\"\n\nTo suppress this check see:\n    https://example.invalid\n",
+        )
+        .at(Location { path: "x.fmf".into(), line: Some(2), column: Some(1) });
+        assert_eq!(
+            error.one_line(),
+            "x.fmf:2:1: while constructing a mapping; found duplicate key \"a\""
+        );
+    }
+
+    #[test]
+    fn one_line_plain_message() {
+        let error = Error::new(ErrorKind::FormatError, "bad").in_file("a.fmf");
+        assert_eq!(error.one_line(), "a.fmf: bad");
+    }
+}
