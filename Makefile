@@ -33,10 +33,10 @@ nextest:
 doctest:
 	$(CARGO) test --workspace --doc
 
-# conformance: the fmf conformance corpus of ../shared against the release atex-discover
+# conformance: the fmf conformance corpus of ../shared against the release atex-discover (only documented quirks may differ)
 conformance:
 	$(CARGO) build --release -p atex-discover
-	$(SHARED)/conformance/fmf/check.sh "$(CURDIR)/target/release/atex-discover {argv}" -q
+	SHARED="$(SHARED)" bash scripts/conformance.sh -q
 
 # lint: formatting, clippy with warnings as errors, and warning-free rustdoc
 lint:

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Run the fmf conformance corpus of ../shared against the release
+# atex-discover, and decide pass/fail the way issue #2 states it:
+#   - every case must pass, except
+#   - a case tagged `quirk` may fail only if docs/deviations.md names it.
+#
+# The corpus as delivered in ../shared stores its symbolic links
+# (trees/syn-symlinks, trees/crash-broken-symlink) as plain files holding the
+# link target, so python fmf itself would no longer give the expected output
+# on it. The corpus' own tree definitions (tools/synth_trees.py) say which
+# paths are links; we copy the trees to a temporary directory, re-create those
+# links there, and run the checker on the copy (`check.sh --trees`). Nothing
+# is copied into the project and ../shared is not modified.
+#
+# Usage: scripts/conformance.sh [check.sh options...]   (SHARED=/path/to/shared)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${SHARED:-$root/../shared}
+corpus=$shared/conformance/fmf
+bin=$root/target/release/atex-discover
+
+if [ ! -x "$corpus/check.sh" ]; then
+    echo "conformance: error: $corpus/check.sh not found (set SHARED=/path/to/shared)" >&2
+    exit 2
+fi
+if [ ! -x "$bin" ]; then
+    echo "conformance: error: $bin not built (run: cargo build --release -p atex-discover)" >&2
+    exit 2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/atex-conformance.XXXXXX")
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+cp -R "$corpus/trees" "$work/trees"
+chmod -R u+w "$work/trees"
+
+python3 - "$corpus/tools" "$work/trees" <<'EOF'
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import synth_trees
+trees = sys.argv[2]
+restored = 0
+for table in (synth_trees.TREES, synth_trees.ERRORS):
+    for name, files in table.items():
+        for rel, content in files.items():
+            if not (isinstance(content, tuple) and content[0] == "symlink"):
+                continue
+            path = os.path.join(trees, name, rel)
+            if os.path.islink(path):
+                continue
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as handle:
+                    if handle.read() != content[1]:
+                        continue
+                os.remove(path)
+            os.symlink(content[1], path)
+            restored += 1
+print(f"conformance: re-created {restored} symbolic links the corpus copy stores as plain files",
+      file=sys.stderr)
+EOF
+
+log=$work/check.log
+set +e
+"$corpus/check.sh" "$bin {argv}" --trees "$work/trees" "$@" >"$log" 2>&1
+set -e
+grep -v '^PASS ' "$log" || true
+
+# Gate: failures other than documented quirks fail the run.
+unexpected=0
+while IFS= read -r id; do
+    tags=$(awk -F'\t' -v id="$id" '$1 == id { print $6 }' "$corpus/cases.tsv")
+    if [[ ",$tags," == *",quirk,"* ]] && grep -qF "\`$id\`" "$root/docs/deviations.md"; then
+        echo "conformance: $id is a documented quirk deviation (docs/deviations.md)"
+    else
+        echo "conformance: $id failed and is not a documented quirk" >&2
+        unexpected=$((unexpected + 1))
+    fi
+done < <(sed -n 's/^FAIL \([^:]*\):.*/\1/p' "$log")
+
+if [ "$unexpected" -ne 0 ]; then
+    echo "conformance: FAILED: $unexpected unexpected failure(s)" >&2
+    exit 1
+fi
+echo "conformance: OK (only documented quirk deviations differ)"
