@@ -10,9 +10,25 @@ use clap::{Parser, Subcommand};
 
 use crate::cmd;
 
+const EXAMPLES: &str = "\
+Examples:
+  # the tests of a plan for Fedora 41, one Test record per line
+  atex-discover tests --root . --plan /plans/ci -c distro=fedora-41
+  # the plans of the tree and their discover sections
+  atex-discover plans --root .
+  # node names, like `fmf ls`, and one node for people, like `fmf show`
+  atex-discover ls --filter 'tier: 1' .
+  atex-discover show --name '^/tests/basic$' .
+  # debug adjust rules and filters
+  atex-discover match 'distro >= fedora-40' -c distro=fedora-41
+  atex-discover filter 'tag: fast' --data '{\"tag\": [\"fast\"]}'
+  atex-discover tree . -c arch=aarch64 --selected
+
+Exit status: 0 done; 2 invalid input or usage (the message names FILE:LINE:COL).";
+
 /// Discover fmf/tmt tests and print them as line-JSON records.
 #[derive(Debug, Parser)]
-#[command(name = "atex-discover", version, about, long_about = None)]
+#[command(name = "atex-discover", version, about, long_about = None, after_help = EXAMPLES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
