@@ -3,7 +3,6 @@
 #![warn(missing_docs)]
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,77 +25,17 @@ pub struct Cli {
     pub args: Vec<OsString>,
 }
 
-/// Run with the given argv, writing help and version text to `stdout` and
-/// errors to `stderr`; returns the exit code.
-///
-/// Until the tool exists, every use but `--help` and `--version` fails with
-/// [`atex_shared::exit::INVALID`] and prints nothing on stdout.
-pub fn run_args<I, T>(argv: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    match Cli::try_parse_from(argv) {
-        Ok(_) => {
-            // Best effort: if stderr is gone there is no one left to tell.
-            let _ = writeln!(stderr, "atex-aggregate: error: not implemented yet");
-            atex_shared::exit::INVALID
-        }
-        Err(e) => {
-            // Plain text: the output is often a pipe or a file, not a terminal.
-            let text = e.render().to_string();
-            let _ = if e.use_stderr() {
-                write!(stderr, "{text}")
-            } else {
-                write!(stdout, "{text}")
-            };
-            u8::try_from(e.exit_code()).unwrap_or(atex_shared::exit::INVALID)
-        }
-    }
-}
-
-/// The process entry point.
+/// The process entry point: until the tool exists, `--help` and `--version`
+/// work and every other use exits [`atex_shared::exit::INVALID`] with nothing
+/// on stdout.
 pub fn main() -> ExitCode {
-    let code = run_args(
-        std::env::args_os(),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
-    ExitCode::from(code)
+    atex_shared::placeholder::main::<Cli>("atex-aggregate")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn run(args: &[&str]) -> (u8, String, String) {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let argv = std::iter::once("atex-aggregate").chain(args.iter().copied());
-        let code = run_args(argv, &mut out, &mut err);
-        (
-            code,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        )
-    }
-
     #[test]
-    fn help_and_version_succeed() {
-        let (code, out, _) = run(&["--help"]);
-        assert_eq!(code, 0);
-        assert!(out.contains("Usage: atex-aggregate"), "{out}");
-        let (code, out, _) = run(&["--version"]);
-        assert_eq!(code, 0);
-        assert!(out.starts_with("atex-aggregate "), "{out}");
-    }
-
-    #[test]
-    fn any_other_use_is_refused() {
-        for args in [&[][..], &["local"][..], &["--machine", "x"][..]] {
-            let (code, out, err) = run(args);
-            assert_eq!(code, atex_shared::exit::INVALID);
-            assert!(out.is_empty());
-            assert_eq!(err, "atex-aggregate: error: not implemented yet\n");
-        }
+    fn help_version_and_refusal() {
+        atex_shared::placeholder::assert_placeholder::<super::Cli>("atex-aggregate");
     }
 }

@@ -9,4 +9,5 @@
 pub mod duration;
 pub mod exit;
 pub mod jsonl;
+pub mod placeholder;
 pub mod records;
