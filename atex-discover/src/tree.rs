@@ -2,9 +2,14 @@
 //! directives, inheritance, climb order, adjust and prune (spec A.1-A.9,
 //! A.14), with python fmf 1.7 semantics.
 //!
-//! The walk builds an arena of raw nodes (child indices, raw data as the
-//! files gave it); inheritance then runs once, pre-order, and the result is
-//! stored in climb order (pre-order, siblings sorted by name segment).
+//! Loading has three steps: the directory walk lists the fmf files and the
+//! order python would meet them in (it never depends on file contents), the
+//! files are read and parsed on every core, and the raw nodes are built by
+//! replaying the walk, so the first error reported is the one python meets
+//! first. [`RawTree`] keeps each node's own data in climb order (pre-order,
+//! siblings sorted by name segment); its visits run inheritance node by node
+//! with a stack of the ancestors' data, and [`Tree::load`] keeps every
+//! node's result.
 //!
 //! Deliberate deviations from python fmf (see `docs/deviations.md`):
 //! - a child value (a `/child:` key or a whole non-`main` file) that is not a
@@ -14,6 +19,7 @@
 //!   format errors (python crashes);
 //! - values are never shared: YAML aliases and adjust rules are copies.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -111,23 +117,18 @@ impl Tree {
     /// Find the tree root from `path` (walking up to the directory holding
     /// `.fmf/`), walk it and run inheritance.
     pub fn load(path: &Path) -> Result<Tree> {
-        if path.as_os_str().is_empty() {
-            return Err(Error::new(
-                ErrorKind::GeneralError,
-                "No data or parent provided to initialize the tree.",
-            ));
-        }
-        let root = find_root(path)?;
-        read_version(&root)?;
-        let include = read_config(&root)?;
-        let mut builder = Builder {
-            include,
-            symlink_dirs: Vec::new(),
-            arena: vec![RawNode::new("/".to_owned(), None)],
-            merge_error: None,
-        };
-        builder.grow(0, &root)?;
-        let nodes = builder.finish()?;
+        let raw = RawTree::load(path)?;
+        let root = raw.root.clone();
+        let mut nodes = Vec::with_capacity(raw.len());
+        raw.into_visit(|node| {
+            nodes.push(Node {
+                name: node.name.to_owned(),
+                data: node.data.into_owned(),
+                sources: node.sources.into_owned(),
+                leaf: node.leaf,
+                select: node.select,
+            });
+        })?;
         Ok(Tree { root, nodes })
     }
 
@@ -285,79 +286,273 @@ impl<'a> LazyCondition<'a> {
     }
 }
 
-/// A node while the tree is being walked.
-#[derive(Debug)]
-struct RawNode {
-    name: String,
-    parent: Option<usize>,
-    /// Children by name segment, in creation order.
-    children: IndexMap<String, usize>,
-    /// Raw keys (suffixes included) as the files gave them.
-    raw: Map,
-    inherit: Option<bool>,
-    select: Option<bool>,
-    /// Own source files, in loading order; after inheritance all of them,
-    /// parents' first.
-    sources: Vec<PathBuf>,
-    /// `update()` ran (even with null data): keeps an empty node alive.
-    updated: bool,
-    /// Inheritance ran: `data` holds the merged data.
-    merged: bool,
-    /// The data after inheritance.
-    data: Map,
+/// A loaded tree before inheritance: each node's own (raw) data as its
+/// files gave it, in climb order. [`RawTree::into_visit`] and
+/// [`RawTree::visit`] compute the inherited data node by node, keeping only
+/// the ancestors' data alive, so a caller that needs few nodes (test
+/// discovery) never holds every node's inherited data at once;
+/// [`Tree::load`] collects all of them.
+#[derive(Debug, Clone)]
+pub struct RawTree {
+    root: PathBuf,
+    /// Node facts, in climb order.
+    meta: Vec<RawMeta>,
+    /// Own data of each node (suffixed keys kept), parallel to `meta`.
+    raws: Vec<Map>,
 }
 
-impl RawNode {
-    fn new(name: String, parent: Option<usize>) -> Self {
-        RawNode {
-            name,
-            parent,
-            children: IndexMap::new(),
-            raw: Map::new(),
-            inherit: None,
-            select: None,
-            sources: Vec::new(),
-            updated: false,
-            merged: false,
-            data: Map::new(),
+#[derive(Debug, Clone)]
+struct RawMeta {
+    name: String,
+    /// Climb index of the parent.
+    parent: Option<usize>,
+    /// Not `inherit: false`.
+    inherit: bool,
+    /// Own source files, in loading order.
+    sources: Vec<PathBuf>,
+    leaf: bool,
+    select: bool,
+    /// When python fmf merges this node (its inheritance order): the
+    /// reported merge error is the first one in this order.
+    rank: usize,
+}
+
+/// One node as [`RawTree::visit`] hands it out: the data is inherited and
+/// merged (not adjusted). Leaves own their data and sources (free to take
+/// with `into_owned`); branches lend theirs, their children still need it.
+#[derive(Debug)]
+pub struct Visited<'a> {
+    /// Full node name.
+    pub name: &'a str,
+    /// The data after inheritance.
+    pub data: Cow<'a, Map>,
+    /// Source files, parents' first.
+    pub sources: Cow<'a, [PathBuf]>,
+    /// Whether the node has no children.
+    pub leaf: bool,
+    /// The `select` directive, or `leaf` when none was given.
+    pub select: bool,
+}
+
+impl RawTree {
+    /// Find the tree root from `path` (walking up to the directory holding
+    /// `.fmf/`), walk it and read every fmf file (in parallel), without
+    /// running inheritance. Errors are those of [`Tree::load`] except merge
+    /// errors, which the visits report.
+    pub fn load(path: &Path) -> Result<RawTree> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::new(
+                ErrorKind::GeneralError,
+                "No data or parent provided to initialize the tree.",
+            ));
         }
+        let root = find_root(path)?;
+        read_version(&root)?;
+        let include = read_config(&root)?;
+        // The walk does not depend on file contents: list every step first,
+        // parse the files on all cores, then build in walk order so the
+        // first error reported is still the first one python would meet.
+        let mut walker = Walker {
+            include: &include,
+            symlink_dirs: Vec::new(),
+            steps: Vec::new(),
+            files: Vec::new(),
+        };
+        walker.walk(&root);
+        let Walker { steps, files, .. } = walker;
+        let parsed = parse_all(&files);
+        let mut builder = Builder {
+            arena: vec![RawNode::new("/".to_owned())],
+            next_rank: 0,
+        };
+        builder.replay(steps, parsed)?;
+        // only unmerged when the root directory itself could not be walked
+        builder.mark(0);
+        let (meta, raws) = builder.layout();
+        Ok(RawTree { root, meta, raws })
+    }
+
+    /// The tree's root directory (the one holding `.fmf/`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Whether the tree has no node (never: the root is always there).
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// `Some(select)` for the node with exactly this name: whether it is a
+    /// selected node (a leaf, or `select: true`).
+    pub fn find_select(&self, name: &str) -> Option<bool> {
+        self.meta.iter().find(|m| m.name == name).map(|m| m.select)
+    }
+
+    /// The inherited data of one node, computed along its ancestors only.
+    /// `None` when no node has this name.
+    pub fn find(&self, name: &str) -> Option<Result<Node>> {
+        let index = self.meta.iter().position(|m| m.name == name)?;
+        let mut chain = vec![index];
+        while let Some(parent) = self.meta[*chain.last()?].parent {
+            chain.push(parent);
+        }
+        let mut data = Map::new();
+        let mut sources: Vec<PathBuf> = Vec::new();
+        for &i in chain.iter().rev() {
+            let meta = &self.meta[i];
+            if !meta.inherit {
+                data = Map::new();
+                sources.clear();
+            } else {
+                data = inherited(&data, &self.raws[i]);
+            }
+            sources.extend(meta.sources.iter().cloned());
+            if let Err(error) = merge::merge_special(&mut data, self.raws[i].clone(), &meta.name) {
+                return Some(Err(in_last_source(error, &sources)));
+            }
+        }
+        let meta = &self.meta[index];
+        Some(Ok(Node {
+            name: meta.name.clone(),
+            data,
+            sources,
+            leaf: meta.leaf,
+            select: meta.select,
+        }))
+    }
+
+    /// Call `f` for every node in climb order with its inherited data (the
+    /// raw data is copied; see [`RawTree::into_visit`]). Every node is
+    /// visited; then the first merge error in python's inheritance order,
+    /// if any, is returned (a node below a failed merge gets partly merged
+    /// data, as python's would be).
+    pub fn visit(&self, f: impl FnMut(Visited<'_>)) -> Result<()> {
+        visit_nodes(&self.meta, |i| self.raws[i].clone(), f)
+    }
+
+    /// [`RawTree::visit`] that consumes the tree, so the raw data moves into
+    /// the merged data instead of being copied.
+    pub fn into_visit(self, f: impl FnMut(Visited<'_>)) -> Result<()> {
+        let mut raws = self.raws;
+        visit_nodes(&self.meta, |i| std::mem::take(&mut raws[i]), f)
     }
 }
 
-/// What a child is created or updated from.
-enum ChildInput {
-    Data(Value),
-    Dir(PathBuf),
+fn in_last_source(error: Error, sources: &[PathBuf]) -> Error {
+    match sources.last() {
+        Some(source) => error.in_file(source),
+        None => error,
+    }
 }
 
-struct Builder {
+/// Pre-order inheritance with a stack of the ancestors' merged data.
+fn visit_nodes(
+    meta: &[RawMeta],
+    mut take_raw: impl FnMut(usize) -> Map,
+    mut f: impl FnMut(Visited<'_>),
+) -> Result<()> {
+    let mut stack: Vec<(usize, Map, Vec<PathBuf>)> = Vec::new();
+    let mut first_error: Option<(usize, Error)> = None;
+    for (i, node) in meta.iter().enumerate() {
+        while stack.last().is_some_and(|top| Some(top.0) != node.parent) {
+            stack.pop();
+        }
+        let raw = take_raw(i);
+        let (mut data, mut sources) = match stack.last() {
+            Some((_, parent, parent_sources)) if node.inherit && node.parent.is_some() => {
+                (inherited(parent, &raw), parent_sources.clone())
+            }
+            _ => (Map::new(), Vec::new()),
+        };
+        sources.extend(node.sources.iter().cloned());
+        if let Err(error) = merge::merge_special(&mut data, raw, &node.name)
+            && first_error
+                .as_ref()
+                .is_none_or(|(rank, _)| node.rank < *rank)
+        {
+            first_error = Some((node.rank, in_last_source(error, &sources)));
+        }
+        if node.leaf {
+            f(Visited {
+                name: &node.name,
+                data: Cow::Owned(data),
+                sources: Cow::Owned(sources),
+                leaf: true,
+                select: node.select,
+            });
+        } else {
+            f(Visited {
+                name: &node.name,
+                data: Cow::Borrowed(&data),
+                sources: Cow::Borrowed(&sources),
+                leaf: false,
+                select: node.select,
+            });
+            stack.push((i, data, sources));
+        }
+    }
+    match first_error {
+        Some((_, error)) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// One step of the directory walk, replayed in order by [`Builder`].
+#[derive(Debug)]
+enum Step {
+    /// An fmf file: `main.fmf` (no child name) updates the current node,
+    /// any other file the child named after it. `file` indexes the parsed
+    /// files.
+    File {
+        path: PathBuf,
+        child: Option<String>,
+        file: usize,
+    },
+    /// The current node's own files are read: python merges it here.
+    OwnFilesDone,
+    /// Descend into the subdirectory child `name`.
+    Enter(String),
+    /// Back to the parent node.
+    Leave,
+    /// The subdirectories are walked: drop the empty children.
+    DirDone,
+    /// `explore.include` was needed and is invalid.
+    Fail(Error),
+}
+
+/// `Tree.grow` without reading files: the steps to replay.
+struct Walker<'a> {
     /// `explore.include`, or the error python raises on first use.
-    include: std::result::Result<Vec<String>, Error>,
+    include: &'a std::result::Result<Vec<String>, Error>,
     /// Realpaths of symlinked directories already entered (tree-wide, as
     /// python fmf does it: spec A.6).
     symlink_dirs: Vec<PathBuf>,
-    arena: Vec<RawNode>,
-    /// The first inheritance error; python reports it only after the walk.
-    merge_error: Option<Error>,
+    steps: Vec<Step>,
+    files: Vec<PathBuf>,
 }
 
-impl Builder {
-    fn included(&self, name: &str) -> Result<bool> {
-        match &self.include {
+impl Walker<'_> {
+    fn included(&self, name: &str) -> std::result::Result<bool, Error> {
+        match self.include {
             Ok(names) => Ok(names.iter().any(|n| n == name)),
             Err(e) => Err(e.clone()),
         }
     }
 
-    /// `Tree.grow`: load the `.fmf` files of `dir` into node `idx`, then its
-    /// subdirectories, then drop children that turned out empty.
-    fn grow(&mut self, idx: usize, dir: &Path) -> Result<()> {
+    /// List the steps for `dir`: its `.fmf` files, then its subdirectories.
+    /// Returns false once a [`Step::Fail`] ends the walk.
+    fn walk(&mut self, dir: &Path) -> bool {
         if IGNORED_DIRECTORIES.iter().any(|d| dir == Path::new(d)) {
-            return Ok(());
+            return true;
         }
         // An unreadable directory is skipped silently, as os.walk does.
         let Ok(entries) = fs::read_dir(dir) else {
-            return Ok(());
+            return true;
         };
         let mut files = Vec::new();
         let mut dirs: Vec<(String, bool)> = Vec::new();
@@ -385,36 +580,37 @@ impl Builder {
             files.insert(0, main);
         }
         for file in files {
-            if file.starts_with('.') && !self.included(&file)? {
-                continue;
+            if file.starts_with('.') {
+                match self.included(&file) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(error) => {
+                        self.steps.push(Step::Fail(error));
+                        return false;
+                    }
+                }
             }
             let path = dir.join(&file);
-            let text = fs::read_to_string(&path).map_err(|e| {
-                Error::new(
-                    ErrorKind::FileError,
-                    format!("Failed to read '{}': {e}", path.display()),
-                )
-                .in_file(&path)
-            })?;
-            let data = yaml::parse(&text, &path)?;
-            if file == "main.fmf" {
-                self.arena[idx].sources.push(path.clone());
-                self.update(idx, data).map_err(|e| e.in_file(&path))?;
-            } else {
-                let name = file[..file.len() - ".fmf".len()].to_owned();
-                let child = self
-                    .child(idx, name, ChildInput::Data(data))
-                    .map_err(|e| e.in_file(&path))?;
-                self.arena[child].sources.push(path);
-            }
+            let child = (file != "main.fmf").then(|| file[..file.len() - ".fmf".len()].to_owned());
+            self.steps.push(Step::File {
+                path: path.clone(),
+                child,
+                file: self.files.len(),
+            });
+            self.files.push(path);
         }
-        // Every key of this node is known now (its files and its parent's
-        // are read), so it can inherit before its subdirectories are walked.
-        self.merge_node(idx);
+        self.steps.push(Step::OwnFilesDone);
         dirs.sort_unstable();
         for (name, is_link) in dirs {
-            if name.starts_with('.') && !self.included(&name)? {
-                continue;
+            if name.starts_with('.') {
+                match self.included(&name) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(error) => {
+                        self.steps.push(Step::Fail(error));
+                        return false;
+                    }
+                }
             }
             let path = dir.join(&name);
             if is_link {
@@ -428,33 +624,177 @@ impl Builder {
                 // a nested metadata tree of its own
                 continue;
             }
-            self.child(idx, name, ChildInput::Dir(path))?;
+            self.steps.push(Step::Enter(name));
+            let go_on = self.walk(&path);
+            self.steps.push(Step::Leave);
+            if !go_on {
+                return false;
+            }
         }
-        let mut children = std::mem::take(&mut self.arena[idx].children);
-        children.retain(|_, &mut c| {
-            let child = &mut self.arena[c];
-            let keep = !child.children.is_empty() || child.updated;
-            if !keep {
-                child.data = Map::new();
+        self.steps.push(Step::DirDone);
+        true
+    }
+}
+
+/// Read and parse one fmf file.
+fn read_and_parse(path: &Path) -> Result<Value> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::FileError,
+            format!("Failed to read '{}': {e}", path.display()),
+        )
+        .in_file(path)
+    })?;
+    yaml::parse(&text, path)
+}
+
+/// Read and parse `files` on every available core. A slot left `None` (a
+/// worker that panicked) is parsed again by the builder.
+fn parse_all(files: &[PathBuf]) -> Vec<Option<Result<Value>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(files.len().div_ceil(32))
+        .min(8);
+    if threads <= 1 {
+        return files.iter().map(|p| Some(read_and_parse(p))).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(path) = files.get(i) else {
+                break;
+            };
+            done.push((i, read_and_parse(path)));
+        }
+        done
+    };
+    let mut results: Vec<Option<Result<Value>>> = Vec::new();
+    results.resize_with(files.len(), || None);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        for (i, result) in work() {
+            results[i] = Some(result);
+        }
+        for worker in workers {
+            if let Ok(done) = worker.join() {
+                for (i, result) in done {
+                    results[i] = Some(result);
+                }
             }
-            keep
-        });
-        // The children without a directory of their own (and their virtual
-        // descendants) are complete too.
-        let mut stack: Vec<usize> = children.values().rev().copied().collect();
-        self.arena[idx].children = children;
-        while let Some(c) = stack.pop() {
-            if self.arena[c].merged {
-                continue;
+        }
+    });
+    results
+}
+
+/// A node while the tree is being built.
+#[derive(Debug)]
+struct RawNode {
+    name: String,
+    /// Children by name segment, in creation order.
+    children: IndexMap<String, usize>,
+    /// Raw keys (suffixes included) as the files gave them.
+    raw: Map,
+    inherit: Option<bool>,
+    select: Option<bool>,
+    /// Own source files, in loading order.
+    sources: Vec<PathBuf>,
+    /// `update()` ran (even with null data): keeps an empty node alive.
+    updated: bool,
+    /// Position in python's inheritance order, once reached.
+    rank: Option<usize>,
+}
+
+impl RawNode {
+    fn new(name: String) -> Self {
+        RawNode {
+            name,
+            children: IndexMap::new(),
+            raw: Map::new(),
+            inherit: None,
+            select: None,
+            sources: Vec::new(),
+            updated: false,
+            rank: None,
+        }
+    }
+}
+
+struct Builder {
+    arena: Vec<RawNode>,
+    next_rank: usize,
+}
+
+impl Builder {
+    /// Replay the walk: load the parsed files into nodes in walk order.
+    fn replay(&mut self, steps: Vec<Step>, mut parsed: Vec<Option<Result<Value>>>) -> Result<()> {
+        let mut stack = vec![0usize];
+        for step in steps {
+            let idx = stack.last().copied().unwrap_or(0);
+            match step {
+                Step::File { path, child, file } => {
+                    let data = match parsed.get_mut(file).and_then(Option::take) {
+                        Some(result) => result?,
+                        None => read_and_parse(&path)?,
+                    };
+                    match child {
+                        None => {
+                            self.arena[idx].sources.push(path.clone());
+                            self.update(idx, data).map_err(|e| e.in_file(&path))?;
+                        }
+                        Some(name) => {
+                            let child = self
+                                .child(idx, name, Some(data))
+                                .map_err(|e| e.in_file(&path))?;
+                            self.arena[child].sources.push(path);
+                        }
+                    }
+                }
+                Step::OwnFilesDone => self.mark(idx),
+                Step::Enter(name) => stack.push(self.child(idx, name, None)?),
+                Step::Leave => {
+                    stack.pop();
+                }
+                Step::DirDone => self.dir_done(idx),
+                Step::Fail(error) => return Err(error),
             }
-            self.merge_node(c);
-            stack.extend(self.arena[c].children.values().rev());
         }
         Ok(())
     }
 
-    /// `Tree.child`: create or update the child `name` of `idx`.
-    fn child(&mut self, idx: usize, name: String, input: ChildInput) -> Result<usize> {
+    /// Record that python merges node `idx` now (if not yet).
+    fn mark(&mut self, idx: usize) {
+        if self.arena[idx].rank.is_none() {
+            self.arena[idx].rank = Some(self.next_rank);
+            self.next_rank += 1;
+        }
+    }
+
+    /// End of `Tree.grow` for `idx`: drop the empty children, then the
+    /// children without a directory of their own (and their virtual
+    /// descendants) are complete and merge, in creation order.
+    fn dir_done(&mut self, idx: usize) {
+        let mut children = std::mem::take(&mut self.arena[idx].children);
+        children.retain(|_, &mut c| {
+            let child = &self.arena[c];
+            !child.children.is_empty() || child.updated
+        });
+        let mut stack: Vec<usize> = children.values().rev().copied().collect();
+        self.arena[idx].children = children;
+        while let Some(c) = stack.pop() {
+            if self.arena[c].rank.is_some() {
+                continue;
+            }
+            self.mark(c);
+            stack.extend(self.arena[c].children.values().rev());
+        }
+    }
+
+    /// `Tree.child`: create the child `name` of `idx` if needed and update
+    /// it with `data`.
+    fn child(&mut self, idx: usize, name: String, data: Option<Value>) -> Result<usize> {
         let child = match self.arena[idx].children.get(&name) {
             Some(&child) => child,
             None => {
@@ -465,14 +805,13 @@ impl Builder {
                     format!("{parent_name}/{name}")
                 };
                 let child = self.arena.len();
-                self.arena.push(RawNode::new(full, Some(idx)));
+                self.arena.push(RawNode::new(full));
                 self.arena[idx].children.insert(name, child);
                 child
             }
         };
-        match input {
-            ChildInput::Data(data) => self.update(child, data)?,
-            ChildInput::Dir(path) => self.grow(child, &path)?,
+        if let Some(data) = data {
+            self.update(child, data)?;
         }
         Ok(child)
     }
@@ -542,13 +881,9 @@ impl Builder {
             let rest = rest.find('\n').map_or(rest, |nl| &rest[..nl]);
             let mut wrapped = Map::new();
             wrapped.insert(rest.to_owned(), value);
-            self.child(
-                idx,
-                name[..slash].to_owned(),
-                ChildInput::Data(Value::Map(wrapped)),
-            )?;
+            self.child(idx, name[..slash].to_owned(), Some(Value::Map(wrapped)))?;
         } else {
-            self.child(idx, name.to_owned(), ChildInput::Data(value))?;
+            self.child(idx, name.to_owned(), Some(value))?;
         }
         Ok(())
     }
@@ -601,62 +936,31 @@ impl Builder {
         Ok(())
     }
 
-    /// Inheritance for one node whose raw data is complete and whose
-    /// parent is merged: a copy of the parent's data (unless `inherit:
-    /// false`) with the node's raw keys merged in. The raw data is freed.
-    fn merge_node(&mut self, idx: usize) {
-        if self.arena[idx].merged {
-            return;
-        }
-        self.arena[idx].merged = true;
-        if self.merge_error.is_some() {
-            return;
-        }
-        let raw = &self.arena[idx];
-        let (mut base, mut sources) = match raw.parent {
-            Some(parent) if raw.inherit != Some(false) => {
-                let parent = &self.arena[parent];
-                (inherited(&parent.data, &raw.raw), parent.sources.clone())
-            }
-            _ => (Map::new(), Vec::new()),
-        };
-        let raw = &mut self.arena[idx];
-        sources.append(&mut raw.sources);
-        let raw_data = std::mem::take(&mut raw.raw);
-        if let Err(error) = merge::merge_special(&mut base, raw_data, &raw.name) {
-            self.merge_error = Some(match sources.last() {
-                Some(source) => error.in_file(source),
-                None => error,
-            });
-        }
-        raw.data = base;
-        raw.sources = sources;
-    }
-
     /// Lay the nodes out in climb order (pre-order, siblings sorted by name).
-    fn finish(mut self) -> Result<Vec<Node>> {
-        // only needed when the root directory itself could not be walked
-        self.merge_node(0);
-        if let Some(error) = self.merge_error {
-            return Err(error);
-        }
-        let mut nodes = Vec::with_capacity(self.arena.len());
-        let mut stack = vec![0usize];
-        while let Some(idx) = stack.pop() {
-            let raw = &mut self.arena[idx];
-            let leaf = raw.children.is_empty();
-            nodes.push(Node {
-                name: std::mem::take(&mut raw.name),
-                data: std::mem::take(&mut raw.data),
-                sources: std::mem::take(&mut raw.sources),
+    fn layout(self) -> (Vec<RawMeta>, Vec<Map>) {
+        let mut arena = self.arena;
+        let mut meta = Vec::with_capacity(arena.len());
+        let mut raws = Vec::with_capacity(arena.len());
+        let mut stack = vec![(0usize, None)];
+        while let Some((idx, parent)) = stack.pop() {
+            let position = meta.len();
+            let node = &mut arena[idx];
+            let leaf = node.children.is_empty();
+            meta.push(RawMeta {
+                name: std::mem::take(&mut node.name),
+                parent,
+                inherit: node.inherit != Some(false),
+                sources: std::mem::take(&mut node.sources),
                 leaf,
-                select: raw.select.unwrap_or(leaf),
+                select: node.select.unwrap_or(leaf),
+                rank: node.rank.unwrap_or(usize::MAX),
             });
-            let mut children: Vec<(&String, &usize)> = raw.children.iter().collect();
+            raws.push(std::mem::take(&mut node.raw));
+            let mut children: Vec<(&String, &usize)> = node.children.iter().collect();
             children.sort_unstable_by(|a, b| b.0.cmp(a.0));
-            stack.extend(children.into_iter().map(|(_, &c)| c));
+            stack.extend(children.into_iter().map(|(_, &c)| (c, Some(position))));
         }
-        Ok(nodes)
+        (meta, raws)
     }
 }
 
