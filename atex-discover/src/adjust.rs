@@ -4,6 +4,8 @@
 //! Deviation: a `when` that is neither a string nor a bool (null, int, list)
 //! crashes python with a `TypeError`; here it is a format error.
 
+use std::borrow::Cow;
+
 use crate::context::{Context, MatchError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::merge;
@@ -22,7 +24,49 @@ pub(crate) fn adjust_node(
     context: &Context,
     options: &AdjustOptions,
 ) -> Result<()> {
-    let own = match data.get(&options.key) {
+    adjust_data(&mut Slot::Mut(data), name, context, options)
+}
+
+/// [`adjust_node`] on data that may be borrowed: it is copied only when a
+/// rule applies, so checking nodes that no rule changes costs no copy.
+pub(crate) fn adjust_cow(
+    data: &mut Cow<'_, Map>,
+    name: &str,
+    context: &Context,
+    options: &AdjustOptions,
+) -> Result<()> {
+    adjust_data(&mut Slot::Cow(data), name, context, options)
+}
+
+/// The data being adjusted: owned in place, or copied on first write.
+enum Slot<'s, 'd> {
+    Mut(&'s mut Map),
+    Cow(&'s mut Cow<'d, Map>),
+}
+
+impl Slot<'_, '_> {
+    fn read(&self) -> &Map {
+        match self {
+            Slot::Mut(map) => map,
+            Slot::Cow(cow) => cow,
+        }
+    }
+
+    fn write(&mut self) -> &mut Map {
+        match self {
+            Slot::Mut(map) => map,
+            Slot::Cow(cow) => cow.to_mut(),
+        }
+    }
+}
+
+fn adjust_data(
+    data: &mut Slot<'_, '_>,
+    name: &str,
+    context: &Context,
+    options: &AdjustOptions,
+) -> Result<()> {
+    let own = match data.read().get(&options.key) {
         None => 0,
         Some(Value::Map(_) | Value::KeyedMap(_)) => 1,
         Some(Value::Seq(rules)) => rules.len(),
@@ -46,7 +90,7 @@ pub(crate) fn adjust_node(
             })
         })
     };
-    let snapshot = match data.get(&options.key) {
+    let snapshot = match data.read().get(&options.key) {
         Some(Value::Seq(rules)) if rules.iter().any(touches_key) => Some(rules.clone()),
         Some(rule) if touches_key(rule) => Some(vec![rule.clone()]),
         _ => None,
@@ -103,14 +147,14 @@ impl Rules<'_> {
 }
 
 fn apply_rules(
-    data: &mut Map,
+    data: &mut Slot<'_, '_>,
     rules: Rules<'_>,
     name: &str,
     context: &Context,
     undecided: Undecided,
 ) -> Result<()> {
     for index in 0..rules.len() {
-        let Some(rule) = rules.get(data, index) else {
+        let Some(rule) = rules.get(data.read(), index) else {
             break;
         };
         let rule = match rule {
@@ -163,7 +207,7 @@ fn apply_rules(
                     .filter(|(k, _)| !CONTROL_KEYS.contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                merge::merge_special(data, apply, name)?;
+                merge::merge_special(data.write(), apply, name)?;
                 if !continue_ {
                     break;
                 }

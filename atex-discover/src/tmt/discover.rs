@@ -1,17 +1,19 @@
 //! Discovery end to end: load the tree, pick the plan, and select the
 //! tests of each of its `how: fmf` discover sections.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use atex_shared::records::{Plan as PlanRecord, Test};
 
+use crate::adjust;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tmt::data_error;
 use crate::tmt::plan::{self, DUMMY_PLAN_NAME, Dimensions, Plan};
-use crate::tmt::select::{self, Criteria, PlanSource};
+use crate::tmt::select::{Criteria, PlanSource, Selector};
 use crate::tmt::test::DiscoveredTest;
-use crate::tree::{AdjustOptions, Node, Tree};
+use crate::tree::{AdjustOptions, Node, RawTree, Visited};
 use crate::value::{Map, Value};
 
 /// What to discover.
@@ -43,174 +45,438 @@ pub struct Discovery {
 ///
 /// The plan is found after adjusting the tree with the command-line
 /// context only (tmt: a plan's own `context` does not adjust the plan).
-/// Each section then adjusts a fresh copy of the tree with the plan
-/// context and the section's `adjust-tests`, case-insensitively as tmt
-/// does.
+/// Each section then adjusts the tests with the plan context and the
+/// section's `adjust-tests`, case-insensitively as tmt does.
+///
+/// The tree is never held inherited as a whole: nodes are inherited,
+/// adjusted and selected one at a time ([`RawTree::into_visit`]), and only
+/// the selected tests are kept. When the plan is named exactly (or not at
+/// all) it is resolved first along its ancestors, so one pass over the
+/// nodes does everything; a plan regex needs a first pass to list the
+/// plans. Errors are those the whole-tree steps would report, in their
+/// order: loading, inheritance, adjusting plan candidates, the plan, then
+/// each section's adjust, patterns, `order`, filters and test keys.
 ///
 /// Deviations: sections with `url` or `path` (remote or other trees) are
 /// rejected, and sections whose `how` is not `fmf` are ignored (ATEX).
 pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
-    let mut tree = Tree::load(&options.root)?;
-    let root = absolute_root(&tree)?;
-    let plan = match &options.plan {
-        None => Plan::new(
+    let tree = RawTree::load(&options.root)?;
+    let root = absolute_root(tree.root())?;
+    let early = match &options.plan {
+        None => Early::Known(Plan::new(
             DUMMY_PLAN_NAME,
             &plan::dummy_plan_data(),
             &[],
             &root,
             &options.context,
-        )?,
-        Some(wanted) => {
-            let candidates = plan_candidates(&tree, &options.context)?;
-            let node = find_plan(&tree, &candidates, wanted)?;
-            Plan::new(
-                &node.name,
-                &node.data,
-                &node.sources,
-                &root,
-                &options.context,
-            )?
+        )),
+        Some(wanted) => match tree.find_select(wanted) {
+            None => Early::Search,
+            Some(false) => Early::Known(Err(not_plan(wanted, "it has children"))),
+            Some(true) => exact_plan(&tree, wanted, &root, &options.context),
+        },
+    };
+    let plan_result = match early {
+        Early::Known(plan_result) => plan_result,
+        Early::Search => return discover_searching(tree, root, options),
+        Early::Failed => {
+            // The visit meets the same failure (and maybe an earlier one).
+            let mut pass1 = PlanPass::new(&options.context, false);
+            tree.visit(|node| pass1.offer(&node))?;
+            pass1.into_candidates()?;
+            return discover_searching(tree, root, options);
         }
     };
-    let sections = plan.fmf_sections()?;
-    let mut rules = Vec::with_capacity(sections.len());
-    for section in &sections {
-        for key in ["url", "path"] {
-            if section.data.contains_key(key) {
-                return Err(data_error(
-                    ErrorKind::FormatError,
-                    &plan.name,
-                    &plan.sources,
-                    key,
-                    format!(
-                        "discover phase '{}': '{key}' is not supported",
-                        section.name
-                    ),
-                ));
-            }
+    // Plan lookup errors come only with a named plan.
+    let mut pass1 = options
+        .plan
+        .as_ref()
+        .map(|_| PlanPass::new(&options.context, false));
+    let mut pass2 = plan_result
+        .as_ref()
+        .ok()
+        .map(|plan| TestPass::new(plan, &root, &options.criteria));
+    let visited = tree.into_visit(|node| {
+        if let Some(pass1) = &mut pass1 {
+            pass1.offer(&node);
         }
-        rules.push(match section.data.get("adjust-tests") {
-            None | Some(Value::Null) => None,
-            Some(rules @ (Value::Map(_) | Value::Seq(_))) => Some(rules),
-            Some(other) => {
-                return Err(data_error(
-                    ErrorKind::FormatError,
-                    &plan.name,
-                    &plan.sources,
-                    "adjust-tests",
-                    format!(
-                        "discover phase '{}': 'adjust-tests' must be a mapping or a list, not {}",
-                        section.name,
-                        other.py_type_name()
-                    ),
-                ));
-            }
-        });
-    }
-    let plan_source = PlanSource {
-        name: &plan.name,
-        sources: &plan.sources,
-    };
-    let mut tests = Vec::new();
-    // Trees are large: when every section adjusts the same way (the usual
-    // case), the loaded tree is adjusted in place once instead of copied.
-    let same_rules = rules.windows(2).all(|pair| match (pair[0], pair[1]) {
-        (None, None) => true,
-        (Some(a), Some(b)) => a.py_eq(b),
-        _ => false,
+        if let Some(Ok(pass2)) = &mut pass2 {
+            pass2.offer(node);
+        }
     });
-    if same_rules {
-        adjust(&mut tree, &plan.context, rules.first().copied().flatten())?;
+    visited?;
+    if let Some(pass1) = pass1 {
+        pass1.into_candidates()?;
     }
-    for (section, rules) in sections.iter().zip(&rules) {
-        let owned;
-        let section_tree = if same_rules {
-            &tree
-        } else {
-            owned = {
-                let mut copy = tree.clone();
-                adjust(&mut copy, &plan.context, *rules)?;
-                copy
-            };
-            &owned
-        };
-        let nodes: Vec<&Node> = section_tree.climb(false).collect();
-        let selected = select::select(&nodes, &root, section, &options.criteria, plan_source)?;
-        let prefix = section.named.then_some(section.name.as_str());
-        for node in selected {
-            tests.push(DiscoveredTest::from_node(node, &root, prefix)?);
-        }
-    }
+    let tests = match pass2 {
+        Some(pass2) => pass2?.finish()?,
+        None => Vec::new(),
+    };
+    let plan = plan_result?;
     Ok(Discovery { root, plan, tests })
 }
 
-/// The selected nodes that are plans once adjusted with the command-line
-/// context. Only nodes with `execute` or with `adjust` rules can be plans,
-/// so only those are copied and adjusted, not the whole tree.
-fn plan_candidates(tree: &Tree, cli: &Dimensions) -> Result<Vec<Node>> {
+/// What is known of the plan before the nodes are visited.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per discovery"
+)]
+enum Early {
+    /// The plan, or why it is not one.
+    Known(Result<Plan>),
+    /// A regex: every plan must be listed first.
+    Search,
+    /// Looking it up failed; the visit reports why.
+    Failed,
+}
+
+/// A plan named exactly: inherit and adjust it along its ancestors only.
+fn exact_plan(tree: &RawTree, wanted: &str, root: &Path, cli: &Dimensions) -> Early {
+    let Some(Ok(mut node)) = tree.find(wanted) else {
+        return Early::Failed;
+    };
+    let (context, options) = plan_lookup(cli);
+    if (node.data.contains_key("execute") || node.data.contains_key(&options.key))
+        && adjust::adjust_node(&mut node.data, &node.name, &context, &options).is_err()
+    {
+        return Early::Failed;
+    }
+    if !plan::is_plan(&node.data) {
+        return Early::Known(Err(not_plan(wanted, "it has no 'execute'")));
+    }
+    if node.data.contains_key("test") {
+        return Early::Known(Err(not_plan(wanted, "it has 'test'")));
+    }
+    Early::Known(Plan::new(&node.name, &node.data, &node.sources, root, cli))
+}
+
+/// [`discover`] for a plan given as a regex: one pass lists the plans,
+/// a second selects the tests.
+fn discover_searching(
+    tree: RawTree,
+    root: PathBuf,
+    options: &DiscoveryOptions,
+) -> Result<Discovery> {
+    let wanted = options.plan.as_deref().unwrap_or_default();
+    let mut pass1 = PlanPass::new(&options.context, true);
+    tree.visit(|node| pass1.offer(&node))?;
+    let candidates = pass1.into_candidates()?;
+    let node = find_plan(&tree, &candidates, wanted)?;
+    let plan = Plan::new(
+        &node.name,
+        &node.data,
+        &node.sources,
+        &root,
+        &options.context,
+    )?;
+    let mut pass2 = TestPass::new(&plan, &root, &options.criteria)?;
+    tree.into_visit(|node| pass2.offer(node))?;
+    let tests = pass2.finish()?;
+    Ok(Discovery { root, plan, tests })
+}
+
+/// The context and options plans are looked up with: the command-line
+/// context, case-insensitive.
+fn plan_lookup(cli: &Dimensions) -> (Context, AdjustOptions) {
     let mut context = Context::new(cli.clone());
     context.set_case_sensitive(false);
     let options = AdjustOptions {
         case_sensitive: false,
         ..AdjustOptions::default()
     };
-    let mut plans = Vec::new();
-    for node in tree.climb(false) {
-        if !node.data.contains_key("execute") && !node.data.contains_key(&options.key) {
-            continue;
-        }
-        let mut node = node.clone();
-        crate::adjust::adjust_node(&mut node.data, &node.name, &context, &options)?;
-        if plan::is_plan(&node.data) {
-            plans.push(node);
+    (context, options)
+}
+
+/// The plan lookup over visited nodes: the selected nodes that are plans
+/// once adjusted with the command-line context. Only nodes with `execute`
+/// or with `adjust` rules can be plans, so only those are adjusted (and
+/// copied only when a rule applies). The first adjust error is kept.
+struct PlanPass {
+    context: Context,
+    options: AdjustOptions,
+    error: Option<Error>,
+    /// `None` when only errors matter.
+    candidates: Option<Vec<Node>>,
+}
+
+impl PlanPass {
+    fn new(cli: &Dimensions, collect: bool) -> PlanPass {
+        let (context, options) = plan_lookup(cli);
+        PlanPass {
+            context,
+            options,
+            error: None,
+            candidates: collect.then(Vec::new),
         }
     }
-    Ok(plans)
+
+    fn offer(&mut self, node: &Visited<'_>) {
+        if self.error.is_some() || !node.select {
+            return;
+        }
+        if !node.data.contains_key("execute") && !node.data.contains_key(&self.options.key) {
+            return;
+        }
+        let mut data = Cow::Borrowed(node.data.as_ref());
+        if let Err(error) = adjust::adjust_cow(&mut data, node.name, &self.context, &self.options) {
+            self.error = Some(error);
+            return;
+        }
+        if let Some(candidates) = &mut self.candidates
+            && plan::is_plan(&data)
+        {
+            candidates.push(Node {
+                name: node.name.to_owned(),
+                data: data.into_owned(),
+                sources: node.sources.to_vec(),
+                leaf: node.leaf,
+                select: node.select,
+            });
+        }
+    }
+
+    fn into_candidates(self) -> Result<Vec<Node>> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.candidates.unwrap_or_default()),
+        }
+    }
+}
+
+/// Test selection over visited nodes for every `how: fmf` section of a
+/// plan: each node is adjusted with the plan context and the section's
+/// `adjust-tests` (once per distinct rule set), offered to the section's
+/// [`Selector`], and read into a [`DiscoveredTest`] only if it passes.
+struct TestPass<'a> {
+    root: &'a Path,
+    context: Context,
+    /// The distinct `adjust-tests` rule sets, and the first adjust error
+    /// of each.
+    rule_sets: Vec<(AdjustOptions, Option<Error>)>,
+    sections: Vec<SectionPass<'a>>,
+}
+
+struct SectionPass<'a> {
+    /// Index in `rule_sets`.
+    rules: usize,
+    prefix: Option<&'a str>,
+    selector: Result<Selector<'a>>,
+    /// The tests of the nodes the selector passed, by its numbers.
+    tests: Vec<Result<DiscoveredTest>>,
+}
+
+impl<'a> TestPass<'a> {
+    /// Check the plan's fmf sections and set up their selection.
+    fn new(plan: &'a Plan, root: &'a Path, criteria: &Criteria) -> Result<TestPass<'a>> {
+        let sections = plan.fmf_sections()?;
+        let mut rules = Vec::with_capacity(sections.len());
+        for section in &sections {
+            for key in ["url", "path"] {
+                if section.data.contains_key(key) {
+                    return Err(data_error(
+                        ErrorKind::FormatError,
+                        &plan.name,
+                        &plan.sources,
+                        key,
+                        format!(
+                            "discover phase '{}': '{key}' is not supported",
+                            section.name
+                        ),
+                    ));
+                }
+            }
+            rules.push(match section.data.get("adjust-tests") {
+                None | Some(Value::Null) => None,
+                Some(rules @ (Value::Map(_) | Value::Seq(_))) => Some(rules),
+                Some(other) => {
+                    return Err(data_error(
+                        ErrorKind::FormatError,
+                        &plan.name,
+                        &plan.sources,
+                        "adjust-tests",
+                        format!(
+                            "discover phase '{}': 'adjust-tests' must be a mapping or a list, not {}",
+                            section.name,
+                            other.py_type_name()
+                        ),
+                    ));
+                }
+            });
+        }
+        let mut context = Context::new(plan.context.clone());
+        context.set_case_sensitive(false);
+        let plan_source = PlanSource {
+            name: &plan.name,
+            sources: &plan.sources,
+        };
+        // Sections with equal rules share one adjusted copy of each node.
+        let mut distinct: Vec<Option<&Value>> = Vec::new();
+        let mut rule_sets = Vec::new();
+        let mut passes = Vec::with_capacity(sections.len());
+        for (section, section_rules) in sections.into_iter().zip(rules) {
+            let same = |known: &Option<&Value>| match (known, section_rules) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.py_eq(b),
+                _ => false,
+            };
+            let index = match distinct.iter().position(same) {
+                Some(index) => index,
+                None => {
+                    distinct.push(section_rules);
+                    let additional_rules = match section_rules {
+                        None => Vec::new(),
+                        Some(Value::Seq(rules)) => rules.clone(),
+                        Some(rule) => vec![rule.clone()],
+                    };
+                    let options = AdjustOptions {
+                        case_sensitive: false,
+                        additional_rules,
+                        ..AdjustOptions::default()
+                    };
+                    rule_sets.push((options, None));
+                    rule_sets.len() - 1
+                }
+            };
+            passes.push(SectionPass {
+                rules: index,
+                prefix: section.named.then_some(section.name.as_str()),
+                selector: Selector::new(root, section, criteria, plan_source),
+                tests: Vec::new(),
+            });
+        }
+        Ok(TestPass {
+            root,
+            context,
+            rule_sets,
+            sections: passes,
+        })
+    }
+
+    fn offer(&mut self, node: Visited<'_>) {
+        if self.rule_sets.len() == 1 {
+            // The node's own copy is adjusted in place.
+            self.offer_adjusted(0, node.name, &node.sources, node.select, node.data);
+        } else {
+            for index in 0..self.rule_sets.len() {
+                let data = Cow::Borrowed(node.data.as_ref());
+                self.offer_adjusted(index, node.name, &node.sources, node.select, data);
+            }
+        }
+    }
+
+    /// Adjust a node with rule set `index` and offer it to its sections.
+    fn offer_adjusted(
+        &mut self,
+        index: usize,
+        name: &str,
+        sources: &[PathBuf],
+        select: bool,
+        mut data: Cow<'_, Map>,
+    ) {
+        let (options, error) = &mut self.rule_sets[index];
+        if error.is_some() {
+            return;
+        }
+        if let Err(e) = adjust::adjust_cow(&mut data, name, &self.context, options) {
+            *error = Some(e);
+            return;
+        }
+        if !select {
+            return;
+        }
+        for section in self.sections.iter_mut().filter(|s| s.rules == index) {
+            let Ok(selector) = &mut section.selector else {
+                continue;
+            };
+            if selector.offer(name, sources, &data, true).is_some() {
+                section.tests.push(DiscoveredTest::from_parts(
+                    name,
+                    sources,
+                    &data,
+                    self.root,
+                    section.prefix,
+                ));
+            }
+        }
+    }
+
+    /// The selected tests, sections in order, or the first error in the
+    /// order the sections report them.
+    fn finish(self) -> Result<Vec<DiscoveredTest>> {
+        let mut tests = Vec::new();
+        for section in self.sections {
+            if let Some(error) = &self.rule_sets[section.rules].1 {
+                return Err(error.clone());
+            }
+            let kept = section.selector?.finish()?;
+            let mut uses = vec![0usize; section.tests.len()];
+            for &k in &kept {
+                uses[k] += 1;
+            }
+            let mut slots: Vec<Option<Result<DiscoveredTest>>> =
+                section.tests.into_iter().map(Some).collect();
+            for k in kept {
+                uses[k] -= 1;
+                let test = if uses[k] == 0 {
+                    slots[k].take()
+                } else {
+                    slots[k].clone()
+                };
+                if let Some(test) = test {
+                    tests.push(test?);
+                }
+            }
+        }
+        Ok(tests)
+    }
 }
 
 /// Every plan of the tree at `root` (adjusted with the command-line
 /// context), in climb order.
 pub fn list_plans(root: &Path, context: &Dimensions) -> Result<Vec<Plan>> {
-    let tree = Tree::load(root)?;
-    let abs_root = absolute_root(&tree)?;
-    plan_candidates(&tree, context)?
+    let tree = RawTree::load(root)?;
+    let abs_root = absolute_root(tree.root())?;
+    let mut pass = PlanPass::new(context, true);
+    tree.into_visit(|node| pass.offer(&node))?;
+    pass.into_candidates()?
         .iter()
         .map(|node| Plan::new(&node.name, &node.data, &node.sources, &abs_root, context))
         .collect()
 }
 
-fn absolute_root(tree: &Tree) -> Result<PathBuf> {
-    std::path::absolute(tree.root()).map_err(|e| {
+fn absolute_root(root: &Path) -> Result<PathBuf> {
+    std::path::absolute(root).map_err(|e| {
         Error::new(
             ErrorKind::RootError,
             format!("failed to resolve the tree root: {e}"),
         )
-        .in_file(tree.root())
+        .in_file(root)
     })
 }
 
-/// The plan named `wanted` among `plans` (see [`plan_candidates`]): an
-/// exact name, else the one plan whose name `re.search`es the pattern.
-fn find_plan<'p>(tree: &Tree, plans: &'p [Node], wanted: &str) -> Result<&'p Node> {
-    let not_plan = |name: &str, why: &str| {
-        Error::new(
-            ErrorKind::GeneralError,
-            format!("'{name}' is not a plan: {why}"),
-        )
-    };
+fn not_plan(name: &str, why: &str) -> Error {
+    Error::new(
+        ErrorKind::GeneralError,
+        format!("'{name}' is not a plan: {why}"),
+    )
+}
+
+/// The plan named `wanted` among `plans` (see [`PlanPass`]): an exact
+/// name, else the one plan whose name `re.search`es the pattern.
+fn find_plan<'p>(tree: &RawTree, plans: &'p [Node], wanted: &str) -> Result<&'p Node> {
     if let Some(node) = plans.iter().find(|node| node.name == wanted) {
         if node.data.contains_key("test") {
             return Err(not_plan(&node.name, "it has 'test'"));
         }
         return Ok(node);
     }
-    if let Some(node) = tree.find(wanted) {
-        let why = if node.select {
+    if let Some(select) = tree.find_select(wanted) {
+        let why = if select {
             "it has no 'execute'"
         } else {
             "it has children"
         };
-        return Err(not_plan(&node.name, why));
+        return Err(not_plan(wanted, why));
     }
     let pattern = crate::pyre::compile(wanted).map_err(|e| {
         Error::new(
@@ -239,23 +505,6 @@ fn find_plan<'p>(tree: &Tree, plans: &'p [Node], wanted: &str) -> Result<&'p Nod
             ))
         }
     }
-}
-
-/// Adjust `tree` with `context` (case-insensitively, as tmt adjusts) and
-/// optional additional rules (`adjust-tests`: a rule or a list of rules).
-fn adjust(tree: &mut Tree, context: &Dimensions, additional_rules: Option<&Value>) -> Result<()> {
-    let context = Context::new(context.clone());
-    let additional_rules = match additional_rules {
-        None => Vec::new(),
-        Some(Value::Seq(rules)) => rules.clone(),
-        Some(rule) => vec![rule.clone()],
-    };
-    let options = AdjustOptions {
-        case_sensitive: false,
-        additional_rules,
-        ..AdjustOptions::default()
-    };
-    tree.adjust(&context, &options)
 }
 
 impl Discovery {

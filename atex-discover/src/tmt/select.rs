@@ -53,116 +53,246 @@ pub fn select<'n>(
     criteria: &Criteria,
     plan: PlanSource<'_>,
 ) -> Result<Vec<&'n Node>> {
-    let section_list = |key: &str| -> Result<Vec<String>> {
-        patterns(section.data.get(key)).map_err(|message| {
-            data_error(
-                ErrorKind::FormatError,
-                plan.name,
-                plan.sources,
-                key,
-                format!("discover phase '{}': {message}", section.name),
-            )
-        })
-    };
-    let compile_all = |list: &[String], key: &str| -> Result<Vec<PyRegex>> {
-        list.iter()
-            .map(|pattern| {
-                pyre::compile(pattern).map_err(|e| {
-                    let message = format!(
-                        "discover phase '{}': invalid {key} pattern '{pattern}': {e}",
-                        section.name
-                    );
-                    data_error(
-                        ErrorKind::FormatError,
-                        plan.name,
-                        plan.sources,
-                        key,
-                        message,
-                    )
-                })
-            })
-            .collect()
-    };
-    let names = compile_all(&section_list("test")?, "test")?;
-    let mut filters = section_list("filter")?;
-    filters.extend(criteria.filters.iter().cloned());
-    let mut excludes = compile_all(&section_list("exclude")?, "exclude")?;
-    excludes.extend(compile_cli(&criteria.excludes, "--exclude")?);
-    let includes = compile_all(&section_list("include")?, "include")?;
-    let cli_names = compile_cli(&criteria.names, "--test")?;
-
-    let mut candidates: Vec<(&Node, i64)> = Vec::new();
+    let mut selector = Selector::new(root, section, criteria, plan)?;
+    let mut offered = Vec::new();
     for node in nodes {
-        if is_test(&node.data) {
-            candidates.push((node, order(node)?));
+        if selector
+            .offer(&node.name, &node.sources, &node.data, true)
+            .is_some()
+        {
+            offered.push(*node);
         }
     }
-    let mut selected: Vec<&Node> = if names.is_empty() {
-        let mut all = candidates;
-        all.sort_by_key(|(_, order)| *order);
-        all.into_iter().map(|(node, _)| node).collect()
-    } else {
-        let mut concatenated = Vec::new();
-        for pattern in &names {
-            let mut matched: Vec<(&Node, i64)> = candidates
-                .iter()
-                .filter(|(node, _)| pattern.search(&node.name))
-                .copied()
-                .collect();
-            matched.sort_by_key(|(_, order)| *order);
-            concatenated.extend(matched.into_iter().map(|(node, _)| node));
-        }
-        concatenated
-    };
+    // `offer` numbers the nodes it keeps 0, 1, 2... in offering order.
+    Ok(selector
+        .finish()?
+        .into_iter()
+        .filter_map(|i| offered.get(i).copied())
+        .collect())
+}
 
-    let mut kept = Vec::with_capacity(selected.len());
-    for node in selected.drain(..) {
-        if !filters.is_empty() {
-            let data = filter_data(node, root);
+/// [`select`] one node at a time: nodes are offered in climb order (so a
+/// caller can stream them and drop what is not kept), and
+/// [`Selector::finish`] then orders the kept ones exactly as [`select`]
+/// does, reporting the same first error.
+#[derive(Debug)]
+pub struct Selector<'a> {
+    root: &'a Path,
+    names: Vec<PyRegex>,
+    filters: Vec<String>,
+    cli_names: Vec<PyRegex>,
+    excludes: Vec<PyRegex>,
+    includes: Vec<PyRegex>,
+    /// Tests that are candidates (in a `test` pattern's matches, if any).
+    entries: Vec<Entry>,
+    /// How many offered nodes passed every per-node check.
+    passed: usize,
+    /// The first invalid `order`: selection stops there.
+    order_error: Option<Error>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    order: i64,
+    /// Indices of the section `test` patterns the name matches.
+    patterns: Vec<usize>,
+    outcome: Outcome,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    /// Passed every per-node check; the number [`Selector::offer`] gave.
+    Pass(usize),
+    Drop,
+    /// A filter regex is invalid (reported if the node is reached).
+    FilterError(Error),
+}
+
+impl<'a> Selector<'a> {
+    /// Compile the section's and the command line's patterns; errors are
+    /// those [`select`] reports first.
+    pub fn new(
+        root: &'a Path,
+        section: &Phase,
+        criteria: &Criteria,
+        plan: PlanSource<'_>,
+    ) -> Result<Selector<'a>> {
+        let section_list = |key: &str| -> Result<Vec<String>> {
+            patterns(section.data.get(key)).map_err(|message| {
+                data_error(
+                    ErrorKind::FormatError,
+                    plan.name,
+                    plan.sources,
+                    key,
+                    format!("discover phase '{}': {message}", section.name),
+                )
+            })
+        };
+        let compile_all = |list: &[String], key: &str| -> Result<Vec<PyRegex>> {
+            list.iter()
+                .map(|pattern| {
+                    pyre::compile(pattern).map_err(|e| {
+                        let message = format!(
+                            "discover phase '{}': invalid {key} pattern '{pattern}': {e}",
+                            section.name
+                        );
+                        data_error(
+                            ErrorKind::FormatError,
+                            plan.name,
+                            plan.sources,
+                            key,
+                            message,
+                        )
+                    })
+                })
+                .collect()
+        };
+        let names = compile_all(&section_list("test")?, "test")?;
+        let mut filters = section_list("filter")?;
+        filters.extend(criteria.filters.iter().cloned());
+        let mut excludes = compile_all(&section_list("exclude")?, "exclude")?;
+        excludes.extend(compile_cli(&criteria.excludes, "--exclude")?);
+        let includes = compile_all(&section_list("include")?, "include")?;
+        let cli_names = compile_cli(&criteria.names, "--test")?;
+        Ok(Selector {
+            root,
+            names,
+            filters,
+            cli_names,
+            excludes,
+            includes,
+            entries: Vec::new(),
+            passed: 0,
+            order_error: None,
+        })
+    }
+
+    /// Offer the next node (climb order). Returns `Some(n)` when the node
+    /// passes every check that depends on it alone: [`Selector::finish`]
+    /// may then name it by `n` (nodes are numbered 0, 1, 2... in order).
+    /// The caller keeps what it needs of those nodes only.
+    pub fn offer(
+        &mut self,
+        name: &str,
+        sources: &[PathBuf],
+        data: &Map,
+        select: bool,
+    ) -> Option<usize> {
+        if !select || !is_test(data) || self.order_error.is_some() {
+            return None;
+        }
+        let order = match order_of(name, sources, data) {
+            Ok(order) => order,
+            Err(error) => {
+                self.order_error = Some(error);
+                return None;
+            }
+        };
+        let patterns: Vec<usize> = self
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(_, pattern)| pattern.search(name))
+            .map(|(i, _)| i)
+            .collect();
+        if !self.names.is_empty() && patterns.is_empty() {
+            return None;
+        }
+        let outcome = self.check(name, sources, data);
+        let passed = match outcome {
+            Outcome::Pass(n) => Some(n),
+            _ => None,
+        };
+        self.entries.push(Entry {
+            order,
+            patterns,
+            outcome,
+        });
+        passed
+    }
+
+    /// Filters, `--test`, excludes and includes, in [`select`]'s order.
+    fn check(&mut self, name: &str, sources: &[PathBuf], data: &Map) -> Outcome {
+        if !self.filters.is_empty() {
+            let filters = &self.filters;
+            // The filters only look keys up, so only keys they mention are
+            // copied (a key with an escapable character always is).
+            let needed = |key: &str| {
+                key.contains(['|', '&', '\\']) || filters.iter().any(|f| f.contains(key))
+            };
+            let data = filter_data_with(name, sources, data, self.root, needed);
             let options = FilterOptions {
                 sensitive: true,
                 regexp: true,
                 name: None,
             };
-            let mut pass = true;
-            for expr in &filters {
+            for expr in filters {
                 match filter(expr, &data, options) {
                     Ok(true) => {}
-                    Ok(false) | Err(FilterError::Filter(_)) => {
-                        pass = false;
-                        break;
-                    }
+                    Ok(false) | Err(FilterError::Filter(_)) => return Outcome::Drop,
                     // An invalid regex is the user's mistake, not a reason
                     // to silently select nothing.
                     Err(FilterError::Regex(message)) => {
-                        return Err(Error::new(
+                        return Outcome::FilterError(Error::new(
                             ErrorKind::FilterError,
                             format!("invalid filter '{expr}': {message}"),
                         ));
                     }
                 }
             }
-            if !pass {
-                continue;
-            }
         }
-        if !cli_names.is_empty() && !cli_names.iter().any(|p| p.search(&node.name)) {
-            continue;
+        if !self.cli_names.is_empty() && !self.cli_names.iter().any(|p| p.search(name)) {
+            return Outcome::Drop;
         }
-        if excludes.iter().any(|p| p.search(&node.name)) {
-            continue;
+        if self.excludes.iter().any(|p| p.search(name)) {
+            return Outcome::Drop;
         }
-        if !includes.is_empty() {
-            if !includes.iter().any(|p| p.search(&node.name)) {
-                continue;
-            }
-            if kept.iter().any(|k: &&Node| k.name == node.name) {
-                continue;
-            }
+        if !self.includes.is_empty() && !self.includes.iter().any(|p| p.search(name)) {
+            return Outcome::Drop;
         }
-        kept.push(node);
+        self.passed += 1;
+        Outcome::Pass(self.passed - 1)
     }
-    Ok(kept)
+
+    /// The kept nodes, by the numbers [`Selector::offer`] gave, in output
+    /// order (a node may repeat when several `test` patterns match it).
+    pub fn finish(self) -> Result<Vec<usize>> {
+        if let Some(error) = self.order_error {
+            return Err(error);
+        }
+        let by_order = |mut indices: Vec<usize>| {
+            indices.sort_by_key(|&i| self.entries[i].order);
+            indices
+        };
+        let selected: Vec<usize> = if self.names.is_empty() {
+            by_order((0..self.entries.len()).collect())
+        } else {
+            (0..self.names.len())
+                .flat_map(|p| {
+                    by_order(
+                        (0..self.entries.len())
+                            .filter(|&i| self.entries[i].patterns.contains(&p))
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
+        let mut kept: Vec<usize> = Vec::with_capacity(selected.len());
+        for i in selected {
+            match &self.entries[i].outcome {
+                Outcome::FilterError(error) => return Err(error.clone()),
+                Outcome::Drop => {}
+                Outcome::Pass(n) => {
+                    // node names are unique: the number identifies the name
+                    if !self.includes.is_empty() && kept.contains(n) {
+                        continue;
+                    }
+                    kept.push(*n);
+                }
+            }
+        }
+        Ok(kept)
+    }
 }
 
 fn compile_cli(patterns: &[String], option: &str) -> Result<Vec<PyRegex>> {
@@ -189,16 +319,20 @@ pub fn is_test(data: &Map) -> bool {
 
 /// The `order` of a node: an integer (tmt: `int(raw)`), default 50.
 pub fn order(node: &Node) -> Result<i64> {
+    order_of(&node.name, &node.sources, &node.data)
+}
+
+fn order_of(name: &str, sources: &[PathBuf], data: &Map) -> Result<i64> {
     let invalid = |text: String| {
         data_error(
             ErrorKind::FormatError,
-            &node.name,
-            &node.sources,
+            name,
+            sources,
             "order",
             format!("invalid order '{text}'"),
         )
     };
-    match node.data.get("order") {
+    match data.get("order") {
         None | Some(Value::Null) => Ok(DEFAULT_ORDER),
         Some(Value::Int(order)) => Ok(*order),
         Some(Value::Str(text)) => text.trim().parse().map_err(|_| invalid(text.clone())),
@@ -241,27 +375,47 @@ fn patterns(value: Option<&Value>) -> std::result::Result<Vec<String>, String> {
 /// and every bool also as its lowercase string (`[True, "true"]`), so both
 /// `enabled: true` and `enabled: True` match.
 pub fn filter_data(node: &Node, root: &Path) -> Map {
-    let mut data = node.data.clone();
-    let defaults = [
-        ("enabled", Value::Bool(true)),
-        ("order", Value::Int(DEFAULT_ORDER)),
-        ("tag", Value::Seq(Vec::new())),
-        ("tier", Value::Null),
-        ("duration", Value::Str("5m".into())),
-        ("manual", Value::Bool(false)),
-        ("tty", Value::Bool(false)),
-        ("framework", Value::Str("shell".into())),
-        ("result", Value::Str("respect".into())),
-        ("require", Value::Seq(Vec::new())),
-        ("recommend", Value::Seq(Vec::new())),
-        ("environment", Value::Map(Map::new())),
-        ("contact", Value::Seq(Vec::new())),
-        ("component", Value::Seq(Vec::new())),
-        ("summary", Value::Null),
-        ("description", Value::Null),
+    filter_data_with(&node.name, &node.sources, &node.data, root, |_| true)
+}
+
+/// A test key and its default value.
+type KeyDefault = (&'static str, fn() -> Value);
+
+/// [`filter_data`] restricted to the keys `needed` accepts.
+fn filter_data_with(
+    name: &str,
+    sources: &[PathBuf],
+    node_data: &Map,
+    root: &Path,
+    needed: impl Fn(&str) -> bool,
+) -> Map {
+    let mut data: Map = node_data
+        .iter()
+        .filter(|(key, _)| needed(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let defaults: [KeyDefault; 16] = [
+        ("enabled", || Value::Bool(true)),
+        ("order", || Value::Int(DEFAULT_ORDER)),
+        ("tag", || Value::Seq(Vec::new())),
+        ("tier", || Value::Null),
+        ("duration", || Value::Str("5m".into())),
+        ("manual", || Value::Bool(false)),
+        ("tty", || Value::Bool(false)),
+        ("framework", || Value::Str("shell".into())),
+        ("result", || Value::Str("respect".into())),
+        ("require", || Value::Seq(Vec::new())),
+        ("recommend", || Value::Seq(Vec::new())),
+        ("environment", || Value::Map(Map::new())),
+        ("contact", || Value::Seq(Vec::new())),
+        ("component", || Value::Seq(Vec::new())),
+        ("summary", || Value::Null),
+        ("description", || Value::Null),
     ];
     for (key, value) in defaults {
-        data.entry(key.to_owned()).or_insert(value);
+        if needed(key) {
+            data.entry(key.to_owned()).or_insert_with(value);
+        }
     }
     if let Some(tier) = data.get_mut("tier")
         && !matches!(tier, Value::Null)
@@ -275,11 +429,15 @@ pub fn filter_data(node: &Node, root: &Path) -> Map {
             *value = Value::Seq(vec![Value::Str(std::mem::take(s))]);
         }
     }
-    data.entry("path".to_owned()).or_insert_with(|| {
-        let path = test_path(&node.sources, root);
-        Value::Str(format!("/{path}"))
-    });
-    data.insert("name".to_owned(), Value::Str(node.name.clone()));
+    if needed("path") {
+        data.entry("path".to_owned()).or_insert_with(|| {
+            let path = test_path(sources, root);
+            Value::Str(format!("/{path}"))
+        });
+    }
+    if needed("name") {
+        data.insert("name".to_owned(), Value::Str(name.to_owned()));
+    }
     for value in data.values_mut() {
         if let Value::Bool(b) = value {
             let b = *b;

@@ -46,9 +46,18 @@ impl DiscoveredTest {
     /// Read a test from its node. `prefix` is the discover section name
     /// for named sections.
     pub fn from_node(node: &Node, root: &Path, prefix: Option<&str>) -> Result<DiscoveredTest> {
-        let name = node.name.as_str();
-        let sources = node.sources.as_slice();
-        let data = &node.data;
+        Self::from_parts(&node.name, &node.sources, &node.data, root, prefix)
+    }
+
+    /// [`DiscoveredTest::from_node`] from a node's name, sources and
+    /// (adjusted) data.
+    pub fn from_parts(
+        name: &str,
+        sources: &[PathBuf],
+        data: &Map,
+        root: &Path,
+        prefix: Option<&str>,
+    ) -> Result<DiscoveredTest> {
         let err = |key: &str, message: String| {
             data_error(ErrorKind::FormatError, name, sources, key, message)
         };
