@@ -96,13 +96,15 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
         .as_ref()
         .ok()
         .map(|plan| TestPass::new(plan, &root, &options.criteria));
-    let visited = tree.into_visit(|node| {
-        if let Some(pass1) = &mut pass1 {
-            pass1.offer(&node);
-        }
-        if let Some(Ok(pass2)) = &mut pass2 {
-            pass2.offer(node);
-        }
+    if let Some(Ok(pass2)) = &mut pass2
+        && pass1.is_some()
+    {
+        pass2.share_lookup(&options.context);
+    }
+    let visited = tree.into_visit(|node| match (&mut pass1, &mut pass2) {
+        (pass1, Some(Ok(pass2))) => pass2.offer(node, pass1.as_mut()),
+        (Some(pass1), _) => pass1.offer(&node),
+        (None, _) => {}
     });
     visited?;
     if let Some(pass1) = pass1 {
@@ -170,7 +172,7 @@ fn discover_searching(
         &options.context,
     )?;
     let mut pass2 = TestPass::new(&plan, &root, &options.criteria)?;
-    tree.into_visit(|node| pass2.offer(node))?;
+    tree.into_visit(|node| pass2.offer(node, None))?;
     let tests = pass2.finish()?;
     Ok(Discovery { root, plan, tests })
 }
@@ -210,27 +212,44 @@ impl PlanPass {
         }
     }
 
+    /// Whether a node (its data not adjusted yet) needs the plan checks.
+    fn wants(&self, select: bool, data: &Map) -> bool {
+        self.error.is_none()
+            && select
+            && (data.contains_key("execute") || data.contains_key(&self.options.key))
+    }
+
     fn offer(&mut self, node: &Visited<'_>) {
-        if self.error.is_some() || !node.select {
-            return;
-        }
-        if !node.data.contains_key("execute") && !node.data.contains_key(&self.options.key) {
+        if !self.wants(node.select, &node.data) {
             return;
         }
         let mut data = Cow::Borrowed(node.data.as_ref());
-        if let Err(error) = adjust::adjust_cow(&mut data, node.name, &self.context, &self.options) {
-            self.error = Some(error);
+        let adjusted = adjust::adjust_cow(&mut data, node.name, &self.context, &self.options);
+        self.record(&adjusted, node.name, &node.sources, node.leaf, &data);
+    }
+
+    /// Take the result of adjusting a selected node the way this pass does.
+    fn record(
+        &mut self,
+        adjusted: &Result<()>,
+        name: &str,
+        sources: &[PathBuf],
+        leaf: bool,
+        data: &Map,
+    ) {
+        if let Err(error) = adjusted {
+            self.error = Some(error.clone());
             return;
         }
         if let Some(candidates) = &mut self.candidates
-            && plan::is_plan(&data)
+            && plan::is_plan(data)
         {
             candidates.push(Node {
-                name: node.name.to_owned(),
-                data: data.into_owned(),
-                sources: node.sources.to_vec(),
-                leaf: node.leaf,
-                select: node.select,
+                name: name.to_owned(),
+                data: data.clone(),
+                sources: sources.to_vec(),
+                leaf,
+                select: true,
             });
         }
     }
@@ -254,6 +273,11 @@ struct TestPass<'a> {
     /// of each.
     rule_sets: Vec<(AdjustOptions, Option<Error>)>,
     sections: Vec<SectionPass<'a>>,
+    /// The rule set that adjusts exactly as the plan lookup does (the plan
+    /// context is the command-line one and there is no `adjust-tests`):
+    /// its result serves the lookup too.
+    lookup_set: Option<usize>,
+    plan_context: Dimensions,
 }
 
 struct SectionPass<'a> {
@@ -303,6 +327,7 @@ impl<'a> TestPass<'a> {
                 }
             });
         }
+        let plan_context = plan.context.clone();
         let mut context = Context::new(plan.context.clone());
         context.set_case_sensitive(false);
         let plan_source = PlanSource {
@@ -349,35 +374,89 @@ impl<'a> TestPass<'a> {
             context,
             rule_sets,
             sections: passes,
+            lookup_set: None,
+            plan_context,
         })
     }
 
-    fn offer(&mut self, node: Visited<'_>) {
+    /// Let the plan lookup reuse the adjusting of a rule set that does the
+    /// same (see `lookup_set`).
+    fn share_lookup(&mut self, cli: &Dimensions) {
+        let same_context = self.plan_context.len() == cli.len()
+            && self.plan_context.iter().zip(cli).all(|(a, b)| a == b);
+        if same_context {
+            self.lookup_set = self
+                .rule_sets
+                .iter()
+                .position(|(options, _)| options.additional_rules.is_empty());
+        }
+    }
+
+    /// Adjust and offer one visited node. `lookup` is the plan lookup
+    /// running in the same visit, if any.
+    fn offer(&mut self, node: Visited<'_>, lookup: Option<&mut PlanPass>) {
+        let Visited {
+            name,
+            data,
+            sources,
+            leaf,
+            select,
+        } = node;
+        // The lookup shares a rule set's result until that set fails (then
+        // the lookup still has to look at later nodes on its own).
+        let mut shared = None;
+        if let Some(pass) = lookup {
+            match self.lookup_set {
+                Some(set) if self.rule_sets[set].1.is_none() => shared = Some((set, pass)),
+                _ => {
+                    let node = Visited {
+                        name,
+                        data: Cow::Borrowed(data.as_ref()),
+                        sources: Cow::Borrowed(sources.as_ref()),
+                        leaf,
+                        select,
+                    };
+                    pass.offer(&node);
+                }
+            }
+        }
+        let node = (name, sources.as_ref(), leaf, select);
         if self.rule_sets.len() == 1 {
             // The node's own copy is adjusted in place.
-            self.offer_adjusted(0, node.name, &node.sources, node.select, node.data);
+            let lookup = shared.map(|(_, pass)| pass);
+            self.offer_adjusted(0, node, data, lookup);
         } else {
+            let mut shared = shared;
             for index in 0..self.rule_sets.len() {
-                let data = Cow::Borrowed(node.data.as_ref());
-                self.offer_adjusted(index, node.name, &node.sources, node.select, data);
+                let lookup = match &shared {
+                    Some((set, _)) if *set == index => shared.take().map(|(_, pass)| pass),
+                    _ => None,
+                };
+                let data = Cow::Borrowed(data.as_ref());
+                self.offer_adjusted(index, node, data, lookup);
             }
         }
     }
 
-    /// Adjust a node with rule set `index` and offer it to its sections.
+    /// Adjust a node with rule set `index` and offer it to its sections;
+    /// hand the result to `lookup` too.
     fn offer_adjusted(
         &mut self,
         index: usize,
-        name: &str,
-        sources: &[PathBuf],
-        select: bool,
+        (name, sources, leaf, select): (&str, &[PathBuf], bool, bool),
         mut data: Cow<'_, Map>,
+        lookup: Option<&mut PlanPass>,
     ) {
+        let lookup = lookup.filter(|pass| pass.wants(select, &data));
         let (options, error) = &mut self.rule_sets[index];
         if error.is_some() {
             return;
         }
-        if let Err(e) = adjust::adjust_cow(&mut data, name, &self.context, options) {
+        let adjusted = adjust::adjust_cow(&mut data, name, &self.context, options);
+        if let Some(pass) = lookup {
+            pass.record(&adjusted, name, sources, leaf, &data);
+        }
+        if let Err(e) = adjusted {
             *error = Some(e);
             return;
         }
