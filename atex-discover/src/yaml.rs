@@ -884,7 +884,13 @@ fn finish_sequence(frame: Frame) -> Result<Node, Fail> {
         return Err(Fail::at(frame.mark, "internal: not a sequence".into()));
     };
     let value = match kind {
-        SeqKind::Seq => Value::Seq(frame.children.into_iter().map(|node| node.value).collect()),
+        SeqKind::Seq => {
+            // Not an in-place `collect`: it would keep the larger buffer of
+            // the nodes for the whole life of the value.
+            let mut items = Vec::with_capacity(frame.children.len());
+            items.extend(frame.children.into_iter().map(|node| node.value));
+            Value::Seq(items)
+        }
         SeqKind::Omap | SeqKind::Pairs => {
             let context = if kind == SeqKind::Omap {
                 "while constructing an ordered map"
