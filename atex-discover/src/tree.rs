@@ -826,6 +826,16 @@ impl Builder {
                 if let Some(directives) = map.shift_remove("/") {
                     self.directives(idx, directives)?;
                 }
+                let plain = map.keys().filter(|k| !k.starts_with('/')).count();
+                let raw = &mut self.arena[idx].raw;
+                if raw.is_empty() && plain == map.len() {
+                    // the usual case: the file's mapping, as it was sized
+                    *raw = map;
+                    return Ok(());
+                }
+                if raw.is_empty() {
+                    *raw = Map::with_capacity(plain);
+                }
                 for (key, value) in map {
                     self.update_key(idx, key, value)?;
                 }
