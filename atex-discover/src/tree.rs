@@ -358,7 +358,7 @@ impl RawTree {
             steps: Vec::new(),
             files: Vec::new(),
         };
-        walker.walk(&root);
+        walker.walk(&root, None);
         let Walker { steps, files, .. } = walker;
         let parsed = parse_all(&files);
         let mut builder = Builder {
@@ -545,14 +545,30 @@ impl Walker<'_> {
     }
 
     /// List the steps for `dir`: its `.fmf` files, then its subdirectories.
-    /// Returns false once a [`Step::Fail`] ends the walk.
-    fn walk(&mut self, dir: &Path) -> bool {
+    /// `entered` is the child name of a subdirectory (the root has none):
+    /// its [`Step::Enter`] is pushed once the directory is known not to be
+    /// a nested tree (one with its own `.fmf`), which this reports.
+    fn walk(&mut self, dir: &Path, entered: Option<String>) -> Walk {
+        let enter = |walker: &mut Self, entered: Option<String>| {
+            if let Some(name) = entered {
+                walker.steps.push(Step::Enter(name));
+            }
+        };
+        let nested = |entered: &Option<String>| entered.is_some() && dir.join(".fmf").is_dir();
         if IGNORED_DIRECTORIES.iter().any(|d| dir == Path::new(d)) {
-            return true;
+            if nested(&entered) {
+                return Walk::Nested;
+            }
+            enter(self, entered);
+            return Walk::Done;
         }
         // An unreadable directory is skipped silently, as os.walk does.
         let Ok(entries) = fs::read_dir(dir) else {
-            return true;
+            if nested(&entered) {
+                return Walk::Nested;
+            }
+            enter(self, entered);
+            return Walk::Done;
         };
         let mut files = Vec::new();
         let mut dirs: Vec<(String, bool)> = Vec::new();
@@ -569,11 +585,15 @@ impl Walker<'_> {
                 _ => (false, false),
             };
             if is_dir {
+                if entered.is_some() && name == ".fmf" {
+                    return Walk::Nested;
+                }
                 dirs.push((name, is_link));
             } else if name.ends_with(".fmf") {
                 files.push(name);
             }
         }
+        enter(self, entered);
         files.sort_unstable();
         if let Some(pos) = files.iter().position(|f| f == "main.fmf") {
             let main = files.remove(pos);
@@ -586,7 +606,7 @@ impl Walker<'_> {
                     Ok(false) => continue,
                     Err(error) => {
                         self.steps.push(Step::Fail(error));
-                        return false;
+                        return Walk::Stop;
                     }
                 }
             }
@@ -608,7 +628,7 @@ impl Walker<'_> {
                     Ok(false) => continue,
                     Err(error) => {
                         self.steps.push(Step::Fail(error));
-                        return false;
+                        return Walk::Stop;
                     }
                 }
             }
@@ -620,20 +640,29 @@ impl Walker<'_> {
                 }
                 self.symlink_dirs.push(real);
             }
-            if path.join(".fmf").is_dir() {
+            match self.walk(&path, Some(name)) {
                 // a nested metadata tree of its own
-                continue;
-            }
-            self.steps.push(Step::Enter(name));
-            let go_on = self.walk(&path);
-            self.steps.push(Step::Leave);
-            if !go_on {
-                return false;
+                Walk::Nested => {}
+                Walk::Done => self.steps.push(Step::Leave),
+                Walk::Stop => {
+                    self.steps.push(Step::Leave);
+                    return Walk::Stop;
+                }
             }
         }
         self.steps.push(Step::DirDone);
-        true
+        Walk::Done
     }
+}
+
+/// How [`Walker::walk`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Done,
+    /// A [`Step::Fail`] ends the whole walk.
+    Stop,
+    /// The directory holds a tree of its own: nothing was listed.
+    Nested,
 }
 
 /// Read and parse one fmf file.
