@@ -665,16 +665,42 @@ enum Walk {
     Nested,
 }
 
-/// Read and parse one fmf file.
-fn read_and_parse(path: &Path) -> Result<Value> {
-    let text = fs::read_to_string(path).map_err(|e| {
+/// Read and parse one fmf file; `buffer` is reused from file to file.
+fn read_and_parse(path: &Path, buffer: &mut Vec<u8>) -> Result<Value> {
+    let text = read_text(path, buffer).map_err(|e| {
         Error::new(
             ErrorKind::FileError,
             format!("Failed to read '{}': {e}", path.display()),
         )
         .in_file(path)
     })?;
-    yaml::parse(&text, path)
+    yaml::parse(text, path)
+}
+
+/// `fs::read_to_string` into a reused buffer, without asking the file's
+/// size first (one system call less per file).
+fn read_text<'b>(path: &Path, buffer: &'b mut Vec<u8>) -> std::io::Result<&'b str> {
+    use std::io::Read as _;
+    let mut file = fs::File::open(path)?;
+    let mut filled = 0;
+    loop {
+        if filled == buffer.len() {
+            buffer.resize((buffer.len() * 2).max(16 * 1024), 0);
+        }
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    std::str::from_utf8(&buffer[..filled]).map_err(|_| {
+        // the error `read_to_string` gives
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
 }
 
 /// Read and parse `files` on every available core. A slot left `None` (a
@@ -686,17 +712,22 @@ fn parse_all(files: &[PathBuf]) -> Vec<Option<Result<Value>>> {
         .min(files.len().div_ceil(32))
         .min(8);
     if threads <= 1 {
-        return files.iter().map(|p| Some(read_and_parse(p))).collect();
+        let mut buffer = Vec::new();
+        return files
+            .iter()
+            .map(|p| Some(read_and_parse(p, &mut buffer)))
+            .collect();
     }
     let next = AtomicUsize::new(0);
     let work = || {
+        let mut buffer = Vec::new();
         let mut done = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(path) = files.get(i) else {
                 break;
             };
-            done.push((i, read_and_parse(path)));
+            done.push((i, read_and_parse(path, &mut buffer)));
         }
         done
     };
@@ -766,7 +797,7 @@ impl Builder {
                 Step::File { path, child, file } => {
                     let data = match parsed.get_mut(file).and_then(Option::take) {
                         Some(result) => result?,
-                        None => read_and_parse(&path)?,
+                        None => read_and_parse(&path, &mut Vec::new())?,
                     };
                     match child {
                         None => {
