@@ -5,6 +5,7 @@
 //! crashes python with a `TypeError`; here it is a format error.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use crate::context::{Context, MatchError};
 use crate::error::{Error, ErrorKind, Result};
@@ -23,8 +24,26 @@ pub(crate) fn adjust_node(
     name: &str,
     context: &Context,
     options: &AdjustOptions,
+    decisions: &mut Decisions,
 ) -> Result<()> {
-    adjust_data(&mut Slot::Mut(data), name, context, options)
+    adjust_data(&mut Slot::Mut(data), name, context, options, decisions)
+}
+
+/// The decisions of `when` rules already met, for one context: every node
+/// repeats its ancestors' rules, and a decision depends only on the rule
+/// text and the context.
+#[derive(Debug, Default)]
+pub(crate) struct Decisions(HashMap<String, std::result::Result<bool, MatchError>>);
+
+impl Decisions {
+    fn decide(&mut self, context: &Context, when: &str) -> std::result::Result<bool, MatchError> {
+        if let Some(decision) = self.0.get(when) {
+            return decision.clone();
+        }
+        let decision = context.matches(when);
+        self.0.insert(when.to_owned(), decision.clone());
+        decision
+    }
 }
 
 /// [`adjust_node`] on data that may be borrowed: it is copied only when a
@@ -34,8 +53,9 @@ pub(crate) fn adjust_cow(
     name: &str,
     context: &Context,
     options: &AdjustOptions,
+    decisions: &mut Decisions,
 ) -> Result<()> {
-    adjust_data(&mut Slot::Cow(data), name, context, options)
+    adjust_data(&mut Slot::Cow(data), name, context, options, decisions)
 }
 
 /// The data being adjusted: owned in place, or copied on first write.
@@ -65,6 +85,7 @@ fn adjust_data(
     name: &str,
     context: &Context,
     options: &AdjustOptions,
+    decisions: &mut Decisions,
 ) -> Result<()> {
     let own = match data.read().get(&options.key) {
         None => 0,
@@ -96,13 +117,21 @@ fn adjust_data(
         _ => None,
     };
     match snapshot {
-        Some(rules) => apply_rules(data, Rules::Owned(&rules), name, context, options.undecided)?,
+        Some(rules) => apply_rules(
+            data,
+            Rules::Owned(&rules),
+            name,
+            context,
+            options.undecided,
+            decisions,
+        )?,
         None => apply_rules(
             data,
             Rules::InData(&options.key, own),
             name,
             context,
             options.undecided,
+            decisions,
         )?,
     }
     apply_rules(
@@ -111,6 +140,7 @@ fn adjust_data(
         name,
         context,
         options.undecided,
+        decisions,
     )
 }
 
@@ -152,6 +182,7 @@ fn apply_rules(
     name: &str,
     context: &Context,
     undecided: Undecided,
+    decisions: &mut Decisions,
 ) -> Result<()> {
     for index in 0..rules.len() {
         let Some(rule) = rules.get(data.read(), index) else {
@@ -189,7 +220,7 @@ fn apply_rules(
         let decision = match rule.get("when") {
             None => Ok(true),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(Value::Str(when)) => context.matches(when),
+            Some(Value::Str(when)) => decisions.decide(context, when),
             Some(other) => {
                 return Err(Error::new(
                     ErrorKind::FormatError,
@@ -202,12 +233,13 @@ fn apply_rules(
         };
         match decision {
             Ok(true) => {
-                let apply: Map = rule
+                // The rule is copied, in order, straight into the data.
+                let apply: Vec<(String, Value)> = rule
                     .iter()
                     .filter(|(k, _)| !CONTROL_KEYS.contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                merge::merge_special(data.write(), apply, name)?;
+                merge::merge_special_pairs(data.write(), apply, name)?;
                 if !continue_ {
                     break;
                 }

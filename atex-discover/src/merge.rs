@@ -49,6 +49,16 @@ pub(crate) fn split_suffix(key: &str) -> (&str, Suffix) {
 /// Merge `source` into `data`, honouring the suffixes of `source`'s keys in
 /// their order. `node` is the node name quoted in error messages.
 pub(crate) fn merge_special(data: &mut Map, source: Map, node: &str) -> Result<()> {
+    merge_special_pairs(data, source, node)
+}
+
+/// [`merge_special`] from key/value pairs in order (no mapping needs to be
+/// built for them).
+pub(crate) fn merge_special_pairs(
+    data: &mut Map,
+    source: impl IntoIterator<Item = (String, Value)>,
+    node: &str,
+) -> Result<()> {
     for (key, value) in source {
         let (name, suffix) = split_suffix(&key);
         match suffix {

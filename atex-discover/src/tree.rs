@@ -153,8 +153,15 @@ impl Tree {
     pub fn adjust(&mut self, context: &Context, options: &AdjustOptions) -> Result<()> {
         let mut context = context.clone();
         context.set_case_sensitive(options.case_sensitive);
+        let mut decisions = adjust::Decisions::default();
         for node in &mut self.nodes {
-            adjust::adjust_node(&mut node.data, &node.name, &context, options)?;
+            adjust::adjust_node(
+                &mut node.data,
+                &node.name,
+                &context,
+                options,
+                &mut decisions,
+            )?;
         }
         Ok(())
     }
@@ -312,6 +319,9 @@ struct RawMeta {
     sources: Vec<PathBuf>,
     leaf: bool,
     select: bool,
+    /// The last of its parent's children: the parent's data is no longer
+    /// needed after this node inherits it, so it is moved, not copied.
+    last_child: bool,
     /// When python fmf merges this node (its inheritance order): the
     /// reported merge error is the first one in this order.
     rank: usize,
@@ -463,9 +473,15 @@ fn visit_nodes(
             stack.pop();
         }
         let raw = take_raw(i);
-        let (mut data, mut sources) = match stack.last() {
+        let (mut data, mut sources) = match stack.last_mut() {
             Some((_, parent, parent_sources)) if node.inherit && node.parent.is_some() => {
-                (inherited(parent, &raw), parent_sources.clone())
+                if node.last_child {
+                    let mut data = std::mem::take(parent);
+                    replace_with_placeholders(&mut data, &raw);
+                    (data, std::mem::take(parent_sources))
+                } else {
+                    (inherited(parent, &raw), parent_sources.clone())
+                }
             }
             _ => (Map::new(), Vec::new()),
         };
@@ -1011,8 +1027,8 @@ impl Builder {
         let mut arena = self.arena;
         let mut meta = Vec::with_capacity(arena.len());
         let mut raws = Vec::with_capacity(arena.len());
-        let mut stack = vec![(0usize, None)];
-        while let Some((idx, parent)) = stack.pop() {
+        let mut stack = vec![(0usize, None, false)];
+        while let Some((idx, parent, last_child)) = stack.pop() {
             let position = meta.len();
             let node = &mut arena[idx];
             let leaf = node.children.is_empty();
@@ -1023,12 +1039,19 @@ impl Builder {
                 sources: std::mem::take(&mut node.sources),
                 leaf,
                 select: node.select.unwrap_or(leaf),
+                last_child,
                 rank: node.rank.unwrap_or(usize::MAX),
             });
             raws.push(std::mem::take(&mut node.raw));
             let mut children: Vec<(&String, &usize)> = node.children.iter().collect();
             children.sort_unstable_by(|a, b| b.0.cmp(a.0));
-            stack.extend(children.into_iter().map(|(_, &c)| (c, Some(position))));
+            // sorted backwards: the first pushed is climbed last
+            stack.extend(
+                children
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (_, &c))| (c, Some(position), i == 0)),
+            );
         }
         (meta, raws)
     }
@@ -1038,18 +1061,36 @@ impl Builder {
 /// the child sets plainly (and touches with no suffix) is replaced anyway,
 /// so its value is not copied; a placeholder keeps python's key order.
 fn inherited(parent: &Map, raw: &Map) -> Map {
-    let replaced = |key: &str| {
-        raw.contains_key(key)
-            && raw
-                .keys()
-                .filter(|k| k.starts_with(key) && merge::split_suffix(k).0 == key)
-                .count()
-                == 1
-    };
     parent
         .iter()
-        .map(|(k, v)| (k.clone(), if replaced(k) { Value::Null } else { v.clone() }))
+        .map(|(k, v)| {
+            let value = if replaced(k, raw) {
+                Value::Null
+            } else {
+                v.clone()
+            };
+            (k.clone(), value)
+        })
         .collect()
+}
+
+/// [`inherited`] on the parent's own data (its last child takes it).
+fn replace_with_placeholders(data: &mut Map, raw: &Map) {
+    for (k, v) in data.iter_mut() {
+        if replaced(k, raw) {
+            *v = Value::Null;
+        }
+    }
+}
+
+/// Whether `raw` sets `key` plainly and touches it no other way.
+fn replaced(key: &str, raw: &Map) -> bool {
+    raw.contains_key(key)
+        && raw
+            .keys()
+            .filter(|k| k.starts_with(key) && merge::split_suffix(k).0 == key)
+            .count()
+            == 1
 }
 
 /// `os.path.abspath`: absolute against the CWD, `.` and `..` resolved

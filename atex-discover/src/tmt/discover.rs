@@ -139,7 +139,14 @@ fn exact_plan(tree: &RawTree, wanted: &str, root: &Path, cli: &Dimensions) -> Ea
     };
     let (context, options) = plan_lookup(cli);
     if (node.data.contains_key("execute") || node.data.contains_key(&options.key))
-        && adjust::adjust_node(&mut node.data, &node.name, &context, &options).is_err()
+        && adjust::adjust_node(
+            &mut node.data,
+            &node.name,
+            &context,
+            &options,
+            &mut adjust::Decisions::default(),
+        )
+        .is_err()
     {
         return Early::Failed;
     }
@@ -196,6 +203,7 @@ fn plan_lookup(cli: &Dimensions) -> (Context, AdjustOptions) {
 struct PlanPass {
     context: Context,
     options: AdjustOptions,
+    decisions: adjust::Decisions,
     error: Option<Error>,
     /// `None` when only errors matter.
     candidates: Option<Vec<Node>>,
@@ -207,6 +215,7 @@ impl PlanPass {
         PlanPass {
             context,
             options,
+            decisions: adjust::Decisions::default(),
             error: None,
             candidates: collect.then(Vec::new),
         }
@@ -224,7 +233,13 @@ impl PlanPass {
             return;
         }
         let mut data = Cow::Borrowed(node.data.as_ref());
-        let adjusted = adjust::adjust_cow(&mut data, node.name, &self.context, &self.options);
+        let adjusted = adjust::adjust_cow(
+            &mut data,
+            node.name,
+            &self.context,
+            &self.options,
+            &mut self.decisions,
+        );
         self.record(&adjusted, node.name, &node.sources, node.leaf, &data);
     }
 
@@ -269,6 +284,7 @@ impl PlanPass {
 struct TestPass<'a> {
     root: &'a Path,
     context: Context,
+    decisions: adjust::Decisions,
     /// The distinct `adjust-tests` rule sets, and the first adjust error
     /// of each.
     rule_sets: Vec<(AdjustOptions, Option<Error>)>,
@@ -372,6 +388,7 @@ impl<'a> TestPass<'a> {
         Ok(TestPass {
             root,
             context,
+            decisions: adjust::Decisions::default(),
             rule_sets,
             sections: passes,
             lookup_set: None,
@@ -452,7 +469,8 @@ impl<'a> TestPass<'a> {
         if error.is_some() {
             return;
         }
-        let adjusted = adjust::adjust_cow(&mut data, name, &self.context, options);
+        let adjusted =
+            adjust::adjust_cow(&mut data, name, &self.context, options, &mut self.decisions);
         if let Some(pass) = lookup {
             pass.record(&adjusted, name, sources, leaf, &data);
         }

@@ -1,6 +1,8 @@
 //! Test selection inside one `how: fmf` discover section: which nodes are
 //! tests, name patterns, filters, excludes, includes and `order`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -87,6 +89,8 @@ pub struct Selector<'a> {
     entries: Vec<Entry>,
     /// How many offered nodes passed every per-node check.
     passed: usize,
+    /// Whether the filters may look a key up, per key name seen.
+    needed_keys: HashMap<String, bool>,
     /// The first invalid `order`: selection stops there.
     order_error: Option<Error>,
 }
@@ -163,6 +167,7 @@ impl<'a> Selector<'a> {
             includes,
             entries: Vec::new(),
             passed: 0,
+            needed_keys: HashMap::new(),
             order_error: None,
         })
     }
@@ -216,11 +221,20 @@ impl<'a> Selector<'a> {
         if !self.filters.is_empty() {
             let filters = &self.filters;
             // The filters only look keys up, so only keys they mention are
-            // copied (a key with an escapable character always is).
+            // copied (a key with an escapable character always is). Nodes
+            // share their key names: each is checked once.
+            let known = RefCell::new(std::mem::take(&mut self.needed_keys));
             let needed = |key: &str| {
-                key.contains(['|', '&', '\\']) || filters.iter().any(|f| f.contains(key))
+                if let Some(&needed) = known.borrow().get(key) {
+                    return needed;
+                }
+                let needed =
+                    key.contains(['|', '&', '\\']) || filters.iter().any(|f| f.contains(key));
+                known.borrow_mut().insert(key.to_owned(), needed);
+                needed
             };
             let data = filter_data_with(name, sources, data, self.root, needed);
+            self.needed_keys = known.into_inner();
             let options = FilterOptions {
                 sensitive: true,
                 regexp: true,
