@@ -32,7 +32,7 @@ pub(crate) fn adjust_node(
 /// The decisions of `when` rules already met, for one context: every node
 /// repeats its ancestors' rules, and a decision depends only on the rule
 /// text and the context.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Decisions(HashMap<String, std::result::Result<bool, MatchError>>);
 
 impl Decisions {

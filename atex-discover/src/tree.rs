@@ -23,6 +23,7 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use indexmap::IndexMap;
 
@@ -442,14 +443,136 @@ impl RawTree {
     /// if any, is returned (a node below a failed merge gets partly merged
     /// data, as python's would be).
     pub fn visit(&self, f: impl FnMut(Visited<'_>)) -> Result<()> {
-        visit_nodes(&self.meta, |i| self.raws[i].clone(), f)
+        let all = 0..self.meta.len();
+        merge_result(visit_nodes(
+            &self.meta,
+            all,
+            Vec::new(),
+            |i| self.raws[i].clone(),
+            f,
+        ))
     }
 
     /// [`RawTree::visit`] that consumes the tree, so the raw data moves into
     /// the merged data instead of being copied.
     pub fn into_visit(self, f: impl FnMut(Visited<'_>)) -> Result<()> {
         let mut raws = self.raws;
-        visit_nodes(&self.meta, |i| std::mem::take(&mut raws[i]), f)
+        let all = 0..self.meta.len();
+        merge_result(visit_nodes(
+            &self.meta,
+            all,
+            Vec::new(),
+            |i| std::mem::take(&mut raws[i]),
+            f,
+        ))
+    }
+
+    /// [`RawTree::into_visit`] on every core: the nodes are split into
+    /// consecutive runs in climb order, each visited by its own thread with
+    /// its own state made by `start`. The states come back in node order:
+    /// the caller combines them as if one state had seen every node. On a
+    /// merge error, the one a single visit would report is returned.
+    pub fn into_visit_split<S: Send>(
+        self,
+        start: impl Fn() -> S + Sync,
+        f: impl Fn(&mut S, Visited<'_>) + Sync,
+    ) -> Result<Vec<S>> {
+        let count = self.meta.len();
+        // below a few thousand nodes a thread costs more than it saves
+        let threads = thread_count().min(count / 2048 + 1);
+        let bounds: Vec<usize> = (0..=threads).map(|t| t * count / threads).collect();
+        let stacks: Vec<_> = bounds[..threads]
+            .iter()
+            .map(|&first| self.ancestors(first))
+            .collect();
+        let RawTree { meta, mut raws, .. } = self;
+        let mut parts = Vec::with_capacity(threads);
+        for &bound in bounds[1..threads].iter().rev() {
+            parts.push(raws.split_off(bound));
+        }
+        parts.push(raws);
+        parts.reverse();
+        let meta = &meta;
+        let (start, f) = (&start, &f);
+        let run = move |range: std::ops::Range<usize>, mut part: Vec<Map>, stack| {
+            let mut state = start();
+            let offset = range.start;
+            let error = visit_nodes(
+                meta,
+                range,
+                stack,
+                |i| std::mem::take(&mut part[i - offset]),
+                |node| f(&mut state, node),
+            );
+            (state, error)
+        };
+        let results = std::thread::scope(|scope| {
+            let mut jobs = parts.into_iter().zip(stacks).enumerate();
+            let first = jobs.next();
+            let workers: Vec<_> = jobs
+                .map(|(t, (part, stack))| {
+                    let range = bounds[t]..bounds[t + 1];
+                    scope.spawn(move || run(range, part, stack))
+                })
+                .collect();
+            let mut results = Vec::with_capacity(threads);
+            if let Some((_, (part, stack))) = first {
+                results.push(run(bounds[0]..bounds[1], part, stack));
+            }
+            for worker in workers {
+                match worker.join() {
+                    Ok(result) => results.push(result),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            results
+        });
+        let mut states = Vec::with_capacity(threads);
+        let mut first_error: Option<(usize, Error)> = None;
+        for (state, error) in results {
+            states.push(state);
+            if let Some((rank, error)) = error
+                && first_error.as_ref().is_none_or(|(known, _)| rank < *known)
+            {
+                first_error = Some((rank, error));
+            }
+        }
+        match first_error {
+            Some((_, error)) => Err(error),
+            None => Ok(states),
+        }
+    }
+
+    /// The visit stack just before node `index`: its ancestors' inherited
+    /// data, root first (merge errors are left to the node's own visit).
+    fn ancestors(&self, index: usize) -> Vec<(usize, Map, Vec<PathBuf>)> {
+        let mut chain = Vec::new();
+        let mut next = self.meta.get(index).and_then(|m| m.parent);
+        while let Some(i) = next {
+            chain.push(i);
+            next = self.meta[i].parent;
+        }
+        let mut stack: Vec<(usize, Map, Vec<PathBuf>)> = Vec::with_capacity(chain.len());
+        for &i in chain.iter().rev() {
+            let node = &self.meta[i];
+            let (mut data, mut sources) = match stack.last() {
+                Some((_, parent, parent_sources)) if node.inherit => {
+                    (inherited(parent, &self.raws[i]), parent_sources.clone())
+                }
+                _ => (Map::new(), Vec::new()),
+            };
+            sources.extend(node.sources.iter().cloned());
+            let _ = merge::merge_special(&mut data, self.raws[i].clone(), &node.name);
+            stack.push((i, data, sources));
+        }
+        stack
+    }
+}
+
+fn merge_result(error: Option<(usize, Error)>) -> Result<()> {
+    match error {
+        Some((_, error)) => Err(error),
+        None => Ok(()),
     }
 }
 
@@ -461,14 +584,18 @@ fn in_last_source(error: Error, sources: &[PathBuf]) -> Error {
 }
 
 /// Pre-order inheritance with a stack of the ancestors' merged data.
+/// Visit the nodes of `range` (climb order); `stack` holds the ancestors of
+/// its first node. Returns the first merge error in python's order, with
+/// its rank.
 fn visit_nodes(
     meta: &[RawMeta],
+    range: std::ops::Range<usize>,
+    mut stack: Vec<(usize, Map, Vec<PathBuf>)>,
     mut take_raw: impl FnMut(usize) -> Map,
     mut f: impl FnMut(Visited<'_>),
-) -> Result<()> {
-    let mut stack: Vec<(usize, Map, Vec<PathBuf>)> = Vec::new();
+) -> Option<(usize, Error)> {
     let mut first_error: Option<(usize, Error)> = None;
-    for (i, node) in meta.iter().enumerate() {
+    for (i, node) in meta.iter().enumerate().take(range.end).skip(range.start) {
         while stack.last().is_some_and(|top| Some(top.0) != node.parent) {
             stack.pop();
         }
@@ -512,10 +639,7 @@ fn visit_nodes(
             stack.push((i, data, sources));
         }
     }
-    match first_error {
-        Some((_, error)) => Err(error),
-        None => Ok(()),
-    }
+    first_error
 }
 
 /// One step of the directory walk, replayed in order by [`Builder`].
@@ -719,39 +843,73 @@ fn read_text<'b>(path: &Path, buffer: &'b mut Vec<u8>) -> std::io::Result<&'b st
     })
 }
 
-/// Read and parse `files` on every available core. A slot left `None` (a
-/// worker that panicked) is parsed again by the builder.
-fn parse_all(files: &[PathBuf]) -> Vec<Option<Result<Value>>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism()
+/// Lock a run of files (a thread that panicked leaves it consistent).
+fn lock(run: &Mutex<(usize, usize)>) -> MutexGuard<'_, (usize, usize)> {
+    run.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How many threads loading and visiting use.
+fn thread_count() -> usize {
+    std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
-        .min(files.len().div_ceil(32))
-        .min(8);
-    if threads <= 1 {
-        let mut buffer = Vec::new();
-        return files
+        .min(8)
+}
+
+/// Read and parse `files` on every available core. Each thread takes a
+/// consecutive run of files (so each thread's data is mostly a
+/// consecutive run of nodes, which the visit's threads split the same
+/// way), and steals from the end of the others' runs once its own is done.
+/// A slot left `None` (a thread that panicked) is parsed again by the
+/// builder.
+fn parse_all(files: &[PathBuf]) -> Vec<Option<Result<Value>>> {
+    let threads = thread_count().min(files.len().div_ceil(32)).max(1);
+    let bounds: Vec<usize> = (0..=threads).map(|t| t * files.len() / threads).collect();
+    // each run: the next file to take from its front, the end of what is left
+    let runs: Vec<Mutex<(usize, usize)>> = bounds
+        .windows(2)
+        .map(|w| Mutex::new((w[0], w[1])))
+        .collect();
+    let claim = |own: usize| -> Option<usize> {
+        {
+            let mut run = lock(&runs[own]);
+            if run.0 < run.1 {
+                run.0 += 1;
+                return Some(run.0 - 1);
+            }
+        }
+        let (fullest, left) = runs
             .iter()
-            .map(|p| Some(read_and_parse(p, &mut buffer)))
-            .collect();
-    }
-    let next = AtomicUsize::new(0);
-    let work = || {
+            .enumerate()
+            .map(|(i, run)| {
+                let run = lock(run);
+                (i, run.1.saturating_sub(run.0))
+            })
+            .max_by_key(|&(_, left)| left)?;
+        if left == 0 {
+            return None;
+        }
+        let mut run = lock(&runs[fullest]);
+        (run.0 < run.1).then(|| {
+            run.1 -= 1;
+            run.1
+        })
+    };
+    let work = |own: usize| {
         let mut buffer = Vec::new();
         let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(path) = files.get(i) else {
-                break;
-            };
-            done.push((i, read_and_parse(path, &mut buffer)));
+        while let Some(i) = claim(own) {
+            if let Some(path) = files.get(i) {
+                done.push((i, read_and_parse(path, &mut buffer)));
+            }
         }
         done
     };
     let mut results: Vec<Option<Result<Value>>> = Vec::new();
     results.resize_with(files.len(), || None);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        for (i, result) in work() {
+        let work = &work;
+        let workers: Vec<_> = (1..threads).map(|t| scope.spawn(move || work(t))).collect();
+        for (i, result) in work(0) {
             results[i] = Some(result);
         }
         for worker in workers {

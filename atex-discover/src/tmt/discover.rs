@@ -49,8 +49,9 @@ pub struct Discovery {
 /// section's `adjust-tests`, case-insensitively as tmt does.
 ///
 /// The tree is never held inherited as a whole: nodes are inherited,
-/// adjusted and selected one at a time ([`RawTree::into_visit`]), and only
-/// the selected tests are kept. When the plan is named exactly (or not at
+/// adjusted and selected one at a time ([`RawTree::into_visit_split`], on
+/// every core, each thread taking a consecutive run of nodes), and only the
+/// selected tests are kept. When the plan is named exactly (or not at
 /// all) it is resolved first along its ancestors, so one pass over the
 /// nodes does everything; a plan regex needs a first pass to list the
 /// plans. Errors are those the whole-tree steps would report, in their
@@ -88,34 +89,66 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
         }
     };
     // Plan lookup errors come only with a named plan.
-    let mut pass1 = options
+    let pass1 = options
         .plan
         .as_ref()
         .map(|_| PlanPass::new(&options.context, false));
-    let mut pass2 = plan_result
+    let (mut pass2, pass2_error) = match plan_result
         .as_ref()
         .ok()
-        .map(|plan| TestPass::new(plan, &root, &options.criteria));
-    if let Some(Ok(pass2)) = &mut pass2
+        .map(|plan| TestPass::new(plan, &root, &options.criteria))
+    {
+        Some(Ok(pass2)) => (Some(pass2), None),
+        Some(Err(error)) => (None, Some(error)),
+        None => (None, None),
+    };
+    if let Some(pass2) = &mut pass2
         && pass1.is_some()
     {
         pass2.share_lookup(&options.context);
     }
-    let visited = tree.into_visit(|node| match (&mut pass1, &mut pass2) {
-        (pass1, Some(Ok(pass2))) => pass2.offer(node, pass1.as_mut()),
-        (Some(pass1), _) => pass1.offer(&node),
-        (None, _) => {}
-    });
-    visited?;
+    let (pass1, pass2) = run_passes(tree, pass1, pass2)?;
     if let Some(pass1) = pass1 {
         pass1.into_candidates()?;
     }
+    if let Some(error) = pass2_error {
+        return Err(error);
+    }
     let tests = match pass2 {
-        Some(pass2) => pass2?.finish()?,
+        Some(pass2) => pass2.finish()?,
         None => Vec::new(),
     };
     let plan = plan_result?;
     Ok(Discovery { root, plan, tests })
+}
+
+/// Visit every node with the plan lookup and the test selection, on every
+/// core (each thread with its own copy of the passes, combined in node
+/// order afterwards).
+fn run_passes<'a>(
+    tree: RawTree,
+    pass1: Option<PlanPass>,
+    pass2: Option<TestPass<'a>>,
+) -> Result<(Option<PlanPass>, Option<TestPass<'a>>)> {
+    let states = tree.into_visit_split(
+        || (pass1.clone(), pass2.clone()),
+        |(pass1, pass2), node| match (pass1, pass2) {
+            (pass1, Some(pass2)) => pass2.offer(node, pass1.as_mut()),
+            (Some(pass1), None) => pass1.offer(&node),
+            (None, None) => {}
+        },
+    )?;
+    // The untouched passes are the neutral start of the combination.
+    let (mut pass1, mut pass2) = (pass1, pass2);
+    for (later1, later2) in states {
+        if let (Some(pass1), Some(later1)) = (&mut pass1, later1) {
+            pass1.absorb(later1);
+        }
+        if let (Some(pass2), Some(later2)) = (&mut pass2, later2) {
+            pass2.absorb(later2);
+        }
+    }
+    Ok((pass1, pass2))
 }
 
 /// What is known of the plan before the nodes are visited.
@@ -178,9 +211,12 @@ fn discover_searching(
         &root,
         &options.context,
     )?;
-    let mut pass2 = TestPass::new(&plan, &root, &options.criteria)?;
-    tree.into_visit(|node| pass2.offer(node, None))?;
-    let tests = pass2.finish()?;
+    let pass2 = TestPass::new(&plan, &root, &options.criteria)?;
+    let (_, pass2) = run_passes(tree, None, Some(pass2))?;
+    let tests = match pass2 {
+        Some(pass2) => pass2.finish()?,
+        None => Vec::new(),
+    };
     Ok(Discovery { root, plan, tests })
 }
 
@@ -200,6 +236,7 @@ fn plan_lookup(cli: &Dimensions) -> (Context, AdjustOptions) {
 /// once adjusted with the command-line context. Only nodes with `execute`
 /// or with `adjust` rules can be plans, so only those are adjusted (and
 /// copied only when a rule applies). The first adjust error is kept.
+#[derive(Debug, Clone)]
 struct PlanPass {
     context: Context,
     options: AdjustOptions,
@@ -269,6 +306,17 @@ impl PlanPass {
         }
     }
 
+    /// Take in what a copy of this pass saw of the nodes that follow.
+    fn absorb(&mut self, later: PlanPass) {
+        if self.error.is_some() {
+            return;
+        }
+        self.error = later.error;
+        if let (Some(mine), Some(theirs)) = (&mut self.candidates, later.candidates) {
+            mine.extend(theirs);
+        }
+    }
+
     fn into_candidates(self) -> Result<Vec<Node>> {
         match self.error {
             Some(error) => Err(error),
@@ -281,6 +329,7 @@ impl PlanPass {
 /// plan: each node is adjusted with the plan context and the section's
 /// `adjust-tests` (once per distinct rule set), offered to the section's
 /// [`Selector`], and read into a [`DiscoveredTest`] only if it passes.
+#[derive(Debug, Clone)]
 struct TestPass<'a> {
     root: &'a Path,
     context: Context,
@@ -296,6 +345,7 @@ struct TestPass<'a> {
     plan_context: Dimensions,
 }
 
+#[derive(Debug, Clone)]
 struct SectionPass<'a> {
     /// Index in `rule_sets`.
     rules: usize,
@@ -497,6 +547,27 @@ impl<'a> TestPass<'a> {
         }
     }
 
+    /// Take in what a copy of this pass saw of the nodes that follow.
+    fn absorb(&mut self, later: TestPass<'a>) {
+        let failed: Vec<bool> = self.rule_sets.iter().map(|(_, e)| e.is_some()).collect();
+        for ((_, mine), (_, theirs)) in self.rule_sets.iter_mut().zip(later.rule_sets) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+        for (mine, theirs) in self.sections.iter_mut().zip(later.sections) {
+            // a section whose rules failed reports only that
+            if failed[mine.rules] {
+                continue;
+            }
+            if let (Ok(selector), Ok(later_selector)) = (&mut mine.selector, theirs.selector)
+                && selector.absorb(later_selector)
+            {
+                mine.tests.extend(theirs.tests);
+            }
+        }
+    }
+
     /// The selected tests, sections in order, or the first error in the
     /// order the sections report them.
     fn finish(self) -> Result<Vec<DiscoveredTest>> {
@@ -533,9 +604,11 @@ impl<'a> TestPass<'a> {
 pub fn list_plans(root: &Path, context: &Dimensions) -> Result<Vec<Plan>> {
     let tree = RawTree::load(root)?;
     let abs_root = absolute_root(tree.root())?;
-    let mut pass = PlanPass::new(context, true);
-    tree.into_visit(|node| pass.offer(&node))?;
-    pass.into_candidates()?
+    let pass = PlanPass::new(context, true);
+    let (pass, _) = run_passes(tree, Some(pass), None)?;
+    pass.map(PlanPass::into_candidates)
+        .transpose()?
+        .unwrap_or_default()
         .iter()
         .map(|node| Plan::new(&node.name, &node.data, &node.sources, &abs_root, context))
         .collect()

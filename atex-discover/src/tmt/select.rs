@@ -77,7 +77,7 @@ pub fn select<'n>(
 /// caller can stream them and drop what is not kept), and
 /// [`Selector::finish`] then orders the kept ones exactly as [`select`]
 /// does, reporting the same first error.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Selector<'a> {
     root: &'a Path,
     names: Vec<PyRegex>,
@@ -95,7 +95,7 @@ pub struct Selector<'a> {
     order_error: Option<Error>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     order: i64,
     /// Indices of the section `test` patterns the name matches.
@@ -103,7 +103,7 @@ struct Entry {
     outcome: Outcome,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Outcome {
     /// Passed every per-node check; the number [`Selector::offer`] gave.
     Pass(usize),
@@ -266,6 +266,26 @@ impl<'a> Selector<'a> {
         }
         self.passed += 1;
         Outcome::Pass(self.passed - 1)
+    }
+
+    /// Take in what a copy of this selector was offered of the nodes that
+    /// follow (its numbers continue this one's). False when this selector
+    /// already stopped at an invalid `order` and ignores them.
+    pub fn absorb(&mut self, later: Selector<'_>) -> bool {
+        if self.order_error.is_some() {
+            return false;
+        }
+        let offset = self.passed;
+        self.entries
+            .extend(later.entries.into_iter().map(|mut entry| {
+                if let Outcome::Pass(n) = &mut entry.outcome {
+                    *n += offset;
+                }
+                entry
+            }));
+        self.passed += later.passed;
+        self.order_error = later.order_error;
+        true
     }
 
     /// The kept nodes, by the numbers [`Selector::offer`] gave, in output
