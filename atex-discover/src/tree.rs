@@ -372,6 +372,7 @@ impl RawTree {
         walker.walk(&root, None);
         let Walker { steps, files, .. } = walker;
         let parsed = parse_all(&files);
+        drop(files);
         let mut builder = Builder {
             arena: vec![RawNode::new("/".to_owned())],
             next_rank: 0,
@@ -379,6 +380,8 @@ impl RawTree {
         builder.replay(steps, parsed)?;
         // only unmerged when the root directory itself could not be walked
         builder.mark(0);
+        // the layout copies the nodes: no spare room meanwhile
+        builder.arena.shrink_to_fit();
         let (meta, raws) = builder.layout();
         Ok(RawTree { root, meta, raws })
     }

@@ -111,7 +111,8 @@ fn load(text: &str) -> Result<Value, Fail> {
                     kind,
                     anchor,
                     mark,
-                    children: Vec::new(),
+                    // most sequences are short lists
+                    children: Vec::with_capacity(4),
                     pending: None,
                 });
             }
@@ -121,7 +122,8 @@ fn load(text: &str) -> Result<Value, Fail> {
                     kind,
                     anchor,
                     mark,
-                    children: Vec::new(),
+                    // a key and a value per entry; fmf nodes have a handful
+                    children: Vec::with_capacity(16),
                     pending: None,
                 });
             }
@@ -838,10 +840,16 @@ fn collect_pairs(
         let mut map = Map::with_capacity(pairs.len());
         for (key, value, mark) in pairs {
             let Value::Str(name) = key else { continue };
-            if let Some(old) = map.get(&name) {
-                note_dup(&Value::Str(name.clone()), &value, old, mark);
+            // one hash per key: a repeat keeps its place, takes the value
+            match map.entry(name) {
+                indexmap::map::Entry::Occupied(mut entry) => {
+                    note_dup(&Value::Str(entry.key().clone()), &value, entry.get(), mark);
+                    entry.insert(value);
+                }
+                indexmap::map::Entry::Vacant(entry) => {
+                    entry.insert(value);
+                }
             }
-            map.insert(name, value);
         }
         return Value::Map(map);
     }
