@@ -1721,4 +1721,79 @@ mod tests {
         let tree = Tree::load(dir.path()).unwrap();
         assert_eq!(names(&tree, true), vec!["/", "/link1", "/real"]);
     }
+
+    /// What a visit hands out, comparable.
+    fn visited(node: Visited<'_>) -> (String, Map, Vec<PathBuf>, bool, bool) {
+        let Visited {
+            name,
+            data,
+            sources,
+            leaf,
+            select,
+        } = node;
+        (
+            name.to_owned(),
+            data.into_owned(),
+            sources.into_owned(),
+            leaf,
+            select,
+        )
+    }
+
+    #[test]
+    fn split_visits_match_one_visit() {
+        let (_dir, _) = tree(&[]);
+        let dir = _dir.path();
+        write(dir, "main.fmf", "tag: [r]\nx: 1\n");
+        write(
+            dir,
+            "a/main.fmf",
+            "tag+: [a]\n/v1: {y: 1}\n/v2: {tag+: [v2]}\n",
+        );
+        write(
+            dir,
+            "a/b/main.fmf",
+            "/: {inherit: false}\nz: 3\n/w: {q: 1}\n",
+        );
+        write(dir, "c.fmf", "x: 2\n/d/e: {k: v}\n");
+        write(dir, "f/g/h.fmf", "test: t\n");
+        let raw = RawTree::load(dir).unwrap();
+        let mut whole = Vec::new();
+        raw.visit(|node| whole.push(visited(node))).unwrap();
+        assert_eq!(whole.len(), raw.len());
+        // Every split point gives the same nodes, from the ancestors'
+        // stack alone.
+        for first in 0..raw.len() {
+            let mut part = Vec::new();
+            let error = visit_nodes(
+                &raw.meta,
+                first..raw.len(),
+                raw.ancestors(first),
+                |i| raw.raws[i].clone(),
+                |node| part.push(visited(node)),
+            );
+            assert!(error.is_none());
+            assert_eq!(part, whole[first..], "split at {first}");
+        }
+        let states = raw
+            .clone()
+            .into_visit_split(Vec::new, |nodes, node| nodes.push(visited(node)))
+            .unwrap();
+        assert_eq!(states.concat(), whole);
+    }
+
+    #[test]
+    fn split_visits_report_the_first_merge_error() {
+        let (dir, tree) = tree(&[
+            ("main.fmf", "tag: [r]\n"),
+            ("a.fmf", "tag-~: 5\n"),
+            ("b/main.fmf", "tag~: 6\n"),
+        ]);
+        let single = tree.unwrap_err();
+        let split = RawTree::load(dir.path())
+            .unwrap()
+            .into_visit_split(|| (), |_, _| {})
+            .unwrap_err();
+        assert_eq!(split.to_string(), single.to_string());
+    }
 }

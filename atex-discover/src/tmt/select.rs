@@ -646,4 +646,39 @@ mod tests {
         let nodes = vec![node("/a", "test: x\norder: high\n")];
         assert!(run(&nodes, "discover: {}", &Criteria::default()).is_err());
     }
+
+    #[test]
+    fn absorbed_selectors_select_as_one() {
+        let nodes = sample();
+        let plan = PlanSource {
+            name: "/p",
+            sources: &[],
+        };
+        let root = Path::new("/r");
+        for text in [
+            "discover: {}",
+            "discover: {test: [/b, '/[ab]', /g]}",
+            "discover: {test: [/b, /b], include: [b, g]}",
+            "discover: {filter: 'tag: -fast'}",
+        ] {
+            let section = section(text);
+            let criteria = Criteria::default();
+            let offer_all = |selector: &mut Selector<'_>, nodes: &[Node]| {
+                for node in nodes {
+                    selector.offer(&node.name, &node.sources, &node.data, true);
+                }
+            };
+            let mut one = Selector::new(root, &section, &criteria, plan).unwrap();
+            offer_all(&mut one, &nodes);
+            let one = one.finish().unwrap();
+            for split in 0..=nodes.len() {
+                let mut first = Selector::new(root, &section, &criteria, plan).unwrap();
+                let mut second = first.clone();
+                offer_all(&mut first, &nodes[..split]);
+                offer_all(&mut second, &nodes[split..]);
+                assert!(first.absorb(second));
+                assert_eq!(first.finish().unwrap(), one, "{text} split at {split}");
+            }
+        }
+    }
 }
