@@ -507,7 +507,12 @@ impl Loader {
                 "bool" => match text.to_lowercase().as_str() {
                     "yes" | "y" | "true" | "on" => Value::Bool(true),
                     "no" | "n" | "false" | "off" => Value::Bool(false),
-                    _ => return Err(Fail::at(mark, format!("KeyError: {}", py_repr_str(text)))),
+                    _ => {
+                        return Err(Fail::at(
+                            mark,
+                            format!("KeyError: {}", crate::pystr::str_repr(text)),
+                        ));
+                    }
                 },
                 "int" => construct_int(text, self.version).map_err(|p| Fail::at(mark, p))?,
                 "float" => Value::Float(
@@ -572,7 +577,7 @@ fn undefined_tag(tag: &str, mark: Marker) -> Fail {
         mark,
         format!(
             "could not determine a constructor for the tag {}",
-            py_repr_str(tag)
+            crate::pystr::str_repr(tag)
         ),
     )
 }
@@ -1243,7 +1248,7 @@ fn python_int(text: &str, base: u32) -> Result<i128, String> {
     let invalid = || {
         format!(
             "invalid literal for int() with base {base}: {}",
-            py_repr_str(text)
+            crate::pystr::str_repr(text)
         )
     };
     let trimmed = text.trim();
@@ -1304,7 +1309,12 @@ fn python_float(text: &str) -> Result<f64, String> {
     plausible
         .then(|| trimmed.parse::<f64>().ok())
         .flatten()
-        .ok_or_else(|| format!("could not convert string to float: {}", py_repr_str(text)))
+        .ok_or_else(|| {
+            format!(
+                "could not convert string to float: {}",
+                crate::pystr::str_repr(text)
+            )
+        })
 }
 
 /// The parts of a YAML timestamp, as ruamel's `timestamp_regexp` captures them.
@@ -1562,8 +1572,8 @@ fn py_repr(value: &Value) -> String {
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
         Value::Int(i) => i.to_string(),
-        Value::Float(f) => py_float_repr(*f),
-        Value::Str(s) => py_repr_str(s),
+        Value::Float(f) => crate::pystr::float_repr(*f),
+        Value::Str(s) => crate::pystr::str_repr(s),
         Value::Date(d) => d.clone(),
         Value::DateTime(d) => d.replacen('T', " ", 1),
         Value::Binary(bytes) => {
@@ -1591,76 +1601,6 @@ fn py_repr(value: &Value) -> String {
             }
         }
         Value::Set(_) | Value::Map(_) | Value::KeyedMap(_) => py_str_shallow(value),
-    }
-}
-
-/// Python `repr(str)`: single quotes unless the text holds only `'`.
-fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// Python `repr(float)`: shortest round-trip digits, exponent form below
-/// 1e-4 and from 1e16 on.
-fn py_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = mantissa
-        .strip_prefix('-')
-        .map_or(("", mantissa), |m| ("-", m));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if (-4..16).contains(&exp) {
-        let point = exp + 1;
-        let text = if point <= 0 {
-            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
-        } else {
-            let point = point as usize;
-            if digits.len() <= point {
-                format!("{digits}{}.0", "0".repeat(point - digits.len()))
-            } else {
-                format!("{}.{}", &digits[..point], &digits[point..])
-            }
-        };
-        format!("{sign}{text}")
-    } else {
-        let (head, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        let esign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{head}{frac}e{esign}{:02}", exp.abs())
     }
 }
 
@@ -2070,14 +2010,14 @@ mod tests {
 
     #[test]
     fn python_reprs() {
-        assert_eq!(py_float_repr(1.0), "1.0");
-        assert_eq!(py_float_repr(1e16), "1e+16");
-        assert_eq!(py_float_repr(1.5e-7), "1.5e-07");
-        assert_eq!(py_float_repr(0.0001), "0.0001");
-        assert_eq!(py_float_repr(123.456), "123.456");
-        assert_eq!(py_float_repr(-2.5), "-2.5");
-        assert_eq!(py_repr_str("it's"), "\"it's\"");
-        assert_eq!(py_repr_str("a\tb"), "'a\\tb'");
+        assert_eq!(crate::pystr::float_repr(1.0), "1.0");
+        assert_eq!(crate::pystr::float_repr(1e16), "1e+16");
+        assert_eq!(crate::pystr::float_repr(1.5e-7), "1.5e-07");
+        assert_eq!(crate::pystr::float_repr(0.0001), "0.0001");
+        assert_eq!(crate::pystr::float_repr(123.456), "123.456");
+        assert_eq!(crate::pystr::float_repr(-2.5), "-2.5");
+        assert_eq!(crate::pystr::str_repr("it's"), "\"it's\"");
+        assert_eq!(crate::pystr::str_repr("a\tb"), "'a\\tb'");
     }
 
     proptest::proptest! {

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use atex_shared::jsonl::{WriteError, Writer};
 
 use crate::cli::CliError;
-use crate::error::Error;
 use crate::tmt::discover::{DiscoveryOptions, discover};
 use crate::tmt::plan::parse_cli_context;
 use crate::tmt::select::Criteria;
@@ -53,7 +52,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
             excludes: args.excludes,
         },
     };
-    let discovery = discover(&options).map_err(one_line)?;
+    let discovery = discover(&options)?;
     let mut writer = Writer::new(out);
     for record in discovery.records() {
         match writer.write(&record) {
@@ -67,57 +66,4 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
     // allocation at a time would only cost time.
     std::mem::forget(discovery);
     Ok(atex_shared::exit::SUCCESS)
-}
-
-/// The error as one line for stderr. YAML errors carry python fmf's
-/// multi-line ruamel text (context excerpts, a hint); only its unindented
-/// problem lines are kept, joined with `; `.
-pub(crate) fn one_line(error: Error) -> CliError {
-    if !error.message().contains('\n') {
-        return CliError::Invalid(error);
-    }
-    let lines: Vec<&str> = error
-        .message()
-        .lines()
-        .filter(|line| {
-            !line.trim().is_empty()
-                && !line.starts_with([' ', '\t'])
-                && !line.starts_with("To suppress")
-                && !line.starts_with("Failed to parse")
-        })
-        .collect();
-    let message = if lines.is_empty() {
-        error
-            .message()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    } else {
-        lines.join("; ")
-    };
-    let condensed = Error::new(error.kind(), message);
-    CliError::Invalid(match error.location() {
-        Some(location) => condensed.at(location.clone()),
-        None => condensed,
-    })
-}
-
-#[cfg(test)]
-mod unit_tests {
-    use super::*;
-    use crate::error::{ErrorKind, Location};
-
-    #[test]
-    fn yaml_errors_become_one_line() {
-        let error = Error::new(
-            ErrorKind::FileError,
-            "Failed to parse 'x.fmf'.\nwhile constructing a mapping\n  in \"<unicode string>\", line 1, column 1:\n    a: 1\n    ^ (line: 1)\nfound duplicate key \"a\"\n\nTo suppress this check see:\n    https://example\n",
-        )
-        .at(Location { path: "x.fmf".into(), line: Some(3), column: Some(1) });
-        assert_eq!(
-            one_line(error).to_string(),
-            "x.fmf:3:1: while constructing a mapping; found duplicate key \"a\""
-        );
-    }
 }
