@@ -22,8 +22,8 @@ demo:
 deps:
 	bash scripts/install-deps.sh
 
-# test: install what is missing, then run every test: unit, integration, doc tests, fmf conformance
-test: deps nextest doctest conformance
+# test: install what is missing, then run every test: fmf conformance, doc tests, unit and integration (nextest)
+test: deps conformance doctest nextest
 
 # nextest: the unit and integration tests of the whole workspace
 nextest:
