@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest's CI profile (.config/nextest.toml) when CI is set.
 NEXTEST_ARGS ?= $(if $(CI),--profile ci,)
 
-.PHONY: help demo deps test nextest doctest conformance lint bench bench-venv
+.PHONY: help demo deps test nextest doctest conformance lint bench bench-venv compare-tmt
 
 # help: list the targets with their one-line descriptions
 help:
@@ -47,6 +47,10 @@ lint:
 # bench: time atex-discover on a generated 10,000-test tree (and python fmf, if .venv-fmf exists)
 bench:
 	SHARED="$(SHARED)" bash bench/discover.sh
+
+# compare-tmt: compare test selection with tmt 1.78 on a generated 500-test tree (installs tmt into .venv-fmf)
+compare-tmt:
+	SHARED="$(SHARED)" bash scripts/compare-tmt.sh
 
 # bench-venv: install python fmf 1.7.0 into .venv-fmf so `make bench` compares with it
 bench-venv:
