@@ -799,4 +799,18 @@ mod tests {
         assert!(ctx.matches_value(&Value::Null).is_err());
         assert!(Context::from_cli(&["distro".to_owned()]).is_err());
     }
+
+    proptest::proptest! {
+        /// Any rule text gives true, false, CannotDecide or InvalidRule,
+        /// never a panic (rules come from metadata and command lines).
+        #[test]
+        fn arbitrary_rules_never_panic(
+            rule in "[a-z0-9 =<>!~,.:*()-]{0,40}|(distro|arch) (==|!=|<|~<=|>=|~|!~|is defined) [a-z0-9.,*-]{0,12}",
+            sensitive: bool,
+        ) {
+            let mut ctx = context(&[("distro", &["fedora-41", "rhel-9.6"]), ("arch", &["x86_64"])]);
+            ctx.set_case_sensitive(sensitive);
+            let _ = ctx.matches(&rule);
+        }
+    }
 }

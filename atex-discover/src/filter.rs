@@ -383,4 +383,19 @@ mod tests {
         assert_eq!(split_literal("tag: x\n"), Some(("tag", "x")));
         assert_eq!(split_literal("tag:\n x\ny"), None);
     }
+
+    proptest::proptest! {
+        /// Any expression, with any options, gives an answer or an error,
+        /// never a panic (filters come from users' command lines).
+        #[test]
+        fn arbitrary_expressions_never_panic(
+            expr in "[a-zA-Z0-9:,|&\\\\ .*+?()\\[\\]{}^$-]{0,40}",
+            regexp: bool,
+            sensitive: bool,
+        ) {
+            let data = data();
+            let options = FilterOptions { sensitive, regexp, name: Some("/a/b") };
+            let _ = filter(&expr, &data, options);
+        }
+    }
 }
