@@ -757,9 +757,9 @@ mod tests {
     use super::*;
 
     fn data() -> Map {
-        let mut execute = Map::new();
+        let mut execute = Map::default();
         execute.insert("how".into(), Value::Str("dependency".into()));
-        let mut data = Map::new();
+        let mut data = Map::default();
         data.insert("release".into(), Value::Str("7.5".into()));
         data.insert("manual".into(), Value::Bool(false));
         data.insert("tier".into(), Value::Int(1));
@@ -767,7 +767,7 @@ mod tests {
             "tag".into(),
             Value::Seq(vec![Value::Str("a".into()), Value::Str("b".into())]),
         );
-        data.insert("execute".into(), Value::Map(execute));
+        data.insert("execute".into(), Value::Map(Box::new(execute)));
         data
     }
 

@@ -274,8 +274,8 @@ mod tests {
             "text": "multi\nline",
         });
         match Value::from_json(&json) {
-            Value::Map(map) => map,
-            _ => Map::new(),
+            Value::Map(map) => *map,
+            _ => Map::default(),
         }
     }
 

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pyre;
-use crate::value::{Map, Value};
+use crate::value::{Map, MapHasher, Value};
 
 /// The operation a key suffix asks for, tested in python's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub(crate) fn merge_special_pairs(
 /// we report as a format error.
 pub(crate) fn merge_special_value(data: &mut Map, source: Value, node: &str) -> Result<()> {
     match source {
-        Value::Map(map) => merge_special(data, map, node),
+        Value::Map(map) => merge_special(data, *map, node),
         other => Err(non_string_keys(&other, node)),
     }
 }
@@ -133,7 +133,7 @@ fn merge_plus(data: &mut Map, key: &str, value: Value, prepend: bool, node: &str
         (Value::Seq(items), Value::Map(child)) => {
             for item in items.iter_mut() {
                 match item {
-                    Value::Map(map) => merge_special(map, child.clone(), node)?,
+                    Value::Map(map) => merge_special(map, Map::clone(&child), node)?,
                     other => {
                         if is_dict(other) {
                             return Err(non_string_keys(other, node));
@@ -153,7 +153,7 @@ fn merge_plus(data: &mut Map, key: &str, value: Value, prepend: bool, node: &str
                 match item {
                     Value::Map(map) => {
                         let mut merged = base.clone();
-                        merge_special(&mut merged, map, node)?;
+                        merge_special(&mut merged, *map, node)?;
                         result.push(Value::Map(merged));
                     }
                     other => return Err(item_error(&other, node)),
@@ -403,13 +403,13 @@ fn merge_minus_regexp(data: &mut Map, key: &str, value: &Value, node: &str) -> R
             }
         }
         Value::Map(map) => {
-            let mut kept = Map::with_capacity(map.len());
+            let mut kept = Map::with_capacity_and_hasher(map.len(), MapHasher);
             for (k, v) in map.drain(..) {
                 if !patterns.any_search(&k)? {
                     kept.insert(k, v);
                 }
             }
-            *map = kept;
+            **map = kept;
         }
         Value::KeyedMap(pairs) => {
             let mut kept = Vec::with_capacity(pairs.len());
@@ -499,27 +499,31 @@ mod tests {
 
     #[test]
     fn plus_keeps_nested_suffixes_for_missing_keys() {
-        let inner = Value::Map(map(&[("deeper+", s("v"))]));
+        let inner = Value::Map(Box::new(map(&[("deeper+", s("v"))])));
         let d = merged(&[], &[("new+", inner.clone())]).unwrap();
         assert_eq!(d["new"], inner);
     }
 
     #[test]
     fn plus_dict_and_list_combinations() {
-        let parent = Value::Map(map(&[("a", Value::Int(1))]));
+        let parent = Value::Map(Box::new(map(&[("a", Value::Int(1))])));
         let items = seq(&[
-            Value::Map(map(&[("b", Value::Int(2))])),
-            Value::Map(map(&[])),
+            Value::Map(Box::new(map(&[("b", Value::Int(2))]))),
+            Value::Map(Box::new(map(&[]))),
         ]);
         let d = merged(&[("x", parent)], &[("x+", items)]).unwrap();
         assert_eq!(
             d["x"],
             seq(&[
-                Value::Map(map(&[("a", Value::Int(1)), ("b", Value::Int(2))])),
-                Value::Map(map(&[("a", Value::Int(1))])),
+                Value::Map(Box::new(map(&[("a", Value::Int(1)), ("b", Value::Int(2))]))),
+                Value::Map(Box::new(map(&[("a", Value::Int(1))]))),
             ])
         );
-        let e = merged(&[("x", seq(&[s("no")]))], &[("x+", Value::Map(map(&[])))]).unwrap_err();
+        let e = merged(
+            &[("x", seq(&[s("no")]))],
+            &[("x+", Value::Map(Box::new(map(&[]))))],
+        )
+        .unwrap_err();
         assert_eq!(
             e.message(),
             "MergeError: Item 'no' in /n must be a dictionary."
@@ -537,7 +541,7 @@ mod tests {
                 ),
                 (
                     "d",
-                    Value::Map(map(&[("a", Value::Int(1)), ("b", Value::Int(2))])),
+                    Value::Map(Box::new(map(&[("a", Value::Int(1)), ("b", Value::Int(2))]))),
                 ),
                 ("s", s("abcabc")),
             ],
@@ -552,7 +556,7 @@ mod tests {
         .unwrap();
         assert_eq!(d["flag"], Value::Int(0));
         assert_eq!(d["l"], seq(&[s("1"), Value::Int(2)]));
-        assert_eq!(d["d"], Value::Map(map(&[("b", Value::Int(2))])));
+        assert_eq!(d["d"], Value::Map(Box::new(map(&[("b", Value::Int(2))]))));
         assert_eq!(d["s"], s("acac"));
         assert!(!d.contains_key("missing"));
         let e = merged(&[("l", seq(&[]))], &[("l-", s("x"))]).unwrap_err();
@@ -600,7 +604,10 @@ mod tests {
                 ("s", s("abc")),
                 (
                     "d",
-                    Value::Map(map(&[("keep", Value::Null), ("drop", Value::Null)])),
+                    Value::Map(Box::new(map(&[
+                        ("keep", Value::Null),
+                        ("drop", Value::Null),
+                    ]))),
                 ),
             ],
             &[
@@ -612,7 +619,7 @@ mod tests {
         .unwrap();
         assert_eq!(d["l"], seq(&[Value::Bool(true), s("x")]));
         assert_eq!(d["s"], s(""));
-        assert_eq!(d["d"], Value::Map(map(&[("keep", Value::Null)])));
+        assert_eq!(d["d"], Value::Map(Box::new(map(&[("keep", Value::Null)]))));
         let d = merged(&[("l", seq(&[Value::Bool(true)]))], &[("l-~", s("^True$"))]).unwrap();
         assert_eq!(d["l"], seq(&[]));
         let e = merged(&[("i", Value::Int(5))], &[("i-~", s("5"))]).unwrap_err();

@@ -437,9 +437,9 @@ mod tests {
             Value::Float(2.0),
         ]);
         assert_eq!(list.py_str(), "[1, 'a', True, None, 2.0]");
-        let mut map = Map::new();
+        let mut map = Map::default();
         map.insert("a".into(), Value::Int(1));
-        assert_eq!(Value::Map(map).py_str(), "{'a': 1}");
+        assert_eq!(Value::Map(Box::new(map)).py_str(), "{'a': 1}");
         assert_eq!(
             Value::Set(vec![Value::Int(1), Value::Int(2)]).py_str(),
             "{1, 2}"

@@ -37,7 +37,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
                 "discover": plan
                     .discover
                     .iter()
-                    .map(|phase| Value::Map(phase.data.clone()).to_json())
+                    .map(|phase| Value::Map(Box::new(phase.data.clone())).to_json())
                     .collect::<Vec<_>>(),
             })
         })

@@ -238,12 +238,12 @@ fn sorted_dicts(value: &Value) -> Value {
         Value::Map(map) => {
             let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
             pairs.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Map(
+            Value::Map(Box::new(
                 pairs
                     .into_iter()
                     .map(|(k, v)| (k.clone(), sorted_dicts(v)))
                     .collect::<Map>(),
-            )
+            ))
         }
         Value::Seq(items) => Value::Seq(items.iter().map(sorted_dicts).collect()),
         Value::KeyedMap(pairs) => Value::KeyedMap(
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn node_rendering() {
-        let mut data = Map::new();
+        let mut data = Map::default();
         data.insert("summary".into(), Value::Str("text\n".into()));
         data.insert("enabled".into(), Value::Bool(true));
         data.insert(
@@ -290,7 +290,7 @@ mod tests {
         );
         let empty = Node {
             name: "/e".into(),
-            data: Map::new(),
+            data: Map::default(),
             sources: Vec::new(),
             leaf: true,
             select: true,

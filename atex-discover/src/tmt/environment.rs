@@ -31,7 +31,7 @@ pub fn from_value(value: &Value) -> Result<Environment, EnvError> {
     match value {
         Value::Null => {}
         Value::Map(map) => {
-            for (key, value) in map {
+            for (key, value) in map.iter() {
                 insert(&mut env, key, value)?;
             }
         }
@@ -52,7 +52,7 @@ pub fn from_value(value: &Value) -> Result<Environment, EnvError> {
                         env.insert(key.trim().to_owned(), value.trim().to_owned());
                     }
                     Value::Map(map) => {
-                        for (key, value) in map {
+                        for (key, value) in map.iter() {
                             insert(&mut env, key, value)?;
                         }
                     }
@@ -253,12 +253,12 @@ mod tests {
     use crate::value::Map;
 
     fn map(pairs: &[(&str, Value)]) -> Value {
-        Value::Map(
+        Value::Map(Box::new(
             pairs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect::<Map>(),
-        )
+        ))
     }
 
     #[test]

@@ -68,13 +68,13 @@ pub fn is_plan(data: &Map) -> bool {
 
 /// The data of the plan ATEX uses when none is given.
 pub fn dummy_plan_data() -> Map {
-    let mut discover = Map::new();
+    let mut discover = Map::default();
     discover.insert("how".into(), Value::Str("fmf".into()));
-    let mut execute = Map::new();
+    let mut execute = Map::default();
     execute.insert("how".into(), Value::Str("tmt".into()));
-    let mut data = Map::new();
-    data.insert("discover".into(), Value::Map(discover));
-    data.insert("execute".into(), Value::Map(execute));
+    let mut data = Map::default();
+    data.insert("discover".into(), Value::Map(Box::new(discover)));
+    data.insert("execute".into(), Value::Map(Box::new(execute)));
     data
 }
 
@@ -282,7 +282,7 @@ pub fn phases(
                 )));
             }
         };
-        let mut data = Map::new();
+        let mut data = Map::default();
         data.insert("name".into(), Value::Str(name.clone()));
         data.insert("how".into(), Value::Str(how.clone()));
         for (key, value) in item {
@@ -315,7 +315,7 @@ fn context_from_value(value: &Value) -> std::result::Result<Dimensions, String> 
         }
     };
     let mut dimensions = Dimensions::new();
-    for (dimension, values) in map {
+    for (dimension, values) in map.iter() {
         let values = match values {
             Value::Seq(items) => items.iter().map(Value::py_str).collect(),
             Value::Map(_) | Value::KeyedMap(_) | Value::Set(_) => {
@@ -360,7 +360,7 @@ mod tests {
 
     fn yaml_map(text: &str) -> Map {
         match crate::yaml::parse(text, Path::new("test.fmf")).unwrap() {
-            Value::Map(map) => map,
+            Value::Map(map) => *map,
             other => panic!("not a map: {other:?}"),
         }
     }

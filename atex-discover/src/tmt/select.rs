@@ -440,7 +440,7 @@ fn filter_data_with(
         ("result", || Value::Str("respect".into())),
         ("require", || Value::Seq(Vec::new())),
         ("recommend", || Value::Seq(Vec::new())),
-        ("environment", || Value::Map(Map::new())),
+        ("environment", || Value::Map(Box::default())),
         ("contact", || Value::Seq(Vec::new())),
         ("component", || Value::Seq(Vec::new())),
         ("summary", || Value::Null),
@@ -492,8 +492,8 @@ mod tests {
 
     fn node(name: &str, text: &str) -> Node {
         let data = match crate::yaml::parse(text, Path::new("t.fmf")).unwrap() {
-            Value::Map(map) => map,
-            _ => Map::new(),
+            Value::Map(map) => *map,
+            _ => Map::default(),
         };
         Node {
             name: name.to_owned(),
@@ -506,8 +506,8 @@ mod tests {
 
     fn section(text: &str) -> Phase {
         let data = match crate::yaml::parse(text, Path::new("p.fmf")).unwrap() {
-            Value::Map(map) => map,
-            _ => Map::new(),
+            Value::Map(map) => *map,
+            _ => Map::default(),
         };
         phases("/p", &data, &[], "discover", "fmf")
             .unwrap()

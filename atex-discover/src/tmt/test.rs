@@ -195,8 +195,8 @@ mod tests {
 
     pub(crate) fn node(name: &str, text: &str, sources: &[&str]) -> Node {
         let data = match crate::yaml::parse(text, Path::new("test.fmf")).unwrap() {
-            Value::Map(map) => map,
-            Value::Null => Map::new(),
+            Value::Map(map) => *map,
+            Value::Null => Map::default(),
             other => panic!("not a map: {other:?}"),
         };
         Node {

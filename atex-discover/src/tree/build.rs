@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use super::raw::RawMeta;
 use super::walk::Step;
 use crate::error::{Error, ErrorKind, Result};
-use crate::value::{Map, Value};
+use crate::value::{Map, MapHasher, Value};
 use crate::yaml;
 
 /// Read and parse one fmf file; `buffer` is reused from file to file.
@@ -155,7 +155,7 @@ impl RawNode {
         RawNode {
             name,
             children: IndexMap::new(),
-            raw: Map::new(),
+            raw: Map::default(),
             inherit: None,
             select: None,
             sources: Vec::new(),
@@ -277,13 +277,13 @@ impl Builder {
                 let raw = &mut self.arena[idx].raw;
                 if raw.is_empty() && plain == map.len() {
                     // the usual case: the file's mapping, as it was sized
-                    *raw = map;
+                    *raw = *map;
                     return Ok(());
                 }
                 if raw.is_empty() {
-                    *raw = Map::with_capacity(plain);
+                    *raw = Map::with_capacity_and_hasher(plain, MapHasher);
                 }
-                for (key, value) in map {
+                for (key, value) in *map {
                     self.update_key(idx, key, value)?;
                 }
                 Ok(())
@@ -336,9 +336,13 @@ impl Builder {
         if let Some(slash) = name.find('/') {
             let rest = &name[slash..];
             let rest = rest.find('\n').map_or(rest, |nl| &rest[..nl]);
-            let mut wrapped = Map::new();
+            let mut wrapped = Map::default();
             wrapped.insert(rest.to_owned(), value);
-            self.child(idx, name[..slash].to_owned(), Some(Value::Map(wrapped)))?;
+            self.child(
+                idx,
+                name[..slash].to_owned(),
+                Some(Value::Map(Box::new(wrapped))),
+            )?;
         } else {
             self.child(idx, name.to_owned(), Some(value))?;
         }

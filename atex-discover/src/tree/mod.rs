@@ -215,7 +215,9 @@ mod tests {
         let mut tree = tree.unwrap();
         let mut dims = IndexMap::new();
         dims.insert("distro".to_owned(), vec!["fedora-41".to_owned()]);
-        let extra = Value::Map([("y".to_owned(), Value::Int(3))].into_iter().collect());
+        let extra = Value::Map(Box::new(
+            [("y".to_owned(), Value::Int(3))].into_iter().collect(),
+        ));
         let options = AdjustOptions {
             additional_rules: vec![extra],
             ..Default::default()

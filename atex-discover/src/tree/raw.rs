@@ -133,12 +133,12 @@ impl RawTree {
         while let Some(parent) = self.meta[*chain.last()?].parent {
             chain.push(parent);
         }
-        let mut data = Map::new();
+        let mut data = Map::default();
         let mut sources: Vec<PathBuf> = Vec::new();
         for &i in chain.iter().rev() {
             let meta = &self.meta[i];
             if !meta.inherit {
-                data = Map::new();
+                data = Map::default();
                 sources.clear();
             } else {
                 data = inherited(&data, &self.raws[i]);
@@ -280,7 +280,7 @@ impl RawTree {
                 Some((_, parent, parent_sources)) if node.inherit => {
                     (inherited(parent, &self.raws[i]), parent_sources.clone())
                 }
-                _ => (Map::new(), Vec::new()),
+                _ => (Map::default(), Vec::new()),
             };
             sources.extend(node.sources.iter().cloned());
             let _ = merge::merge_special(&mut data, self.raws[i].clone(), &node.name);
@@ -331,7 +331,7 @@ fn visit_nodes(
                     (inherited(parent, &raw), parent_sources.clone())
                 }
             }
-            _ => (Map::new(), Vec::new()),
+            _ => (Map::default(), Vec::new()),
         };
         sources.extend(node.sources.iter().cloned());
         if let Err(error) = merge::merge_special(&mut data, raw, &node.name)

@@ -380,7 +380,9 @@ mod tests {
     #[test]
     fn include_config_shapes() {
         let map = |pairs: Vec<(&str, Value)>| {
-            Value::Map(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            Value::Map(Box::new(
+                pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            ))
         };
         let list = Value::Seq(vec![Value::Str(".i.fmf".into())]);
         let config = map(vec![("explore", map(vec![("include", list)]))]);

@@ -10,7 +10,7 @@ use super::resolve::{Special, Version};
 use super::scan::{check_tabs, scan_version};
 use super::tags::{CORE_PREFIX, mapping_kind, sequence_kind, undefined_tag};
 use super::{DUPLICATE_KEY_NOTE, Fail};
-use crate::value::{Map, Value};
+use crate::value::{Map, MapHasher, Value};
 
 pub(super) fn load(text: &str) -> Result<Value, Fail> {
     let version = scan_version(text)?;
@@ -425,7 +425,7 @@ fn collect_pairs(
         }
     };
     if pairs.iter().all(|(key, _, _)| matches!(key, Value::Str(_))) {
-        let mut map = Map::with_capacity(pairs.len());
+        let mut map = Map::with_capacity_and_hasher(pairs.len(), MapHasher);
         for (key, value, mark) in pairs {
             let Value::Str(name) = key else { continue };
             // one hash per key: a repeat keeps its place, takes the value
@@ -439,7 +439,7 @@ fn collect_pairs(
                 }
             }
         }
-        return Value::Map(map);
+        return Value::Map(Box::new(map));
     }
     let mut out: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
     for (key, value, mark) in pairs {
