@@ -2,6 +2,10 @@
 //! every use but `--help` and `--version` is refused (exit 2).
 #![warn(missing_docs)]
 
+pub mod artifacts;
+pub mod control;
+pub mod reporter;
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 

@@ -1,0 +1,1 @@
+//! A test's artifacts directory: confined file names and appending writes.
