@@ -33,7 +33,8 @@ use crate::duration::DEFAULT_TEST_DURATION;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Test {
     /// The fmf node name, e.g. `/tests/basic`; prefixed with `/<section>`
-    /// when the plan has more than one discover section.
+    /// when the discover section that selected it has a `name` (as ATEX
+    /// does; `path` is not prefixed, it stays relative to `root`).
     pub name: String,
     /// Absolute path of the fmf tree root on the controller.
     pub root: PathBuf,
