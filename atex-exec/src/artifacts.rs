@@ -1,1 +1,452 @@
 //! A test's artifacts directory: confined file names and appending writes.
+//!
+//! One [`Artifacts`] value stands for the directory of one test run
+//! (`--artifacts DIR/<test name>/`, DESIGN.md), laid out as ATEX lays out
+//! its per-test artifacts (spec/atex-reference.md section 3, "Test
+//! Artifacts"):
+//!
+//! ```text
+//! A/files/<result name or .>/<file name>   uploaded files, appended to
+//! A/testout.temp                            the test's output while it runs
+//! ```
+//!
+//! Every name that comes from a test (result names, file names, `testout`)
+//! goes through [`normalize`], so nothing is ever written outside the
+//! directory: leading `/` are stripped and `.` components dropped (as ATEX's
+//! `normpath(name.lstrip("/"))` does), `..` is resolved lexically and refused
+//! as soon as it would climb above its base, and NUL bytes are refused.
+//! Names are bytes (STYLE.md rule 8): a name that is not UTF-8 is stored
+//! under exactly its bytes.
+//!
+//! Confinement is lexical: it relies on nothing but this module creating
+//! entries under the directory, and this module only creates directories,
+//! regular files and hard links, never symlinks.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The name of the directory, under a test's artifacts directory, that holds
+/// uploaded files and linked test outputs.
+pub const FILES_DIR: &str = "files";
+
+/// The name of the file, under a test's artifacts directory, that collects
+/// the test's output while it runs.
+pub const TESTOUT_TEMP: &str = "testout.temp";
+
+/// Why a name or a file operation under an artifacts directory was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactsError {
+    /// The name contains a NUL byte, which no file name can hold.
+    #[error("accept name {name:?}: it contains a NUL byte")]
+    Nul {
+        /// The offending name, lossily decoded for display.
+        name: String,
+    },
+    /// A `..` component would climb above the directory the name is
+    /// relative to.
+    #[error("accept name {name:?}: it escapes its directory")]
+    Escapes {
+        /// The offending name, lossily decoded for display.
+        name: String,
+    },
+    /// The name is empty once normalised (`""`, `"/"`, `"."`, `"a/.."`),
+    /// where a file name is needed.
+    #[error("accept name {name:?}: it names no file")]
+    Empty {
+        /// The offending name, lossily decoded for display.
+        name: String,
+    },
+    /// The target of a link already exists.
+    #[error("file '{name}' already exists")]
+    Exists {
+        /// The name as the test gave it, lossily decoded for display.
+        name: String,
+        /// Where the link was to be made.
+        path: PathBuf,
+    },
+    /// A file-system operation failed.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// What was being done, e.g. `create directory`.
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArtifactsError {
+    let path = path.to_path_buf();
+    move |source| ArtifactsError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Turn a name reported by a test into a relative path that stays inside the
+/// directory it is relative to; an empty path means that directory itself.
+///
+/// Leading and repeated `/` and `.` components are dropped; `..` removes the
+/// component before it and is refused ([`ArtifactsError::Escapes`]) when
+/// there is none, so `a/../b` is `b` (as in ATEX) but `..`, `a/../../x` are
+/// refused; NUL bytes are refused ([`ArtifactsError::Nul`]).
+///
+/// ```
+/// use atex_exec::artifacts::normalize;
+/// assert_eq!(normalize(b"/some//./log").unwrap(), std::path::Path::new("some/log"));
+/// assert_eq!(normalize(b"a/../b").unwrap(), std::path::Path::new("b"));
+/// assert!(normalize(b"a/../../x").is_err());
+/// ```
+pub fn normalize(name: &[u8]) -> Result<PathBuf, ArtifactsError> {
+    if name.contains(&0) {
+        return Err(ArtifactsError::Nul { name: lossy(name) });
+    }
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                if parts.pop().is_none() {
+                    return Err(ArtifactsError::Escapes { name: lossy(name) });
+                }
+            }
+            _ => parts.push(part),
+        }
+    }
+    Ok(parts.iter().map(|p| OsStr::from_bytes(p)).collect())
+}
+
+/// Like [`normalize`], for names that must name a file (not empty).
+pub fn normalize_file(name: &[u8]) -> Result<PathBuf, ArtifactsError> {
+    let path = normalize(name)?;
+    if path.as_os_str().is_empty() {
+        return Err(ArtifactsError::Empty { name: lossy(name) });
+    }
+    Ok(path)
+}
+
+/// The artifacts directory of one test run.
+///
+/// ```
+/// use std::io::Write;
+/// use atex_exec::artifacts::Artifacts;
+/// let tmp = tempfile::tempdir().unwrap();
+/// let artifacts = Artifacts::for_test(tmp.path(), "/tests/basic").unwrap();
+/// let mut log = artifacts.open_append(Some(b"sub/test"), b"some/log").unwrap();
+/// log.write_all(b"hello\n").unwrap();
+/// let stored = tmp.path().join("tests/basic/files/sub/test/some/log");
+/// assert_eq!(std::fs::read(stored).unwrap(), b"hello\n");
+/// assert!(Artifacts::for_test(tmp.path(), "/tests/basic")
+///     .unwrap()
+///     .open_append(None, b"../../escape")
+///     .is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifacts {
+    dir: PathBuf,
+}
+
+impl Artifacts {
+    /// Use `dir` as a test's artifacts directory, creating it (and its
+    /// parents) if needed.
+    pub fn create(dir: impl Into<PathBuf>) -> Result<Self, ArtifactsError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        Ok(Self { dir })
+    }
+
+    /// The artifacts directory of the test named `test_name` (e.g.
+    /// `/tests/basic`) under `root`: `root/tests/basic`, created if needed.
+    /// The test name is confined like any other name ([`normalize`]).
+    pub fn for_test(root: &Path, test_name: &str) -> Result<Self, ArtifactsError> {
+        Self::create(root.join(normalize(test_name.as_bytes())?))
+    }
+
+    /// The directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the test's output is collected while it runs
+    /// (`A/testout.temp`); the executor creates and appends to it, results
+    /// link it under a name of their choice ([`Artifacts::link_testout`]).
+    pub fn testout_path(&self) -> PathBuf {
+        self.dir.join(TESTOUT_TEMP)
+    }
+
+    /// Remove the test's output file ([`Artifacts::testout_path`]) once the
+    /// test is over; its links under `files/` keep the content. A missing
+    /// file is not an error.
+    pub fn remove_testout(&self) -> Result<(), ArtifactsError> {
+        let path = self.testout_path();
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("remove", &path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The directory of a result's files: `A/files/<normalised name>`, or
+    /// `A/files` for the test itself (`None`). Nothing is created.
+    pub fn result_dir(&self, result: Option<&[u8]>) -> Result<PathBuf, ArtifactsError> {
+        let base = self.dir.join(FILES_DIR);
+        Ok(match result {
+            Some(name) => base.join(normalize(name)?),
+            None => base,
+        })
+    }
+
+    /// Where the file `file` of result `result` is stored:
+    /// `A/files/<result name or .>/<file name>`, both names normalised.
+    /// Nothing is created.
+    pub fn file_path(&self, result: Option<&[u8]>, file: &[u8]) -> Result<PathBuf, ArtifactsError> {
+        Ok(self.result_dir(result)?.join(normalize_file(file)?))
+    }
+
+    /// Open the file `file` of result `result` for writing at its end,
+    /// creating it and its directories if needed, so that the same name
+    /// reported again appends (as ATEX does). The file is not opened with
+    /// `O_APPEND` because the executor may splice into it.
+    pub fn open_append(&self, result: Option<&[u8]>, file: &[u8]) -> Result<File, ArtifactsError> {
+        let path = self.file_path(result, file)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_error("create directory", parent))?;
+        }
+        let mut handle = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error("open", &path))?;
+        handle
+            .seek(SeekFrom::End(0))
+            .map_err(io_error("seek to the end of", &path))?;
+        Ok(handle)
+    }
+
+    /// Hard-link the test's output file `source` (usually
+    /// [`Artifacts::testout_path`]) as `A/files/<result name or .>/<name>`,
+    /// so output written later still shows in the link. Fails with
+    /// [`ArtifactsError::Exists`] if that name exists already. Returns the
+    /// normalised name, relative to the result's directory.
+    pub fn link_testout(
+        &self,
+        source: &Path,
+        result: Option<&[u8]>,
+        name: &[u8],
+    ) -> Result<PathBuf, ArtifactsError> {
+        let relative = normalize_file(name)?;
+        let path = self.result_dir(result)?.join(&relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_error("create directory", parent))?;
+        }
+        match fs::hard_link(source, &path) {
+            Ok(()) => Ok(relative),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(ArtifactsError::Exists {
+                name: lossy(name),
+                path,
+            }),
+            Err(e) => Err(io_error("link the test output to", &path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+
+    /// Every path under `dir`, relative to it, sorted.
+    fn tree(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+                if path.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn normalisation_like_atex() {
+        let n = |s: &str| normalize(s.as_bytes()).unwrap();
+        assert_eq!(n("/log"), Path::new("log"));
+        assert_eq!(n("//a/./b//c/"), Path::new("a/b/c"));
+        assert_eq!(n("a/../b"), Path::new("b"));
+        assert_eq!(n("."), Path::new(""));
+        assert_eq!(n("/"), Path::new(""));
+        assert!(matches!(
+            normalize(b".."),
+            Err(ArtifactsError::Escapes { .. })
+        ));
+        assert!(matches!(
+            normalize(b"a/../../x"),
+            Err(ArtifactsError::Escapes { .. })
+        ));
+        assert!(matches!(
+            normalize(b"/../x"),
+            Err(ArtifactsError::Escapes { .. })
+        ));
+        assert!(matches!(
+            normalize(b"a\0b"),
+            Err(ArtifactsError::Nul { .. })
+        ));
+        assert!(matches!(
+            normalize_file(b"a/.."),
+            Err(ArtifactsError::Empty { .. })
+        ));
+        // Bytes that are not UTF-8 are kept as they are.
+        assert_eq!(
+            normalize(b"x/\xff\xfe").unwrap().as_os_str().as_bytes(),
+            b"x/\xff\xfe"
+        );
+    }
+
+    #[test]
+    fn path_mapping_of_the_spec() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = Artifacts::create(tmp.path().join("A")).unwrap();
+        a.open_append(None, b"log").unwrap();
+        a.open_append(Some(b"sub/test"), b"some/log").unwrap();
+        assert!(tmp.path().join("A/files/log").is_file());
+        assert!(tmp.path().join("A/files/sub/test/some/log").is_file());
+        assert_eq!(
+            a.file_path(Some(b"/x"), b"/y").unwrap(),
+            tmp.path().join("A/files/x/y")
+        );
+    }
+
+    #[test]
+    fn repeated_names_append() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = Artifacts::create(tmp.path()).unwrap();
+        a.open_append(None, b"log")
+            .unwrap()
+            .write_all(b"one ")
+            .unwrap();
+        a.open_append(None, b"./log")
+            .unwrap()
+            .write_all(b"two")
+            .unwrap();
+        a.open_append(None, b"empty").unwrap();
+        assert_eq!(fs::read(tmp.path().join("files/log")).unwrap(), b"one two");
+        assert_eq!(fs::read(tmp.path().join("files/empty")).unwrap(), b"");
+    }
+
+    #[test]
+    fn confinement_never_writes_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = Artifacts::create(tmp.path().join("A")).unwrap();
+        for (result, file) in [
+            (None, &b".."[..]),
+            (None, b"../x"),
+            (None, b"a/../../x"),
+            (Some(&b".."[..]), b"x"),
+            (Some(b"../.."), b"x"),
+            (Some(b"a/../../x"), b"y"),
+            (None, b"a\0b"),
+            (Some(b"a\0"), b"b"),
+            (None, b"/"),
+        ] {
+            assert!(a.open_append(result, file).is_err(), "{result:?} {file:?}");
+        }
+        // Absolute names are made relative, not refused.
+        a.open_append(Some(b"/abs"), b"/etc/passwd-like").unwrap();
+        assert_eq!(
+            tree(tmp.path()),
+            [
+                "A",
+                "A/files",
+                "A/files/abs",
+                "A/files/abs/etc",
+                "A/files/abs/etc/passwd-like"
+            ]
+            .map(PathBuf::from)
+        );
+        assert!(Artifacts::for_test(tmp.path(), "/../x").is_err());
+    }
+
+    #[test]
+    fn testout_link_and_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = Artifacts::for_test(tmp.path(), "/t").unwrap();
+        fs::write(a.testout_path(), b"early ").unwrap();
+        let name = a
+            .link_testout(&a.testout_path(), Some(b"sub"), b"/out.txt")
+            .unwrap();
+        assert_eq!(name, Path::new("out.txt"));
+        // Output written after the link shows through it.
+        let mut out = OpenOptions::new()
+            .append(true)
+            .open(a.testout_path())
+            .unwrap();
+        out.write_all(b"late").unwrap();
+        let linked = tmp.path().join("t/files/sub/out.txt");
+        assert_eq!(fs::read(&linked).unwrap(), b"early late");
+        let err = a
+            .link_testout(&a.testout_path(), Some(b"sub"), b"out.txt")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "file 'out.txt' already exists");
+        assert!(a.link_testout(&a.testout_path(), None, b"../x").is_err());
+    }
+
+    fn component() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"..".to_vec()),
+            Just(b".".to_vec()),
+            Just(Vec::new()),
+            Just(b"a".to_vec()),
+            Just(b"\0".to_vec()),
+            Just(b"\xff".to_vec()),
+            proptest::collection::vec(any::<u8>(), 1..4),
+        ]
+    }
+
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(component(), 0..6).prop_map(|parts| parts.join(&b'/'))
+    }
+
+    proptest! {
+        #[test]
+        fn random_names_never_escape(
+            names in proptest::collection::vec((proptest::option::of(name()), name()), 1..6)
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("A");
+            let a = Artifacts::create(&dir).unwrap();
+            fs::write(a.testout_path(), b"").unwrap();
+            for (result, file) in &names {
+                if let Ok(path) = a.file_path(result.as_deref(), file) {
+                    prop_assert!(path.starts_with(dir.join(FILES_DIR)));
+                }
+                let _ = a.open_append(result.as_deref(), file);
+                let _ = a.link_testout(&a.testout_path(), result.as_deref(), file);
+            }
+            let entries: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+            prop_assert_eq!(entries.len(), 1);
+            for path in tree(&dir) {
+                prop_assert!(
+                    path == Path::new(TESTOUT_TEMP) || path.starts_with(FILES_DIR),
+                    "{:?}", path
+                );
+            }
+        }
+    }
+}

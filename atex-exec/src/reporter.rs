@@ -1,2 +1,1114 @@
 //! Result reporting: partial results and their merge rules, `testout`, the
 //! fallback result (spec/atex-reference.md section 3).
+//!
+//! A [`Reporter`] receives the results one test reports (the JSON objects of
+//! `result` control words, decoded, whose file payloads the executor has
+//! already written through [`Artifacts`]) and hands finished
+//! [`TestResult`] records to a [`Sink`] as soon as they are final, so the
+//! executor can stream them. It follows ATEX's `fmf/reporter.py` and
+//! `FMFExecutor._report_fallback_result`:
+//!
+//! - a result with a truthy `partial` is held back under its name (`None`
+//!   for the test itself) and merged with later partial results of that
+//!   name ([`merge_partial`]); a later non-partial result of that name is
+//!   merged into it and the merge is written;
+//! - `testout` links the test's output file under the result's directory,
+//!   its name first in `files`, the other names sorted;
+//! - [`Reporter::finish`] adds the fallback result and writes the partial
+//!   results still held, in the order they first appeared.
+//!
+//! It does no I/O but the [`Artifacts`] file operations, and no async.
+//!
+//! Deliberate differences from ATEX (for docs/deviations.md):
+//!
+//! - **Section 9 item 6 closed:** when the run failed (timeout, protocol
+//!   error, lost connection...) after the test already wrote a non-partial
+//!   result for itself, ATEX writes no fallback, so the `infra` status is
+//!   lost. atex still writes the fallback: an *additional* result for the
+//!   test itself with status `infra` and the failure as `note`. Repeated
+//!   results for the test itself are valid and the last one decides the
+//!   test's status, so the test reads as `infra`; the earlier result is kept
+//!   as reported. The output is linked as `output.txt` unless the test
+//!   already linked that name for itself, in which case the new result just
+//!   lists it (the hard link already holds the whole output).
+//! - `files` names are stored normalised ([`crate::artifacts::normalize`]),
+//!   so they name the files on disk; `..` escaping a result's directory,
+//!   and NUL bytes, are refused as bad report JSON instead of being written
+//!   outside the artifacts.
+//! - `name`, `status`, `note` and `testout` must be strings (or null);
+//!   anything else is bad report JSON, because the record has typed fields.
+//!   A result without `status` gets the empty string: the record needs one,
+//!   and atex does not invent a verdict.
+//! - Keys that the executor sets itself (`test`, `platform`, `machine`,
+//!   `artifacts`, `exit_code`, `started`, `duration`, `attempt`) cannot also
+//!   be custom keys of one record; the executor's value wins and a warning
+//!   is given to the [`Sink`].
+//! - When linking `testout` fails while the partial results are written at
+//!   the end, ATEX logs it and drops the result; atex writes the result
+//!   without that file and gives a warning.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Instant;
+
+use atex_shared::records::TestResult;
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::artifacts::{Artifacts, ArtifactsError, normalize_file};
+
+/// A JSON object as decoded from the control stream, key order kept.
+pub type JsonMap = serde_json::Map<String, Value>;
+
+/// The file name the test output is linked as when the test does not choose
+/// one (the fallback's `testout`).
+pub const DEFAULT_TESTOUT: &str = "output.txt";
+
+/// Record fields the executor fills in; a test cannot report them as custom
+/// keys.
+const EXECUTOR_KEYS: [&str; 8] = [
+    "test",
+    "platform",
+    "machine",
+    "artifacts",
+    "exit_code",
+    "started",
+    "duration",
+    "attempt",
+];
+
+/// Why a reported result was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The result breaks the result format (ATEX's `BadReportJSONError`).
+    #[error("{0}")]
+    BadReportJson(String),
+    /// A name could not be used under the artifacts directory, or a file
+    /// operation failed.
+    #[error(transparent)]
+    Artifacts(#[from] ArtifactsError),
+}
+
+impl ReportError {
+    /// The ATEX exception class this error corresponds to, for notes:
+    /// `BadReportJSONError`, or `OSError` for a failed file operation.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Artifacts(ArtifactsError::Io { .. }) => "OSError",
+            _ => "BadReportJSONError",
+        }
+    }
+
+    /// The note of an `infra` result for this error, e.g.
+    /// `BadReportJSONError('testout' specified, but empty)`.
+    pub fn note(&self) -> String {
+        Failure::from(self).note()
+    }
+}
+
+fn bad(message: impl Into<String>) -> ReportError {
+    ReportError::BadReportJson(message.into())
+}
+
+/// Why a test run ended without running to its end, in ATEX's terms: an
+/// exception class name and its message, rendered as `<class>(<message>)`
+/// in the note of the `infra` fallback result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The class name, e.g. `TestAbortedError`.
+    pub class: String,
+    /// The message, e.g. `test duration timeout reached`.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of class `class` with `message`.
+    pub fn new(class: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            class: class.into(),
+            message: message.into(),
+        }
+    }
+
+    /// `<class>(<message>)`, the note ATEX writes.
+    pub fn note(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.class, self.message)
+    }
+}
+
+impl From<&ReportError> for Failure {
+    fn from(error: &ReportError) -> Self {
+        Self::new(error.class(), error.to_string())
+    }
+}
+
+/// How a test run ended, for [`Reporter::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The test ran to its end; `exit_code` is the evaluated exit code.
+    Exited {
+        /// The test's exit code after evaluation.
+        exit_code: i32,
+    },
+    /// The run failed (timeout, cancel, protocol error, lost connection...):
+    /// the test itself becomes `infra`.
+    Failed {
+        /// What went wrong.
+        failure: Failure,
+        /// The exit code, if the test reported one before the failure.
+        exit_code: Option<i32>,
+    },
+}
+
+/// Where finished results go, one at a time, as soon as they are final.
+pub trait Sink {
+    /// Take one finished result.
+    fn result(&mut self, result: TestResult);
+
+    /// Take a warning about something that was not fatal (ATEX only logs
+    /// these); ignored unless implemented.
+    fn warning(&mut self, message: String) {
+        let _ = message;
+    }
+}
+
+/// Collects results, dropping warnings.
+impl Sink for Vec<TestResult> {
+    fn result(&mut self, result: TestResult) {
+        self.push(result);
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for &mut S {
+    fn result(&mut self, result: TestResult) {
+        (**self).result(result);
+    }
+
+    fn warning(&mut self, message: String) {
+        (**self).warning(message);
+    }
+}
+
+/// What every result of one test run carries besides what the test reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultContext {
+    /// The test's name, e.g. `/tests/basic`.
+    pub test: String,
+    /// The platform the test runs on.
+    pub platform: String,
+    /// The machine's id.
+    pub machine: String,
+    /// When the test started, RFC 3339.
+    pub started: String,
+    /// 0 for the first run, 1 for the first rerun...
+    pub attempt: u32,
+}
+
+/// Turns one test run's reported results into [`TestResult`] records.
+///
+/// ```
+/// use atex_exec::artifacts::Artifacts;
+/// use atex_exec::reporter::{Outcome, Reporter, ResultContext};
+/// use serde_json::json;
+/// let tmp = tempfile::tempdir().unwrap();
+/// let artifacts = Artifacts::for_test(tmp.path(), "/t").unwrap();
+/// std::fs::write(artifacts.testout_path(), "output").unwrap();
+/// let context = ResultContext { test: "/t".into(), ..Default::default() };
+/// let mut reporter = Reporter::new(artifacts, context, Vec::new());
+/// let result = |v: serde_json::Value| v.as_object().unwrap().clone();
+/// reporter.report(result(json!({"name": "sub", "status": "fail", "rerun": 3}))).unwrap();
+/// reporter.report(result(json!({"status": "warn", "partial": true}))).unwrap();
+/// let results = reporter.finish(&Outcome::Exited { exit_code: 0 });
+/// assert_eq!(results[0].name.as_deref(), Some("sub"));
+/// assert_eq!(results[0].extra["rerun"], 3);
+/// assert_eq!((results[1].name.as_deref(), results[1].status.as_str()), (None, "warn"));
+/// assert_eq!(results[1].files, ["output.txt"]);
+/// ```
+#[derive(Debug)]
+pub struct Reporter<S> {
+    context: ResultContext,
+    artifacts: Artifacts,
+    start: Instant,
+    partial: IndexMap<Option<String>, JsonMap>,
+    nameless_result_seen: bool,
+    /// `(result name, testout name)` pairs linked so far.
+    linked: HashSet<(Option<String>, String)>,
+    exit_code: Option<i32>,
+    sink: S,
+}
+
+impl<S: Sink> Reporter<S> {
+    /// A reporter for one test run storing its files in `artifacts`; the
+    /// test's output is expected at [`Artifacts::testout_path`]. Result
+    /// durations count from now (see [`Reporter::started_at`]).
+    pub fn new(artifacts: Artifacts, context: ResultContext, sink: S) -> Self {
+        Self {
+            context,
+            artifacts,
+            start: Instant::now(),
+            partial: IndexMap::new(),
+            nameless_result_seen: false,
+            linked: HashSet::new(),
+            exit_code: None,
+            sink,
+        }
+    }
+
+    /// Count result durations from `start` instead of from the reporter's
+    /// creation.
+    pub fn started_at(mut self, start: Instant) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// The artifacts directory results are stored in.
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.artifacts
+    }
+
+    /// Whether a non-partial result for the test itself was written.
+    pub fn nameless_result_seen(&self) -> bool {
+        self.nameless_result_seen
+    }
+
+    /// The partial result held for `name` (`None`: the test itself).
+    pub fn partial(&self, name: Option<&str>) -> Option<&JsonMap> {
+        self.partial.get(&name.map(str::to_owned))
+    }
+
+    /// Take one reported result: hold it if it is partial, else write it
+    /// (merged into the partial result of the same name, if any).
+    ///
+    /// `files` may hold names or the wire form's `{"name": ..., "length":
+    /// ...}` objects; only the names are kept.
+    pub fn report(&mut self, result: JsonMap) -> Result<(), ReportError> {
+        self.report_inner(result, false)
+    }
+
+    fn report_inner(&mut self, mut result: JsonMap, replay: bool) -> Result<(), ReportError> {
+        let name = result_name(&result)?;
+        check_string(&result, "status")?;
+        check_string(&result, "note")?;
+        check_string(&result, "testout")?;
+        if result.get("testout").and_then(Value::as_str) == Some("") {
+            return Err(bad("'testout' specified, but empty"));
+        }
+        if let Some(files) = result.get_mut("files") {
+            *files = file_names(files)?;
+        }
+        let partial = result.shift_remove("partial").is_some_and(|v| truthy(&v));
+        if partial {
+            match self.partial.get_mut(&name) {
+                Some(held) => merge_partial(held, result),
+                None => {
+                    self.partial.insert(name, result);
+                }
+            }
+            return Ok(());
+        }
+        let merged = match self.partial.shift_remove(&name) {
+            Some(mut held) => {
+                merge_partial(&mut held, result);
+                held
+            }
+            None => result,
+        };
+        self.write(name, merged, replay)
+    }
+
+    /// Finish the record and hand it to the sink (ATEX `_report_to_file`).
+    fn write(
+        &mut self,
+        name: Option<String>,
+        mut result: JsonMap,
+        replay: bool,
+    ) -> Result<(), ReportError> {
+        let mut files: Vec<String> = match result.shift_remove("files") {
+            Some(Value::Array(files)) => files
+                .into_iter()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        files.sort();
+        if let Some(Value::String(testout)) = result.shift_remove("testout") {
+            let name_bytes = name.as_deref().map(str::as_bytes);
+            let source = self.artifacts.testout_path();
+            match self
+                .artifacts
+                .link_testout(&source, name_bytes, testout.as_bytes())
+            {
+                Ok(relative) => {
+                    let relative = relative.to_string_lossy().into_owned();
+                    self.linked.insert((name.clone(), relative.clone()));
+                    files.insert(0, relative);
+                }
+                Err(e) if replay => self.sink.warning(format!(
+                    "result {}: failed to link the test output: {e}",
+                    self.display_name(name.as_deref())
+                )),
+                Err(ArtifactsError::Exists { .. }) => {
+                    return Err(bad(format!("file '{testout}' already exists")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if name.is_none() {
+            self.nameless_result_seen = true;
+        }
+        let take_string = |result: &mut JsonMap, key: &str| match result.shift_remove(key) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        result.shift_remove("name");
+        let status = take_string(&mut result, "status").unwrap_or_default();
+        let note = take_string(&mut result, "note");
+        for key in EXECUTOR_KEYS {
+            if result.shift_remove(key).is_some() {
+                self.sink.warning(format!(
+                    "result {}: dropped the reported key '{key}': the executor sets it",
+                    self.display_name(name.as_deref())
+                ));
+            }
+        }
+        let record = TestResult {
+            test: self.context.test.clone(),
+            name,
+            status,
+            note,
+            files,
+            platform: self.context.platform.clone(),
+            machine: self.context.machine.clone(),
+            artifacts: self.artifacts.dir().to_path_buf(),
+            exit_code: self.exit_code,
+            started: self.context.started.clone(),
+            duration: self.start.elapsed().as_secs_f64(),
+            attempt: self.context.attempt,
+            extra: result.into_iter().collect(),
+        };
+        self.sink.result(record);
+        Ok(())
+    }
+
+    fn display_name(&self, name: Option<&str>) -> String {
+        match name {
+            Some(name) => format!("{}/{name}", self.context.test),
+            None => self.context.test.clone(),
+        }
+    }
+
+    /// Write every partial result still held, in the order they first
+    /// appeared (ATEX `replay_partial`); errors become warnings.
+    pub fn stop(&mut self) {
+        for (name, result) in std::mem::take(&mut self.partial) {
+            if let Err(e) = self.write(name.clone(), result, true) {
+                self.sink.warning(format!(
+                    "result {}: {e}",
+                    self.display_name(name.as_deref())
+                ));
+            }
+        }
+    }
+
+    /// End the run: add the fallback result for the test itself, write the
+    /// partial results still held, remove the test's output file, and give
+    /// the sink back.
+    ///
+    /// The fallback (always partial, so it merges into the test's own
+    /// partial result) is: on [`Outcome::Failed`], status `infra` with the
+    /// failure as note, overriding the partial's status and note; on
+    /// [`Outcome::Exited`], the partial's status if it has one, else `pass`
+    /// for exit code 0 and `fail` otherwise. It links the output as
+    /// `output.txt` unless the partial has a `testout` or already lists
+    /// `output.txt`. As in ATEX there is no fallback after a test ran to its
+    /// end having written a non-partial result for itself; unlike ATEX there
+    /// is one after a failure even then (see the module docs).
+    pub fn finish(mut self, outcome: &Outcome) -> S {
+        let (exit_code, fallback) = match outcome {
+            Outcome::Exited { exit_code } => {
+                let status = self
+                    .partial(None)
+                    .and_then(|p| p.get("status"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| if *exit_code == 0 { "pass" } else { "fail" }.to_owned());
+                let fallback = (!self.nameless_result_seen).then(|| {
+                    let mut map = JsonMap::new();
+                    map.insert("status".into(), Value::String(status));
+                    map
+                });
+                (Some(*exit_code), fallback)
+            }
+            Outcome::Failed { failure, exit_code } => {
+                let mut map = JsonMap::new();
+                map.insert("status".into(), "infra".into());
+                map.insert("note".into(), failure.note().into());
+                (*exit_code, Some(map))
+            }
+        };
+        self.exit_code = exit_code;
+        if let Some(mut fallback) = fallback {
+            fallback.insert("partial".into(), Value::Bool(true));
+            self.add_testout(&mut fallback);
+            if let Err(e) = self.report_inner(fallback, true) {
+                self.sink
+                    .warning(format!("failed to add the fallback result: {e}"));
+            }
+        }
+        self.stop();
+        if let Err(e) = self.artifacts.remove_testout() {
+            self.sink.warning(format!("failed to {e}"));
+        }
+        self.sink
+    }
+
+    /// The fallback's `testout` addition.
+    fn add_testout(&self, fallback: &mut JsonMap) {
+        let held = self.partial(None);
+        let has_testout = held.is_some_and(|p| p.contains_key("testout"));
+        let lists_default = held
+            .and_then(|p| p.get("files"))
+            .and_then(Value::as_array)
+            .is_some_and(|files| files.iter().any(|f| f == DEFAULT_TESTOUT));
+        if has_testout || lists_default {
+            return;
+        }
+        if self.linked.contains(&(None, DEFAULT_TESTOUT.to_owned())) {
+            fallback.insert("files".into(), Value::Array(vec![DEFAULT_TESTOUT.into()]));
+        } else {
+            fallback.insert("testout".into(), DEFAULT_TESTOUT.into());
+        }
+    }
+
+    /// End a run whose setup failed: write the single result `infra` with
+    /// note `TestSetupError(<output>)` and no files, drop anything held, and
+    /// give the sink back. No fallback is added.
+    pub fn setup_failed(mut self, output: &str) -> S {
+        self.partial.clear();
+        let mut map = JsonMap::new();
+        map.insert("status".into(), "infra".into());
+        map.insert(
+            "note".into(),
+            Failure::new("TestSetupError", output).note().into(),
+        );
+        if let Err(e) = self.write(None, map, true) {
+            self.sink
+                .warning(format!("failed to report the setup failure: {e}"));
+        }
+        if let Err(e) = self.artifacts.remove_testout() {
+            self.sink.warning(format!("failed to {e}"));
+        }
+        self.sink
+    }
+}
+
+fn result_name(result: &JsonMap) -> Result<Option<String>, ReportError> {
+    match result.get("name") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => Ok(Some(name.clone())),
+        Some(other) => Err(bad(format!("'name' must be a string, not {other}"))),
+    }
+}
+
+fn check_string(result: &JsonMap, key: &str) -> Result<(), ReportError> {
+    match result.get(key) {
+        None | Some(Value::Null | Value::String(_)) => Ok(()),
+        Some(other) => Err(bad(format!("'{key}' must be a string, not {other}"))),
+    }
+}
+
+/// The `files` of a result as a list of unique normalised names.
+fn file_names(files: &Value) -> Result<Value, ReportError> {
+    let entries = match files {
+        Value::Null => return Ok(Value::Null),
+        Value::Array(entries) => entries,
+        other => return Err(bad(format!("'files' must be a list, not {other}"))),
+    };
+    let mut names: Vec<Value> = Vec::new();
+    for entry in entries {
+        let name = match entry {
+            Value::String(name) => name,
+            Value::Object(map) => match map.get("name") {
+                Some(Value::String(name)) => name,
+                _ => return Err(bad(format!("file entry missing 'name': {entry}"))),
+            },
+            _ => return Err(bad(format!("file entry missing 'name': {entry}"))),
+        };
+        let normal = normalize_file(name.as_bytes())?;
+        let normal = Value::String(normal.to_string_lossy().into_owned());
+        if !names.contains(&normal) {
+            names.push(normal);
+        }
+    }
+    Ok(Value::Array(names))
+}
+
+/// Python truthiness of a JSON value (`partial` is tested this way).
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Merge `src` into `dst` by ATEX's `_merge_partial` rules: a null value
+/// deletes the key (and is never added); new keys are added; a value of
+/// another type replaces the old one; objects merge recursively; lists are
+/// extended, except the top-level `files`, a set of names, which is
+/// deduplicated; strings, numbers and booleans are replaced.
+pub fn merge_partial(dst: &mut JsonMap, src: JsonMap) {
+    merge(dst, src, true);
+}
+
+fn merge(dst: &mut JsonMap, src: JsonMap, top: bool) {
+    for (key, new) in src {
+        if new.is_null() {
+            dst.shift_remove(&key);
+            continue;
+        }
+        let Some(old) = dst.get_mut(&key) else {
+            dst.insert(key, new);
+            continue;
+        };
+        match (old, new) {
+            (Value::Object(old), Value::Object(new)) => merge(old, new, false),
+            (Value::Array(old), Value::Array(new)) if top && key == "files" => {
+                for name in new {
+                    if !old.contains(&name) {
+                        old.push(name);
+                    }
+                }
+            }
+            (Value::Array(old), Value::Array(new)) => old.extend(new),
+            (old, new) => *old = new,
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::fs;
+    use std::io::Write;
+
+    #[derive(Debug, Default)]
+    struct Collect {
+        results: Vec<TestResult>,
+        warnings: Vec<String>,
+    }
+
+    impl Sink for Collect {
+        fn result(&mut self, result: TestResult) {
+            self.results.push(result);
+        }
+        fn warning(&mut self, message: String) {
+            self.warnings.push(message);
+        }
+    }
+
+    fn obj(value: Value) -> JsonMap {
+        value.as_object().unwrap().clone()
+    }
+
+    struct Run {
+        _tmp: tempfile::TempDir,
+        artifacts: Artifacts,
+    }
+
+    fn setup() -> (Run, Reporter<Collect>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let artifacts = Artifacts::for_test(tmp.path(), "/tests/basic").unwrap();
+        fs::write(artifacts.testout_path(), b"test output\n").unwrap();
+        let context = ResultContext {
+            test: "/tests/basic".into(),
+            platform: "fedora-41@x86_64".into(),
+            machine: "local/0".into(),
+            started: "2026-01-02T03:04:05Z".into(),
+            attempt: 1,
+        };
+        let reporter = Reporter::new(artifacts.clone(), context, Collect::default());
+        (
+            Run {
+                _tmp: tmp,
+                artifacts,
+            },
+            reporter,
+        )
+    }
+
+    fn exited(exit_code: i32) -> Outcome {
+        Outcome::Exited { exit_code }
+    }
+
+    fn timeout() -> Outcome {
+        Outcome::Failed {
+            failure: Failure::new("TestAbortedError", "test duration timeout reached"),
+            exit_code: None,
+        }
+    }
+
+    /// `(name, status, note, files)` of one result.
+    type Summary<'a> = (Option<&'a str>, &'a str, Option<&'a str>, Vec<&'a str>);
+
+    /// [`Summary`] of each result.
+    fn summary(results: &[TestResult]) -> Vec<Summary<'_>> {
+        results
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_deref(),
+                    r.status.as_str(),
+                    r.note.as_deref(),
+                    r.files.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merge_rules() {
+        let mut dst = obj(json!({
+            "gone": 1, "str": "a", "int": 1, "float": 1.5, "bool": true,
+            "list": [1, 2], "files": ["a", "b"], "kind": [1],
+            "dict": {"keep": 1, "drop": 2, "deep": {"x": [1]}, "over": "s"},
+        }));
+        merge_partial(
+            &mut dst,
+            obj(json!({
+                "gone": null, "never": null, "new": {"n": 1},
+                "str": "b", "int": 2, "float": 2.5, "bool": false,
+                "list": [2, 3], "files": ["b", "c"], "kind": {"now": "dict"},
+                "dict": {"drop": null, "add": 3, "deep": {"x": [2]}, "over": 5},
+            })),
+        );
+        assert_eq!(
+            Value::Object(dst),
+            json!({
+                "str": "b", "int": 2, "float": 2.5, "bool": false,
+                // Lists are extended, duplicates kept...
+                "list": [1, 2, 2, 3],
+                // ...but `files` is a set.
+                "files": ["a", "b", "c"],
+                // A change of type replaces.
+                "kind": {"now": "dict"},
+                "dict": {"keep": 1, "deep": {"x": [1, 2]}, "over": 5, "add": 3},
+                "new": {"n": 1},
+            })
+        );
+        // `files` deep inside a dict is an ordinary list.
+        let mut nested = obj(json!({"d": {"files": ["a"]}}));
+        merge_partial(&mut nested, obj(json!({"d": {"files": ["a"]}})));
+        assert_eq!(nested["d"]["files"], json!(["a", "a"]));
+    }
+
+    #[test]
+    fn partial_then_final_is_one_merged_result() {
+        let (_run, mut reporter) = setup();
+        reporter
+            .report(obj(json!({
+                "name": "sub", "status": "fail", "note": "n", "a": 1, "partial": true,
+            })))
+            .unwrap();
+        assert!(reporter.partial(Some("sub")).is_some());
+        reporter
+            .report(obj(
+                json!({"name": "sub", "status": "pass", "note": null, "partial": false}),
+            ))
+            .unwrap();
+        assert!(reporter.partial(Some("sub")).is_none());
+        let sink = reporter.finish(&exited(0));
+        let sub = &sink.results[0];
+        assert_eq!(
+            (
+                sub.name.as_deref(),
+                sub.status.as_str(),
+                sub.note.as_deref()
+            ),
+            (Some("sub"), "pass", None)
+        );
+        assert_eq!(sub.extra.len(), 1);
+        assert_eq!(sub.extra["a"], 1);
+        // Written before the test exited: no exit code yet.
+        assert_eq!(sub.exit_code, None);
+        assert_eq!(sink.results.len(), 2);
+        assert_eq!(sink.results[1].exit_code, Some(0));
+    }
+
+    #[test]
+    fn replay_in_first_seen_order() {
+        let (_run, mut reporter) = setup();
+        for name in ["b", "a", "c"] {
+            reporter
+                .report(obj(json!({"name": name, "status": "info", "partial": 1})))
+                .unwrap();
+        }
+        reporter
+            .report(obj(json!({"status": "warn", "partial": true})))
+            .unwrap();
+        // Merging into "b" keeps its place; finishing "a" frees it.
+        reporter
+            .report(obj(json!({"name": "b", "status": "fail", "partial": true})))
+            .unwrap();
+        reporter
+            .report(obj(json!({"name": "a", "status": "pass"})))
+            .unwrap();
+        reporter
+            .report(obj(json!({"name": "a", "status": "skip", "partial": true})))
+            .unwrap();
+        let sink = reporter.finish(&exited(1));
+        assert_eq!(
+            summary(&sink.results),
+            [
+                (Some("a"), "pass", None, vec![]),
+                (Some("b"), "fail", None, vec![]),
+                (Some("c"), "info", None, vec![]),
+                (None, "warn", None, vec!["output.txt"]),
+                (Some("a"), "skip", None, vec![]),
+            ]
+        );
+        assert!(sink.warnings.is_empty(), "{:?}", sink.warnings);
+    }
+
+    #[test]
+    fn files_appended_on_repeat_and_listed_once() {
+        let (run, mut reporter) = setup();
+        for chunk in [&b"one "[..], b"two"] {
+            let mut file = run.artifacts.open_append(Some(b"sub"), b"log").unwrap();
+            file.write_all(chunk).unwrap();
+            reporter
+                .report(obj(json!({
+                    "name": "sub", "partial": true,
+                    "files": [{"name": "log", "length": chunk.len()}, {"name": "/log", "length": 0}],
+                })))
+                .unwrap();
+        }
+        reporter
+            .report(obj(
+                json!({"name": "sub", "status": "pass", "files": ["./log"]}),
+            ))
+            .unwrap();
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(sink.results[0].files, ["log"]);
+        let stored = run.artifacts.dir().join("files/sub/log");
+        assert_eq!(fs::read(stored).unwrap(), b"one two");
+    }
+
+    #[test]
+    fn testout_first_then_sorted_and_linked() {
+        let (run, mut reporter) = setup();
+        for name in ["z.log", "a.log", "m/x"] {
+            run.artifacts
+                .open_append(Some(b"sub"), name.as_bytes())
+                .unwrap();
+        }
+        reporter
+            .report(obj(json!({
+                "name": "sub", "status": "pass", "testout": "out.txt",
+                "files": ["z.log", "m/x", "a.log"],
+            })))
+            .unwrap();
+        assert!(!reporter.nameless_result_seen());
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(sink.results[0].files, ["out.txt", "a.log", "m/x", "z.log"]);
+        assert_eq!(sink.results[0].extra.get("testout"), None);
+        let linked = run.artifacts.dir().join("files/sub/out.txt");
+        assert_eq!(fs::read(linked).unwrap(), b"test output\n");
+        // The temporary output is gone; the links keep the content.
+        assert!(!run.artifacts.testout_path().exists());
+        assert!(run.artifacts.dir().join("files/output.txt").is_file());
+    }
+
+    #[test]
+    fn testout_errors() {
+        let (_run, mut reporter) = setup();
+        let err = reporter
+            .report(obj(json!({"status": "pass", "testout": ""})))
+            .unwrap_err();
+        assert!(matches!(err, ReportError::BadReportJson(_)));
+        assert_eq!(
+            err.note(),
+            "BadReportJSONError('testout' specified, but empty)"
+        );
+        reporter
+            .report(obj(json!({"name": "x", "testout": "o"})))
+            .unwrap();
+        let err = reporter
+            .report(obj(json!({"name": "x", "testout": "o"})))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "file 'o' already exists");
+        // At the end it is only a warning, and the result is still written.
+        reporter
+            .report(obj(json!({"name": "x", "testout": "o", "partial": true})))
+            .unwrap();
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(
+            summary(&sink.results),
+            [
+                (Some("x"), "", None, vec!["o"]),
+                // The partial "x" was seen before the fallback was added.
+                (Some("x"), "", None, vec![]),
+                (None, "pass", None, vec!["output.txt"]),
+            ]
+        );
+        assert_eq!(sink.warnings.len(), 1, "{:?}", sink.warnings);
+        assert!(sink.warnings[0].contains("file 'o' already exists"));
+    }
+
+    #[test]
+    fn spec_example_lines() {
+        // {"status": "pass", "files": ["output.txt"]}
+        let (_run, reporter) = setup();
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(
+            summary(&sink.results),
+            [(None, "pass", None, vec!["output.txt"])]
+        );
+        let r = &sink.results[0];
+        assert_eq!(
+            (r.test.as_str(), r.platform.as_str(), r.machine.as_str()),
+            ("/tests/basic", "fedora-41@x86_64", "local/0")
+        );
+        assert_eq!((r.started.as_str(), r.attempt), ("2026-01-02T03:04:05Z", 1));
+        assert!(r.artifacts.ends_with("tests/basic") && r.duration >= 0.0);
+        assert!(r.extra.is_empty());
+
+        // {"status": "infra", "note": "TestAbortedError(test duration
+        // timeout reached)", "files": ["output.txt"]}
+        let (_run, reporter) = setup();
+        let sink = reporter.finish(&timeout());
+        assert_eq!(
+            summary(&sink.results),
+            [(
+                None,
+                "infra",
+                Some("TestAbortedError(test duration timeout reached)"),
+                vec!["output.txt"]
+            )]
+        );
+
+        // {"status": "pass", "files": ["output.txt", "custom.txt"]}
+        let (run, mut reporter) = setup();
+        run.artifacts.open_append(None, b"custom.txt").unwrap();
+        reporter
+            .report(obj(json!({
+                "partial": true, "files": [{"name": "custom.txt", "length": 0}],
+            })))
+            .unwrap();
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(
+            summary(&sink.results),
+            [(None, "pass", None, vec!["output.txt", "custom.txt"])]
+        );
+    }
+
+    #[test]
+    fn fallback_without_results_follows_the_exit_code() {
+        let (_run, reporter) = setup();
+        let sink = reporter.finish(&exited(2));
+        assert_eq!(
+            summary(&sink.results),
+            [(None, "fail", None, vec!["output.txt"])]
+        );
+        assert_eq!(sink.results[0].exit_code, Some(2));
+    }
+
+    #[test]
+    fn fallback_keeps_the_partial_status() {
+        let (_run, mut reporter) = setup();
+        reporter
+            .report(obj(
+                json!({"status": "warn", "note": "n", "partial": true, "k": [1]}),
+            ))
+            .unwrap();
+        let sink = reporter.finish(&exited(1));
+        assert_eq!(
+            summary(&sink.results),
+            [(None, "warn", Some("n"), vec!["output.txt"])]
+        );
+        assert_eq!(sink.results[0].extra["k"], json!([1]));
+    }
+
+    #[test]
+    fn failure_overrides_the_partial_status_and_note() {
+        let (_run, mut reporter) = setup();
+        reporter
+            .report(obj(
+                json!({"status": "pass", "note": "fine", "partial": true}),
+            ))
+            .unwrap();
+        let sink = reporter.finish(&Outcome::Failed {
+            failure: Failure::new("BadControlError", "unknown control word: 'x'"),
+            exit_code: Some(0),
+        });
+        assert_eq!(
+            summary(&sink.results),
+            [(
+                None,
+                "infra",
+                Some("BadControlError(unknown control word: 'x')"),
+                vec!["output.txt"]
+            )]
+        );
+        assert_eq!(sink.results[0].exit_code, Some(0));
+    }
+
+    #[test]
+    fn no_testout_addition_when_the_partial_has_one() {
+        let (run, mut reporter) = setup();
+        run.artifacts.open_append(None, b"output.txt").unwrap();
+        reporter
+            .report(obj(json!({"partial": true, "files": ["output.txt"]})))
+            .unwrap();
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(
+            summary(&sink.results),
+            [(None, "pass", None, vec!["output.txt"])]
+        );
+        // The uploaded file was not replaced by the output.
+        assert_eq!(
+            fs::read(run.artifacts.dir().join("files/output.txt")).unwrap(),
+            b""
+        );
+
+        let (_run, mut reporter) = setup();
+        reporter
+            .report(obj(json!({"partial": true, "testout": "mine.log"})))
+            .unwrap();
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(
+            summary(&sink.results),
+            [(None, "pass", None, vec!["mine.log"])]
+        );
+    }
+
+    #[test]
+    fn no_fallback_after_a_nameless_result() {
+        let (_run, mut reporter) = setup();
+        reporter
+            .report(obj(json!({"status": "fail", "rerun": 3})))
+            .unwrap();
+        assert!(reporter.nameless_result_seen());
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(summary(&sink.results), [(None, "fail", None, vec![])]);
+        assert_eq!(sink.results[0].extra["rerun"], 3);
+    }
+
+    #[test]
+    fn failure_after_a_nameless_result_is_not_lost() {
+        // Section 9 item 6: ATEX writes nothing more here; atex adds infra.
+        let (_run, mut reporter) = setup();
+        reporter.report(obj(json!({"status": "pass"}))).unwrap();
+        let sink = reporter.finish(&timeout());
+        assert_eq!(
+            summary(&sink.results),
+            [
+                (None, "pass", None, vec![]),
+                (
+                    None,
+                    "infra",
+                    Some("TestAbortedError(test duration timeout reached)"),
+                    vec!["output.txt"]
+                ),
+            ]
+        );
+
+        // The output already linked as output.txt is listed, not relinked.
+        let (run, mut reporter) = setup();
+        reporter
+            .report(obj(json!({"status": "pass", "testout": "output.txt"})))
+            .unwrap();
+        let sink = reporter.finish(&timeout());
+        assert_eq!(
+            summary(&sink.results)[1],
+            (
+                None,
+                "infra",
+                Some("TestAbortedError(test duration timeout reached)"),
+                vec!["output.txt"]
+            )
+        );
+        assert!(sink.warnings.is_empty(), "{:?}", sink.warnings);
+        assert!(run.artifacts.dir().join("files/output.txt").is_file());
+    }
+
+    #[test]
+    fn setup_failure_is_one_infra_result() {
+        let (run, reporter) = setup();
+        let sink = reporter.setup_failed("+ dnf install -y nope\nNo match for argument: nope");
+        assert_eq!(
+            summary(&sink.results),
+            [(
+                None,
+                "infra",
+                Some("TestSetupError(+ dnf install -y nope\nNo match for argument: nope)"),
+                vec![]
+            )]
+        );
+        assert!(!run.artifacts.dir().join("files").exists());
+    }
+
+    #[test]
+    fn confinement_and_types_are_bad_report_json() {
+        let (run, mut reporter) = setup();
+        for bad in [
+            json!({"files": ["../x"]}),
+            json!({"files": ["a/../../x"]}),
+            json!({"files": ["a\u{0}b"]}),
+            json!({"files": [{"length": 1}]}),
+            json!({"files": "log"}),
+            json!({"testout": "../escape"}),
+            json!({"name": "../..", "testout": "x"}),
+            json!({"name": 3}),
+            json!({"status": 1}),
+            json!({"note": ["x"]}),
+        ] {
+            let err = reporter.report(obj(bad.clone())).unwrap_err();
+            assert_eq!(err.class(), "BadReportJSONError", "{bad}: {err}");
+        }
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(sink.results.len(), 1);
+        let parent = run.artifacts.dir().parent().unwrap();
+        let outside: Vec<_> = fs::read_dir(parent.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(outside, ["tests"]);
+        let inside: Vec<_> = fs::read_dir(run.artifacts.dir().join("files"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(inside, ["output.txt"]);
+    }
+
+    #[test]
+    fn executor_keys_are_not_custom_keys() {
+        let (_run, mut reporter) = setup();
+        reporter
+            .report(obj(json!({
+                "name": "s", "status": "pass", "duration": "5m", "custom": {"a": null},
+            })))
+            .unwrap();
+        let sink = reporter.finish(&exited(0));
+        let line = serde_json::to_value(&sink.results[0]).unwrap();
+        assert!(line["duration"].is_f64());
+        assert_eq!(line["custom"], json!({"a": null}));
+        assert_eq!(sink.warnings.len(), 1);
+        assert!(
+            sink.warnings[0].contains("'duration'"),
+            "{:?}",
+            sink.warnings
+        );
+    }
+}
