@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod control;
+pub mod wrapper;
 pub mod reporter;
 
 use std::ffi::OsString;
