@@ -74,7 +74,9 @@ pub struct WrapperFlags {
 ///
 /// The environment is deliberately not part of it; see the [module
 /// docs](self). Join it with [`shell_join`] where a transport wants one
-/// command string.
+/// command string; keep that string a single simple command (or prefix it
+/// with `exec`), so that the remote shell execs the wrapper and its parent
+/// is sshd itself, whose death the wrapper notices.
 pub fn wrapper_argv(
     python: &str,
     wrapper: &str,
