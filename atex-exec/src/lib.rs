@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod control;
 pub mod wrapper;
 pub mod reporter;
+pub mod run;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
