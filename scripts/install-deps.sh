@@ -2,7 +2,8 @@
 # Install what atex's tests need, only where it is missing (idempotent,
 # non-interactive: works with CI=true and no stdin).
 #
-#   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time
+#   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time,
+#                                        openssh-server/-client, rsync
 #   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf
 #                                        (only the benchmark comparison uses it)
 set -euo pipefail
@@ -12,7 +13,7 @@ want_venv=false
 for arg in "$@"; do
     case "$arg" in
         --fmf-venv) want_venv=true ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "install-deps: error: unknown argument '$arg'" >&2; exit 2 ;;
     esac
 done
@@ -57,6 +58,18 @@ fi
 # The benchmark measures peak RSS with GNU time when it is there.
 if [ ! -x /usr/bin/time ]; then
     apt_install time
+fi
+
+# The connection tests run real sshd machines on 127.0.0.1 and upload
+# with rsync (tests/src/sshd.rs).
+ssh_pkgs=()
+if [ ! -x /usr/sbin/sshd ]; then ssh_pkgs+=(openssh-server); fi
+if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
+    ssh_pkgs+=(openssh-client)
+fi
+if ! command -v rsync >/dev/null 2>&1; then ssh_pkgs+=(rsync); fi
+if [ ${#ssh_pkgs[@]} -gt 0 ]; then
+    apt_install "${ssh_pkgs[@]}"
 fi
 
 if $want_venv; then

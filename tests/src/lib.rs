@@ -3,6 +3,8 @@
 //! stdout into the atex-shared record types.
 #![warn(missing_docs)]
 
+pub mod sshd;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,252 @@
+//! Integration tests of `atex_shared::connection` against real loopback
+//! sshd machines (started by `atex_tests::sshd`) and the local machine.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use atex_shared::connection::{Connection, ConnectionError, Input};
+use atex_shared::records;
+use atex_tests::sshd::SshdPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn ssh_connection(pool: &SshdPool) -> Result<Connection> {
+    let machine = pool.machines().remove(0);
+    let mut conn = Connection::new(&machine.connection).with_timeout(Duration::from_secs(20));
+    conn.connect().await.context("connect")?;
+    Ok(conn)
+}
+
+fn local() -> Connection {
+    Connection::new(&records::Connection::Local)
+}
+
+/// spawn: stdout read, stderr in the file, the exit code.
+async fn spawn_basics(conn: &Connection, dir: &Path) -> Result<()> {
+    let err_path = dir.join("stderr.txt");
+    let err = std::fs::File::create(&err_path)?;
+    let mut process = conn
+        .spawn(
+            &[
+                "sh",
+                "-c",
+                "echo \"out $1\"; echo err >&2; exit 5",
+                "x",
+                "it's a test",
+            ],
+            Input::Null,
+            err,
+        )
+        .await?;
+    let mut out = String::new();
+    process
+        .take_stdout()
+        .context("stdout")?
+        .read_to_string(&mut out)
+        .await?;
+    assert_eq!(process.wait().await?, Some(5));
+    assert_eq!(out, "out it's a test\n");
+    assert_eq!(std::fs::read_to_string(&err_path)?, "err\n");
+
+    let err = std::fs::File::create(dir.join("stderr2.txt"))?;
+    let mut process = conn.spawn(&["cat"], Input::Piped, err).await?;
+    let mut stdin = process.take_stdin().context("stdin")?;
+    stdin.write_all(b"\x00\xffbinary\n").await?;
+    drop(stdin);
+    let mut out = Vec::new();
+    process
+        .take_stdout()
+        .context("stdout")?
+        .read_to_end(&mut out)
+        .await?;
+    assert_eq!(out, b"\x00\xffbinary\n");
+    assert_eq!(process.wait().await?, Some(0));
+    Ok(())
+}
+
+/// A small tree with a `.git` that must not travel.
+fn tree(dir: &Path) -> Result<std::path::PathBuf> {
+    let root = dir.join("tree");
+    std::fs::create_dir_all(root.join("tests/a"))?;
+    std::fs::create_dir_all(root.join(".git/objects"))?;
+    std::fs::create_dir_all(root.join("tests/.git"))?;
+    std::fs::write(root.join(".fmf-version"), "1\n")?;
+    std::fs::write(root.join("tests/a/run me.sh"), "echo hi\n")?;
+    std::fs::write(root.join(".git/HEAD"), "ref\n")?;
+    std::fs::write(root.join("tests/.git/x"), "x\n")?;
+    Ok(root)
+}
+
+async fn check_upload(conn: &Connection, dir: &Path, remote: &str) -> Result<()> {
+    let root = tree(dir)?;
+    conn.upload(&root, remote).await?;
+    let script = format!("cd '{remote}' && find . | LC_ALL=C sort && cat 'tests/a/run me.sh'\n");
+    let out = conn.run_script(script.as_bytes()).await?;
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        ".\n./.fmf-version\n./tests\n./tests/a\n./tests/a/run me.sh\necho hi\n"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_spawn_reads_stdout_and_writes_stderr_to_a_file() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let mut conn = ssh_connection(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    spawn_basics(&conn, dir.path()).await?;
+    conn.check_alive().await?;
+    conn.disconnect().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_runs_a_script_on_stdin_as_the_test_user() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let conn = ssh_connection(&pool).await?;
+    let out = conn
+        .run_script(b"A='secret value'\nid -un\necho \"$A\" >&2\nexit 3\n")
+        .await?;
+    assert_eq!(out.code, Some(3));
+    assert_eq!(out.stdout, b"atex-test\n");
+    assert_eq!(out.stderr, b"secret value\n");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_upload_copies_a_tree_without_git() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let conn = ssh_connection(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let home = conn.run_script(b"printf %s \"$HOME\"").await?;
+    let remote = format!(
+        "{}/upload-{}",
+        String::from_utf8(home.stdout)?,
+        pool.machines()[0].id.replace('/', "-")
+    );
+    check_upload(&conn, dir.path(), &remote).await?;
+    conn.run_script(format!("rm -rf '{remote}'\n").as_bytes())
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_kill_ends_a_running_command() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let conn = ssh_connection(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let err = std::fs::File::create(dir.path().join("err"))?;
+    let mut process = conn
+        .spawn(&["sh", "-c", "echo started; sleep 600"], Input::Null, err)
+        .await?;
+    let mut stdout = process.take_stdout().context("stdout")?;
+    let mut line = [0u8; 8];
+    stdout.read_exact(&mut line).await?;
+    assert_eq!(&line, b"started\n");
+    let started = Instant::now();
+    process.kill().await?;
+    let code = tokio::time::timeout(Duration::from_secs(10), process.wait()).await??;
+    assert_eq!(code, None, "killed by a signal");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The connection still works afterwards.
+    assert!(conn.run_script(b"true").await?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_many_commands_share_one_master() -> Result<()> {
+    let pool = SshdPool::start(2)?;
+    let mut conns = Vec::new();
+    for machine in pool.machines() {
+        let mut conn = Connection::new(&machine.connection);
+        conn.connect().await?;
+        conns.push(conn);
+    }
+    let started = Instant::now();
+    for conn in &conns {
+        for i in 0..20 {
+            let out = conn.run_script(format!("echo {i}").as_bytes()).await?;
+            assert_eq!(out.stdout, format!("{i}\n").as_bytes());
+        }
+    }
+    eprintln!("40 commands over 2 masters in {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_lost_master_is_a_typed_error_within_a_bound() -> Result<()> {
+    let mut pool = SshdPool::start(1)?;
+    let conn = ssh_connection(&pool).await?;
+    let socket = conn
+        .control_socket()
+        .context("control socket")?
+        .to_path_buf();
+    let check = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(&socket)
+        .args(["-O", "check", "atex"])
+        .output()?;
+    let text = String::from_utf8_lossy(&check.stderr).into_owned();
+    let pid: u32 = text
+        .split("pid=")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no master pid in {text:?}"))?;
+    pool.servers_mut()[0].stop();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    let started = Instant::now();
+    let err = conn
+        .run_script(b"true")
+        .await
+        .expect_err("the master is gone");
+    assert!(matches!(err, ConnectionError::Lost { .. }), "{err}");
+    let err = conn.check_alive().await.expect_err("the master is gone");
+    assert!(matches!(err, ConnectionError::Lost { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_connect_to_a_closed_port_fails_with_connect_error() -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut conn = Connection::new(&records::Connection::Ssh {
+        host: "127.0.0.1".into(),
+        port,
+        user: "nobody".into(),
+        identity_file: None,
+        options: Default::default(),
+    })
+    .with_timeout(Duration::from_secs(10));
+    let err = conn.connect().await.expect_err("nothing listens");
+    assert!(matches!(err, ConnectionError::Connect { .. }), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn local_spawn_kill_and_upload() -> Result<()> {
+    let conn = local();
+    let dir = tempfile::tempdir()?;
+    spawn_basics(&conn, dir.path()).await?;
+
+    let err = std::fs::File::create(dir.path().join("err"))?;
+    let mut process = conn
+        .spawn(&["sh", "-c", "sleep 600 & sleep 600"], Input::Null, err)
+        .await?;
+    process.kill().await?;
+    let code = tokio::time::timeout(Duration::from_secs(10), process.wait()).await??;
+    assert_eq!(code, None);
+
+    let remote = dir.path().join("copy");
+    check_upload(&conn, dir.path(), remote.to_str().context("utf-8 path")?).await?;
+    Ok(())
+}
