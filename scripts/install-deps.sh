@@ -3,7 +3,7 @@
 # non-interactive: works with CI=true and no stdin).
 #
 #   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time,
-#                                        openssh-server/-client, rsync
+#                                        openssh-server/-client, rsync, podman, runc
 #   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf
 #                                        (only the benchmark comparison uses it)
 set -euo pipefail
@@ -62,14 +62,18 @@ fi
 
 # The connection tests run real sshd machines on 127.0.0.1 and upload
 # with rsync (tests/src/sshd.rs).
-ssh_pkgs=()
-if [ ! -x /usr/sbin/sshd ]; then ssh_pkgs+=(openssh-server); fi
+conn_pkgs=()
+if [ ! -x /usr/sbin/sshd ]; then conn_pkgs+=(openssh-server); fi
 if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
-    ssh_pkgs+=(openssh-client)
+    conn_pkgs+=(openssh-client)
 fi
-if ! command -v rsync >/dev/null 2>&1; then ssh_pkgs+=(rsync); fi
-if [ ${#ssh_pkgs[@]} -gt 0 ]; then
-    apt_install "${ssh_pkgs[@]}"
+if ! command -v rsync >/dev/null 2>&1; then conn_pkgs+=(rsync); fi
+# The podman connection test runs a container (ENVIRONMENT.md: rootful,
+# with runc).
+if ! command -v podman >/dev/null 2>&1; then conn_pkgs+=(podman); fi
+if ! command -v runc >/dev/null 2>&1; then conn_pkgs+=(runc); fi
+if [ ${#conn_pkgs[@]} -gt 0 ]; then
+    apt_install "${conn_pkgs[@]}"
 fi
 
 if $want_venv; then

@@ -77,9 +77,13 @@ fn tree(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(root)
 }
 
-async fn check_upload(conn: &Connection, dir: &Path, remote: &str) -> Result<()> {
+async fn check_upload(conn: &Connection, dir: &Path, remote: &str, tar: bool) -> Result<()> {
     let root = tree(dir)?;
-    conn.upload(&root, remote).await?;
+    if tar {
+        conn.upload_tar(&root, remote).await?;
+    } else {
+        conn.upload(&root, remote).await?;
+    }
     let script = format!("cd '{remote}' && find . | LC_ALL=C sort && cat 'tests/a/run me.sh'\n");
     let out = conn.run_script(script.as_bytes()).await?;
     assert!(out.success(), "{out:?}");
@@ -125,9 +129,11 @@ async fn ssh_upload_copies_a_tree_without_git() -> Result<()> {
         String::from_utf8(home.stdout)?,
         pool.machines()[0].id.replace('/', "-")
     );
-    check_upload(&conn, dir.path(), &remote).await?;
-    conn.run_script(format!("rm -rf '{remote}'\n").as_bytes())
-        .await?;
+    check_upload(&conn, dir.path(), &remote, false).await?;
+    let dir = tempfile::tempdir()?;
+    check_upload(&conn, dir.path(), &format!("{remote}-tar"), true).await?;
+    let cleanup = format!("rm -rf '{remote}' '{remote}-tar'\n");
+    assert!(conn.run_script(cleanup.as_bytes()).await?.success());
     Ok(())
 }
 
@@ -247,6 +253,109 @@ async fn local_spawn_kill_and_upload() -> Result<()> {
     assert_eq!(code, None);
 
     let remote = dir.path().join("copy");
-    check_upload(&conn, dir.path(), remote.to_str().context("utf-8 path")?).await?;
+    check_upload(
+        &conn,
+        dir.path(),
+        remote.to_str().context("utf-8 path")?,
+        false,
+    )
+    .await?;
+    Ok(())
+}
+
+/// A podman container running the host's own userland as a copy-on-write
+/// overlay (no image registry is reachable here); removed on drop.
+struct Container {
+    name: String,
+    _conf: tempfile::TempDir,
+}
+
+impl Container {
+    fn start() -> Result<Container> {
+        let found = std::process::Command::new("podman")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        anyhow::ensure!(
+            found,
+            "podman is not installed: run `make deps` (scripts/install-deps.sh) \
+             or `apt-get install podman runc`"
+        );
+        // ENVIRONMENT.md: rootful podman works here only with runc and
+        // explicit ulimits.
+        let conf = tempfile::tempdir()?;
+        let conf_file = conf.path().join("containers.conf");
+        std::fs::write(
+            &conf_file,
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
+             [engine]\nruntime = \"runc\"\n",
+        )?;
+        let name = format!(
+            "atex-conn-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .subsec_nanos()
+        );
+        let out = std::process::Command::new("podman")
+            .env("CONTAINERS_CONF", &conf_file)
+            .args([
+                "run", "-d", "--name", &name, "--rootfs", "/:O", "sleep", "infinity",
+            ])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "podman run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(Container { name, _conf: conf })
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman")
+            .args(["rm", "-f", "-t", "0", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_spawn_script_kill_and_upload() -> Result<()> {
+    let container = Container::start()?;
+    let mut conn = Connection::new(&records::Connection::Podman {
+        container: container.name.clone(),
+    })
+    .with_timeout(Duration::from_secs(20));
+    conn.connect().await?;
+    conn.check_alive().await?;
+    let dir = tempfile::tempdir()?;
+    spawn_basics(&conn, dir.path()).await?;
+
+    let out = conn.run_script(b"echo in-container; exit 4\n").await?;
+    assert_eq!(
+        (out.code, out.stdout),
+        (Some(4), b"in-container\n".to_vec())
+    );
+
+    let err = std::fs::File::create(dir.path().join("err"))?;
+    let mut process = conn
+        .spawn(&["sh", "-c", "echo started; sleep 600"], Input::Null, err)
+        .await?;
+    let mut stdout = process.take_stdout().context("stdout")?;
+    let mut line = [0u8; 8];
+    stdout.read_exact(&mut line).await?;
+    process.kill().await?;
+    let code = tokio::time::timeout(Duration::from_secs(10), process.wait()).await??;
+    assert_ne!(code, Some(0), "killed");
+
+    check_upload(&conn, dir.path(), "/tmp/atex-upload", false).await?;
+
+    std::process::Command::new("podman")
+        .args(["rm", "-f", "-t", "0", &container.name])
+        .output()?;
+    let err = conn.check_alive().await.expect_err("container removed");
+    assert!(matches!(err, ConnectionError::Lost { .. }), "{err}");
+    conn.disconnect().await?;
     Ok(())
 }

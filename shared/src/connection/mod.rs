@@ -487,6 +487,28 @@ impl Connection {
                 return self.rsync(master, local_dir, remote_dir).await;
             }
         }
+        self.upload_tar(local_dir, remote_dir).await
+    }
+
+    /// Like [`Connection::upload`], but always as a tar stream piped over
+    /// the connection (`tar -x` on the machine), also where rsync exists.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: atex_shared::connection::Connection) -> Result<(), atex_shared::connection::ConnectionError> {
+    /// conn.upload_tar("/abs/fmf/tree".as_ref(), "/var/tmp/atex/tree").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn upload_tar(
+        &self,
+        local_dir: &Path,
+        remote_dir: &str,
+    ) -> Result<(), ConnectionError> {
+        if !local_dir.is_dir() {
+            return Err(ConnectionError::Io {
+                action: format!("upload {}", local_dir.display()),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
         self.tar_upload(local_dir, remote_dir).await
     }
 
@@ -891,7 +913,8 @@ impl Process {
     }
 
     /// Wait for the command to end: `Some(code)` when it exited, `None`
-    /// when a signal ended it. Stdin is closed first. A connection lost on
+    /// when a signal ended it (except over podman, where `podman exec`
+    /// reports a signal N as exit code 128+N). Stdin is closed first. A connection lost on
     /// the way is [`ConnectionError::Lost`]. Later calls return the same.
     ///
     /// ```no_run
