@@ -5,6 +5,7 @@
 pub mod artifacts;
 pub mod control;
 pub mod wrapper;
+pub mod remote;
 pub mod reporter;
 pub mod run;
 
