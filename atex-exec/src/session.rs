@@ -1,0 +1,473 @@
+//! Running a stream of Test records on one machine: connect, lay the
+//! machine out once per plan and tree, run the plan's prepare phases before
+//! its first test and its finish phases after its last, run every test with
+//! the per-test loop ([`crate::run`]) and hand each result to a
+//! [`ResultSink`] as soon as it is reported.
+//!
+//! Tests are grouped by plan (name and tree root), in the order each plan
+//! first appears; within a plan they run in input order.
+//!
+//! Failures that are not the test's own become `infra` results of the test
+//! they hit: a setup failure, a failed prepare (every test of that plan), a
+//! lost connection. After an `infra` result the machine is asked whether it
+//! still answers (and reconnected once if not); when it does not, every
+//! remaining test is reported `infra` without running.
+//!
+//! Not here yet (deliberate, for now): reboots. A test that sends
+//! `disconnect` and whose wrapper then exits non-zero
+//! ([`RunEnd::NeedsReconnect`]) becomes `infra` with the note
+//! `RebootError(reboot not supported yet)`; the machine is not waited for.
+//! A failed finish phase or cleanup has no test to be reported on; it is
+//! a warning on stderr.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime};
+
+use atex_shared::connection::Connection;
+use atex_shared::records::{Machine, Test, TestResult};
+use indexmap::IndexMap;
+
+use crate::artifacts::Artifacts;
+use crate::control::Deadline;
+use crate::launch::ConnectionLauncher;
+use crate::remote::{self, RemoteLayout};
+use crate::reporter::{Failure, Outcome, Reporter, ResultContext, Sink};
+use crate::run::{self, Counters, RunEnd, TestRun};
+use crate::wrapper::WrapperFlags;
+
+/// Where results go: a [`Sink`] that can also say the reader went away
+/// (then no further test is started).
+pub trait ResultSink: Sink {
+    /// Whether results can still be delivered.
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+impl ResultSink for Vec<TestResult> {}
+
+/// A future that ends when the run must stop (a signal); its output is
+/// the note's message, e.g. `SIGINT`.
+pub type Interrupt<'a> = Pin<Box<dyn Future<Output = String> + 'a>>;
+
+/// What a session did, for the exit code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Results seen with status `pass`, `info` or `skip`.
+    pub passed: usize,
+    /// Results seen with status `fail`, `error` or `warn`.
+    pub failed: usize,
+    /// Results seen with status `infra`.
+    pub infra: usize,
+    /// Results with any other status (counted as failed by the exit code).
+    pub other: usize,
+    /// The interrupt's message, when the run was interrupted.
+    pub interrupted: Option<String>,
+}
+
+impl Summary {
+    /// Count one result's status.
+    pub fn count(&mut self, status: &str) {
+        match status {
+            "pass" | "info" | "skip" => self.passed += 1,
+            "fail" | "error" | "warn" => self.failed += 1,
+            "infra" => self.infra += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// The exit code of issue 3: 3 when some result is `infra`, else 1
+    /// when some is not `pass`/`info`/`skip`, else 0 (interrupts are the
+    /// caller's: they exit 130/143).
+    pub fn exit_code(&self) -> u8 {
+        if self.infra > 0 {
+            atex_shared::exit::INFRA
+        } else if self.failed + self.other > 0 {
+            atex_shared::exit::TEST_FAILED
+        } else {
+            atex_shared::exit::SUCCESS
+        }
+    }
+}
+
+/// A sink counting statuses before passing results on.
+struct Counting<'a, S> {
+    inner: &'a mut S,
+    summary: &'a mut Summary,
+}
+
+impl<S: ResultSink> Sink for Counting<'_, S> {
+    fn result(&mut self, result: TestResult) {
+        self.summary.count(&result.status);
+        self.inner.result(result);
+    }
+
+    fn warning(&mut self, message: String) {
+        self.inner.warning(message);
+    }
+}
+
+/// What one session runs with.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The machine.
+    pub machine: Machine,
+    /// The platform results carry.
+    pub platform: String,
+    /// The artifacts root: each test's files go to `<root>/<test name>/`.
+    pub artifacts: PathBuf,
+}
+
+/// Run `tests` on the machine of `config`, results to `sink`, until done
+/// or `interrupt` ends (then the running test is killed and reported
+/// `infra` with the note `Interrupted(<message>)`).
+pub async fn run(
+    config: &SessionConfig,
+    tests: Vec<Test>,
+    sink: &mut impl ResultSink,
+    mut interrupt: Interrupt<'_>,
+) -> Summary {
+    let mut summary = Summary::default();
+    let mut out = Counting {
+        inner: sink,
+        summary: &mut summary,
+    };
+    let mut session = Session {
+        config,
+        conn: Connection::new(&config.machine.connection),
+        lost: None,
+    };
+    let connected = tokio::select! {
+        r = session.conn.connect() => r,
+        message = &mut interrupt => {
+            out.summary.interrupted = Some(message);
+            return summary;
+        }
+    };
+    if let Err(e) = connected {
+        session.lost = Some(format!("failed to {e}"));
+    }
+    let mut plans: IndexMap<(String, PathBuf), Vec<Test>> = IndexMap::new();
+    for test in tests {
+        let key = (test.plan.name.clone(), test.root.clone());
+        plans.entry(key).or_default().push(test);
+    }
+    'plans: for ((_, root), tests) in plans {
+        let layout = match session
+            .lay_out(&root, &tests, &mut out, &mut interrupt)
+            .await
+        {
+            Step::Done(Some(layout)) => layout,
+            Step::Done(None) => continue,
+            Step::Interrupted => break,
+        };
+        for test in &tests {
+            if out.inner.is_closed() {
+                break;
+            }
+            let Some(layout) = &layout else {
+                // The machine is lost: report without running.
+                let note = session.lost.clone().unwrap_or_default();
+                session.report_setup_failure(test, &note, &mut out);
+                continue;
+            };
+            let launcher = ConnectionLauncher::new(&session.conn);
+            let infra = tokio::select! {
+                infra = session.run_one(&launcher, layout, test, &mut out) => infra,
+                message = &mut interrupt => {
+                    if let Err(e) = launcher.kill_running().await {
+                        out.warning(format!("failed to stop the interrupted test: {e}"));
+                    }
+                    let failure = Failure::new("Interrupted", message.clone());
+                    session.report_failure(test, failure, &mut out);
+                    out.summary.interrupted = Some(message);
+                    break 'plans;
+                }
+            };
+            if infra {
+                session.check_machine().await;
+            }
+        }
+        if let (Some(layout), None) = (&layout, &session.lost) {
+            session.finish_plan(layout, &tests, &mut out).await;
+        }
+    }
+    let _ = session.conn.disconnect().await;
+    summary
+}
+
+enum Step<T> {
+    Done(T),
+    Interrupted,
+}
+
+struct Session<'c> {
+    config: &'c SessionConfig,
+    conn: Connection,
+    /// Why the machine is considered gone, once it is.
+    lost: Option<String>,
+}
+
+impl Session<'_> {
+    /// Lay the machine out for one plan and run its prepare phases; when
+    /// that fails, every test of the plan is reported `infra`
+    /// (`Done(None)`). `Done(Some(None))`: the machine is lost.
+    async fn lay_out<S: ResultSink>(
+        &mut self,
+        root: &Path,
+        tests: &[Test],
+        out: &mut Counting<'_, S>,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Step<Option<Option<RemoteLayout>>> {
+        if self.lost.is_some() {
+            return Step::Done(Some(None));
+        }
+        let Some(first) = tests.first() else {
+            return Step::Done(None);
+        };
+        let prepare = async {
+            let layout = RemoteLayout::prepare(&self.conn, root).await?;
+            if let Err(e) = layout.run_prepare(&self.conn, &first.plan).await {
+                let _ = layout.cleanup(&self.conn).await;
+                return Err(e);
+            }
+            Ok::<_, remote::RemoteError>(layout)
+        };
+        let prepared = tokio::select! {
+            r = prepare => r,
+            message = interrupt => {
+                out.summary.interrupted = Some(message);
+                return Step::Interrupted;
+            }
+        };
+        match prepared {
+            Ok(layout) => Step::Done(Some(Some(layout))),
+            Err(e) => {
+                let note = format!("failed to {e}");
+                for test in tests {
+                    self.report_setup_failure(test, &note, out);
+                }
+                self.check_machine().await;
+                Step::Done(None)
+            }
+        }
+    }
+
+    async fn finish_plan<S: ResultSink>(
+        &self,
+        layout: &RemoteLayout,
+        tests: &[Test],
+        out: &mut Counting<'_, S>,
+    ) {
+        if let Some(first) = tests.first()
+            && let Err(e) = layout.run_finish(&self.conn, &first.plan).await
+        {
+            out.warning(format!("plan {}: failed to {e}", first.plan.name));
+        }
+        if let Err(e) = layout.cleanup(&self.conn).await {
+            out.warning(format!("failed to {e}"));
+        }
+    }
+
+    /// After an `infra` result: is the machine still there? One reconnect
+    /// is tried; when that fails too, the machine is lost.
+    async fn check_machine(&mut self) {
+        if self.conn.check_alive().await.is_ok() {
+            return;
+        }
+        if let Err(e) = self.conn.connect().await {
+            self.lost = Some(format!("failed to {e}"));
+        }
+    }
+
+    fn context(&self, test: &Test) -> ResultContext {
+        ResultContext {
+            test: test.name.clone(),
+            platform: self.config.platform.clone(),
+            machine: self.config.machine.id.clone(),
+            started: rfc3339(SystemTime::now()),
+            attempt: 0,
+        }
+    }
+
+    /// Run one test; returns whether it ended `infra`.
+    async fn run_one<S: ResultSink>(
+        &self,
+        launcher: &ConnectionLauncher<'_>,
+        layout: &RemoteLayout,
+        test: &Test,
+        out: &mut Counting<'_, S>,
+    ) -> bool {
+        let start = Instant::now();
+        let context = self.context(test);
+        let artifacts = match Artifacts::for_test(&self.config.artifacts, &test.name) {
+            Ok(artifacts) => artifacts,
+            Err(e) => {
+                out.result(bare_result(
+                    test,
+                    &context,
+                    format!("OSError(failed to {e})"),
+                ));
+                return true;
+            }
+        };
+        let reporter = Reporter::new(artifacts, context, &mut *out).started_at(start);
+        let files = match layout.setup_test(&self.conn, test, &[], 0, 0).await {
+            Ok(files) => files,
+            Err(e) => {
+                reporter.setup_failed(&format!("failed to {e}"));
+                return true;
+            }
+        };
+        let run_layout = run::RemoteLayout {
+            python: layout.python().to_owned(),
+            wrapper: layout.wrapper(),
+            env_file: files.env_file,
+            test_script: files.script,
+            workdir: files.workdir,
+            flags: WrapperFlags {
+                pty: test.tty,
+                ..WrapperFlags::default()
+            },
+        };
+        let environment = layout.test_environment(test, &[], 0, 0);
+        let duration = Duration::from_secs(test.duration);
+        let test_run = TestRun::with_deadline(reporter, Deadline::new(start, duration));
+        let end = test_run
+            .run(launcher, &run_layout, &environment, Counters::default())
+            .await;
+        let finished = match end {
+            RunEnd::Finished(finished) => finished,
+            RunEnd::NeedsReconnect(test_run) => {
+                test_run.abort(Failure::new("RebootError", "reboot not supported yet"))
+            }
+        };
+        finished.is_infra()
+    }
+
+    /// Report `test` as one `infra` result with a `TestSetupError` note.
+    fn report_setup_failure<S: ResultSink>(
+        &self,
+        test: &Test,
+        note: &str,
+        out: &mut Counting<'_, S>,
+    ) {
+        let context = self.context(test);
+        match Artifacts::for_test(&self.config.artifacts, &test.name) {
+            Ok(artifacts) => {
+                Reporter::new(artifacts, context, &mut *out).setup_failed(note);
+            }
+            Err(e) => {
+                let note = format!("TestSetupError({note}; and failed to {e})");
+                out.result(bare_result(test, &context, note));
+            }
+        }
+    }
+
+    /// Report `test` as `infra` with `failure`, keeping what output it wrote.
+    fn report_failure<S: ResultSink>(
+        &self,
+        test: &Test,
+        failure: Failure,
+        out: &mut Counting<'_, S>,
+    ) {
+        let context = self.context(test);
+        match Artifacts::for_test(&self.config.artifacts, &test.name) {
+            Ok(artifacts) => {
+                Reporter::new(artifacts, context, &mut *out).finish(&Outcome::Failed {
+                    failure,
+                    exit_code: None,
+                });
+            }
+            Err(e) => {
+                let note = format!("{}; and failed to {e}", failure.note());
+                out.result(bare_result(test, &context, note));
+            }
+        }
+    }
+}
+
+/// An `infra` result made without a reporter (no artifacts directory).
+fn bare_result(test: &Test, context: &ResultContext, note: String) -> TestResult {
+    TestResult {
+        test: test.name.clone(),
+        name: None,
+        status: "infra".into(),
+        note: Some(note),
+        files: Vec::new(),
+        platform: context.platform.clone(),
+        machine: context.machine.clone(),
+        artifacts: PathBuf::new(),
+        exit_code: None,
+        started: context.started.clone(),
+        duration: 0.0,
+        attempt: 0,
+        extra: IndexMap::new(),
+    }
+}
+
+/// `time` as RFC 3339 in UTC with milliseconds, e.g.
+/// `2026-11-22T00:52:46.123Z`.
+pub fn rfc3339(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_827_166_123);
+        assert_eq!(rfc3339(t), "2026-11-28T00:52:46.123Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn exit_codes() {
+        let mut s = Summary::default();
+        assert_eq!(s.exit_code(), 0);
+        s.count("pass");
+        s.count("skip");
+        assert_eq!(s.exit_code(), 0);
+        s.count("warn");
+        assert_eq!(s.exit_code(), 1);
+        s.count("infra");
+        assert_eq!(s.exit_code(), 3);
+    }
+}

@@ -1,0 +1,247 @@
+//! `atex-discover tests | atex-exec` as real processes in a pipe, against a
+//! loopback sshd machine (the harness's `atex-test` login) and the local
+//! machine, plus atex-exec's refusal of bad input.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use atex_shared::records::TestResult;
+use atex_tests::sshd::SshdPool;
+use atex_tests::{Fixture, bin_path, parse_records};
+
+/// Every process here is bounded by this.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+const LOCAL_MACHINE: &str = r#"{"id":"local","provisioner":"local","connection":{"kind":"local"}}"#;
+
+/// A tree with a passing test, a failing test, and a test that reports a
+/// subresult with a file over the control channel.
+fn fixture_tree() -> Result<Fixture> {
+    Fixture::fmf_tree(&[
+        ("tests/pass/main.fmf", "test: echo passing\n"),
+        ("tests/fail/main.fmf", "test: echo failing; exit 1\n"),
+        ("tests/sub/main.fmf", "test: bash report.sh\n"),
+        (
+            "tests/sub/report.sh",
+            concat!(
+                "json='{\"status\": \"pass\", \"name\": \"sub\", ",
+                "\"files\": [{\"name\": \"log.txt\", \"length\": 6}]}'\n",
+                "printf 'result %d\\n%s%s' \"${#json}\" \"$json\" $'hello\\n' >&\"$ATEX_TEST_CONTROL\"\n",
+                "echo reported\n",
+            ),
+        ),
+    ])
+}
+
+/// Kill `child` by its pid and reap it.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.wait();
+}
+
+/// Wait for `child` at most until `deadline`; kill it (by pid) after that.
+fn wait_bounded(child: &mut Child, deadline: Instant, what: &str) -> Result<Option<i32>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code());
+        }
+        if Instant::now() > deadline {
+            stop(child);
+            bail!("{what} did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct PipeOutput {
+    discover: Option<i32>,
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+/// `atex-discover tests --root TREE | atex-exec --machine MACHINE --artifacts DIR`.
+fn pipeline(tree: &Path, machine: &str, artifacts: &Path) -> Result<PipeOutput> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut discover = Command::new(bin_path("atex-discover")?)
+        .arg("tests")
+        .arg("--root")
+        .arg(tree)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start atex-discover")?;
+    let records = discover.stdout.take().context("discover stdout")?;
+    let exec = Command::new(bin_path("atex-exec")?)
+        .arg("--machine")
+        .arg(machine)
+        .arg("--artifacts")
+        .arg(artifacts)
+        .stdin(Stdio::from(records))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut exec = match exec {
+        Ok(exec) => exec,
+        Err(e) => {
+            stop(&mut discover);
+            return Err(e).context("start atex-exec");
+        }
+    };
+    let mut out = exec.stdout.take().context("exec stdout")?;
+    let mut err = exec.stderr.take().context("exec stderr")?;
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = String::new();
+        let _ = err.read_to_string(&mut buf);
+        buf
+    });
+    let discover_code = wait_bounded(&mut discover, deadline, "atex-discover");
+    let code = wait_bounded(&mut exec, deadline, "atex-exec");
+    if code.is_err() {
+        stop(&mut discover);
+    }
+    let stdout = reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    Ok(PipeOutput {
+        discover: discover_code?,
+        code: code?,
+        stdout,
+        stderr,
+    })
+}
+
+/// The three tests' results, the exit code and the artifacts.
+fn check_three_tests(out: &PipeOutput, artifacts: &Path, machine_id: &str) -> Result<()> {
+    assert_eq!(out.discover, Some(0));
+    assert_eq!(out.code, Some(1), "one test fails; stderr: {}", out.stderr);
+    let results: Vec<TestResult> = parse_records(&out.stdout, "atex-exec stdout")?;
+    let summary: Vec<(&str, Option<&str>, &str)> = results
+        .iter()
+        .map(|r| (r.test.as_str(), r.name.as_deref(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("/tests/fail", None, "fail"),
+            ("/tests/pass", None, "pass"),
+            ("/tests/sub", Some("sub"), "pass"),
+            ("/tests/sub", None, "pass"),
+        ],
+        "stderr: {}",
+        out.stderr
+    );
+    let artifacts = artifacts.canonicalize()?;
+    for r in &results {
+        assert_eq!(r.machine, machine_id);
+        assert!(
+            r.artifacts.starts_with(&artifacts),
+            "{}",
+            r.artifacts.display()
+        );
+        assert!(!r.started.is_empty());
+    }
+    assert_eq!(results[0].exit_code, Some(1));
+    assert_eq!(results[1].exit_code, Some(0));
+    assert_eq!(results[2].files, ["log.txt"]);
+
+    let fail_out = results[0].artifacts.join("files/output.txt");
+    assert_eq!(std::fs::read_to_string(&fail_out)?, "failing\n");
+    let pass_out = results[1].artifacts.join("files/output.txt");
+    assert_eq!(std::fs::read_to_string(&pass_out)?, "passing\n");
+    let log = results[2].artifacts.join("files/sub/log.txt");
+    assert_eq!(std::fs::read_to_string(&log)?, "hello\n");
+    let sub_out = results[3].artifacts.join("files/output.txt");
+    assert_eq!(std::fs::read_to_string(&sub_out)?, "reported\n");
+    Ok(())
+}
+
+#[test]
+fn discover_piped_into_exec_on_loopback_sshd() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let machine = pool.machines().remove(0);
+    let tree = fixture_tree()?;
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let out = pipeline(&tree.path(), &serde_json::to_string(&machine)?, &artifacts)?;
+    check_three_tests(&out, &artifacts, &machine.id)
+}
+
+#[test]
+fn discover_piped_into_exec_on_the_local_machine() -> Result<()> {
+    let tree = fixture_tree()?;
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let out = pipeline(&tree.path(), LOCAL_MACHINE, &artifacts)?;
+    check_three_tests(&out, &artifacts, "local")
+}
+
+/// Run atex-exec with `args` and `stdin`, bounded.
+fn exec_bounded(args: &[&str], stdin: &[u8]) -> Result<(Option<i32>, Vec<u8>, String)> {
+    let mut child = Command::new(bin_path("atex-exec")?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = child.stdin.take().context("stdin")?;
+    // Refusals may come before the input is read.
+    let _ = input.write_all(stdin);
+    drop(input);
+    let mut out = child.stdout.take().context("stdout")?;
+    let mut err = child.stderr.take().context("stderr")?;
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let mut stderr = String::new();
+    err.read_to_string(&mut stderr)?;
+    let code = wait_bounded(&mut child, Instant::now() + DEADLINE, "atex-exec")?;
+    Ok((code, reader.join().unwrap_or_default(), stderr))
+}
+
+#[test]
+fn bad_input_exits_2_with_nothing_started() -> Result<()> {
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let dir = artifacts.to_str().context("path")?;
+    let test = br#"{"name": "/t", "root": "/nonexistent", "path": "", "test": "true"}"#;
+
+    let (code, stdout, stderr) =
+        exec_bounded(&["--machine", "{\"id\": ", "--artifacts", dir], test)?;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with("atex-exec: error: --machine:1:"),
+        "{stderr}"
+    );
+
+    let mut input = test.to_vec();
+    input.extend_from_slice(b"\n{\"name\": 3}\n");
+    let (code, stdout, stderr) =
+        exec_bounded(&["--machine", LOCAL_MACHINE, "--artifacts", dir], &input)?;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with("atex-exec: error: <stdin>:2:"),
+        "{stderr}"
+    );
+    assert!(!artifacts.exists(), "nothing may be started on bad input");
+
+    let (code, stdout, _) = exec_bounded(&["--help"], b"")?;
+    assert_eq!(code, Some(0));
+    assert!(String::from_utf8_lossy(&stdout).contains("Usage: atex-exec"));
+    Ok(())
+}
