@@ -13,10 +13,13 @@ NEXTEST_ARGS ?= $(if $(CI),--profile ci,)
 help:
 	@grep -B1 -E '^[a-z-]+:' Makefile | grep -E '^# [a-z-]+:' | sed 's/^# //'
 
-# demo: build release binaries and print the test records of the bundled examples/ tree
+# demo: build release binaries, run the bundled examples/ tree on this machine and print the results
 demo:
-	$(CARGO) build --release -p atex-discover
-	./target/release/atex-discover tests --root examples
+	$(CARGO) build --release -p atex-discover -p atex-exec
+	rm -rf target/demo-artifacts
+	./target/release/atex-discover tests --root examples \
+	  | ./target/release/atex-exec --artifacts target/demo-artifacts \
+	      --machine '{"id":"local","provisioner":"local","connection":{"kind":"local"}}'
 
 # deps: install what the tests need when it is missing (cargo-nextest, python3, GNU time)
 deps:

@@ -1,7 +1,9 @@
 //! The per-test loop's process seam ([`crate::run::Launcher`],
 //! [`crate::run::TestProcess`]) over an [`atex_shared::connection::Connection`]:
 //! the wrapper is spawned on the machine with stderr to the test's output
-//! file, and files are written by a `cat` fed on stdin.
+//! file, and files are written by a `cat` fed on stdin. Stopping a wrapper
+//! sends it SIGTERM (through a script on the connection, so it hangs up its
+//! test's session) and SIGKILL only after [`TERM_GRACE`].
 
 use std::fs::File;
 use std::io;
@@ -15,6 +17,10 @@ use crate::run::{Launcher, TestProcess};
 
 /// How long a killed wrapper is waited for before giving up on reaping it.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the wrapper has to stop its test after SIGTERM before it gets
+/// SIGKILL (the wrapper gives the test one second).
+pub const TERM_GRACE: Duration = Duration::from_secs(3);
 
 /// The exit code given to a wrapper that a signal ended: the ssh mux
 /// protocol does not say which signal, so SIGKILL's `128 + 9` is assumed
@@ -39,23 +45,46 @@ impl<'a> ConnectionLauncher<'a> {
         }
     }
 
-    /// Kill the last wrapper started, if any (best effort; the wrapper's
-    /// own cleanup then stops the test).
+    /// Stop the last wrapper started, if any, as [`TestProcess::kill`]
+    /// does, but without its [`Process`] (held by the dropped run): the
+    /// end is seen by polling the pid.
     pub async fn kill_running(&self) -> Result<(), ConnectionError> {
         let killer = self.running.lock().ok().and_then(|mut k| k.take());
-        match killer {
-            Some(killer) => killer.kill().await,
-            None => Ok(()),
+        let Some(killer) = killer else {
+            return Ok(());
+        };
+        terminate(self.conn, &killer).await;
+        let pid = killer.pid();
+        let gone = async {
+            loop {
+                let probe = format!("kill -0 {pid} 2>/dev/null\n");
+                match self.conn.run_script(probe.as_bytes()).await {
+                    Ok(out) if out.success() => {}
+                    _ => return,
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        if tokio::time::timeout(TERM_GRACE, gone).await.is_err() {
+            killer.kill().await?;
         }
+        Ok(())
     }
+}
+
+/// Send the wrapper SIGTERM (best effort): it then hangs up the test's
+/// session, which lives on after a SIGKILL of the wrapper alone.
+async fn terminate(conn: &Connection, killer: &Killer) {
+    let script = format!("kill -TERM {} 2>/dev/null || true\n", killer.pid());
+    let _ = conn.run_script(script.as_bytes()).await;
 }
 
 fn io_error(e: ConnectionError) -> io::Error {
     io::Error::other(e)
 }
 
-impl Launcher for ConnectionLauncher<'_> {
-    type Process = ConnectionProcess;
+impl<'a> Launcher for ConnectionLauncher<'a> {
+    type Process = ConnectionProcess<'a>;
 
     async fn write_file(&self, path: &str, contents: Vec<u8>) -> io::Result<()> {
         // The path is an argument, the contents go on stdin (they may hold
@@ -79,7 +108,7 @@ impl Launcher for ConnectionLauncher<'_> {
         }
     }
 
-    async fn launch(&self, argv: Vec<String>, stderr: File) -> io::Result<ConnectionProcess> {
+    async fn launch(&self, argv: Vec<String>, stderr: File) -> io::Result<ConnectionProcess<'a>> {
         let mut process = self
             .conn
             .spawn(&argv, Input::Null, stderr)
@@ -89,17 +118,22 @@ impl Launcher for ConnectionLauncher<'_> {
             *running = process.killer();
         }
         let control = process.take_stdout();
-        Ok(ConnectionProcess { process, control })
+        Ok(ConnectionProcess {
+            conn: self.conn,
+            process,
+            control,
+        })
     }
 }
 
 /// A wrapper started by [`ConnectionLauncher`].
-pub struct ConnectionProcess {
+pub struct ConnectionProcess<'a> {
+    conn: &'a Connection,
     process: Process,
     control: Option<BoxRead>,
 }
 
-impl std::fmt::Debug for ConnectionProcess {
+impl std::fmt::Debug for ConnectionProcess<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectionProcess")
             .field("process", &self.process)
@@ -107,7 +141,7 @@ impl std::fmt::Debug for ConnectionProcess {
     }
 }
 
-impl TestProcess for ConnectionProcess {
+impl TestProcess for ConnectionProcess<'_> {
     type Control = BoxRead;
 
     fn take_control(&mut self) -> Option<BoxRead> {
@@ -123,6 +157,13 @@ impl TestProcess for ConnectionProcess {
         // Through a cloned killer: `Process` is not `Sync`, so it cannot be
         // borrowed across the await.
         if let Some(killer) = self.process.killer() {
+            terminate(self.conn, &killer).await;
+            if tokio::time::timeout(TERM_GRACE, self.process.wait())
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
             killer.kill().await.map_err(io_error)?;
         }
         // A lost connection may never report the end; do not hang on it.

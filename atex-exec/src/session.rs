@@ -33,7 +33,7 @@ use crate::artifacts::Artifacts;
 use crate::control::Deadline;
 use crate::launch::ConnectionLauncher;
 use crate::remote::{self, RemoteLayout};
-use crate::reporter::{Failure, Outcome, Reporter, ResultContext, Sink};
+use crate::reporter::{DEFAULT_TESTOUT, Failure, Reporter, ResultContext, Sink};
 use crate::run::{self, Counters, RunEnd, TestRun};
 use crate::wrapper::WrapperFlags;
 
@@ -174,6 +174,7 @@ pub async fn run(
                 continue;
             };
             let launcher = ConnectionLauncher::new(&session.conn);
+            let start = Instant::now();
             let infra = tokio::select! {
                 infra = session.run_one(&launcher, layout, test, &mut out) => infra,
                 message = &mut interrupt => {
@@ -181,7 +182,7 @@ pub async fn run(
                         out.warning(format!("failed to stop the interrupted test: {e}"));
                     }
                     let failure = Failure::new("Interrupted", message.clone());
-                    session.report_failure(test, failure, &mut out);
+                    session.report_interrupted(test, &failure, start, &mut out);
                     out.summary.interrupted = Some(message);
                     break 'plans;
                 }
@@ -366,26 +367,43 @@ impl Session<'_> {
         }
     }
 
-    /// Report `test` as `infra` with `failure`, keeping what output it wrote.
-    fn report_failure<S: ResultSink>(
+    /// Report the interrupted `test` as `infra` with `failure`, keeping
+    /// the output it wrote. Its reporter was dropped with the run (partial
+    /// results it held are lost), and may already have linked the output
+    /// as `files/output.txt`, so the result is made here, not by a new
+    /// reporter (which would try to link it again).
+    fn report_interrupted<S: ResultSink>(
         &self,
         test: &Test,
-        failure: Failure,
+        failure: &Failure,
+        start: Instant,
         out: &mut Counting<'_, S>,
     ) {
         let context = self.context(test);
+        let mut result = bare_result(test, &context, failure.note());
+        result.duration = start.elapsed().as_secs_f64();
         match Artifacts::for_test(&self.config.artifacts, &test.name) {
             Ok(artifacts) => {
-                Reporter::new(artifacts, context, &mut *out).finish(&Outcome::Failed {
-                    failure,
-                    exit_code: None,
-                });
+                result.artifacts = artifacts.dir().to_path_buf();
+                let testout = artifacts.testout_path();
+                let linked = artifacts.dir().join("files").join(DEFAULT_TESTOUT);
+                let kept = linked.exists()
+                    || (testout.exists()
+                        && std::fs::create_dir_all(artifacts.dir().join("files"))
+                            .and_then(|()| std::fs::rename(&testout, &linked))
+                            .is_ok());
+                if kept {
+                    result.files.push(DEFAULT_TESTOUT.to_owned());
+                }
+                if let Err(e) = artifacts.remove_testout() {
+                    out.warning(format!("failed to {e}"));
+                }
             }
             Err(e) => {
-                let note = format!("{}; and failed to {e}", failure.note());
-                out.result(bare_result(test, &context, note));
+                result.note = Some(format!("{}; and failed to {e}", failure.note()));
             }
         }
+        out.result(result);
     }
 }
 

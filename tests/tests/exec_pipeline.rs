@@ -245,3 +245,62 @@ fn bad_input_exits_2_with_nothing_started() -> Result<()> {
     assert!(String::from_utf8_lossy(&stdout).contains("Usage: atex-exec"));
     Ok(())
 }
+
+#[test]
+fn sigterm_kills_the_running_test_and_exits_143() -> Result<()> {
+    let tree = Fixture::fmf_tree(&[(
+        "tests/sleep/main.fmf",
+        "test: echo started; touch \"$MARKER\"; sleep 60; touch \"$MARKER.after\"\n",
+    )])?;
+    let work = Fixture::new()?;
+    let marker = work.path().join("marker");
+    let discover = Command::new(bin_path("atex-discover")?)
+        .arg("tests")
+        .arg("--root")
+        .arg(tree.path())
+        .output()?;
+    assert_eq!(discover.status.code(), Some(0));
+    // The environment reaches the test through its record.
+    let mut test: serde_json::Value = serde_json::from_slice(&discover.stdout)?;
+    test["environment"]["MARKER"] = marker.to_str().context("path")?.into();
+    let artifacts = work.path().join("artifacts");
+    let mut exec = Command::new(bin_path("atex-exec")?)
+        .arg("--machine")
+        .arg(LOCAL_MACHINE)
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = exec.stdin.take().context("stdin")?;
+    writeln!(stdin, "{test}")?;
+    drop(stdin);
+    let deadline = Instant::now() + DEADLINE;
+    while !marker.exists() {
+        if Instant::now() > deadline || exec.try_wait()?.is_some() {
+            stop(&mut exec);
+            bail!("the test did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-TERM", &exec.id().to_string()])
+        .status()?;
+    let mut out = exec.stdout.take().context("stdout")?;
+    let code = wait_bounded(&mut exec, deadline, "atex-exec")?;
+    let mut stdout = Vec::new();
+    out.read_to_end(&mut stdout)?;
+    assert_eq!(code, Some(143));
+    let results: Vec<TestResult> = parse_records(&stdout, "atex-exec stdout")?;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, "infra");
+    assert_eq!(results[0].note.as_deref(), Some("Interrupted(SIGTERM)"));
+    assert_eq!(results[0].files, ["output.txt"]);
+    let output = std::fs::read_to_string(results[0].artifacts.join("files/output.txt"))?;
+    assert_eq!(output, "started\n");
+    // The wrapper stopped the test's session: the sleep never finished.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!work.path().join("marker.after").exists());
+    Ok(())
+}
