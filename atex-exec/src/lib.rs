@@ -5,6 +5,7 @@
 pub mod artifacts;
 pub mod cli;
 pub mod control;
+pub mod helpers;
 pub mod launch;
 pub mod remote;
 pub mod reporter;

@@ -9,7 +9,8 @@
 //! W/tests/            the fmf tree, uploaded without `.git` (TMT_TREE)
 //! W/plan_env          TMT_PLAN_ENVIRONMENT_FILE
 //! W/plan_env.base     what the prepare phases left in plan_env
-//! W/bin/              empty; first on the test's PATH (for helpers)
+//! W/bin/              first on the test's PATH: the tmt helpers
+//!                     (crate::helpers), 0755, and their alias links
 //! W/wrapper.py        the test wrapper (crate::wrapper::WRAPPER_PY), 0755
 //! W/phase.sh, W/phase_env   the last prepare/finish shell phase and its environment
 //! W/test/env          the wrapper's environment file (NUL-separated)
@@ -58,6 +59,7 @@ use atex_shared::records::Test;
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use crate::helpers;
 use crate::wrapper::{self, EnvFileError, WrapperFlags, shell_quote};
 
 /// The prefix of the work dir's name, as ATEX (`mktemp` adds ten characters).
@@ -683,7 +685,18 @@ mkdir -- "$W/bin" "$W/tests"
 "#,
     );
     script.push_str(&write_file_var("$W/wrapper.py", wrapper::WRAPPER_PY));
-    script.push_str("chmod 0755 -- \"$W/wrapper.py\"\nprintf '%s\\0%s\\0' \"$W\" \"$PY\"\n");
+    script.push_str("chmod 0755 -- \"$W/wrapper.py\"\n");
+    let helpers_path = format!("$W/bin/{}", helpers::HELPERS_FILE);
+    script.push_str(&write_file_var(&helpers_path, helpers::HELPERS_SCRIPT));
+    let _ = writeln!(script, "chmod 0755 -- \"{helpers_path}\"");
+    for name in helpers::HELPER_NAMES {
+        let _ = writeln!(
+            script,
+            "ln -s -- {} \"$W/bin/{name}\"",
+            helpers::HELPERS_FILE
+        );
+    }
+    script.push_str("printf '%s\\0%s\\0' \"$W\" \"$PY\"\n");
     script
 }
 
