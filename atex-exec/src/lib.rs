@@ -7,6 +7,7 @@ pub mod cli;
 pub mod control;
 pub mod helpers;
 pub mod launch;
+pub mod reboot;
 pub mod remote;
 pub mod reporter;
 pub mod run;

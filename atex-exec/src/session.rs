@@ -13,10 +13,16 @@
 //! still answers (and reconnected once if not); when it does not, every
 //! remaining test is reported `infra` without running.
 //!
-//! Not here yet (deliberate, for now): reboots. A test that sends
-//! `disconnect` and whose wrapper then exits non-zero
-//! ([`RunEnd::NeedsReconnect`]) becomes `infra` with the note
-//! `RebootError(reboot not supported yet)`; the machine is not waited for.
+//! Reboots ([`RunEnd::NeedsReconnect`]: the test sent `disconnect` and its
+//! wrapper then exited non-zero) are handled by [`crate::reboot`]: the
+//! machine's boot identity is recorded before every launch, the machine is
+//! waited for within the test's remaining duration, and once it has really
+//! rebooted the same test runs again with `TMT_REBOOT_COUNT` and
+//! `TMT_TEST_RESTART_COUNT` raised (its output appended to the same
+//! file). A reconnect to the same boot, a machine that does not come back,
+//! or a work dir lost in the reboot make the test `infra` with a
+//! `RebootError(...)` note.
+//!
 //! A failed finish phase or cleanup has no test to be reported on; it is
 //! a warning on stderr.
 
@@ -32,6 +38,7 @@ use indexmap::IndexMap;
 use crate::artifacts::Artifacts;
 use crate::control::Deadline;
 use crate::launch::ConnectionLauncher;
+use crate::reboot::{self, BootIdentity};
 use crate::remote::{self, RemoteLayout};
 use crate::reporter::{DEFAULT_TESTOUT, Failure, Reporter, ResultContext, Sink};
 use crate::run::{self, Counters, RunEnd, TestRun};
@@ -138,6 +145,7 @@ pub async fn run(
         config,
         conn: Connection::new(&config.machine.connection),
         lost: None,
+        boot: None,
     };
     let connected = tokio::select! {
         r = session.conn.connect() => r,
@@ -173,19 +181,12 @@ pub async fn run(
                 session.report_setup_failure(test, &note, &mut out);
                 continue;
             };
-            let launcher = ConnectionLauncher::new(&session.conn);
-            let start = Instant::now();
-            let infra = tokio::select! {
-                infra = session.run_one(&launcher, layout, test, &mut out) => infra,
-                message = &mut interrupt => {
-                    if let Err(e) = launcher.kill_running().await {
-                        out.warning(format!("failed to stop the interrupted test: {e}"));
-                    }
-                    let failure = Failure::new("Interrupted", message.clone());
-                    session.report_interrupted(test, &failure, start, &mut out);
-                    out.summary.interrupted = Some(message);
-                    break 'plans;
-                }
+            let infra = match session
+                .run_one(layout, test, &mut out, &mut interrupt)
+                .await
+            {
+                Step::Done(infra) => infra,
+                Step::Interrupted => break 'plans,
             };
             if infra {
                 session.check_machine().await;
@@ -194,6 +195,9 @@ pub async fn run(
         if let (Some(layout), None) = (&layout, &session.lost) {
             session.finish_plan(layout, &tests, &mut out).await;
         }
+    }
+    if let (Some(boot), None) = (session.boot.take(), &session.lost) {
+        boot.forget(&session.conn).await;
     }
     let _ = session.conn.disconnect().await;
     summary
@@ -209,6 +213,8 @@ struct Session<'c> {
     conn: Connection,
     /// Why the machine is considered gone, once it is.
     lost: Option<String>,
+    /// The boot identity recorded before the last launch.
+    boot: Option<BootIdentity>,
 }
 
 impl Session<'_> {
@@ -293,14 +299,15 @@ impl Session<'_> {
         }
     }
 
-    /// Run one test; returns whether it ended `infra`.
+    /// Run one test, across its reboots; `Done(true)` when it ended
+    /// `infra`. An interrupt kills it and reports it `infra`.
     async fn run_one<S: ResultSink>(
-        &self,
-        launcher: &ConnectionLauncher<'_>,
+        &mut self,
         layout: &RemoteLayout,
         test: &Test,
         out: &mut Counting<'_, S>,
-    ) -> bool {
+        interrupt: &mut Interrupt<'_>,
+    ) -> Step<bool> {
         let start = Instant::now();
         let context = self.context(test);
         let artifacts = match Artifacts::for_test(&self.config.artifacts, &test.name) {
@@ -311,7 +318,7 @@ impl Session<'_> {
                     &context,
                     format!("OSError(failed to {e})"),
                 ));
-                return true;
+                return Step::Done(true);
             }
         };
         let reporter = Reporter::new(artifacts, context, &mut *out).started_at(start);
@@ -319,7 +326,7 @@ impl Session<'_> {
             Ok(files) => files,
             Err(e) => {
                 reporter.setup_failed(&format!("failed to {e}"));
-                return true;
+                return Step::Done(true);
             }
         };
         let run_layout = run::RemoteLayout {
@@ -333,19 +340,64 @@ impl Session<'_> {
                 ..WrapperFlags::default()
             },
         };
-        let environment = layout.test_environment(test, &[], 0, 0);
         let duration = Duration::from_secs(test.duration);
-        let test_run = TestRun::with_deadline(reporter, Deadline::new(start, duration));
-        let end = test_run
-            .run(launcher, &run_layout, &environment, Counters::default())
-            .await;
-        let finished = match end {
-            RunEnd::Finished(finished) => finished,
-            RunEnd::NeedsReconnect(test_run) => {
-                test_run.abort(Failure::new("RebootError", "reboot not supported yet"))
+        let mut test_run = TestRun::with_deadline(reporter, Deadline::new(start, duration));
+        let mut counters = Counters::default();
+        loop {
+            // Recorded before every launch: the test may reboot each time.
+            let boot = BootIdentity::record(&self.conn, self.boot.as_ref()).await;
+            self.boot = boot.as_ref().ok().cloned();
+            let mut extra = Vec::new();
+            if let Ok(boot) = &boot {
+                extra.push((reboot::MARKER_VAR.to_owned(), boot.marker.clone()));
             }
-        };
-        finished.is_infra()
+            let environment =
+                layout.test_environment(test, &extra, counters.reboot, counters.restart);
+            let launcher = ConnectionLauncher::new(&self.conn);
+            let end = tokio::select! {
+                end = test_run.run(&launcher, &run_layout, &environment, counters) => end,
+                message = &mut *interrupt => {
+                    if let Err(e) = launcher.kill_running().await {
+                        out.warning(format!("failed to stop the interrupted test: {e}"));
+                    }
+                    let failure = Failure::new("Interrupted", message.clone());
+                    self.report_interrupted(test, &failure, start, out);
+                    out.summary.interrupted = Some(message);
+                    return Step::Interrupted;
+                }
+            };
+            drop(launcher);
+            let paused = match end {
+                RunEnd::Finished(finished) => return Step::Done(finished.is_infra()),
+                RunEnd::NeedsReconnect(paused) => paused,
+            };
+            let boot = match boot {
+                Ok(boot) => boot,
+                Err(e) => {
+                    let message = format!("cannot tell a reboot without a boot identity: {e}");
+                    paused.abort(Failure::new("RebootError", message));
+                    return Step::Done(true);
+                }
+            };
+            // The duration clock keeps running while the machine reboots.
+            let now = Instant::now();
+            let until = now + paused.deadline().remaining(now);
+            let waited = tokio::select! {
+                waited = reboot::wait_for_reboot(&mut self.conn, &boot, layout.work_dir(), until) => waited,
+                message = &mut *interrupt => {
+                    paused.abort(Failure::new("Interrupted", message.clone()));
+                    out.summary.interrupted = Some(message);
+                    return Step::Interrupted;
+                }
+            };
+            if let Err(e) = waited {
+                paused.abort(Failure::new("RebootError", e.to_string()));
+                return Step::Done(true);
+            }
+            counters.reboot += 1;
+            counters.restart += 1;
+            test_run = *paused;
+        }
     }
 
     /// Report `test` as one `infra` result with a `TestSetupError` note.

@@ -1,0 +1,370 @@
+//! Reboots during a test, with the real atex-exec binary: an emulated one
+//! on a loopback sshd (sshd stopped, the boot marker wiped, sshd started
+//! again), a reconnect to the same boot (which must not count as a
+//! reboot), and a real container restart on podman.
+//!
+//! The test tells the harness when to "reboot" by writing the path of its
+//! boot marker (`ATEX_BOOT_MARKER`) to a file in a directory the harness
+//! watches; only that marker is wiped, so tests running in parallel keep
+//! theirs.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use atex_shared::records::TestResult;
+use atex_tests::sshd::SshdPool;
+use atex_tests::{Fixture, bin_path, parse_records};
+
+/// Every process here is bounded by this.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A test that asks for a reboot on its first run and passes on the next:
+/// it sends `disconnect`, tells the harness, and probes with `noop` until
+/// the controller's end is closed (or the machine goes down).
+const REBOOTING_TEST: &str = r#"echo "run reboot=$TMT_REBOOT_COUNT restart=$TMT_TEST_RESTART_COUNT"
+if [ "$TMT_REBOOT_COUNT" = 0 ]; then
+    printf 'disconnect\n' >&"$ATEX_TEST_CONTROL"
+    echo "$ATEX_BOOT_MARKER" > "$SHARED/ready.tmp"
+    mv "$SHARED/ready.tmp" "$SHARED/ready"
+    # Over ssh the closed channel shows as EPIPE (a failed subshell);
+    # podman exec does not pass it on, so the probing is bounded.
+    for _ in $(seq 50); do
+        (printf 'noop\n' >&"$ATEX_TEST_CONTROL") 2>/dev/null || break
+        sleep 0.1
+    done
+    # Output after the controller closed the channel may be lost, as on a
+    # real reboot.
+    sleep 2
+    exit 0
+fi
+echo "back after the reboot"
+"#;
+
+/// A test that sends `disconnect` and ends without any reboot.
+const NOT_REBOOTING_TEST: &str = r#"echo "run reboot=$TMT_REBOOT_COUNT"
+printf 'disconnect\n' >&"$ATEX_TEST_CONTROL"
+while (printf 'noop\n' >&"$ATEX_TEST_CONTROL") 2>/dev/null; do sleep 0.1; done
+exit 0
+"#;
+
+/// Kill `child` by its pid and reap it.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.wait();
+}
+
+/// A directory every login can write (the test runs as the harness's
+/// unprivileged user).
+fn shared_dir(work: &Fixture) -> Result<PathBuf> {
+    let shared = work.path().join("shared");
+    std::fs::create_dir(&shared)?;
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777))?;
+    // The fixture's own directory is private to its owner.
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(shared)
+}
+
+/// The Test record of the tree's only test, with `SHARED` in its environment.
+fn test_record(tree: &Path, shared: &Path) -> Result<String> {
+    let out = atex_tests::run(
+        "atex-discover",
+        ["tests", "--root", tree.to_str().context("path")?],
+        None,
+    )?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let mut test: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    test["environment"]["SHARED"] = shared.to_str().context("path")?.into();
+    Ok(test.to_string())
+}
+
+/// atex-exec running one test; stdout collected by a thread.
+struct Exec {
+    child: Child,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    deadline: Instant,
+}
+
+impl Exec {
+    fn start(machine: &str, artifacts: &Path, record: &str) -> Result<Exec> {
+        let mut child = Command::new(bin_path("atex-exec")?)
+            .arg("--machine")
+            .arg(machine)
+            .arg("--artifacts")
+            .arg(artifacts)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start atex-exec")?;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        writeln!(stdin, "{record}")?;
+        drop(stdin);
+        let mut out = child.stdout.take().context("stdout")?;
+        let mut err = child.stderr.take().context("stderr")?;
+        Ok(Exec {
+            child,
+            stdout: Some(std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = out.read_to_end(&mut buf);
+                buf
+            })),
+            stderr: Some(std::thread::spawn(move || {
+                let mut buf = String::new();
+                let _ = err.read_to_string(&mut buf);
+                buf
+            })),
+            deadline: Instant::now() + DEADLINE,
+        })
+    }
+
+    /// Wait for `path` to appear while atex-exec runs.
+    fn wait_for(&mut self, path: &Path) -> Result<()> {
+        while !path.exists() {
+            if Instant::now() > self.deadline || self.child.try_wait()?.is_some() {
+                stop(&mut self.child);
+                bail!("the test did not ask for a reboot");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Wait for atex-exec to end: its exit code, results and stderr.
+    fn finish(mut self) -> Result<(Option<i32>, Vec<TestResult>, String)> {
+        let code = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status.code();
+            }
+            if Instant::now() > self.deadline {
+                stop(&mut self.child);
+                bail!("atex-exec did not finish within {DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = self
+            .stdout
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        let results = parse_records(&stdout, "atex-exec stdout")?;
+        Ok((code, results, stderr))
+    }
+}
+
+impl Drop for Exec {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            stop(&mut self.child);
+        }
+    }
+}
+
+/// The one result's output.txt.
+fn output_of(result: &TestResult) -> Result<String> {
+    Ok(std::fs::read_to_string(
+        result.artifacts.join("files/output.txt"),
+    )?)
+}
+
+#[test]
+fn emulated_reboot_on_loopback_sshd() -> Result<()> {
+    let mut pool = SshdPool::start(1)?;
+    let machine = serde_json::to_string(&pool.machines()[0])?;
+    let tree = Fixture::fmf_tree(&[
+        ("t/main.fmf", "test: bash reboot.sh\nduration: 1m\n"),
+        ("t/reboot.sh", REBOOTING_TEST),
+    ])?;
+    let work = Fixture::new()?;
+    let shared = shared_dir(&work)?;
+    let record = test_record(&tree.path(), &shared)?;
+    let mut exec = Exec::start(&machine, &work.path().join("artifacts"), &record)?;
+    exec.wait_for(&shared.join("ready"))?;
+    let marker = std::fs::read_to_string(shared.join("ready"))?;
+    let marker = marker.trim();
+    assert!(
+        marker.starts_with("/dev/shm/atex-boot-") || marker.starts_with("/run/atex-boot-"),
+        "{marker}"
+    );
+    assert!(Path::new(marker).exists(), "{marker}");
+    // The "reboot": sshd goes away, the tmpfs marker is wiped, sshd returns.
+    let server = &mut pool.servers_mut()[0];
+    server.stop();
+    std::fs::remove_file(marker)?;
+    std::thread::sleep(Duration::from_millis(300));
+    server.start_again()?;
+
+    let (code, results, stderr) = exec.finish()?;
+    assert_eq!(code, Some(0), "stderr: {stderr}; {results:?}");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status, "pass", "{results:?}");
+    assert_eq!(results[0].exit_code, Some(0));
+    let output = output_of(&results[0])?;
+    assert!(
+        output.starts_with("run reboot=0 restart=0\n"),
+        "output: {output}"
+    );
+    assert!(
+        output.ends_with("run reboot=1 restart=1\nback after the reboot\n"),
+        "output: {output}"
+    );
+    Ok(())
+}
+
+#[test]
+fn reconnect_to_the_same_boot_is_not_a_reboot() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let machine = serde_json::to_string(&pool.machines()[0])?;
+    let tree = Fixture::fmf_tree(&[
+        ("t/main.fmf", "test: bash noreboot.sh\nduration: 4s\n"),
+        ("t/noreboot.sh", NOT_REBOOTING_TEST),
+    ])?;
+    let work = Fixture::new()?;
+    let shared = shared_dir(&work)?;
+    let record = test_record(&tree.path(), &shared)?;
+    let started = Instant::now();
+    let exec = Exec::start(&machine, &work.path().join("artifacts"), &record)?;
+    let (code, results, stderr) = exec.finish()?;
+    assert_eq!(code, Some(3), "stderr: {stderr}; {results:?}");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status, "infra");
+    assert_eq!(
+        results[0].note.as_deref(),
+        Some("RebootError(machine did not reboot)")
+    );
+    // The duration bounds the wait; the test never ran a second time.
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    assert_eq!(output_of(&results[0])?, "run reboot=0\n");
+    Ok(())
+}
+
+/// A podman container running the host's userland as a copy-on-write
+/// overlay, with its own tmpfs `/run` and the harness's shared directory;
+/// removed on drop.
+struct Container {
+    name: String,
+    conf: tempfile::TempDir,
+}
+
+impl Container {
+    fn start(shared: &Path) -> Result<Container> {
+        let found = Command::new("podman")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        anyhow::ensure!(
+            found,
+            "podman is not installed: run `make deps` (scripts/install-deps.sh) \
+             or `apt-get install podman runc`"
+        );
+        // ENVIRONMENT.md: rootful podman works here only with runc and
+        // explicit ulimits.
+        let conf = tempfile::tempdir()?;
+        std::fs::write(
+            conf.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
+             [engine]\nruntime = \"runc\"\n",
+        )?;
+        let name = format!(
+            "atex-reboot-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .subsec_nanos()
+        );
+        let volume = format!("{0}:{0}", shared.display());
+        let container = Container { name, conf };
+        let out = container
+            .podman()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                &container.name,
+                "--tmpfs",
+                "/run:rw,notmpcopyup",
+            ])
+            .args(["-v", &volume, "--rootfs", "/:O", "sleep", "infinity"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "podman run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(container)
+    }
+
+    fn podman(&self) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", self.conf.path().join("containers.conf"));
+        cmd
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self
+            .podman()
+            .args(["rm", "-f", "-t", "0", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn podman_container_restart_is_a_reboot() -> Result<()> {
+    let tree = Fixture::fmf_tree(&[
+        ("t/main.fmf", "test: bash reboot.sh\nduration: 1m\n"),
+        ("t/reboot.sh", REBOOTING_TEST),
+    ])?;
+    let work = Fixture::new()?;
+    let shared = shared_dir(&work)?;
+    let container = Container::start(&shared)?;
+    let machine = serde_json::json!({
+        "id": "podman",
+        "provisioner": "podman",
+        "connection": {"kind": "podman", "container": container.name},
+    })
+    .to_string();
+    let record = test_record(&tree.path(), &shared)?;
+    let mut exec = Exec::start(&machine, &work.path().join("artifacts"), &record)?;
+    exec.wait_for(&shared.join("ready"))?;
+    let marker = std::fs::read_to_string(shared.join("ready"))?;
+    // A root login: the marker is in the container's own /run.
+    assert!(marker.starts_with("/run/atex-boot-"), "{marker}");
+    let out = container
+        .podman()
+        .args(["restart", "-t", "0", &container.name])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "podman restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (code, results, stderr) = exec.finish()?;
+    assert_eq!(code, Some(0), "stderr: {stderr}; {results:?}");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status, "pass", "{results:?}");
+    let output = output_of(&results[0])?;
+    assert!(
+        output.starts_with("run reboot=0 restart=0\n"),
+        "output: {output}"
+    );
+    assert!(
+        output.ends_with("run reboot=1 restart=1\nback after the reboot\n"),
+        "output: {output}"
+    );
+    Ok(())
+}
