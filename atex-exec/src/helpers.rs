@@ -28,10 +28,14 @@
 //!   lands in `files/<NAME>/`. Each named call is its own result, like tmt's
 //!   `result: restraint`: tmt's default reduction of the reports to the
 //!   test's own result (worst of skip < pass < warn < fail) is not done;
-//!   the test's own result still comes from its exit code. NAME `/` reports
+//!   the test's own result still comes from its exit code. Called as
+//!   `rhts-report-result`, the arguments are RHTS's `NAME RESULT LOGFILE
+//!   [METRIC]` (LOGFILE `-` or empty: none), as restraint's compatibility
+//!   mode for that name. NAME `/` reports
 //!   the test itself as a `partial` result, so the exit-code fallback and
 //!   `output.txt` merge into it (its status then wins over the exit code).
-//! - `tmt-file-submit [-l FILE | --filename FILE | FILE]`: a nameless
+//! - `tmt-file-submit [-l FILE | --filename FILE | FILE]` (also
+//!   `rhts-report-log`, an alias tmt installs): a nameless
 //!   `partial` result carrying the file under its basename (`files/`), as
 //!   ATEX's `atex-file-submit`.
 //! - `tmt-reboot [-c CMD] [-t TIMEOUT] [-s]`: ATEX's reboot sequence instead
@@ -62,6 +66,7 @@ pub const HELPER_NAMES: &[&str] = &[
     "rhts-report-result",
     "tmt-file-submit",
     "rstrnt-report-log",
+    "rhts-report-log",
     "rhts-submit-log",
     "rhts_submit_log",
     "tmt-reboot",
@@ -173,6 +178,29 @@ mod tests {
         assert_eq!(
             parse(&out)[0].0,
             serde_json::json!({"status": "pass", "partial": true})
+        );
+    }
+
+    #[test]
+    fn rhts_report_result_takes_a_log_file_third() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("out.log"), "o").unwrap();
+        let (code, out, err) = run(
+            dir.path(),
+            "rhts-report-result",
+            &["t", "SKIP", "out.log", "66"],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(
+            parse(&out)[0].0,
+            serde_json::json!({"status": "skip", "name": "t", "score": 66,
+                "files": [{"name": "out.log.txt", "length": 1}]})
+        );
+        let (code, out, err) = run(dir.path(), "rhts-report-result", &["t", "WARN", "-"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(
+            parse(&out)[0].0,
+            serde_json::json!({"status": "warn", "name": "t"})
         );
     }
 
