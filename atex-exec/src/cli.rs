@@ -152,6 +152,14 @@ impl<W: Write> Sink for Stdout<W> {
     fn warning(&mut self, message: String) {
         eprintln!("atex-exec: warning: {message}");
     }
+
+    fn flush(&mut self) {
+        match self.writer.flush() {
+            Ok(()) => {}
+            Err(e) if e.is_broken_pipe() => {}
+            Err(e) => eprintln!("atex-exec: warning: failed to write results: {e}"),
+        }
+    }
 }
 
 impl<W: Write> ResultSink for Stdout<W> {
@@ -189,12 +197,15 @@ pub fn run(config: Config) -> u8 {
         }
     };
     let mut out = Stdout {
-        writer: jsonl::Writer::new(io::stdout()),
+        // Batched: one test may report a million results; the run loop
+        // flushes after every chunk of the control stream it handled.
+        writer: jsonl::Writer::batched(io::stdout()),
     };
     let summary = runtime.block_on(async {
         let interrupt: Interrupt<'_> = Box::pin(signals());
         session::run(&config.session, config.tests, &mut out, interrupt).await
     });
+    out.flush();
     match summary.interrupted.as_deref() {
         Some("SIGTERM") => exit::SIGTERM,
         Some(_) => exit::SIGINT,

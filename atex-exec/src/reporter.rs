@@ -176,6 +176,11 @@ pub trait Sink {
     fn warning(&mut self, message: String) {
         let _ = message;
     }
+
+    /// Deliver what was taken so far: called after each chunk of the
+    /// control stream and at the end of each test, so a sink that batches
+    /// its output (stdout) still streams results promptly.
+    fn flush(&mut self) {}
 }
 
 /// Collects results, dropping warnings.
@@ -192,6 +197,10 @@ impl<S: Sink + ?Sized> Sink for &mut S {
 
     fn warning(&mut self, message: String) {
         (**self).warning(message);
+    }
+
+    fn flush(&mut self) {
+        (**self).flush();
     }
 }
 
@@ -465,7 +474,13 @@ impl<S: Sink> Reporter<S> {
         if let Err(e) = self.artifacts.remove_testout() {
             self.sink.warning(format!("failed to {e}"));
         }
+        self.sink.flush();
         self.sink
+    }
+
+    /// Deliver the results taken so far (see [`Sink::flush`]).
+    pub fn flush(&mut self) {
+        self.sink.flush();
     }
 
     /// The fallback's `testout` addition.
@@ -504,6 +519,7 @@ impl<S: Sink> Reporter<S> {
         if let Err(e) = self.artifacts.remove_testout() {
             self.sink.warning(format!("failed to {e}"));
         }
+        self.sink.flush();
         self.sink
     }
 }

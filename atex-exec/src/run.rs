@@ -512,6 +512,9 @@ async fn read_control<R: AsyncRead + Unpin, S: Sink>(
                 StreamError::Report(e) => Failure::from(&e),
             });
         }
+        // Results of this chunk reach the reader now, not when a batching
+        // sink's buffer fills.
+        handler.reporter.flush();
         if decoder.is_disconnected() {
             return Ok(());
         }

@@ -114,6 +114,10 @@ impl<S: ResultSink> Sink for Counting<'_, S> {
     fn warning(&mut self, message: String) {
         self.inner.warning(message);
     }
+
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
 }
 
 /// What one session runs with.
@@ -179,6 +183,7 @@ pub async fn run(
                 // The machine is lost: report without running.
                 let note = session.lost.clone().unwrap_or_default();
                 session.report_setup_failure(test, &note, &mut out);
+                out.flush();
                 continue;
             };
             let infra = match session
@@ -318,6 +323,7 @@ impl Session<'_> {
                     &context,
                     format!("OSError(failed to {e})"),
                 ));
+                out.flush();
                 return Step::Done(true);
             }
         };
@@ -415,6 +421,7 @@ impl Session<'_> {
             Err(e) => {
                 let note = format!("TestSetupError({note}; and failed to {e})");
                 out.result(bare_result(test, &context, note));
+                out.flush();
             }
         }
     }
@@ -456,6 +463,7 @@ impl Session<'_> {
             }
         }
         out.result(result);
+        out.flush();
     }
 }
 

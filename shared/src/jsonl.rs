@@ -159,36 +159,63 @@ impl WriteError {
 
 /// Writes records one per line, flushing after every line so a consumer
 /// down the pipe sees each record as soon as it exists.
+///
+/// A [`Writer::batched`] writer instead collects lines and writes them when
+/// [`Writer::flush`] is called or [`BATCH_BYTES`] are pending: a producer of
+/// millions of records (one test reporting 1,000,000 results) then makes
+/// one `write` per batch instead of one per record, and flushes at the
+/// moments that matter to a reader (after each chunk of input it handled).
 #[derive(Debug)]
 pub struct Writer<W: Write> {
     output: W,
     buf: Vec<u8>,
     closed: bool,
+    batched: bool,
 }
 
+/// How many bytes a [`Writer::batched`] writer collects before it writes
+/// them without waiting for [`Writer::flush`].
+pub const BATCH_BYTES: usize = 64 * 1024;
+
 impl<W: Write> Writer<W> {
-    /// Write to `output` (usually a locked stdout).
+    /// Write to `output` (usually a locked stdout), flushing every line.
     pub fn new(output: W) -> Self {
         Writer {
             output,
             buf: Vec::new(),
             closed: false,
+            batched: false,
         }
     }
 
-    /// Serialize `record` as one line and flush it. After a broken pipe,
-    /// every further call returns [`WriteError::BrokenPipe`] without writing.
-    pub fn write<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<(), WriteError> {
+    /// Write to `output`, collecting lines until [`Writer::flush`] or until
+    /// [`BATCH_BYTES`] are pending. The caller must flush at the end.
+    pub fn batched(output: W) -> Self {
+        Writer {
+            output,
+            buf: Vec::with_capacity(BATCH_BYTES * 2),
+            closed: false,
+            batched: true,
+        }
+    }
+
+    /// Write out every pending line. A no-op for a line-flushing writer.
+    pub fn flush(&mut self) -> Result<(), WriteError> {
         if self.closed {
             return Err(WriteError::BrokenPipe);
         }
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, record).map_err(WriteError::Serialize)?;
-        self.buf.push(b'\n');
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         let written = self
             .output
             .write_all(&self.buf)
             .and_then(|()| self.output.flush());
+        self.buf.clear();
+        self.outcome(written)
+    }
+
+    fn outcome(&mut self, written: io::Result<()>) -> Result<(), WriteError> {
         match written {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
@@ -197,6 +224,26 @@ impl<W: Write> Writer<W> {
             }
             Err(e) => Err(WriteError::Io(e)),
         }
+    }
+
+    /// Serialize `record` as one line and flush it (a batched writer flushes
+    /// only when [`BATCH_BYTES`] are pending). After a broken pipe,
+    /// every further call returns [`WriteError::BrokenPipe`] without writing.
+    pub fn write<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<(), WriteError> {
+        if self.closed {
+            return Err(WriteError::BrokenPipe);
+        }
+        let start = self.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, record) {
+            // Drop the half-written line; earlier pending lines stay.
+            self.buf.truncate(start);
+            return Err(WriteError::Serialize(e));
+        }
+        self.buf.push(b'\n');
+        if self.batched && self.buf.len() < BATCH_BYTES {
+            return Ok(());
+        }
+        self.flush()
     }
 
     /// Whether the reader has gone away.
@@ -252,6 +299,29 @@ mod tests {
     fn invalid_utf8_is_a_parse_error() {
         let items: Vec<Result<Plan, _>> = read_all(b"{\"name\": \"\xff\"}\n");
         assert!(matches!(items[0], Err(ReadError::Parse { line: 1, .. })));
+    }
+
+    #[test]
+    fn batched_writer_writes_on_flush_and_when_full() {
+        let mut writer = Writer::batched(Vec::new());
+        let plan = Plan {
+            name: "/p".into(),
+            ..Plan::default()
+        };
+        writer.write(&plan).unwrap();
+        writer.write(&plan).unwrap();
+        assert!(writer.output.is_empty(), "nothing written before a flush");
+        writer.flush().unwrap();
+        let text = String::from_utf8(writer.output.clone()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        for _ in 0..BATCH_BYTES {
+            writer.write(&plan).unwrap();
+            if writer.output.len() > text.len() {
+                break;
+            }
+        }
+        assert!(writer.output.len() > text.len(), "a full batch is written");
+        assert!(writer.buf.len() < BATCH_BYTES);
     }
 
     struct Pipe {
