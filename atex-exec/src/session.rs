@@ -286,7 +286,14 @@ impl Session<'_> {
     /// After an `infra` result: is the machine still there? One reconnect
     /// is tried; when that fails too, the machine is lost.
     async fn check_machine(&mut self) {
+        // An infra end may mean the machine rebooted on its own: the boot
+        // identity is recorded anew before the next test, and the old
+        // marker removed while the machine answers.
+        let boot = self.boot.take();
         if self.conn.check_alive().await.is_ok() {
+            if let Some(boot) = boot {
+                boot.forget(&self.conn).await;
+            }
             return;
         }
         if let Err(e) = self.conn.connect().await {
@@ -350,8 +357,14 @@ impl Session<'_> {
         let mut test_run = TestRun::with_deadline(reporter, Deadline::new(start, duration));
         let mut counters = Counters::default();
         loop {
-            // Recorded before every launch: the test may reboot each time.
-            let boot = BootIdentity::record(&self.conn, self.boot.as_ref()).await;
+            // Recorded once per boot of the machine, not per test (a remote
+            // round trip less per test): it stays valid until a reboot is
+            // confirmed or a test ends as infra (the machine may have
+            // rebooted on its own), which forget it.
+            let boot = match &self.boot {
+                Some(boot) => Ok(boot.clone()),
+                None => BootIdentity::record(&self.conn, None).await,
+            };
             self.boot = boot.as_ref().ok().cloned();
             let mut extra = Vec::new();
             if let Ok(boot) = &boot {
@@ -402,6 +415,8 @@ impl Session<'_> {
             }
             counters.reboot += 1;
             counters.restart += 1;
+            // The old marker went with the old boot: record the new boot.
+            self.boot = None;
             test_run = *paused;
         }
     }
