@@ -19,7 +19,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub root: PathBuf,
     /// The plan: an exact node name, or a regex matching exactly one plan.
-    /// Without it, a plan with one `discover: {how: fmf}` section is used.
+    /// Without it, ATEX's built-in plan `/default/plan` (`discover: {how: fmf}`,
+    /// no environment) selects every test of the tree; the tree's plans
+    /// are not used.
     #[arg(long, value_name = "NAME")]
     pub plan: Option<String>,
     /// A context dimension, `DIM=VALUE[,VALUE...]`; overrides the plan's
