@@ -335,18 +335,43 @@ impl<S: Sink> Reporter<S> {
     fn write(
         &mut self,
         name: Option<String>,
-        mut result: JsonMap,
+        result: JsonMap,
         replay: bool,
     ) -> Result<(), ReportError> {
-        let mut files: Vec<String> = match result.shift_remove("files") {
+        // One pass over the keys (a test may report a million results, so
+        // no per-key removals): the keys the record has fields for are
+        // taken out, the rest are the custom keys, in their order.
+        let mut files_value = None;
+        let mut testout_value = None;
+        let mut status = None;
+        let mut note = None;
+        let mut dropped = Vec::new();
+        let mut extra = IndexMap::with_capacity(result.len());
+        for (key, value) in result {
+            match key.as_str() {
+                "files" => files_value = Some(value),
+                "testout" => testout_value = Some(value),
+                "status" => status = Some(value),
+                "note" => note = Some(value),
+                "name" => {}
+                k if EXECUTOR_KEYS.contains(&k) => dropped.push(key),
+                _ => {
+                    extra.insert(key, value);
+                }
+            }
+        }
+        let mut files: Vec<String> = match files_value {
             Some(Value::Array(files)) => files
                 .into_iter()
-                .filter_map(|f| f.as_str().map(str::to_owned))
+                .filter_map(|f| match f {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
                 .collect(),
             _ => Vec::new(),
         };
         files.sort();
-        if let Some(Value::String(testout)) = result.shift_remove("testout") {
+        if let Some(Value::String(testout)) = testout_value {
             let name_bytes = name.as_deref().map(str::as_bytes);
             let source = self.artifacts.testout_path();
             match self
@@ -371,20 +396,17 @@ impl<S: Sink> Reporter<S> {
         if name.is_none() {
             self.nameless_result_seen = true;
         }
-        let take_string = |result: &mut JsonMap, key: &str| match result.shift_remove(key) {
+        let string = |value: Option<Value>| match value {
             Some(Value::String(s)) => Some(s),
             _ => None,
         };
-        result.shift_remove("name");
-        let status = take_string(&mut result, "status").unwrap_or_default();
-        let note = take_string(&mut result, "note");
-        for key in EXECUTOR_KEYS {
-            if result.shift_remove(key).is_some() {
-                self.sink.warning(format!(
-                    "result {}: dropped the reported key '{key}': the executor sets it",
-                    self.display_name(name.as_deref())
-                ));
-            }
+        let status = string(status).unwrap_or_default();
+        let note = string(note);
+        for key in dropped {
+            self.sink.warning(format!(
+                "result {}: dropped the reported key '{key}': the executor sets it",
+                self.display_name(name.as_deref())
+            ));
         }
         let record = TestResult {
             test: self.context.test.clone(),
@@ -399,7 +421,7 @@ impl<S: Sink> Reporter<S> {
             started: self.context.started.clone(),
             duration: self.start.elapsed().as_secs_f64(),
             attempt: self.context.attempt,
-            extra: result.into_iter().collect(),
+            extra,
         };
         self.sink.result(record);
         Ok(())
