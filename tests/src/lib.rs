@@ -3,6 +3,7 @@
 //! stdout into the atex-shared record types.
 #![warn(missing_docs)]
 
+pub mod pipe;
 pub mod sshd;
 
 use std::ffi::OsStr;

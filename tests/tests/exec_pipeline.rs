@@ -2,13 +2,15 @@
 //! loopback sshd machine (the harness's `atex-test` login) and the local
 //! machine, plus atex-exec's refusal of bad input.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use atex_shared::records::TestResult;
+use atex_tests::pipe::{self, Collector, PipeOutput, spawn_exec, stop, wait_bounded};
 use atex_tests::sshd::SshdPool;
 use atex_tests::{Fixture, bin_path, parse_records};
 
@@ -36,97 +38,11 @@ fn fixture_tree() -> Result<Fixture> {
     ])
 }
 
-/// Kill `child` by its pid and reap it.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.wait();
-}
-
-/// Wait for `child` at most until `deadline`; kill it (by pid) after that.
-fn wait_bounded(child: &mut Child, deadline: Instant, what: &str) -> Result<Option<i32>> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status.code());
-        }
-        if Instant::now() > deadline {
-            stop(child);
-            bail!("{what} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-struct PipeOutput {
-    discover: Option<i32>,
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-/// `atex-discover tests --root TREE | atex-exec --machine MACHINE --artifacts DIR`.
-fn pipeline(tree: &Path, machine: &str, artifacts: &Path) -> Result<PipeOutput> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut discover = Command::new(bin_path("atex-discover")?)
-        .arg("tests")
-        .arg("--root")
-        .arg(tree)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start atex-discover")?;
-    let records = discover.stdout.take().context("discover stdout")?;
-    let exec = Command::new(bin_path("atex-exec")?)
-        .arg("--machine")
-        .arg(machine)
-        .arg("--artifacts")
-        .arg(artifacts)
-        .stdin(Stdio::from(records))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut exec = match exec {
-        Ok(exec) => exec,
-        Err(e) => {
-            stop(&mut discover);
-            return Err(e).context("start atex-exec");
-        }
-    };
-    let mut out = exec.stdout.take().context("exec stdout")?;
-    let mut err = exec.stderr.take().context("exec stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = String::new();
-        let _ = err.read_to_string(&mut buf);
-        buf
-    });
-    let discover_code = wait_bounded(&mut discover, deadline, "atex-discover");
-    let code = wait_bounded(&mut exec, deadline, "atex-exec");
-    if code.is_err() {
-        stop(&mut discover);
-    }
-    let stdout = reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    Ok(PipeOutput {
-        discover: discover_code?,
-        code: code?,
-        stdout,
-        stderr,
-    })
-}
-
 /// The three tests' results, the exit code and the artifacts.
 fn check_three_tests(out: &PipeOutput, artifacts: &Path, machine_id: &str) -> Result<()> {
     assert_eq!(out.discover, Some(0));
     assert_eq!(out.code, Some(1), "one test fails; stderr: {}", out.stderr);
-    let results: Vec<TestResult> = parse_records(&out.stdout, "atex-exec stdout")?;
+    let results = out.results()?;
     let summary: Vec<(&str, Option<&str>, &str)> = results
         .iter()
         .map(|r| (r.test.as_str(), r.name.as_deref(), r.status.as_str()))
@@ -167,49 +83,39 @@ fn check_three_tests(out: &PipeOutput, artifacts: &Path, machine_id: &str) -> Re
     Ok(())
 }
 
+/// Run the fixture tree on `machine` (a Machine record) and check it.
+fn run_three_tests(machine: &str, machine_id: &str) -> Result<()> {
+    let tree = fixture_tree()?;
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let out = pipe::tests_on(&tree.path(), &[], machine, &artifacts, DEADLINE)?;
+    check_three_tests(&out, &artifacts, machine_id)
+}
+
 #[test]
 fn discover_piped_into_exec_on_loopback_sshd() -> Result<()> {
     let pool = SshdPool::start(1)?;
     let machine = pool.machines().remove(0);
-    let tree = fixture_tree()?;
-    let work = Fixture::new()?;
-    let artifacts = work.path().join("artifacts");
-    let out = pipeline(&tree.path(), &serde_json::to_string(&machine)?, &artifacts)?;
-    check_three_tests(&out, &artifacts, &machine.id)
+    run_three_tests(&serde_json::to_string(&machine)?, &machine.id)
 }
 
 #[test]
 fn discover_piped_into_exec_on_the_local_machine() -> Result<()> {
-    let tree = fixture_tree()?;
-    let work = Fixture::new()?;
-    let artifacts = work.path().join("artifacts");
-    let out = pipeline(&tree.path(), LOCAL_MACHINE, &artifacts)?;
-    check_three_tests(&out, &artifacts, "local")
+    run_three_tests(LOCAL_MACHINE, "local")
 }
 
 /// Run atex-exec with `args` and `stdin`, bounded.
 fn exec_bounded(args: &[&str], stdin: &[u8]) -> Result<(Option<i32>, Vec<u8>, String)> {
-    let mut child = Command::new(bin_path("atex-exec")?)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let mut child = spawn_exec(&args, Stdio::piped())?;
     let mut input = child.stdin.take().context("stdin")?;
     // Refusals may come before the input is read.
     let _ = input.write_all(stdin);
     drop(input);
-    let mut out = child.stdout.take().context("stdout")?;
-    let mut err = child.stderr.take().context("stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let mut stderr = String::new();
-    err.read_to_string(&mut stderr)?;
+    let collector = Collector::start(&mut child)?;
     let code = wait_bounded(&mut child, Instant::now() + DEADLINE, "atex-exec")?;
-    Ok((code, reader.join().unwrap_or_default(), stderr))
+    let (stdout, stderr) = collector.finish();
+    Ok((code, stdout, stderr))
 }
 
 #[test]

@@ -4,15 +4,15 @@
 //! small tests against one loopback sshd machine.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use atex_shared::records::TestResult;
+use atex_tests::Fixture;
+use atex_tests::pipe;
 use atex_tests::sshd::SshdPool;
-use atex_tests::{Fixture, bin_path, parse_records};
 
 /// The whole pipeline is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -342,87 +342,6 @@ fn tree() -> Result<Fixture> {
     Ok(tree)
 }
 
-/// Kill `child` by its pid and reap it.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.wait();
-}
-
-/// Wait for `child` until `deadline`; kill it (by pid) after that.
-fn wait_bounded(child: &mut Child, deadline: Instant, what: &str) -> Result<Option<i32>> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status.code());
-        }
-        if Instant::now() > deadline {
-            stop(child);
-            bail!("{what} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `atex-discover tests --root TREE | atex-exec --machine M --artifacts DIR`:
-/// exit code, stdout, stderr.
-fn pipeline(
-    tree: &Path,
-    machine: &str,
-    artifacts: &Path,
-) -> Result<(Option<i32>, Vec<u8>, String)> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut discover = Command::new(bin_path("atex-discover")?)
-        .arg("tests")
-        .arg("--root")
-        .arg(tree)
-        .args(["--plan", "/plans"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start atex-discover")?;
-    let records = discover.stdout.take().context("discover stdout")?;
-    let exec = Command::new(bin_path("atex-exec")?)
-        .arg("--machine")
-        .arg(machine)
-        .arg("--artifacts")
-        .arg(artifacts)
-        .stdin(Stdio::from(records))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut exec = match exec {
-        Ok(exec) => exec,
-        Err(e) => {
-            stop(&mut discover);
-            return Err(e).context("start atex-exec");
-        }
-    };
-    let mut out = exec.stdout.take().context("exec stdout")?;
-    let mut err = exec.stderr.take().context("exec stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = String::new();
-        let _ = err.read_to_string(&mut buf);
-        buf
-    });
-    let discover_code = wait_bounded(&mut discover, deadline, "atex-discover");
-    let code = wait_bounded(&mut exec, deadline, "atex-exec");
-    if code.is_err() {
-        stop(&mut discover);
-    }
-    let stdout = reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    assert_eq!(discover_code?, Some(0), "atex-discover failed");
-    Ok((code?, stdout, stderr))
-}
-
 /// Every result of the test `name`, in order.
 fn of<'a>(by_test: &'a HashMap<String, Vec<TestResult>>, name: &str) -> &'a [TestResult] {
     by_test
@@ -449,10 +368,17 @@ fn control_protocol_results_and_limits_over_loopback_sshd() -> Result<()> {
     let work = Fixture::new()?;
     let artifacts = work.path().join("artifacts");
     let start = Instant::now();
-    let (code, stdout, stderr) =
-        pipeline(&tree.path(), &serde_json::to_string(&machine)?, &artifacts)?;
+    let out = pipe::tests_on(
+        &tree.path(),
+        &["--plan".as_ref(), "/plans".as_ref()],
+        &serde_json::to_string(&machine)?,
+        &artifacts,
+        DEADLINE,
+    )?;
     let took = start.elapsed();
-    let results: Vec<TestResult> = parse_records(&stdout, "atex-exec stdout")?;
+    assert_eq!(out.discover, Some(0), "atex-discover failed");
+    let (code, stderr) = (out.code, &out.stderr);
+    let results = out.results()?;
     let mut by_test: HashMap<String, Vec<TestResult>> = HashMap::new();
     for r in results {
         by_test.entry(r.test.clone()).or_default().push(r);

@@ -4,15 +4,13 @@
 //! machine.
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use atex_shared::records::TestResult;
+use atex_tests::Fixture;
+use atex_tests::pipe;
 use atex_tests::sshd::SshdPool;
-use atex_tests::{Fixture, bin_path, parse_records};
 
 /// Every process here is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -77,82 +75,6 @@ fn fixture_tree() -> Result<Fixture> {
             ),
         ),
     ])
-}
-
-/// Kill `child` by its pid and reap it.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.wait();
-}
-
-/// Wait for `child` at most until `deadline`; kill it (by pid) after that.
-fn wait_bounded(child: &mut Child, deadline: Instant, what: &str) -> Result<Option<i32>> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status.code());
-        }
-        if Instant::now() > deadline {
-            stop(child);
-            bail!("{what} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `atex-discover tests --root TREE | atex-exec --machine MACHINE
-/// --artifacts DIR`: exit code, results, stderr.
-fn pipeline(
-    tree: &Path,
-    machine: &str,
-    artifacts: &Path,
-) -> Result<(Option<i32>, Vec<TestResult>, String)> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut discover = Command::new(bin_path("atex-discover")?)
-        .arg("tests")
-        .arg("--root")
-        .arg(tree)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("start atex-discover")?;
-    let records = discover.stdout.take().context("discover stdout")?;
-    let exec = Command::new(bin_path("atex-exec")?)
-        .arg("--machine")
-        .arg(machine)
-        .arg("--artifacts")
-        .arg(artifacts)
-        .stdin(Stdio::from(records))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut exec = match exec {
-        Ok(exec) => exec,
-        Err(e) => {
-            stop(&mut discover);
-            return Err(e).context("start atex-exec");
-        }
-    };
-    let mut out = exec.stdout.take().context("exec stdout")?;
-    let mut err = exec.stderr.take().context("exec stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = String::new();
-        let _ = err.read_to_string(&mut buf);
-        buf
-    });
-    let discover_code = wait_bounded(&mut discover, deadline, "atex-discover")?;
-    assert_eq!(discover_code, Some(0));
-    let code = wait_bounded(&mut exec, deadline, "atex-exec")?;
-    let stdout = reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    Ok((code, parse_records(&stdout, "atex-exec stdout")?, stderr))
 }
 
 fn check(code: Option<i32>, results: &[TestResult], stderr: &str) -> Result<()> {
@@ -230,23 +152,24 @@ fn check(code: Option<i32>, results: &[TestResult], stderr: &str) -> Result<()> 
     Ok(())
 }
 
+/// Run the fixture tree on `machine` (a Machine record) and check it.
+fn run_helpers(machine: &str) -> Result<()> {
+    let tree = fixture_tree()?;
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let out = pipe::tests_on(&tree.path(), &[], machine, &artifacts, DEADLINE)?;
+    assert_eq!(out.discover, Some(0));
+    check(out.code, &out.results()?, &out.stderr)
+}
+
 #[test]
 fn helpers_on_loopback_sshd() -> Result<()> {
     let pool = SshdPool::start(1)?;
     let machine = pool.machines().remove(0);
-    let tree = fixture_tree()?;
-    let work = Fixture::new()?;
-    let artifacts = work.path().join("artifacts");
-    let (code, results, stderr) =
-        pipeline(&tree.path(), &serde_json::to_string(&machine)?, &artifacts)?;
-    check(code, &results, &stderr)
+    run_helpers(&serde_json::to_string(&machine)?)
 }
 
 #[test]
 fn helpers_on_the_local_machine() -> Result<()> {
-    let tree = fixture_tree()?;
-    let work = Fixture::new()?;
-    let artifacts = work.path().join("artifacts");
-    let (code, results, stderr) = pipeline(&tree.path(), LOCAL_MACHINE, &artifacts)?;
-    check(code, &results, &stderr)
+    run_helpers(LOCAL_MACHINE)
 }

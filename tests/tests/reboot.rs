@@ -8,7 +8,7 @@
 //! watches; only that marker is wiped, so tests running in parallel keep
 //! theirs.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use atex_shared::records::TestResult;
+use atex_tests::pipe::{Collector, spawn_exec, stop, wait_bounded};
 use atex_tests::sshd::SshdPool;
-use atex_tests::{Fixture, bin_path, parse_records};
+use atex_tests::{Fixture, parse_records};
 
 /// Every process here is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -51,13 +52,43 @@ while (printf 'noop\n' >&"$ATEX_TEST_CONTROL") 2>/dev/null; do sleep 0.1; done
 exit 0
 "#;
 
-/// Kill `child` by its pid and reap it.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.wait();
+/// A one-test tree (`t/main.fmf` running `bash SCRIPT_NAME`), a work
+/// directory with the shared directory in it, and the test's record.
+struct Setup {
+    _tree: Fixture,
+    work: Fixture,
+    shared: PathBuf,
+    record: String,
+}
+
+impl Setup {
+    fn new(fmf: &str, script_name: &str, script: &str) -> Result<Setup> {
+        let tree =
+            Fixture::fmf_tree(&[("t/main.fmf", fmf), (&format!("t/{script_name}"), script)])?;
+        let work = Fixture::new()?;
+        let shared = shared_dir(&work)?;
+        let record = test_record(&tree.path(), &shared)?;
+        Ok(Setup {
+            _tree: tree,
+            work,
+            shared,
+            record,
+        })
+    }
+
+    /// The setup of [`REBOOTING_TEST`].
+    fn rebooting() -> Result<Setup> {
+        Setup::new(
+            "test: bash reboot.sh\nduration: 1m\n",
+            "reboot.sh",
+            REBOOTING_TEST,
+        )
+    }
+
+    /// atex-exec running the test on `machine`.
+    fn exec(&self, machine: &str) -> Result<Exec> {
+        Exec::start(machine, &self.work.path().join("artifacts"), &self.record)
+    }
 }
 
 /// A directory every login can write (the test runs as the harness's
@@ -84,43 +115,31 @@ fn test_record(tree: &Path, shared: &Path) -> Result<String> {
     Ok(test.to_string())
 }
 
-/// atex-exec running one test; stdout collected by a thread.
+/// atex-exec running one test; stdout and stderr collected by threads.
 struct Exec {
     child: Child,
-    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
-    stderr: Option<std::thread::JoinHandle<String>>,
+    collector: Option<Collector>,
     deadline: Instant,
 }
 
 impl Exec {
     fn start(machine: &str, artifacts: &Path, record: &str) -> Result<Exec> {
-        let mut child = Command::new(bin_path("atex-exec")?)
-            .arg("--machine")
-            .arg(machine)
-            .arg("--artifacts")
-            .arg(artifacts)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("start atex-exec")?;
+        let mut child = spawn_exec(
+            &[
+                "--machine".as_ref(),
+                machine.as_ref(),
+                "--artifacts".as_ref(),
+                artifacts.as_os_str(),
+            ],
+            Stdio::piped(),
+        )?;
         let mut stdin = child.stdin.take().context("stdin")?;
         writeln!(stdin, "{record}")?;
         drop(stdin);
-        let mut out = child.stdout.take().context("stdout")?;
-        let mut err = child.stderr.take().context("stderr")?;
+        let collector = Some(Collector::start(&mut child)?);
         Ok(Exec {
             child,
-            stdout: Some(std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = out.read_to_end(&mut buf);
-                buf
-            })),
-            stderr: Some(std::thread::spawn(move || {
-                let mut buf = String::new();
-                let _ = err.read_to_string(&mut buf);
-                buf
-            })),
+            collector,
             deadline: Instant::now() + DEADLINE,
         })
     }
@@ -139,25 +158,11 @@ impl Exec {
 
     /// Wait for atex-exec to end: its exit code, results and stderr.
     fn finish(mut self) -> Result<(Option<i32>, Vec<TestResult>, String)> {
-        let code = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status.code();
-            }
-            if Instant::now() > self.deadline {
-                stop(&mut self.child);
-                bail!("atex-exec did not finish within {DEADLINE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stdout = self
-            .stdout
+        let code = wait_bounded(&mut self.child, self.deadline, "atex-exec")?;
+        let (stdout, stderr) = self
+            .collector
             .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|t| t.join().ok())
+            .map(Collector::finish)
             .unwrap_or_default();
         let results = parse_records(&stdout, "atex-exec stdout")?;
         Ok((code, results, stderr))
@@ -179,20 +184,33 @@ fn output_of(result: &TestResult) -> Result<String> {
     )?)
 }
 
+/// Let `exec` of [`REBOOTING_TEST`] finish and check that it passed in
+/// one result, having run once before and once after the reboot.
+fn check_rebooted(exec: Exec) -> Result<Vec<TestResult>> {
+    let (code, results, stderr) = exec.finish()?;
+    assert_eq!(code, Some(0), "stderr: {stderr}; {results:?}");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status, "pass", "{results:?}");
+    let output = output_of(&results[0])?;
+    assert!(
+        output.starts_with("run reboot=0 restart=0\n"),
+        "output: {output}"
+    );
+    assert!(
+        output.ends_with("run reboot=1 restart=1\nback after the reboot\n"),
+        "output: {output}"
+    );
+    Ok(results)
+}
+
 #[test]
 fn emulated_reboot_on_loopback_sshd() -> Result<()> {
     let mut pool = SshdPool::start(1)?;
     let machine = serde_json::to_string(&pool.machines()[0])?;
-    let tree = Fixture::fmf_tree(&[
-        ("t/main.fmf", "test: bash reboot.sh\nduration: 1m\n"),
-        ("t/reboot.sh", REBOOTING_TEST),
-    ])?;
-    let work = Fixture::new()?;
-    let shared = shared_dir(&work)?;
-    let record = test_record(&tree.path(), &shared)?;
-    let mut exec = Exec::start(&machine, &work.path().join("artifacts"), &record)?;
-    exec.wait_for(&shared.join("ready"))?;
-    let marker = std::fs::read_to_string(shared.join("ready"))?;
+    let setup = Setup::rebooting()?;
+    let mut exec = setup.exec(&machine)?;
+    exec.wait_for(&setup.shared.join("ready"))?;
+    let marker = std::fs::read_to_string(setup.shared.join("ready"))?;
     let marker = marker.trim();
     assert!(
         marker.starts_with("/dev/shm/atex-boot-") || marker.starts_with("/run/atex-boot-"),
@@ -206,20 +224,8 @@ fn emulated_reboot_on_loopback_sshd() -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     server.start_again()?;
 
-    let (code, results, stderr) = exec.finish()?;
-    assert_eq!(code, Some(0), "stderr: {stderr}; {results:?}");
-    assert_eq!(results.len(), 1, "{results:?}");
-    assert_eq!(results[0].status, "pass", "{results:?}");
+    let results = check_rebooted(exec)?;
     assert_eq!(results[0].exit_code, Some(0));
-    let output = output_of(&results[0])?;
-    assert!(
-        output.starts_with("run reboot=0 restart=0\n"),
-        "output: {output}"
-    );
-    assert!(
-        output.ends_with("run reboot=1 restart=1\nback after the reboot\n"),
-        "output: {output}"
-    );
     Ok(())
 }
 
@@ -227,15 +233,13 @@ fn emulated_reboot_on_loopback_sshd() -> Result<()> {
 fn reconnect_to_the_same_boot_is_not_a_reboot() -> Result<()> {
     let pool = SshdPool::start(1)?;
     let machine = serde_json::to_string(&pool.machines()[0])?;
-    let tree = Fixture::fmf_tree(&[
-        ("t/main.fmf", "test: bash noreboot.sh\nduration: 4s\n"),
-        ("t/noreboot.sh", NOT_REBOOTING_TEST),
-    ])?;
-    let work = Fixture::new()?;
-    let shared = shared_dir(&work)?;
-    let record = test_record(&tree.path(), &shared)?;
+    let setup = Setup::new(
+        "test: bash noreboot.sh\nduration: 4s\n",
+        "noreboot.sh",
+        NOT_REBOOTING_TEST,
+    )?;
     let started = Instant::now();
-    let exec = Exec::start(&machine, &work.path().join("artifacts"), &record)?;
+    let exec = setup.exec(&machine)?;
     let (code, results, stderr) = exec.finish()?;
     assert_eq!(code, Some(3), "stderr: {stderr}; {results:?}");
     assert_eq!(results.len(), 1, "{results:?}");
@@ -324,23 +328,17 @@ impl Drop for Container {
 
 #[test]
 fn podman_container_restart_is_a_reboot() -> Result<()> {
-    let tree = Fixture::fmf_tree(&[
-        ("t/main.fmf", "test: bash reboot.sh\nduration: 1m\n"),
-        ("t/reboot.sh", REBOOTING_TEST),
-    ])?;
-    let work = Fixture::new()?;
-    let shared = shared_dir(&work)?;
-    let container = Container::start(&shared)?;
+    let setup = Setup::rebooting()?;
+    let container = Container::start(&setup.shared)?;
     let machine = serde_json::json!({
         "id": "podman",
         "provisioner": "podman",
         "connection": {"kind": "podman", "container": container.name},
     })
     .to_string();
-    let record = test_record(&tree.path(), &shared)?;
-    let mut exec = Exec::start(&machine, &work.path().join("artifacts"), &record)?;
-    exec.wait_for(&shared.join("ready"))?;
-    let marker = std::fs::read_to_string(shared.join("ready"))?;
+    let mut exec = setup.exec(&machine)?;
+    exec.wait_for(&setup.shared.join("ready"))?;
+    let marker = std::fs::read_to_string(setup.shared.join("ready"))?;
     // A root login: the marker is in the container's own /run.
     assert!(marker.starts_with("/run/atex-boot-"), "{marker}");
     let out = container
@@ -353,18 +351,6 @@ fn podman_container_restart_is_a_reboot() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (code, results, stderr) = exec.finish()?;
-    assert_eq!(code, Some(0), "stderr: {stderr}; {results:?}");
-    assert_eq!(results.len(), 1, "{results:?}");
-    assert_eq!(results[0].status, "pass", "{results:?}");
-    let output = output_of(&results[0])?;
-    assert!(
-        output.starts_with("run reboot=0 restart=0\n"),
-        "output: {output}"
-    );
-    assert!(
-        output.ends_with("run reboot=1 restart=1\nback after the reboot\n"),
-        "output: {output}"
-    );
+    check_rebooted(exec)?;
     Ok(())
 }
