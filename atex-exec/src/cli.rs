@@ -11,7 +11,7 @@ use atex_shared::jsonl;
 use atex_shared::records::{Machine, Test, TestResult};
 use clap::Parser;
 
-use crate::reporter::Sink;
+use crate::reporter::{ResultView, Sink};
 use crate::session::{self, Interrupt, ResultSink, SessionConfig};
 
 /// Run test records on one machine and stream result records, storing artifacts.
@@ -139,14 +139,24 @@ struct Stdout<W: Write> {
     writer: jsonl::Writer<W>,
 }
 
-impl<W: Write> Sink for Stdout<W> {
-    fn result(&mut self, result: TestResult) {
-        match self.writer.write(&result) {
+impl<W: Write> Stdout<W> {
+    fn write<T: serde::Serialize>(&mut self, result: &T) {
+        match self.writer.write(result) {
             Ok(()) => {}
             // Quietly: the reader went away; no further test starts.
             Err(e) if e.is_broken_pipe() => {}
             Err(e) => eprintln!("atex-exec: warning: failed to write a result: {e}"),
         }
+    }
+}
+
+impl<W: Write> Sink for Stdout<W> {
+    fn result(&mut self, result: TestResult) {
+        self.write(&result);
+    }
+
+    fn result_view(&mut self, result: ResultView<'_>) {
+        self.write(&result);
     }
 
     fn warning(&mut self, message: String) {

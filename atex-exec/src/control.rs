@@ -559,7 +559,8 @@ fn parse_result(json: &[u8]) -> Result<ResultHeader, ControlError> {
             quote(json)
         )));
     };
-    let files = match map.get("files") {
+    // A scan, not a hashed lookup: results have a handful of keys.
+    let files = match map.iter().find(|(key, _)| *key == "files").map(|(_, v)| v) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(entries)) => entries
             .iter()

@@ -49,10 +49,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::Path;
 use std::time::Instant;
 
 use atex_shared::records::TestResult;
 use indexmap::IndexMap;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::artifacts::{Artifacts, ArtifactsError, normalize_file};
@@ -166,10 +168,74 @@ pub enum Outcome {
     },
 }
 
+/// A finished result borrowing the fields every result of a test run
+/// shares, so a sink that only serializes it copies nothing.
+///
+/// It serializes exactly like the [`TestResult`] of [`ResultView::to_owned`]:
+/// the same keys in the same order.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ResultView<'a> {
+    /// See [`TestResult::test`].
+    pub test: &'a str,
+    /// See [`TestResult::name`].
+    pub name: Option<&'a str>,
+    /// See [`TestResult::status`].
+    pub status: &'a str,
+    /// See [`TestResult::note`].
+    pub note: Option<&'a str>,
+    /// See [`TestResult::files`].
+    pub files: &'a [String],
+    /// See [`TestResult::platform`].
+    pub platform: &'a str,
+    /// See [`TestResult::machine`].
+    pub machine: &'a str,
+    /// See [`TestResult::artifacts`].
+    pub artifacts: &'a Path,
+    /// See [`TestResult::exit_code`].
+    pub exit_code: Option<i32>,
+    /// See [`TestResult::started`].
+    pub started: &'a str,
+    /// See [`TestResult::duration`].
+    pub duration: f64,
+    /// See [`TestResult::attempt`].
+    pub attempt: u32,
+    /// See [`TestResult::extra`].
+    #[serde(flatten)]
+    pub extra: &'a IndexMap<String, Value>,
+}
+
+impl ResultView<'_> {
+    /// The owned record.
+    pub fn to_owned(&self) -> TestResult {
+        TestResult {
+            test: self.test.to_owned(),
+            name: self.name.map(str::to_owned),
+            status: self.status.to_owned(),
+            note: self.note.map(str::to_owned),
+            files: self.files.to_vec(),
+            platform: self.platform.to_owned(),
+            machine: self.machine.to_owned(),
+            artifacts: self.artifacts.to_path_buf(),
+            exit_code: self.exit_code,
+            started: self.started.to_owned(),
+            duration: self.duration,
+            attempt: self.attempt,
+            extra: self.extra.clone(),
+        }
+    }
+}
+
 /// Where finished results go, one at a time, as soon as they are final.
 pub trait Sink {
     /// Take one finished result.
     fn result(&mut self, result: TestResult);
+
+    /// Take one finished result, borrowed; by default its owned copy goes
+    /// to [`Sink::result`]. A sink that only writes results out implements
+    /// this to skip the copy (a test may report a million results).
+    fn result_view(&mut self, result: ResultView<'_>) {
+        self.result(result.to_owned());
+    }
 
     /// Take a warning about something that was not fatal (ATEX only logs
     /// these); ignored unless implemented.
@@ -193,6 +259,10 @@ impl Sink for Vec<TestResult> {
 impl<S: Sink + ?Sized> Sink for &mut S {
     fn result(&mut self, result: TestResult) {
         (**self).result(result);
+    }
+
+    fn result_view(&mut self, result: ResultView<'_>) {
+        (**self).result_view(result);
     }
 
     fn warning(&mut self, message: String) {
@@ -301,17 +371,32 @@ impl<S: Sink> Reporter<S> {
     }
 
     fn report_inner(&mut self, mut result: JsonMap, replay: bool) -> Result<(), ReportError> {
-        let name = result_name(&result)?;
-        check_string(&result, "status")?;
-        check_string(&result, "note")?;
-        check_string(&result, "testout")?;
-        if result.get("testout").and_then(Value::as_str) == Some("") {
+        // One pass to find the keys checked below (no hashing per key; a
+        // test may report a million results); the checks keep their order.
+        let (mut name, mut status, mut note, mut testout) = (None, None, None, None);
+        let (mut has_files, mut has_partial) = (false, false);
+        for (key, value) in &result {
+            match key.as_str() {
+                "name" => name = Some(value),
+                "status" => status = Some(value),
+                "note" => note = Some(value),
+                "testout" => testout = Some(value),
+                "files" => has_files = true,
+                "partial" => has_partial = true,
+                _ => {}
+            }
+        }
+        let name = result_name(name)?;
+        check_string(status, "status")?;
+        check_string(note, "note")?;
+        check_string(testout, "testout")?;
+        if testout.and_then(Value::as_str) == Some("") {
             return Err(bad("'testout' specified, but empty"));
         }
-        if let Some(files) = result.get_mut("files") {
+        if has_files && let Some(files) = result.get_mut("files") {
             *files = file_names(files)?;
         }
-        let partial = result.shift_remove("partial").is_some_and(|v| truthy(&v));
+        let partial = has_partial && result.shift_remove("partial").is_some_and(|v| truthy(&v));
         if partial {
             match self.partial.get_mut(&name) {
                 Some(held) => merge_partial(held, result),
@@ -321,7 +406,12 @@ impl<S: Sink> Reporter<S> {
             }
             return Ok(());
         }
-        let merged = match self.partial.shift_remove(&name) {
+        let held = if self.partial.is_empty() {
+            None
+        } else {
+            self.partial.shift_remove(&name)
+        };
+        let merged = match held {
             Some(mut held) => {
                 merge_partial(&mut held, result);
                 held
@@ -346,7 +436,8 @@ impl<S: Sink> Reporter<S> {
         let mut status = None;
         let mut note = None;
         let mut dropped = Vec::new();
-        let mut extra = IndexMap::with_capacity(result.len());
+        // Allocated only when a custom key comes.
+        let mut extra = IndexMap::new();
         for (key, value) in result {
             match key.as_str() {
                 "files" => files_value = Some(value),
@@ -408,22 +499,22 @@ impl<S: Sink> Reporter<S> {
                 self.display_name(name.as_deref())
             ));
         }
-        let record = TestResult {
-            test: self.context.test.clone(),
-            name,
-            status,
-            note,
-            files,
-            platform: self.context.platform.clone(),
-            machine: self.context.machine.clone(),
-            artifacts: self.artifacts.dir().to_path_buf(),
+        let record = ResultView {
+            test: &self.context.test,
+            name: name.as_deref(),
+            status: &status,
+            note: note.as_deref(),
+            files: &files,
+            platform: &self.context.platform,
+            machine: &self.context.machine,
+            artifacts: self.artifacts.dir(),
             exit_code: self.exit_code,
-            started: self.context.started.clone(),
+            started: &self.context.started,
             duration: self.start.elapsed().as_secs_f64(),
             attempt: self.context.attempt,
-            extra,
+            extra: &extra,
         };
-        self.sink.result(record);
+        self.sink.result_view(record);
         Ok(())
     }
 
@@ -546,16 +637,16 @@ impl<S: Sink> Reporter<S> {
     }
 }
 
-fn result_name(result: &JsonMap) -> Result<Option<String>, ReportError> {
-    match result.get("name") {
+fn result_name(name: Option<&Value>) -> Result<Option<String>, ReportError> {
+    match name {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(name)) => Ok(Some(name.clone())),
         Some(other) => Err(bad(format!("'name' must be a string, not {other}"))),
     }
 }
 
-fn check_string(result: &JsonMap, key: &str) -> Result<(), ReportError> {
-    match result.get(key) {
+fn check_string(value: Option<&Value>, key: &str) -> Result<(), ReportError> {
+    match value {
         None | Some(Value::Null | Value::String(_)) => Ok(()),
         Some(other) => Err(bad(format!("'{key}' must be a string, not {other}"))),
     }

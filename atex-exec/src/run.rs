@@ -570,7 +570,9 @@ impl<S: Sink> Handler<'_, S> {
     fn event(&mut self, event: Event<'_>) -> Result<(), StreamError> {
         match event {
             Event::Result(header) => {
-                let name = match header.json.get("name") {
+                // A scan, not a hashed lookup: results have a handful of keys.
+                let name = header.json.iter().find(|(key, _)| *key == "name");
+                let name = match name.map(|(_, value)| value) {
                     None | Some(serde_json::Value::Null) => None,
                     Some(serde_json::Value::String(name)) => Some(name.clone()),
                     // The reporter refuses it too; only files need the name now.

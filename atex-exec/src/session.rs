@@ -40,7 +40,7 @@ use crate::control::Deadline;
 use crate::launch::ConnectionLauncher;
 use crate::reboot::{self, BootIdentity};
 use crate::remote::{self, RemoteLayout};
-use crate::reporter::{DEFAULT_TESTOUT, Failure, Reporter, ResultContext, Sink};
+use crate::reporter::{DEFAULT_TESTOUT, Failure, Reporter, ResultContext, ResultView, Sink};
 use crate::run::{self, Counters, RunEnd, TestRun};
 use crate::wrapper::WrapperFlags;
 
@@ -109,6 +109,11 @@ impl<S: ResultSink> Sink for Counting<'_, S> {
     fn result(&mut self, result: TestResult) {
         self.summary.count(&result.status);
         self.inner.result(result);
+    }
+
+    fn result_view(&mut self, result: ResultView<'_>) {
+        self.summary.count(result.status);
+        self.inner.result_view(result);
     }
 
     fn warning(&mut self, message: String) {
