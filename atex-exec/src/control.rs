@@ -27,7 +27,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::reporter::JsonMap;
 
 /// The longest control line ATEX accepts, counting its `\n`.
 pub const MAX_LINE: usize = 4096;
@@ -99,7 +101,7 @@ pub struct FileSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultHeader {
     /// The result object verbatim, `files` included.
-    pub json: Map<String, Value>,
+    pub json: JsonMap,
     /// The validated `files` entries, in stream order.
     pub files: Vec<FileSpec>,
 }
@@ -551,13 +553,19 @@ fn parse_duration_command(arg: &str) -> Result<DurationCommand, ControlError> {
 
 /// Decodes and validates the JSON of a `result`.
 fn parse_result(json: &[u8]) -> Result<ResultHeader, ControlError> {
-    let value: Value = serde_json::from_slice(json)
-        .map_err(|e| bad_json(format!("JSON decode: {e} caused by: {}", quote(json))))?;
-    let Value::Object(map) = value else {
-        return Err(bad_json(format!(
-            "JSON decode: not a JSON object caused by: {}",
-            quote(json)
-        )));
+    // Straight into the result's map; only a failure decodes again, as a
+    // plain value, to tell bad JSON from JSON that is not an object.
+    let map: JsonMap = match serde_json::from_slice(json) {
+        Ok(map) => map,
+        Err(_) => {
+            return Err(match serde_json::from_slice::<Value>(json) {
+                Err(e) => bad_json(format!("JSON decode: {e} caused by: {}", quote(json))),
+                Ok(_) => bad_json(format!(
+                    "JSON decode: not a JSON object caused by: {}",
+                    quote(json)
+                )),
+            });
+        }
     };
     // A scan, not a hashed lookup: results have a handful of keys.
     let files = match map.iter().find(|(key, _)| *key == "files").map(|(_, v)| v) {
@@ -765,6 +773,7 @@ mod tests {
         let Value::Object(map) = serde_json::from_str(json).unwrap() else {
             panic!("not an object")
         };
+        let map = map.into_iter().collect();
         Owned::Result(
             parse_result(json.as_bytes())
                 .map(|h| ResultHeader {

@@ -59,8 +59,14 @@ use serde_json::Value;
 
 use crate::artifacts::{Artifacts, ArtifactsError, normalize_file};
 
-/// A JSON object as decoded from the control stream, key order kept.
-pub type JsonMap = serde_json::Map<String, Value>;
+/// A result's top-level JSON object as decoded from the control stream, key
+/// order kept.
+///
+/// Hashed with foldhash's fixed-seed hasher rather than serde_json's
+/// SipHash-keyed map: a test may report a million results, and the keys are
+/// the test's own, so flooding resistance buys nothing here. Nested objects
+/// stay [`serde_json::Map`].
+pub type JsonMap = IndexMap<String, Value, foldhash::fast::FixedState>;
 
 /// The file name the test output is linked as when the test does not choose
 /// one (the fallback's `testout`).
@@ -561,14 +567,14 @@ impl<S: Sink> Reporter<S> {
                     .map(str::to_owned)
                     .unwrap_or_else(|| if *exit_code == 0 { "pass" } else { "fail" }.to_owned());
                 let fallback = (!self.nameless_result_seen).then(|| {
-                    let mut map = JsonMap::new();
+                    let mut map = JsonMap::default();
                     map.insert("status".into(), Value::String(status));
                     map
                 });
                 (Some(*exit_code), fallback)
             }
             Outcome::Failed { failure, exit_code } => {
-                let mut map = JsonMap::new();
+                let mut map = JsonMap::default();
                 map.insert("status".into(), "infra".into());
                 map.insert("note".into(), failure.note().into());
                 (*exit_code, Some(map))
@@ -619,7 +625,7 @@ impl<S: Sink> Reporter<S> {
     /// give the sink back. No fallback is added.
     pub fn setup_failed(mut self, output: &str) -> S {
         self.partial.clear();
-        let mut map = JsonMap::new();
+        let mut map = JsonMap::default();
         map.insert("status".into(), "infra".into());
         map.insert(
             "note".into(),
@@ -696,10 +702,6 @@ fn truthy(value: &Value) -> bool {
 /// extended, except the top-level `files`, a set of names, which is
 /// deduplicated; strings, numbers and booleans are replaced.
 pub fn merge_partial(dst: &mut JsonMap, src: JsonMap) {
-    merge(dst, src, true);
-}
-
-fn merge(dst: &mut JsonMap, src: JsonMap, top: bool) {
     for (key, new) in src {
         if new.is_null() {
             dst.shift_remove(&key);
@@ -710,17 +712,39 @@ fn merge(dst: &mut JsonMap, src: JsonMap, top: bool) {
             continue;
         };
         match (old, new) {
-            (Value::Object(old), Value::Object(new)) => merge(old, new, false),
-            (Value::Array(old), Value::Array(new)) if top && key == "files" => {
+            (Value::Array(old), Value::Array(new)) if key == "files" => {
                 for name in new {
                     if !old.contains(&name) {
                         old.push(name);
                     }
                 }
             }
-            (Value::Array(old), Value::Array(new)) => old.extend(new),
-            (old, new) => *old = new,
+            (old, new) => merge_value(old, new),
         }
+    }
+}
+
+/// Merge below the top level, where no key is special.
+fn merge_nested(dst: &mut serde_json::Map<String, Value>, src: serde_json::Map<String, Value>) {
+    for (key, new) in src {
+        if new.is_null() {
+            dst.shift_remove(&key);
+            continue;
+        }
+        match dst.get_mut(&key) {
+            Some(old) => merge_value(old, new),
+            None => {
+                dst.insert(key, new);
+            }
+        }
+    }
+}
+
+fn merge_value(old: &mut Value, new: Value) {
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => merge_nested(old, new),
+        (Value::Array(old), Value::Array(new)) => old.extend(new),
+        (old, new) => *old = new,
     }
 }
 
@@ -748,7 +772,10 @@ mod tests {
     }
 
     fn obj(value: Value) -> JsonMap {
-        value.as_object().unwrap().clone()
+        let Value::Object(map) = value else {
+            panic!("not an object")
+        };
+        map.into_iter().collect()
     }
 
     struct Run {
@@ -823,7 +850,7 @@ mod tests {
             })),
         );
         assert_eq!(
-            Value::Object(dst),
+            Value::Object(dst.into_iter().collect()),
             json!({
                 "str": "b", "int": 2, "float": 2.5, "bool": false,
                 // Lists are extended, duplicates kept...
