@@ -306,7 +306,9 @@ pub struct ResultContext {
 /// std::fs::write(artifacts.testout_path(), "output").unwrap();
 /// let context = ResultContext { test: "/t".into(), ..Default::default() };
 /// let mut reporter = Reporter::new(artifacts, context, Vec::new());
-/// let result = |v: serde_json::Value| v.as_object().unwrap().clone();
+/// let result = |v: serde_json::Value| -> atex_exec::reporter::JsonMap {
+///     v.as_object().unwrap().clone().into_iter().collect()
+/// };
 /// reporter.report(result(json!({"name": "sub", "status": "fail", "rerun": 3}))).unwrap();
 /// reporter.report(result(json!({"status": "warn", "partial": true}))).unwrap();
 /// let results = reporter.finish(&Outcome::Exited { exit_code: 0 });
