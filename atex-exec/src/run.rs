@@ -283,6 +283,8 @@ pub enum RunEnd<S> {
 pub struct TestRun<S> {
     reporter: Reporter<S>,
     deadline: Deadline,
+    /// The environment file already holds the first attempt's environment.
+    env_written: bool,
 }
 
 /// What ended one run of the wrapper, before the reporter is finished.
@@ -301,7 +303,21 @@ impl<S: Sink> TestRun<S> {
 
     /// A test run with a deadline of the caller's making.
     pub fn with_deadline(reporter: Reporter<S>, deadline: Deadline) -> Self {
-        Self { reporter, deadline }
+        Self {
+            reporter,
+            deadline,
+            env_written: false,
+        }
+    }
+
+    /// Say that the setup already wrote the environment file with exactly
+    /// what the first attempt would write (the same variables and counters
+    /// 0), so the first attempt skips writing it: one remote round trip less
+    /// per test. Later attempts (after a reboot) write it as usual.
+    #[must_use]
+    pub fn with_env_written(mut self) -> Self {
+        self.env_written = true;
+        self
     }
 
     /// The deadline as the test's `duration` commands left it.
@@ -357,7 +373,9 @@ impl<S: Sink> TestRun<S> {
             Ok(env) => env,
             Err(e) => return Attempt::Failed(Failure::new("TestSetupError", e.to_string()), None),
         };
-        if let Err(e) = launcher.write_file(&layout.env_file, env).await {
+        if std::mem::take(&mut self.env_written) {
+            // Written by the setup (see `with_env_written`).
+        } else if let Err(e) = launcher.write_file(&layout.env_file, env).await {
             let message = format!("write the environment file {}: {e}", layout.env_file);
             return Attempt::Failed(Failure::new("TestSetupError", message), None);
         }

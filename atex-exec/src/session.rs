@@ -340,7 +340,20 @@ impl Session<'_> {
             }
         };
         let reporter = Reporter::new(artifacts, context, &mut *out).started_at(start);
-        let files = match layout.setup_test(&self.conn, test, &[], 0, 0).await {
+        // The boot identity is known before the setup, so the setup script
+        // writes the first attempt's whole environment (marker included)
+        // and the run loop need not write it again.
+        if self.boot.is_none() {
+            self.boot = BootIdentity::record(&self.conn, None).await.ok();
+        }
+        let mut setup_extra = Vec::new();
+        if let Some(boot) = &self.boot {
+            setup_extra.push((reboot::MARKER_VAR.to_owned(), boot.marker.clone()));
+        }
+        let files = match layout
+            .setup_test(&self.conn, test, &setup_extra, 0, 0)
+            .await
+        {
             Ok(files) => files,
             Err(e) => {
                 reporter.setup_failed(&format!("failed to {e}"));
@@ -360,6 +373,11 @@ impl Session<'_> {
         };
         let duration = Duration::from_secs(test.duration);
         let mut test_run = TestRun::with_deadline(reporter, Deadline::new(start, duration));
+        if self.boot.is_some() {
+            // The loop below uses this same boot identity for the first
+            // launch, so the setup wrote exactly its environment.
+            test_run = test_run.with_env_written();
+        }
         let mut counters = Counters::default();
         loop {
             // Recorded once per boot of the machine, not per test (a remote
