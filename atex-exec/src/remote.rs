@@ -919,6 +919,7 @@ mod tests {
             files.argv,
             [
                 "/usr/bin/python3",
+                "-S",
                 "/w/wrapper.py",
                 "/w/test/env",
                 "/w/test/test.sh",
@@ -929,7 +930,7 @@ mod tests {
         test.tty = true;
         let files = layout.test_files(&test);
         assert_eq!(files.workdir, "/w/tests");
-        assert_eq!(files.argv[2], "--pty");
+        assert_eq!(files.argv[3], "--pty");
     }
 
     #[test]

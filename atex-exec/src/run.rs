@@ -709,6 +709,7 @@ mod tests {
             layout.argv(),
             [
                 "python3",
+                "-S",
                 "/w/wrapper.py",
                 "/w/env",
                 "/w/test.sh",
