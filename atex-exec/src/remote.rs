@@ -464,12 +464,7 @@ impl RemoteLayout {
         conn: &Connection,
         plan: &atex_shared::records::Plan,
     ) -> Result<Vec<Output>, RemoteError> {
-        let env: Vec<(String, String)> = plan
-            .environment
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.run_plan_phases(conn, "prepare", &plan.prepare, &env)
+        self.run_plan_step(conn, "prepare", &plan.prepare, plan)
             .await
     }
 
@@ -479,13 +474,23 @@ impl RemoteLayout {
         conn: &Connection,
         plan: &atex_shared::records::Plan,
     ) -> Result<Vec<Output>, RemoteError> {
+        self.run_plan_step(conn, "finish", &plan.finish, plan).await
+    }
+
+    /// One step's phases with the plan's environment.
+    async fn run_plan_step(
+        &self,
+        conn: &Connection,
+        step: &str,
+        phases: &[Value],
+        plan: &atex_shared::records::Plan,
+    ) -> Result<Vec<Output>, RemoteError> {
         let env: Vec<(String, String)> = plan
             .environment
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        self.run_plan_phases(conn, "finish", &plan.finish, &env)
-            .await
+        self.run_plan_phases(conn, step, phases, &env).await
     }
 
     /// Run `phases` of `step` (`prepare` or `finish`) in order, stopping at
