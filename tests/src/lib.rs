@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod pipe;
+pub mod podman;
 pub mod sshd;
 
 use std::ffi::OsStr;

@@ -267,36 +267,14 @@ async fn local_spawn_kill_and_upload() -> Result<()> {
 /// overlay (no image registry is reachable here); removed on drop.
 struct Container {
     name: String,
-    _conf: tempfile::TempDir,
+    _conf: atex_tests::podman::PodmanConf,
 }
 
 impl Container {
     fn start() -> Result<Container> {
-        let found = std::process::Command::new("podman")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        anyhow::ensure!(
-            found,
-            "podman is not installed: run `make deps` (scripts/install-deps.sh) \
-             or `apt-get install podman runc`"
-        );
-        // ENVIRONMENT.md: rootful podman works here only with runc and
-        // explicit ulimits.
-        let conf = tempfile::tempdir()?;
-        let conf_file = conf.path().join("containers.conf");
-        std::fs::write(
-            &conf_file,
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
-             [engine]\nruntime = \"runc\"\n",
-        )?;
-        let name = format!(
-            "atex-conn-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .subsec_nanos()
-        );
+        let conf = atex_tests::podman::PodmanConf::new()?;
+        let conf_file = conf.path();
+        let name = atex_tests::podman::unique_name("atex-conn")?;
         let out = std::process::Command::new("podman")
             .env("CONTAINERS_CONF", &conf_file)
             .args([

@@ -259,35 +259,13 @@ fn reconnect_to_the_same_boot_is_not_a_reboot() -> Result<()> {
 /// removed on drop.
 struct Container {
     name: String,
-    conf: tempfile::TempDir,
+    conf: atex_tests::podman::PodmanConf,
 }
 
 impl Container {
     fn start(shared: &Path) -> Result<Container> {
-        let found = Command::new("podman")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        anyhow::ensure!(
-            found,
-            "podman is not installed: run `make deps` (scripts/install-deps.sh) \
-             or `apt-get install podman runc`"
-        );
-        // ENVIRONMENT.md: rootful podman works here only with runc and
-        // explicit ulimits.
-        let conf = tempfile::tempdir()?;
-        std::fs::write(
-            conf.path().join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
-             [engine]\nruntime = \"runc\"\n",
-        )?;
-        let name = format!(
-            "atex-reboot-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .subsec_nanos()
-        );
+        let conf = atex_tests::podman::PodmanConf::new()?;
+        let name = atex_tests::podman::unique_name("atex-reboot")?;
         let volume = format!("{0}:{0}", shared.display());
         let container = Container { name, conf };
         let out = container
@@ -312,7 +290,7 @@ impl Container {
 
     fn podman(&self) -> Command {
         let mut cmd = Command::new("podman");
-        cmd.env("CONTAINERS_CONF", self.conf.path().join("containers.conf"));
+        cmd.env("CONTAINERS_CONF", self.conf.path());
         cmd
     }
 }
