@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest's CI profile (.config/nextest.toml) when CI is set.
 NEXTEST_ARGS ?= $(if $(CI),--profile ci,)
 
-.PHONY: help demo deps test nextest doctest conformance lint bench bench-exec bench-venv compare-tmt
+.PHONY: help demo deps test nextest doctest conformance lint bench bench-exec bench-aggregate bench-venv compare-tmt
 
 # help: list the targets with their one-line descriptions
 help:
@@ -47,14 +47,19 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
-# bench: time atex-discover on a generated 10,000-test tree (and python fmf, if .venv-fmf exists), then atex-exec (bench-exec)
+# bench: time atex-discover on a generated 10,000-test tree (and python fmf, if .venv-fmf exists), then atex-exec (bench-exec), then atex-aggregate (bench-aggregate)
 bench:
 	SHARED="$(SHARED)" bash bench/discover.sh
 	SHARED="$(SHARED)" bash bench/exec.sh
+	SHARED="$(SHARED)" bash bench/aggregate.sh
 
 # bench-exec: run 200 trivial tests and one test reporting 1,000,000 results on a loopback sshd machine; tests/s, results/s, peak RSS
 bench-exec:
 	SHARED="$(SHARED)" bash bench/exec.sh
+
+# bench-aggregate: ingest 1,000,000 result records into a results store; records/s and peak RSS
+bench-aggregate:
+	SHARED="$(SHARED)" bash bench/aggregate.sh
 
 # compare-tmt: compare test selection with tmt 1.78 on a generated 500-test tree (installs tmt into .venv-fmf)
 compare-tmt:

@@ -3,7 +3,8 @@
 # non-interactive: works with CI=true and no stdin).
 #
 #   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time,
-#                                        openssh-server/-client, rsync, podman, runc
+#                                        openssh-server/-client, rsync, podman, runc,
+#                                        chromium, chromium-driver
 #   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf
 #                                        (only the benchmark comparison uses it)
 set -euo pipefail
@@ -13,7 +14,7 @@ want_venv=false
 for arg in "$@"; do
     case "$arg" in
         --fmf-venv) want_venv=true ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "install-deps: error: unknown argument '$arg'" >&2; exit 2 ;;
     esac
 done
@@ -72,6 +73,10 @@ if ! command -v rsync >/dev/null 2>&1; then conn_pkgs+=(rsync); fi
 # with runc).
 if ! command -v podman >/dev/null 2>&1; then conn_pkgs+=(podman); fi
 if ! command -v runc >/dev/null 2>&1; then conn_pkgs+=(runc); fi
+# The HTML report test drives Debian's headless Chromium through
+# ChromeDriver (tests/src/webdriver.rs).
+if [ ! -x /usr/bin/chromium ]; then conn_pkgs+=(chromium); fi
+if [ ! -x /usr/bin/chromedriver ]; then conn_pkgs+=(chromium-driver); fi
 if [ ${#conn_pkgs[@]} -gt 0 ]; then
     apt_install "${conn_pkgs[@]}"
 fi

@@ -6,6 +6,8 @@
 pub mod pipe;
 pub mod podman;
 pub mod sshd;
+pub mod tf_server;
+pub mod webdriver;
 
 use std::ffi::OsStr;
 use std::io::Write;
