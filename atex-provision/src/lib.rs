@@ -1,40 +1,35 @@
-//! atex-provision: the command-line interface; the tool itself is not built yet, so
-//! every use but `--help` and `--version` is refused (exit 2).
+//! atex-provision: machines for the other tools, as Machine records.
+//!
+//! The library is one interface, [`Provisioner`] (reserve one machine,
+//! release one), implemented by [`local`], [`ssh`], [`podman`] and
+//! [`testing_farm`], and one driver, [`Pool`], which asks a provisioner
+//! for N machines, hands each out as soon as it is ready, retries, caps
+//! concurrency and cleans up on stop. The `atex-provision` command
+//! ([`cli`]) and the orchestrator both drive a [`Pool`]; a custom
+//! provisioner written outside this crate plugs into it the same way (see
+//! the example on [`Provisioner`]).
 #![warn(missing_docs)]
 
-use std::ffi::OsString;
-use std::process::ExitCode;
+pub mod cli;
+pub mod local;
+pub mod podman;
+mod pool;
+mod provisioner;
+pub mod ssh;
+pub mod testing_farm;
 
-use clap::Parser;
+pub use pool::{Log, Pool, PoolOptions};
+pub use provisioner::{BoxFuture, CancellationToken, ProvisionError, Provisioner, or_cancel};
 
-/// Provision test machines and print one Machine record (a JSON line) per system.
-///
-/// Provision test machines from a provisioner spec (local, ssh hosts, podman
-/// containers, Testing Farm) and print one Machine record per system on stdout;
-/// `release` gives them back.
-///
-/// Example:
-///     atex-discover tests --root . --plan /plans/ci \
-///       | atex-exec --machine "$(atex-provision local)" --artifacts out/
-#[derive(Debug, Parser)]
-#[command(name = "atex-provision", version, verbatim_doc_comment)]
-pub struct Cli {
-    /// Arguments of the future interface (not implemented yet).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<OsString>,
-}
-
-/// The process entry point: until the tool exists, `--help` and `--version`
-/// work and every other use exits [`atex_shared::exit::INVALID`] with nothing
-/// on stdout.
-pub fn main() -> ExitCode {
-    atex_shared::placeholder::main::<Cli>("atex-provision")
+/// The process entry point of `atex-provision`.
+pub fn main() -> std::process::ExitCode {
+    cli::main()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn help_version_and_refusal() {
-        atex_shared::placeholder::assert_placeholder::<super::Cli>("atex-provision");
+        atex_shared::placeholder::assert_placeholder::<super::cli::Cli>("atex-provision");
     }
 }

@@ -1,0 +1,1 @@
+//! The `podman` provisioner: containers on the controller (being written).

@@ -1,0 +1,1 @@
+//! The `ssh` provisioner: existing hosts, checked reachable (being written).
