@@ -25,11 +25,3 @@ pub use provisioner::{BoxFuture, CancellationToken, ProvisionError, Provisioner,
 pub fn main() -> std::process::ExitCode {
     cli::main()
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn help_version_and_refusal() {
-        atex_shared::placeholder::assert_placeholder::<super::cli::Cli>("atex-provision");
-    }
-}
