@@ -1,1 +1,459 @@
-//! The `ssh` provisioner: existing hosts, checked reachable (being written).
+//! The `ssh` provisioner: existing hosts named on the command line or in a
+//! file, each handed out to one user at a time after checking that it is
+//! reachable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use atex_shared::connection::Connection as Conn;
+use atex_shared::records::{Connection, Machine};
+use indexmap::IndexMap;
+
+use crate::provisioner::{BoxFuture, CancellationToken, ProvisionError, Provisioner};
+
+/// How long the reachability check of one host may take by default.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options of `atex-provision ssh`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    /// Hosts to hand out, as `user@host[:port]` (`root` when the user is
+    /// left out; IPv6 addresses in brackets: `root@[::1]:2222`).
+    #[arg(value_name = "USER@HOST[:PORT]")]
+    pub hosts: Vec<String>,
+    /// A file with more hosts, one per line: `user@host[:port]` or a
+    /// Machine record (JSON). `#` comments and blank lines are ignored.
+    #[arg(long, value_name = "PATH")]
+    pub hosts_file: Option<PathBuf>,
+    /// The private key for the `user@host` hosts (Machine records carry
+    /// their own).
+    #[arg(long, short = 'i', value_name = "PATH")]
+    pub identity_file: Option<PathBuf>,
+    /// An ssh client option for the `user@host` hosts, e.g.
+    /// `-o ProxyJump=bastion`; repeatable.
+    #[arg(short = 'o', value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// The platform results are reported for (default: `ssh`); Machine
+    /// records with a platform keep theirs.
+    #[arg(long, value_name = "NAME")]
+    pub platform: Option<String>,
+    /// How long checking that a host is reachable may take, in seconds
+    /// (default: 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub check_timeout: Option<u64>,
+}
+
+/// Hands out a fixed set of existing hosts, each to one user at a time.
+///
+/// [`Provisioner::reserve`] takes the next free host (round robin, so a
+/// retry after an unreachable host tries another one), connects to it,
+/// runs `true` and disconnects, so no ssh master is left behind.
+/// Releasing only marks the host free again: nothing was created.
+///
+/// The check is not interrupted by cancellation (an ssh master dropped
+/// half-way through authentication could outlive the process); it is
+/// bounded by [`Args::check_timeout`] and the reservation reports
+/// [`ProvisionError::Cancelled`] once it ends.
+///
+/// ```
+/// use atex_provision::ssh::{Args, Ssh};
+/// let args = Args {
+///     hosts: vec!["root@127.0.0.1:2222".into(), "tester@localhost".into()],
+///     ..Args::default()
+/// };
+/// let ssh = Ssh::new(&args).unwrap();
+/// assert_eq!(ssh.host_count(), 2);
+/// ```
+#[derive(Debug)]
+pub struct Ssh {
+    hosts: Vec<Machine>,
+    state: Mutex<State>,
+    check_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct State {
+    busy: Vec<bool>,
+    /// Where the search for a free host starts next time.
+    cursor: usize,
+}
+
+impl Ssh {
+    /// The provisioner of the hosts in `args` (command line first, then
+    /// the file). Bad host strings and bad file lines are
+    /// [`ProvisionError::Invalid`], the file's naming `FILE:LINE:`; no
+    /// hosts at all is invalid too.
+    pub fn new(args: &Args) -> Result<Ssh, ProvisionError> {
+        let options = parse_options(&args.options)?;
+        let platform = args.platform.clone().unwrap_or_else(|| "ssh".to_owned());
+        let defaults = Defaults {
+            identity_file: args.identity_file.as_deref(),
+            options: &options,
+            platform: &platform,
+        };
+        let mut hosts = Vec::new();
+        for spec in &args.hosts {
+            hosts.push(defaults.machine(spec).map_err(ProvisionError::Invalid)?);
+        }
+        if let Some(path) = &args.hosts_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ProvisionError::io(format!("read {}", path.display()), e))?;
+            hosts.extend(parse_hosts_file(&text, path, &defaults)?);
+        }
+        if hosts.is_empty() {
+            return Err(ProvisionError::Invalid(
+                "no hosts: name them as USER@HOST[:PORT] or with --hosts-file".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for host in &hosts {
+            if !seen.insert(host.id.as_str()) {
+                return Err(ProvisionError::Invalid(format!(
+                    "the host {} is listed twice",
+                    host.id
+                )));
+            }
+        }
+        Ok(Ssh {
+            state: Mutex::new(State {
+                busy: vec![false; hosts.len()],
+                cursor: 0,
+            }),
+            hosts,
+            check_timeout: args
+                .check_timeout
+                .map_or(DEFAULT_CHECK_TIMEOUT, |s| Duration::from_secs(s.max(1))),
+        })
+    }
+
+    /// How many hosts there are: the default number of machines to ask for.
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// The hosts, as the Machine records [`Provisioner::reserve`] hands out.
+    pub fn hosts(&self) -> &[Machine] {
+        &self.hosts
+    }
+
+    /// Mark the next free host busy; `None` when all are.
+    fn take(&self) -> Option<usize> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let n = state.busy.len();
+        let index = (0..n)
+            .map(|i| (state.cursor + i) % n)
+            .find(|&i| !state.busy[i])?;
+        state.busy[index] = true;
+        state.cursor = (index + 1) % n;
+        Some(index)
+    }
+
+    fn give_back(&self, index: usize) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(busy) = state.busy.get_mut(index) {
+            *busy = false;
+        }
+    }
+}
+
+impl Provisioner for Ssh {
+    fn kind(&self) -> &str {
+        "ssh"
+    }
+
+    fn max_machines(&self) -> usize {
+        self.hosts.len()
+    }
+
+    fn reserve(&self, cancel: CancellationToken) -> BoxFuture<'_, Result<Machine, ProvisionError>> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(ProvisionError::Cancelled);
+            }
+            let index = self.take().ok_or_else(|| {
+                ProvisionError::Failed(format!("all {} hosts are in use", self.hosts.len()))
+            })?;
+            let machine = self.hosts[index].clone();
+            let checked = check_reachable(&machine.connection, self.check_timeout).await;
+            if let Err(err) = checked {
+                self.give_back(index);
+                return Err(err);
+            }
+            if cancel.is_cancelled() {
+                self.give_back(index);
+                return Err(ProvisionError::Cancelled);
+            }
+            Ok(machine)
+        })
+    }
+
+    fn release(&self, machine: Machine) -> BoxFuture<'_, Result<(), ProvisionError>> {
+        Box::pin(async move {
+            if let Some(index) = self.hosts.iter().position(|h| h.id == machine.id) {
+                self.give_back(index);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Release an ssh machine from its record alone (another process): there
+/// is nothing to give back.
+pub async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
+    let _ = machine;
+    Ok(())
+}
+
+/// Connect, run `true`, disconnect, all within `timeout`; the error names
+/// the host. The connection is always closed, so no ssh master stays.
+pub(crate) async fn check_reachable(
+    record: &Connection,
+    timeout: Duration,
+) -> Result<(), ProvisionError> {
+    let mut conn = Conn::new(record).with_timeout(timeout);
+    let target = conn.target();
+    let result = async {
+        conn.connect().await?;
+        let out = tokio::time::timeout(timeout, conn.run_script(b"true\n"))
+            .await
+            .map_err(|_| ProvisionError::Timeout(format!("run `true` on {target}")))??;
+        if !out.success() {
+            return Err(ProvisionError::Failed(format!(
+                "check {target}: `true` exited with {:?}: {}",
+                out.code,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+    .await;
+    let closed = conn.disconnect().await;
+    result?;
+    closed.map_err(ProvisionError::from)
+}
+
+/// What `user@host` entries get from the command line.
+struct Defaults<'a> {
+    identity_file: Option<&'a Path>,
+    options: &'a IndexMap<String, String>,
+    platform: &'a str,
+}
+
+impl Defaults<'_> {
+    /// The Machine record of `spec` (`user@host[:port]`).
+    fn machine(&self, spec: &str) -> Result<Machine, String> {
+        let (user, host, port) = parse_host(spec)?;
+        let identity_file = match self.identity_file {
+            Some(path) => Some(
+                std::path::absolute(path)
+                    .map_err(|e| format!("resolve the identity file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Machine {
+            id: format!("ssh/{user}@{host}:{port}"),
+            provisioner: "ssh".to_owned(),
+            connection: Connection::Ssh {
+                host,
+                port,
+                user,
+                identity_file,
+                options: self.options.clone(),
+            },
+            platform: self.platform.to_owned(),
+            release: serde_json::Value::Null,
+        })
+    }
+}
+
+/// Split `user@host[:port]`: the user defaults to `root`, the port to 22;
+/// an IPv6 address with a port goes in brackets (`[::1]:2222`), one
+/// without may be bare.
+fn parse_host(spec: &str) -> Result<(String, String, u16), String> {
+    let spec = spec.trim();
+    let (user, rest) = match spec.rsplit_once('@') {
+        Some((user, rest)) => (user, rest),
+        None => ("root", spec),
+    };
+    if user.is_empty() || user.contains(char::is_whitespace) {
+        return Err(format!(
+            "bad host {spec:?}: the user is empty or has spaces"
+        ));
+    }
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("bad host {spec:?}: no `]` after the IPv6 address"))?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("bad host {spec:?}: junk after `]`")),
+            },
+        }
+    } else if rest.matches(':').count() == 1 {
+        let (host, port) = rest.split_once(':').unwrap_or((rest, ""));
+        (host, Some(port))
+    } else {
+        (rest, None)
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+        return Err(format!(
+            "bad host {spec:?}: the host name is empty or invalid"
+        ));
+    }
+    let port = match port {
+        None => 22,
+        Some(p) => match p.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Err(format!("bad host {spec:?}: the port {p:?} is not 1-65535")),
+        },
+    };
+    Ok((user.to_owned(), host.to_owned(), port))
+}
+
+/// `KEY=VALUE` options, in order; a later key replaces an earlier one.
+fn parse_options(options: &[String]) -> Result<IndexMap<String, String>, ProvisionError> {
+    let mut map = IndexMap::new();
+    for option in options {
+        let (key, value) = option
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()))
+            .ok_or_else(|| {
+                ProvisionError::Invalid(format!(
+                    "bad ssh option {option:?}: expected KEY=VALUE, KEY an ssh_config keyword"
+                ))
+            })?;
+        map.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(map)
+}
+
+/// The hosts of a hosts file; errors name `FILE:LINE:`.
+fn parse_hosts_file(
+    text: &str,
+    path: &Path,
+    defaults: &Defaults<'_>,
+) -> Result<Vec<Machine>, ProvisionError> {
+    let mut hosts = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |message: String| {
+            ProvisionError::Invalid(format!("{}:{}: {message}", path.display(), number + 1))
+        };
+        let machine = if line.starts_with('{') {
+            let mut machine: Machine =
+                serde_json::from_str(line).map_err(|e| at(format!("not a Machine record: {e}")))?;
+            if machine.id.is_empty() {
+                return Err(at("the Machine record has an empty id".into()));
+            }
+            if machine.platform.is_empty() {
+                machine.platform = defaults.platform.to_owned();
+            }
+            machine
+        } else {
+            defaults.machine(line).map_err(at)?
+        };
+        hosts.push(machine);
+    }
+    Ok(hosts)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (STYLE.md)
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_strings() {
+        assert_eq!(
+            parse_host("tester@example.org:2222").unwrap(),
+            ("tester".into(), "example.org".into(), 2222)
+        );
+        assert_eq!(
+            parse_host("example.org").unwrap(),
+            ("root".into(), "example.org".into(), 22)
+        );
+        assert_eq!(
+            parse_host("a@[::1]:2200").unwrap(),
+            ("a".into(), "::1".into(), 2200)
+        );
+        assert_eq!(parse_host("a@::1").unwrap(), ("a".into(), "::1".into(), 22));
+        for bad in [
+            "a@host:0",
+            "a@host:x",
+            "@host",
+            "a@",
+            "a@[::1",
+            "a@[::1]x",
+            "a@h:99999",
+        ] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn options_need_a_keyword_and_a_value() {
+        let map = parse_options(&["ProxyJump=b=c".into(), "Port=1".into()]).unwrap();
+        assert_eq!(map["ProxyJump"], "b=c");
+        assert!(parse_options(&["Proxy Jump=x".into()]).is_err());
+        assert!(parse_options(&["NoValue".into()]).is_err());
+    }
+
+    #[test]
+    fn hosts_file_lines_and_errors() {
+        let options = IndexMap::new();
+        let defaults = Defaults {
+            identity_file: Some(Path::new("/k")),
+            options: &options,
+            platform: "p",
+        };
+        let text = "# pool\n\n  u@h1:2\n{\"id\":\"m/1\",\"provisioner\":\"x\",\
+                    \"connection\":{\"kind\":\"local\"}}\n";
+        let hosts = parse_hosts_file(text, Path::new("hosts"), &defaults).unwrap();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(hosts[0].id, "ssh/u@h1:2");
+        assert_eq!(hosts[1].platform, "p");
+        let err = parse_hosts_file("u@h\nu@h:nope\n", Path::new("hosts"), &defaults)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("hosts:2: bad host"), "{err}");
+        let err = parse_hosts_file("{nope\n", Path::new("f"), &defaults)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("f:1: not a Machine record"), "{err}");
+    }
+
+    #[test]
+    fn hosts_rotate_and_come_back() {
+        let args = Args {
+            hosts: vec!["a@h1".into(), "a@h2".into()],
+            ..Args::default()
+        };
+        let ssh = Ssh::new(&args).unwrap();
+        assert_eq!(ssh.max_machines(), 2);
+        assert_eq!(ssh.take(), Some(0));
+        ssh.give_back(0);
+        // The cursor moved on: a retry after a failure tries the other host.
+        assert_eq!(ssh.take(), Some(1));
+        assert_eq!(ssh.take(), Some(0));
+        assert_eq!(ssh.take(), None);
+    }
+
+    #[test]
+    fn no_hosts_and_duplicates_are_invalid() {
+        assert!(matches!(
+            Ssh::new(&Args::default()),
+            Err(ProvisionError::Invalid(_))
+        ));
+        let args = Args {
+            hosts: vec!["a@h".into(), "a@h:22".into()],
+            ..Args::default()
+        };
+        assert!(Ssh::new(&args).is_err());
+    }
+}
