@@ -1,0 +1,786 @@
+//! Ingesting Result records into a store as they arrive: the results file,
+//! the moved files, and the JUnit and HTML part files, with the per-platform
+//! totals and the duplicate-run numbering the only state kept in memory.
+//!
+//! Store layout (docs/aggregate.md):
+//!
+//! ```text
+//! DIR/results.jsonl[.gz|.xz]       ATEX lines or Result records
+//! DIR/files/<platform>/<test>/...  the uploaded files
+//! DIR/junit.xml, DIR/index.html    rewritten periodically and at the end
+//! DIR/.atex-aggregate/             part files: rows.js, junit-<N>.xml
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use atex_shared::jsonl::ReadError;
+
+use crate::files::{self, FilePolicy};
+use crate::record::{self, Incoming, Line, RecordOut};
+use crate::report::{self, Row, Totals, Verdict};
+use crate::store::{self, Compression, ResultsWriter};
+
+/// What the results file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// ATEX's line `[platform, status, test, subtest, files, note]`.
+    Atex,
+    /// Our full Result records.
+    Records,
+}
+
+/// Everything an ingest needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The store directory.
+    pub output: PathBuf,
+    /// The results file's format.
+    pub format: Format,
+    /// The results file's compression (`None`: as the existing store has
+    /// it with `append`, else uncompressed).
+    pub compress: Option<Compression>,
+    /// How uploaded files are stored.
+    pub files: FilePolicy,
+    /// Continue an existing store.
+    pub append: bool,
+    /// Longest time a read record waits before it is written out.
+    pub flush_interval: Duration,
+    /// How often junit.xml and index.html are rewritten while ingesting.
+    pub render_interval: Duration,
+}
+
+impl Config {
+    /// A configuration with the defaults of the command line.
+    pub fn new(output: impl Into<PathBuf>) -> Config {
+        Config {
+            output: output.into(),
+            format: Format::Atex,
+            compress: None,
+            files: FilePolicy::default(),
+            append: false,
+            flush_interval: Duration::from_secs(1),
+            render_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why an ingest failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A line of the input is not a Result record; everything before it
+    /// is in the store.
+    #[error(transparent)]
+    Input(#[from] ReadError),
+    /// The directory already holds a store and `--append` was not given.
+    #[error("{0} already holds a results store (use --append to continue it)")]
+    Exists(PathBuf),
+    /// `--append` asked for a different format or compression than the
+    /// store has.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The existing store cannot be read.
+    #[error("failed to read the store: {0}")]
+    Corrupt(String),
+    /// Reading the existing store failed.
+    #[error("failed to read the store: {0}")]
+    Read(#[from] io::Error),
+    /// Writing the store failed.
+    #[error("failed to {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The exit code for this error: 2 for bad input or usage, 3 when
+    /// the store could not be written.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Io { .. } | Error::Read(_) => atex_shared::exit::INFRA,
+            _ => atex_shared::exit::INVALID,
+        }
+    }
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
+    let path = path.to_path_buf();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Results ingested by this run.
+    pub ingested: u64,
+    /// The whole store's totals (earlier runs included with `--append`).
+    pub totals: Totals,
+    /// The signal that stopped the ingest, if one did.
+    pub interrupted: Option<usize>,
+}
+
+/// The hidden directory of part files.
+pub const PARTS_DIR: &str = ".atex-aggregate";
+
+struct Platform {
+    name: String,
+    /// Normalised, for paths.
+    dir: String,
+    totals: Totals,
+    junit: Part,
+}
+
+/// A part file: lines appended in batches.
+struct Part {
+    path: PathBuf,
+    file: std::fs::File,
+    pending: Vec<u8>,
+}
+
+impl Part {
+    fn open(path: PathBuf) -> Result<Part, Error> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        Ok(Part {
+            path,
+            file,
+            pending: Vec::with_capacity(1 << 16),
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if !self.pending.is_empty() {
+            io::Write::write_all(&mut self.file, &self.pending)
+                .map_err(io_err("write", &self.path))?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The run a result belongs to, per (platform, test): a later run of the
+/// same test is stored as `<test> (N)`, like ATEX's `allow_duplicate`.
+#[derive(Debug, Clone, Copy)]
+struct RunState {
+    /// Hash of (started, attempt, machine, artifacts); `None` for runs of
+    /// an earlier ingest (with `--append`), which never continue.
+    run: Option<u64>,
+    suffix: u32,
+    next: u32,
+}
+
+/// An open store being written.
+pub struct Aggregator {
+    dir: PathBuf,
+    format: Format,
+    policy: FilePolicy,
+    results: ResultsWriter,
+    rows: Part,
+    parts: PathBuf,
+    platforms: Vec<Platform>,
+    last_platform: usize,
+    runs: HashMap<u64, RunState, foldhash::fast::FixedState>,
+    hasher: foldhash::fast::FixedState,
+    line: Vec<u8>,
+    warnings: u64,
+    ingested: u64,
+}
+
+impl std::fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("dir", &self.dir)
+            .field("ingested", &self.ingested)
+            .finish_non_exhaustive()
+    }
+}
+
+const MAX_WARNINGS: u64 = 20;
+
+/// Split a stored test name `"/t (3)"` into `("/t", 3)`.
+pub fn split_suffix(test: &str) -> (&str, u32) {
+    if let Some(rest) = test.strip_suffix(')') {
+        if let Some(i) = rest.rfind(" (") {
+            if let Ok(n) = rest[i + 2..].parse::<u32>() {
+                if n > 0 && !rest[i + 2..].starts_with('0') {
+                    return (&rest[..i], n);
+                }
+            }
+        }
+    }
+    (test, 0)
+}
+
+impl Aggregator {
+    /// Create the store in `config.output`, or continue it with
+    /// `config.append`.
+    pub fn open(config: &Config) -> Result<Aggregator, Error> {
+        let dir = &config.output;
+        std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let dir = dir.canonicalize().map_err(io_err("resolve", dir))?;
+        let existing = store::find_results(&dir);
+        let parts = dir.join(PARTS_DIR);
+        let compression = match (&existing, config.append) {
+            (Some(_), false) => return Err(Error::Exists(dir)),
+            (None, false) if dir.join("files").exists() => return Err(Error::Exists(dir)),
+            (Some((_, c)), true) => {
+                if config.compress.is_some_and(|want| want != *c) {
+                    return Err(Error::Mismatch(format!(
+                        "the store's results file is {}, not what --compress asks for",
+                        c.results_name()
+                    )));
+                }
+                *c
+            }
+            (None, _) => config.compress.unwrap_or(Compression::None),
+        };
+        if existing.is_none() {
+            // Parts of an earlier, unfinished store would describe
+            // results this one does not have.
+            let _ = std::fs::remove_dir_all(&parts);
+        }
+        std::fs::create_dir_all(&parts).map_err(io_err("create", &parts))?;
+        let results_path = dir.join(compression.results_name());
+        let mut agg = Aggregator {
+            results: ResultsWriter::open(&results_path, compression)
+                .map_err(io_err("open", &results_path))?,
+            rows: Part::open(parts.join("rows.js"))?,
+            dir: dir.clone(),
+            format: config.format,
+            policy: config.files.clone(),
+            parts,
+            platforms: Vec::new(),
+            last_platform: 0,
+            runs: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x61746578)),
+            hasher: foldhash::fast::FixedState::with_seed(0x61746578),
+            line: Vec::with_capacity(1024),
+            warnings: 0,
+            ingested: 0,
+        };
+        if existing.is_some() {
+            agg.recover(&results_path, compression)?;
+        }
+        Ok(agg)
+    }
+
+    /// Read an existing store back: totals, platforms, run numbering; cut
+    /// a crash's partial tail; bring the part files in line with it.
+    fn recover(&mut self, path: &Path, compression: Compression) -> Result<(), Error> {
+        let rows_have =
+            store::trim_lines(&self.rows.path, None).map_err(io_err("read", &self.rows.path))?;
+        let mut junit_have: Vec<u64> = Vec::new();
+        let mut index = 0u64;
+        let mut format: Option<Format> = None;
+        let back = {
+            let this = &mut *self;
+            store::read_lines::<Error>(path, compression, |bytes| {
+                index += 1;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(());
+                }
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| Error::Corrupt(format!("{}:{index}: {e}", path.display())))?;
+                let line = Line::parse(text)
+                    .map_err(|e| Error::Corrupt(format!("{}:{index}: {e}", path.display())))?;
+                let kind = if text.trim_start().starts_with('[') {
+                    Format::Atex
+                } else {
+                    Format::Records
+                };
+                if *format.get_or_insert(kind) != kind {
+                    return Err(Error::Corrupt(format!(
+                        "{}:{index}: mixed line formats",
+                        path.display()
+                    )));
+                }
+                let p = this.platform(&line.platform)?;
+                if p >= junit_have.len() {
+                    let part = this.platforms[p].junit.path.clone();
+                    junit_have.push(store::trim_lines(&part, None).map_err(io_err("read", &part))?);
+                }
+                let (base, n) = split_suffix(&line.test);
+                let key = this.key(&line.platform, base);
+                let state = this.runs.entry(key).or_insert(RunState {
+                    run: None,
+                    suffix: n,
+                    next: 0,
+                });
+                state.run = None;
+                state.suffix = n;
+                state.next = state.next.max(n + 1);
+                let status = line.status_str();
+                let plat = &mut this.platforms[p];
+                let nth = plat.totals.tests;
+                plat.totals.add(status, line.duration);
+                let dir = (!line.files.is_empty()).then(|| {
+                    format!(
+                        "files/{}/{}",
+                        plat.dir,
+                        stored_rel(&line.test, line.subtest.as_deref())
+                    )
+                });
+                let row = Row {
+                    platform: &line.platform,
+                    status,
+                    test: &line.test,
+                    subtest: line.subtest.as_deref(),
+                    files: &line.files,
+                    note: line.note.as_deref(),
+                    dir: dir.as_deref(),
+                    duration: line.duration,
+                    output: None,
+                };
+                // Rows the crash kept from the part files stay; the ones it
+                // lost are made again from the line (without output).
+                if nth >= junit_have[p] {
+                    report::junit_testcase(&mut plat.junit.pending, &row);
+                }
+                if index > rows_have {
+                    report::html_row(&mut this.rows.pending, &row);
+                }
+                Ok(())
+            })?
+        };
+        if let Some(found) = format {
+            if found != self.format {
+                return Err(Error::Mismatch(format!(
+                    "the store holds {} lines; give --format {}",
+                    if found == Format::Atex {
+                        "ATEX"
+                    } else {
+                        "record"
+                    },
+                    if found == Format::Atex {
+                        "atex"
+                    } else {
+                        "records"
+                    }
+                )));
+            }
+        }
+        store::repair(path, compression, &back).map_err(io_err("repair", path))?;
+        // Parts longer than the results (flushed before a crash cut the
+        // results) are cut back.
+        store::trim_lines(&self.rows.path, Some(back.lines))
+            .map_err(io_err("trim", &self.rows.path))?;
+        for p in &mut self.platforms {
+            store::trim_lines(&p.junit.path, Some(p.totals.tests))
+                .map_err(io_err("trim", &p.junit.path))?;
+        }
+        self.flush()?;
+        Ok(())
+    }
+
+    fn key(&self, platform: &str, test: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        platform.hash(&mut h);
+        test.hash(&mut h);
+        h.finish()
+    }
+
+    fn platform(&mut self, name: &str) -> Result<usize, Error> {
+        if let Some(p) = self.platforms.get(self.last_platform) {
+            if p.name == name {
+                return Ok(self.last_platform);
+            }
+        }
+        let i = match self.platforms.iter().position(|p| p.name == name) {
+            Some(i) => i,
+            None => {
+                let i = self.platforms.len();
+                self.platforms.push(Platform {
+                    name: name.to_owned(),
+                    dir: files::normalize(name).unwrap_or_else(|| name.replace(['/', '\0'], "_")),
+                    totals: Totals::default(),
+                    junit: Part::open(self.parts.join(format!("junit-{i}.xml")))?,
+                });
+                i
+            }
+        };
+        self.last_platform = i;
+        Ok(i)
+    }
+
+    /// The store directory (absolute).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Ingest one line of input (a Result record); `line_no` and `source`
+    /// locate errors.
+    pub fn ingest_line(&mut self, bytes: &[u8], source: &str, line_no: usize) -> Result<(), Error> {
+        let r: Incoming<'_> = serde_json::from_slice(bytes).map_err(|e| {
+            let message = e.to_string();
+            let message = match message.rfind(" at line ") {
+                Some(i) => message[..i].to_owned(),
+                None => message,
+            };
+            ReadError::Parse {
+                source_name: source.to_owned(),
+                line: line_no,
+                column: e.column().max(1),
+                message,
+            }
+        })?;
+        self.ingest(&r)
+    }
+
+    /// Ingest one Result record.
+    pub fn ingest(&mut self, r: &Incoming<'_>) -> Result<(), Error> {
+        let p = self.platform(&r.platform)?;
+        let key = self.key(&r.platform, &r.test);
+        let run = {
+            let mut h = self.hasher.build_hasher();
+            r.started.hash(&mut h);
+            r.attempt.hash(&mut h);
+            r.machine.hash(&mut h);
+            r.artifacts.hash(&mut h);
+            h.finish()
+        };
+        let state = self.runs.entry(key).or_insert(RunState {
+            run: Some(run),
+            suffix: 0,
+            next: 1,
+        });
+        if state.run != Some(run) {
+            state.run = Some(run);
+            state.suffix = state.next;
+            state.next += 1;
+        }
+        let test: Cow<'_, str> = if state.suffix == 0 {
+            Cow::Borrowed(&r.test)
+        } else {
+            Cow::Owned(format!("{} ({})", r.test, state.suffix))
+        };
+        let verdict = Verdict::of(&r.status);
+        let mut output = None;
+        let mut dir = None;
+        let stored: Vec<String>;
+        if r.files.is_empty() {
+            stored = Vec::new();
+        } else {
+            let rel = stored_rel(&test, r.name.as_deref());
+            let platform_dir = &self.platforms[p].dir;
+            let d = format!("files/{platform_dir}/{rel}");
+            let dst = self.dir.join(&d);
+            if r.artifacts.is_empty() {
+                stored = r.files.iter().map(|f| f.to_string()).collect();
+            } else {
+                let mut src = Path::new(r.artifacts.as_ref()).join("files");
+                if let Some(name) = r.name.as_deref() {
+                    src.push(files::normalize(name).unwrap_or_default());
+                }
+                if !matches!(verdict, Verdict::Pass | Verdict::Skip) {
+                    output = r
+                        .files
+                        .iter()
+                        .find(|f| f.as_ref() == "output.txt")
+                        .and_then(|f| files::tail(&src.join(f.as_ref())));
+                }
+                let s = files::store(&src, &dst, &r.files, &self.policy);
+                for problem in s.problems {
+                    self.warn(&format!("{}: {problem}", r.test));
+                }
+                stored = s.names;
+            }
+            dir = Some(d);
+        }
+        self.line.clear();
+        match self.format {
+            Format::Atex => record::write_atex_line(
+                &mut self.line,
+                &r.platform,
+                &r.status,
+                &test,
+                r.name.as_deref(),
+                &stored,
+                r.note.as_deref(),
+                false,
+            ),
+            Format::Records => {
+                let artifacts = self
+                    .dir
+                    .join("files")
+                    .join(&self.platforms[p].dir)
+                    .join(files::normalize(&test).unwrap_or_default());
+                let artifacts = artifacts.to_string_lossy();
+                let out = RecordOut {
+                    incoming: r,
+                    test: &test,
+                    files: &stored,
+                    artifacts: &artifacts,
+                };
+                record::write_record(&mut self.line, &out)
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+            }
+        }
+        self.line.push(b'\n');
+        self.results.pending().extend_from_slice(&self.line);
+        let row = Row {
+            platform: &r.platform,
+            status: &r.status,
+            test: &test,
+            subtest: r.name.as_deref(),
+            files: &stored,
+            note: r.note.as_deref(),
+            dir: dir.as_deref(),
+            duration: r.duration,
+            output: output.as_deref(),
+        };
+        report::html_row(&mut self.rows.pending, &row);
+        let plat = &mut self.platforms[p];
+        report::junit_testcase(&mut plat.junit.pending, &row);
+        plat.totals.add(&r.status, r.duration);
+        self.ingested += 1;
+        Ok(())
+    }
+
+    fn warn(&mut self, message: &str) {
+        self.warnings += 1;
+        if self.warnings <= MAX_WARNINGS {
+            eprintln!("atex-aggregate: warning: {message}");
+        } else if self.warnings == MAX_WARNINGS + 1 {
+            eprintln!("atex-aggregate: warning: more file problems; not shown");
+        }
+    }
+
+    /// Bytes of results waiting for [`Aggregator::flush`].
+    pub fn pending(&self) -> usize {
+        self.results.pending_len()
+    }
+
+    /// Write out everything ingested so far: the results file first (the
+    /// store's truth), then the part files.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let path = self.results.path().to_path_buf();
+        self.results.flush().map_err(io_err("write", &path))?;
+        self.rows.flush()?;
+        for p in &mut self.platforms {
+            p.junit.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flush, then rewrite junit.xml and index.html.
+    pub fn render(&mut self) -> Result<(), Error> {
+        self.flush()?;
+        let junit = self.dir.join("junit.xml");
+        let suites: Vec<_> = self
+            .platforms
+            .iter()
+            .map(|p| (p.name.as_str(), &p.totals, p.junit.path.as_path()))
+            .collect();
+        report::write_junit(&junit, &suites).map_err(io_err("write", &junit))?;
+        let html = self.dir.join("index.html");
+        let plats: Vec<_> = self
+            .platforms
+            .iter()
+            .map(|p| (p.name.as_str(), &p.totals))
+            .collect();
+        report::write_html(&html, &plats, &self.rows.path).map_err(io_err("write", &html))
+    }
+
+    /// The totals of the whole store.
+    pub fn totals(&self) -> Totals {
+        let mut all = Totals::default();
+        for p in &self.platforms {
+            all.merge(&p.totals);
+        }
+        all
+    }
+
+    /// Results ingested by this run.
+    pub fn ingested(&self) -> u64 {
+        self.ingested
+    }
+}
+
+/// Where a result's files sit under `files/<platform>/`: the test name
+/// (as stored) and the subtest, normalised.
+fn stored_rel(test: &str, subtest: Option<&str>) -> String {
+    let t = files::normalize(test).unwrap_or_else(|| test.replace('/', "_"));
+    match subtest.map(|s| files::normalize(s).unwrap_or_default()) {
+        Some(s) if !s.is_empty() => format!("{t}/{s}"),
+        _ => t,
+    }
+}
+
+/// Bytes read from the input per block.
+const BLOCK: usize = 256 * 1024;
+/// A compressed store flushes when this much is pending (or after the flush
+/// interval); an uncompressed one after every block it read.
+const COMPRESSED_BATCH: usize = 1 << 20;
+
+/// Ingest every Result record of `input` (named `source` in errors) into
+/// the store of `config`, writing as records arrive. `signal` is polled:
+/// once non-zero, the ingest stops, writes everything out and returns it as
+/// [`Outcome::interrupted`].
+pub fn run<R: Read + Send + 'static>(
+    config: &Config,
+    input: R,
+    source: &str,
+    signal: &AtomicUsize,
+) -> Result<Outcome, Error> {
+    let mut agg = Aggregator::open(config)?;
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+    // A reader thread: blocking reads do not keep the loop from flushing
+    // on time or noticing a signal, and reading overlaps ingesting.
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || read_blocks(input, tx))
+        .map_err(io_err("start the reader of", Path::new(source)))?;
+    let compressed = agg.results.path().extension().is_some_and(|e| e != "jsonl");
+    let mut line_no = 0usize;
+    let mut oldest: Option<Instant> = None;
+    let mut last_render = Instant::now();
+    let mut render_every = config.render_interval;
+    let poll = Duration::from_millis(100).min(config.flush_interval);
+    let result = loop {
+        let sig = signal.load(Ordering::Relaxed);
+        if sig != 0 {
+            break Ok(Some(sig));
+        }
+        match rx.recv_timeout(poll) {
+            Ok(Ok(block)) => {
+                let mut failed = None;
+                for line in block.split(|&b| b == b'\n') {
+                    line_no += 1;
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    if let Err(e) = agg.ingest_line(line, source, line_no) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                // The block ends with a newline: its last split is empty.
+                line_no -= 1;
+                if let Some(e) = failed {
+                    break Err(e);
+                }
+                oldest.get_or_insert_with(Instant::now);
+                if !compressed || agg.pending() >= COMPRESSED_BATCH {
+                    agg.flush()?;
+                    oldest = None;
+                }
+            }
+            Ok(Err(e)) => {
+                break Err(Error::Input(ReadError::Io {
+                    source_name: source.to_owned(),
+                    line: line_no + 1,
+                    error: e,
+                }));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(None),
+        }
+        if oldest.is_some_and(|t| t.elapsed() >= config.flush_interval) {
+            agg.flush()?;
+            oldest = None;
+        }
+        if last_render.elapsed() >= render_every {
+            let start = Instant::now();
+            agg.render()?;
+            // Rewriting the reports copies the whole part files: keep that
+            // under a tenth of the time for big stores.
+            render_every = config.render_interval.max(start.elapsed() * 10);
+            last_render = Instant::now();
+        }
+    };
+    // Whatever happened, what was read is written out and the reports
+    // describe it.
+    let finished = agg.render();
+    let interrupted = result?;
+    finished?;
+    Ok(Outcome {
+        ingested: agg.ingested(),
+        totals: agg.totals(),
+        interrupted,
+    })
+}
+
+/// Read `input` in blocks that end at a newline (the last block gets one
+/// when the input lacks it) and send them.
+fn read_blocks<R: Read>(mut input: R, tx: mpsc::SyncSender<io::Result<Vec<u8>>>) {
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut block = Vec::with_capacity(BLOCK + carry.len());
+        block.append(&mut carry);
+        let start = block.len();
+        block.resize(start + BLOCK, 0);
+        let n = match input.read(&mut block[start..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                block.truncate(start);
+                carry = block;
+                continue;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        block.truncate(start + n);
+        if n == 0 {
+            if !block.is_empty() {
+                block.push(b'\n');
+                let _ = tx.send(Ok(block));
+            }
+            return;
+        }
+        match block.iter().rposition(|&b| b == b'\n') {
+            Some(i) => {
+                carry = block.split_off(i + 1);
+                if tx.send(Ok(block)).is_err() {
+                    return;
+                }
+            }
+            None => carry = block,
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_split() {
+        assert_eq!(split_suffix("/t (1)"), ("/t", 1));
+        assert_eq!(split_suffix("/t (12)"), ("/t", 12));
+        assert_eq!(split_suffix("/t (0)"), ("/t (0)", 0));
+        assert_eq!(split_suffix("/t (x)"), ("/t (x)", 0));
+        assert_eq!(split_suffix("/t"), ("/t", 0));
+    }
+
+    #[test]
+    fn blocks_end_at_newlines() {
+        let (tx, rx) = mpsc::sync_channel(100);
+        let input = b"{\"a\":1}\n{\"b\":2}".repeat(50_000);
+        read_blocks(&input[..], tx);
+        let all: Vec<u8> = rx.iter().flat_map(|b| b.unwrap()).collect();
+        let mut want = input.clone();
+        want.push(b'\n');
+        assert_eq!(all, want);
+    }
+}

@@ -1,0 +1,426 @@
+//! JUnit XML and the static HTML page: one line per result appended to
+//! part files as results arrive, and the whole documents assembled from
+//! the parts (header from the in-memory totals, the parts copied in, a
+//! footer), written to a temp file and renamed into place.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::record::{push_json_str, write_atex_line};
+
+/// How a status counts in JUnit and in exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// `pass`, `info`.
+    Pass,
+    /// `skip`.
+    Skip,
+    /// `fail`, `warn`, and any status atex does not know (as atex-exec
+    /// counts them): a JUnit failure.
+    Fail,
+    /// `error`: a JUnit error.
+    Error,
+    /// `infra`: a JUnit error.
+    Infra,
+}
+
+impl Verdict {
+    /// The verdict of `status`.
+    pub fn of(status: &str) -> Verdict {
+        match status {
+            "pass" | "info" => Verdict::Pass,
+            "skip" => Verdict::Skip,
+            "error" => Verdict::Error,
+            "infra" => Verdict::Infra,
+            _ => Verdict::Fail,
+        }
+    }
+}
+
+/// Append `s` to `out` escaped for XML text and attributes, newlines and
+/// tabs as character references (so a testcase stays on one line), and
+/// the characters XML 1.0 cannot hold replaced by U+FFFD.
+pub fn push_xml(out: &mut Vec<u8>, s: &str) {
+    for c in s.chars() {
+        match c {
+            '<' => out.extend_from_slice(b"&lt;"),
+            '>' => out.extend_from_slice(b"&gt;"),
+            '&' => out.extend_from_slice(b"&amp;"),
+            '"' => out.extend_from_slice(b"&quot;"),
+            '\'' => out.extend_from_slice(b"&apos;"),
+            '\n' => out.extend_from_slice(b"&#10;"),
+            '\r' => out.extend_from_slice(b"&#13;"),
+            '\t' => out.extend_from_slice(b"&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => {
+                out.extend_from_slice("\u{fffd}".as_bytes())
+            }
+            c => {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+}
+
+/// Append `s` escaped for HTML text.
+pub fn push_html(out: &mut Vec<u8>, s: &str) {
+    for c in s.chars() {
+        match c {
+            '<' => out.extend_from_slice(b"&lt;"),
+            '>' => out.extend_from_slice(b"&gt;"),
+            '&' => out.extend_from_slice(b"&amp;"),
+            '"' => out.extend_from_slice(b"&quot;"),
+            c => {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+}
+
+/// One result as the reports see it.
+#[derive(Debug)]
+pub struct Row<'a> {
+    /// The platform.
+    pub platform: &'a str,
+    /// The status.
+    pub status: &'a str,
+    /// The stored test name.
+    pub test: &'a str,
+    /// The subtest.
+    pub subtest: Option<&'a str>,
+    /// The stored file names.
+    pub files: &'a [String],
+    /// The note.
+    pub note: Option<&'a str>,
+    /// The directory of the files, relative to the store (`None` when
+    /// there are none).
+    pub dir: Option<&'a str>,
+    /// Seconds.
+    pub duration: f64,
+    /// The end of the test's output, for failures.
+    pub output: Option<&'a [u8]>,
+}
+
+/// Append the JUnit `<testcase>` of `row`, one line.
+pub fn junit_testcase(out: &mut Vec<u8>, row: &Row<'_>) {
+    out.extend_from_slice(b"<testcase classname=\"");
+    push_xml(out, row.test);
+    out.extend_from_slice(b"\" name=\"");
+    push_xml(out, row.subtest.unwrap_or(row.test));
+    let _ = write!(out, "\" time=\"{:.3}\"", row.duration.max(0.0));
+    let element: &[u8] = match Verdict::of(row.status) {
+        Verdict::Pass => {
+            out.extend_from_slice(b"/>\n");
+            return;
+        }
+        Verdict::Skip => {
+            out.extend_from_slice(b"><skipped message=\"");
+            push_xml(out, row.note.unwrap_or(""));
+            out.extend_from_slice(b"\"/></testcase>\n");
+            return;
+        }
+        Verdict::Fail => b"failure",
+        Verdict::Error | Verdict::Infra => b"error",
+    };
+    out.extend_from_slice(b"><");
+    out.extend_from_slice(element);
+    out.extend_from_slice(b" type=\"");
+    push_xml(out, row.status);
+    out.extend_from_slice(b"\" message=\"");
+    push_xml(out, row.note.unwrap_or(row.status));
+    out.extend_from_slice(b"\">");
+    if let Some(note) = row.note {
+        push_xml(out, note);
+    }
+    if let Some(output) = row.output {
+        out.extend_from_slice(b"&#10;&#10;");
+        push_xml(out, &String::from_utf8_lossy(output));
+    }
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(element);
+    out.extend_from_slice(b"></testcase>\n");
+}
+
+/// Append the HTML page's data row of `row`: ATEX's line plus the files'
+/// directory and the duration, as a JavaScript array and a comma.
+pub fn html_row(out: &mut Vec<u8>, row: &Row<'_>) {
+    write_atex_line(
+        out,
+        row.platform,
+        row.status,
+        row.test,
+        row.subtest,
+        row.files,
+        row.note,
+        true,
+    );
+    out.pop();
+    out.extend_from_slice(b", ");
+    match row.dir {
+        Some(dir) => push_json_str(out, dir, true),
+        None => out.extend_from_slice(b"null"),
+    }
+    let _ = writeln!(
+        out,
+        ", {}],",
+        (row.duration.max(0.0) * 1000.0).round() / 1000.0
+    );
+}
+
+/// Counts of one platform.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// Results per status, in first-seen order.
+    pub statuses: Vec<(String, u64)>,
+    /// All results.
+    pub tests: u64,
+    /// JUnit failures.
+    pub failures: u64,
+    /// JUnit errors.
+    pub errors: u64,
+    /// JUnit skipped.
+    pub skipped: u64,
+    /// `infra` results.
+    pub infra: u64,
+    /// Seconds, summed.
+    pub time: f64,
+}
+
+impl Totals {
+    /// Count one result.
+    pub fn add(&mut self, status: &str, duration: f64) {
+        self.tests += 1;
+        self.time += duration.max(0.0);
+        match Verdict::of(status) {
+            Verdict::Pass => {}
+            Verdict::Skip => self.skipped += 1,
+            Verdict::Fail => self.failures += 1,
+            Verdict::Error => self.errors += 1,
+            Verdict::Infra => {
+                self.errors += 1;
+                self.infra += 1;
+            }
+        }
+        match self.statuses.iter_mut().find(|(s, _)| s == status) {
+            Some((_, n)) => *n += 1,
+            None => self.statuses.push((status.to_owned(), 1)),
+        }
+    }
+
+    /// The exit code these results call for (DESIGN.md): 3 when some is
+    /// `infra`, else 1 when some failed, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if self.infra > 0 {
+            atex_shared::exit::INFRA
+        } else if self.failures + self.errors > 0 {
+            atex_shared::exit::TEST_FAILED
+        } else {
+            atex_shared::exit::SUCCESS
+        }
+    }
+
+    /// Add another platform's counts.
+    pub fn merge(&mut self, other: &Totals) {
+        for (s, n) in &other.statuses {
+            match self.statuses.iter_mut().find(|(x, _)| x == s) {
+                Some((_, m)) => *m += n,
+                None => self.statuses.push((s.clone(), *n)),
+            }
+        }
+        self.tests += other.tests;
+        self.failures += other.failures;
+        self.errors += other.errors;
+        self.skipped += other.skipped;
+        self.infra += other.infra;
+        self.time += other.time;
+    }
+}
+
+/// Write `path` atomically: `fill` writes a temp file beside it, which is
+/// then renamed over `path`.
+pub fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    {
+        let file = File::create(&tmp)?;
+        let mut w = io::BufWriter::with_capacity(1 << 16, file);
+        fill(&mut w)?;
+        w.flush()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn copy_part(part: &Path, out: &mut dyn Write) -> io::Result<()> {
+    match File::open(part) {
+        Ok(mut f) => io::copy(&mut f, out).map(|_| ()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write `junit.xml`: one `<testsuite>` per platform (its counts from
+/// `platforms`, its testcases from its part file).
+pub fn write_junit(path: &Path, platforms: &[(&str, &Totals, &Path)]) -> io::Result<()> {
+    write_atomically(path, |out| {
+        let mut all = Totals::default();
+        for (_, t, _) in platforms {
+            all.merge(t);
+        }
+        let mut head = Vec::new();
+        head.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            head,
+            "<testsuites name=\"atex\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
+            all.tests, all.failures, all.errors, all.skipped, all.time
+        );
+        out.write_all(&head)?;
+        for (id, (name, t, part)) in platforms.iter().enumerate() {
+            let mut s = Vec::new();
+            s.extend_from_slice(b"<testsuite name=\"");
+            push_xml(&mut s, name);
+            let _ = writeln!(
+                s,
+                "\" id=\"{id}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
+                t.tests, t.failures, t.errors, t.skipped, t.time
+            );
+            out.write_all(&s)?;
+            copy_part(part, out)?;
+            out.write_all(b"</testsuite>\n")?;
+        }
+        out.write_all(b"</testsuites>\n")
+    })
+}
+
+const STYLE: &str = include_str!("page.css");
+const SCRIPT: &str = include_str!("page.js");
+
+/// Write `index.html`: the totals table (plain HTML), the filters, and the
+/// result rows from the part file, shown by the page's own script.
+pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io::Result<()> {
+    write_atomically(path, |out| {
+        let mut all = Totals::default();
+        for (_, t) in platforms {
+            all.merge(t);
+        }
+        let mut h = Vec::new();
+        h.extend_from_slice(b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>atex results</title>\n<style>\n");
+        h.extend_from_slice(STYLE.as_bytes());
+        h.extend_from_slice(b"</style></head><body>\n<h1>atex results</h1>\n<table id=\"totals\"><thead><tr><th>platform</th><th>results</th>");
+        for (s, _) in &all.statuses {
+            h.extend_from_slice(b"<th class=\"st-");
+            push_html(&mut h, s);
+            h.extend_from_slice(b"\">");
+            push_html(&mut h, if s.is_empty() { "(none)" } else { s });
+            h.extend_from_slice(b"</th>");
+        }
+        h.extend_from_slice(b"</tr></thead><tbody>\n");
+        let rows_of = |name: &str, t: &Totals, h: &mut Vec<u8>| {
+            h.extend_from_slice(b"<tr><td>");
+            push_html(h, name);
+            let _ = write!(h, "</td><td>{}</td>", t.tests);
+            for (s, _) in &all.statuses {
+                let n = t
+                    .statuses
+                    .iter()
+                    .find(|(x, _)| x == s)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                let _ = write!(h, "<td>{n}</td>");
+            }
+            h.extend_from_slice(b"</tr>\n");
+        };
+        for (name, t) in platforms {
+            rows_of(name, t, &mut h);
+        }
+        if platforms.len() > 1 {
+            rows_of("all", &all, &mut h);
+        }
+        h.extend_from_slice(b"</tbody></table>\n<form id=\"filters\" onsubmit=\"return false\">\n<fieldset id=\"status-filter\"><legend>status</legend>\n");
+        for (s, n) in &all.statuses {
+            h.extend_from_slice(
+                b"<label><input type=\"checkbox\" checked name=\"status\" value=\"",
+            );
+            push_html(&mut h, s);
+            h.extend_from_slice(b"\"> ");
+            push_html(&mut h, if s.is_empty() { "(none)" } else { s });
+            let _ = writeln!(h, " ({n})</label>");
+        }
+        h.extend_from_slice(
+            b"</fieldset>\n<label>platform <select id=\"platform\"><option value=\"\">all</option>",
+        );
+        for (name, _) in platforms {
+            h.extend_from_slice(b"<option>");
+            push_html(&mut h, name);
+            h.extend_from_slice(b"</option>");
+        }
+        h.extend_from_slice(b"</select></label>\n<label>name <input id=\"name\" type=\"search\" placeholder=\"substring of test or subtest\"></label>\n</form>\n<p id=\"count\"></p>\n<table id=\"results\"><thead><tr><th>platform</th><th>status</th><th>test</th><th>subtest</th><th>note</th><th>files</th><th>seconds</th></tr></thead><tbody></tbody></table>\n<p><button id=\"more\" type=\"button\" hidden>show more</button></p>\n<noscript>The result table needs JavaScript; the totals above do not.</noscript>\n<script>\nconst ROWS = [\n");
+        out.write_all(&h)?;
+        copy_part(rows, out)?;
+        out.write_all(b"];\n")?;
+        out.write_all(SCRIPT.as_bytes())?;
+        out.write_all(b"</script>\n</body></html>\n")
+    })
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+mod tests {
+    use super::*;
+
+    fn row<'a>(status: &'a str, note: Option<&'a str>, output: Option<&'a [u8]>) -> Row<'a> {
+        Row {
+            platform: "p",
+            status,
+            test: "/t",
+            subtest: Some("s<1>"),
+            files: &[],
+            note,
+            dir: None,
+            duration: 1.5,
+            output,
+        }
+    }
+
+    #[test]
+    fn testcases_are_one_line_each() {
+        let mut out = Vec::new();
+        junit_testcase(&mut out, &row("pass", None, None));
+        junit_testcase(
+            &mut out,
+            &row("fail", Some("bad\n\"x\""), Some(b"line1\nline2\x01")),
+        );
+        junit_testcase(&mut out, &row("infra", None, None));
+        junit_testcase(&mut out, &row("skip", Some("n/a"), None));
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(
+            lines[0],
+            r#"<testcase classname="/t" name="s&lt;1&gt;" time="1.500"/>"#
+        );
+        assert_eq!(
+            lines[1],
+            "<testcase classname=\"/t\" name=\"s&lt;1&gt;\" time=\"1.500\"><failure type=\"fail\" message=\"bad&#10;&quot;x&quot;\">bad&#10;&quot;x&quot;&#10;&#10;line1&#10;line2\u{fffd}</failure></testcase>"
+        );
+        assert!(lines[2].contains("<error type=\"infra\" message=\"infra\">"));
+        assert!(lines[3].contains("<skipped message=\"n/a\"/>"));
+    }
+
+    #[test]
+    fn exit_codes_follow_design() {
+        let mut t = Totals::default();
+        t.add("pass", 0.0);
+        t.add("skip", 0.0);
+        assert_eq!(t.exit_code(), 0);
+        t.add("weird", 0.0);
+        assert_eq!(t.exit_code(), 1);
+        t.add("infra", 0.0);
+        assert_eq!(t.exit_code(), 3);
+    }
+}
