@@ -156,7 +156,11 @@ impl<W: Write> Sink for Stdout<W> {
     }
 
     fn result_view(&mut self, result: ResultView<'_>) {
-        self.write(&result);
+        match self.writer.write_with(|buf| result.write_json(buf)) {
+            Ok(()) => {}
+            Err(e) if e.is_broken_pipe() => {}
+            Err(e) => eprintln!("atex-exec: warning: failed to write a result: {e}"),
+        }
     }
 
     fn warning(&mut self, message: String) {

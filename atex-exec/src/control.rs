@@ -555,7 +555,7 @@ fn parse_duration_command(arg: &str) -> Result<DurationCommand, ControlError> {
 fn parse_result(json: &[u8]) -> Result<ResultHeader, ControlError> {
     // Straight into the result's map; only a failure decodes again, as a
     // plain value, to tell bad JSON from JSON that is not an object.
-    let map: JsonMap = match serde_json::from_slice(json) {
+    let map: JsonMap = match result_map(json) {
         Ok(map) => map,
         Err(_) => {
             return Err(match serde_json::from_slice::<Value>(json) {
@@ -577,6 +577,38 @@ fn parse_result(json: &[u8]) -> Result<ResultHeader, ControlError> {
         Some(other) => return Err(bad_json(format!("'files' is not a list: {other}"))),
     };
     Ok(ResultHeader { json: map, files })
+}
+
+/// Decode a JSON object into a [`JsonMap`] sized for a typical result's
+/// keys up front: growing an empty map key by key reallocates it several
+/// times per result, and a test may report a million of them.
+fn result_map(json: &[u8]) -> serde_json::Result<JsonMap> {
+    struct Object;
+    impl<'de> serde::de::Visitor<'de> for Object {
+        type Value = JsonMap;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut access: A,
+        ) -> Result<JsonMap, A::Error> {
+            let mut map = JsonMap::with_capacity_and_hasher(
+                access.size_hint().unwrap_or(0).max(4),
+                Default::default(),
+            );
+            while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                // Like json.loads: a repeated key keeps its first place and
+                // takes the last value.
+                map.insert(key, value);
+            }
+            Ok(map)
+        }
+    }
+    let mut decoder = serde_json::Deserializer::from_slice(json);
+    let map = serde::Deserializer::deserialize_map(&mut decoder, Object)?;
+    decoder.end()?;
+    Ok(map)
 }
 
 fn parse_file_entry(entry: &Value) -> Result<FileSpec, ControlError> {

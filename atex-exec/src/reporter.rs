@@ -208,9 +208,89 @@ pub struct ResultView<'a> {
     /// See [`TestResult::extra`].
     #[serde(flatten)]
     pub extra: &'a IndexMap<String, Value>,
+    /// The run's constant fields as JSON, rendered once from the very
+    /// values above (only the reporter makes views, so they agree).
+    #[serde(skip)]
+    rendered: Option<&'a Rendered>,
+}
+
+/// The JSON of the fields every result of one test run shares, rendered
+/// once per run instead of escaped again for each of a million results.
+/// Each piece is a run of the record's JSON between the varying fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rendered {
+    /// `{"test":<test>,"name":`
+    head: Vec<u8>,
+    /// `,"platform":<platform>,"machine":<machine>,"artifacts":<artifacts>,"exit_code":`
+    middle: Vec<u8>,
+    /// `,"started":<started>,"duration":`
+    started: Vec<u8>,
+    /// `,"attempt":<attempt>`
+    attempt: Vec<u8>,
+}
+
+impl Rendered {
+    /// `None` when a field cannot be JSON (a non-UTF-8 artifacts path):
+    /// views then serialize the slow way, which reports the error.
+    fn new(context: &ResultContext, artifacts: &Path) -> Option<Rendered> {
+        fn json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) -> Option<()> {
+            serde_json::to_writer(out, value).ok()
+        }
+        let mut head = b"{\"test\":".to_vec();
+        json(&mut head, &context.test)?;
+        head.extend_from_slice(b",\"name\":");
+        let mut middle = b",\"platform\":".to_vec();
+        json(&mut middle, &context.platform)?;
+        middle.extend_from_slice(b",\"machine\":");
+        json(&mut middle, &context.machine)?;
+        middle.extend_from_slice(b",\"artifacts\":");
+        json(&mut middle, artifacts)?;
+        middle.extend_from_slice(b",\"exit_code\":");
+        let mut started = b",\"started\":".to_vec();
+        json(&mut started, &context.started)?;
+        started.extend_from_slice(b",\"duration\":");
+        let mut attempt = b",\"attempt\":".to_vec();
+        json(&mut attempt, &context.attempt)?;
+        Some(Rendered {
+            head,
+            middle,
+            started,
+            attempt,
+        })
+    }
 }
 
 impl ResultView<'_> {
+    /// Append the record's JSON to `out`: byte for byte what serde_json
+    /// makes of the view, but the fields shared by the run are copied from
+    /// their rendering instead of escaped again.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let Some(rendered) = self.rendered else {
+            return serde_json::to_writer(out, self);
+        };
+        out.extend_from_slice(&rendered.head);
+        serde_json::to_writer(&mut *out, &self.name)?;
+        out.extend_from_slice(b",\"status\":");
+        serde_json::to_writer(&mut *out, self.status)?;
+        out.extend_from_slice(b",\"note\":");
+        serde_json::to_writer(&mut *out, &self.note)?;
+        out.extend_from_slice(b",\"files\":");
+        serde_json::to_writer(&mut *out, self.files)?;
+        out.extend_from_slice(&rendered.middle);
+        serde_json::to_writer(&mut *out, &self.exit_code)?;
+        out.extend_from_slice(&rendered.started);
+        serde_json::to_writer(&mut *out, &self.duration)?;
+        out.extend_from_slice(&rendered.attempt);
+        for (key, value) in self.extra {
+            out.push(b',');
+            serde_json::to_writer(&mut *out, key)?;
+            out.push(b':');
+            serde_json::to_writer(&mut *out, value)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
     /// The owned record.
     pub fn to_owned(&self) -> TestResult {
         TestResult {
@@ -327,6 +407,8 @@ pub struct Reporter<S> {
     /// `(result name, testout name)` pairs linked so far.
     linked: HashSet<(Option<String>, String)>,
     exit_code: Option<i32>,
+    /// The shared fields' JSON, made at the first result.
+    rendered: Option<Option<Rendered>>,
     sink: S,
 }
 
@@ -343,6 +425,7 @@ impl<S: Sink> Reporter<S> {
             nameless_result_seen: false,
             linked: HashSet::new(),
             exit_code: None,
+            rendered: None,
             sink,
         }
     }
@@ -507,6 +590,9 @@ impl<S: Sink> Reporter<S> {
                 self.display_name(name.as_deref())
             ));
         }
+        let rendered = self
+            .rendered
+            .get_or_insert_with(|| Rendered::new(&self.context, self.artifacts.dir()));
         let record = ResultView {
             test: &self.context.test,
             name: name.as_deref(),
@@ -521,6 +607,7 @@ impl<S: Sink> Reporter<S> {
             duration: self.start.elapsed().as_secs_f64(),
             attempt: self.context.attempt,
             extra: &extra,
+            rendered: rendered.as_ref(),
         };
         self.sink.result_view(record);
         Ok(())
@@ -804,6 +891,61 @@ mod tests {
             },
             reporter,
         )
+    }
+
+    /// The rendered fast path writes exactly what serde_json makes of the
+    /// view, for awkward strings, absent fields and custom keys.
+    #[test]
+    fn write_json_matches_serde() {
+        let context = ResultContext {
+            test: "/tests/\"quoted\"/ünï\u{1}".into(),
+            platform: "fedora-41@x86_64".into(),
+            machine: "podman/\\x".into(),
+            started: "2026-01-02T03:04:05Z".into(),
+            attempt: 7,
+        };
+        let dir = Path::new("/abs/out/tests/\"q\"");
+        let rendered = Rendered::new(&context, dir).expect("renders");
+        let mut extra = IndexMap::new();
+        extra.insert("custom\n".to_owned(), json!({"a": [1, 2.5, null]}));
+        extra.insert("b".to_owned(), json!("\u{7f}\t"));
+        let none = IndexMap::new();
+        let files = vec!["output.txt".to_owned(), "a/\"b\"".to_owned()];
+        for (name, note, exit_code, duration, extra) in [
+            (None, None, None, 0.0, &none),
+            (
+                Some("sub/\u{2028}x"),
+                Some("note \\ \""),
+                Some(-3),
+                1.25e-7,
+                &extra,
+            ),
+            (Some(""), Some(""), Some(0), f64::NAN, &extra),
+        ] {
+            let view = ResultView {
+                test: &context.test,
+                name,
+                status: "pass",
+                note,
+                files: &files,
+                platform: &context.platform,
+                machine: &context.machine,
+                artifacts: dir,
+                exit_code,
+                started: &context.started,
+                duration,
+                attempt: context.attempt,
+                extra,
+                rendered: Some(&rendered),
+            };
+            let mut fast = Vec::new();
+            view.write_json(&mut fast).unwrap();
+            let slow = serde_json::to_vec(&view).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&slow)
+            );
+        }
     }
 
     fn exited(exit_code: i32) -> Outcome {

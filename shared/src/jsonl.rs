@@ -230,11 +230,22 @@ impl<W: Write> Writer<W> {
     /// only when [`BATCH_BYTES`] are pending). After a broken pipe,
     /// every further call returns [`WriteError::BrokenPipe`] without writing.
     pub fn write<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<(), WriteError> {
+        self.write_with(|buf| serde_json::to_writer(buf, record))
+    }
+
+    /// Like [`Writer::write`], for a record that renders its own JSON:
+    /// `render` appends exactly one JSON value (no newline) to the buffer
+    /// it is given. A producer of millions of records uses it to reuse
+    /// JSON pieces it rendered once (atex-exec's result records).
+    pub fn write_with(
+        &mut self,
+        render: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+    ) -> Result<(), WriteError> {
         if self.closed {
             return Err(WriteError::BrokenPipe);
         }
         let start = self.buf.len();
-        if let Err(e) = serde_json::to_writer(&mut self.buf, record) {
+        if let Err(e) = render(&mut self.buf) {
             // Drop the half-written line; earlier pending lines stay.
             self.buf.truncate(start);
             return Err(WriteError::Serialize(e));
