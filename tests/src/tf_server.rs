@@ -1,2 +1,725 @@
 //! A local HTTP server implementing the documented Testing Farm API
-//! endpoints that atex-provision uses (being written).
+//! endpoints that atex-provision uses, whose "guest" is a loopback sshd.
+//!
+//! Endpoints: `POST/GET /v0.1/requests`, `GET/DELETE /v0.1/requests/{id}`,
+//! `GET /v0.1/whoami` (all with `Authorization: Bearer TOKEN`, else 401),
+//! and the artifacts `HEAD/GET /artifacts/{id}/pipeline.log` (no auth, like
+//! the real artifacts host; `Range: bytes=N-` answered with 206 or 416, or
+//! ignored with 200 in [`Config::ignore_range`] mode; 404 or 403 before the
+//! log exists).
+//!
+//! A request's life follows the clock from its creation: `queued` for
+//! [`Config::queue_delay`], then `running`; the pipeline log appears after
+//! [`Config::log_delay`], the `Guest is ready: ArtemisGuest(ID,
+//! atex-test@127.0.0.1:PORT, arch=...)` line after [`Config::guest_delay`],
+//! and `starting tests execution` after [`Config::tests_delay`] more, when
+//! the public key from the request's secret
+//! `TF_RESERVATION_AUTHORIZED_KEYS_BASE64` is authorized in the sshd (as the
+//! real reserve test does). Cancelling a request removes its key again.
+//! The real service writes no port in the guest line (it is 22); this
+//! server adds `:PORT` because its sshd cannot listen on 22.
+//!
+//! Faults per test: [`Fault`] (the request errors out, the guest never
+//! shows), a storm of 503 or 429 answers ([`TfServer::storm`]), 403 before
+//! the log exists. Every exchange is recorded ([`TfServer::seen`]).
+//!
+//! ```no_run
+//! use atex_tests::tf_server::{Config, TfServer};
+//! let server = TfServer::start(Config::default()).unwrap();
+//! std::env::set_var("TESTING_FARM_API_URL", server.url());
+//! // ... reserve, release ...
+//! assert!(server.open_requests().is_empty());
+//! ```
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::sshd::{SshdPool, TEST_USER};
+
+/// The token the server accepts unless [`Config::token`] says otherwise.
+pub const DEFAULT_TOKEN: &str = "tf-test-token-7f3a9c";
+
+/// What goes wrong with every request of a server.
+#[derive(Debug, Clone, Default)]
+pub enum Fault {
+    /// Nothing: the guest comes up.
+    #[default]
+    None,
+    /// The request turns `error` this long after its creation, with this
+    /// summary (as when provisioning fails).
+    Error {
+        /// Time from creation.
+        after: Duration,
+        /// `result.summary` of the request.
+        summary: String,
+    },
+    /// The request runs but its log never shows the guest.
+    NoGuest,
+}
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The bearer token accepted on `/v0.1`.
+    pub token: String,
+    /// `token.ranch` of `/whoami` (`public` makes the provisioner add an
+    /// ingress rule).
+    pub ranch: String,
+    /// `queued` this long after creation, then `running`.
+    pub queue_delay: Duration,
+    /// From `running` until the pipeline log exists.
+    pub log_delay: Duration,
+    /// From `running` until the guest line.
+    pub guest_delay: Duration,
+    /// From the guest line until `starting tests execution` and the key
+    /// authorization.
+    pub tests_delay: Duration,
+    /// What goes wrong.
+    pub fault: Fault,
+    /// Answer 403 instead of 404 while the log does not exist.
+    pub log_forbidden: bool,
+    /// Ignore `Range` and always answer 200 with the whole log.
+    pub ignore_range: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            token: DEFAULT_TOKEN.into(),
+            ranch: "private".into(),
+            queue_delay: Duration::from_millis(100),
+            log_delay: Duration::from_millis(100),
+            guest_delay: Duration::from_millis(200),
+            tests_delay: Duration::from_millis(200),
+            fault: Fault::None,
+            log_forbidden: false,
+            ignore_range: false,
+        }
+    }
+}
+
+/// One exchange the server had, as it saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// HTTP method.
+    pub method: String,
+    /// Path with query.
+    pub path: String,
+    /// The `Authorization` header, verbatim.
+    pub authorization: Option<String>,
+    /// The `Range` header, verbatim.
+    pub range: Option<String>,
+    /// The request body, lossily decoded.
+    pub body: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// A request as the server holds it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Its id.
+    pub id: String,
+    /// The JSON spec that was posted.
+    pub spec: Value,
+    /// When it was created.
+    pub created: Instant,
+    /// Its state now (`queued`, `running`, `error`, `canceled`).
+    pub state: String,
+    /// How many DELETEs it got.
+    pub deletes: u32,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: String,
+    spec: Value,
+    public_key: String,
+    created: Instant,
+    canceled: bool,
+    authorized: bool,
+    deletes: u32,
+}
+
+#[derive(Debug)]
+struct State {
+    config: Config,
+    base: String,
+    guest_port: u16,
+    authorized_keys: PathBuf,
+    requests: Vec<Entry>,
+    seen: Vec<Seen>,
+    storm: (u32, u16),
+    serial: u32,
+}
+
+/// The running server; stops its threads and its sshd on drop.
+#[derive(Debug)]
+pub struct TfServer {
+    url: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    guest: SshdPool,
+}
+
+impl TfServer {
+    /// Start the guest sshd and the server on a free loopback port.
+    pub fn start(config: Config) -> Result<TfServer> {
+        let guest = SshdPool::start(1)?;
+        let authorized_keys = guest
+            .client_key()
+            .parent()
+            .context("the sshd pool's key has no directory")?
+            .join("authorized_keys");
+        // Nothing may log in until a request authorizes its key.
+        std::fs::write(&authorized_keys, "").context("failed to empty authorized_keys")?;
+        let guest_port = match guest.machines().first().map(|m| &m.connection) {
+            Some(atex_shared::records::Connection::Ssh { port, .. }) => *port,
+            _ => anyhow::bail!("the guest sshd has no port"),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").context("failed to bind the server")?;
+        listener
+            .set_nonblocking(true)
+            .context("failed to make the listener non-blocking")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(Mutex::new(State {
+            config,
+            base: url.clone(),
+            guest_port,
+            authorized_keys,
+            requests: Vec::new(),
+            seen: Vec::new(),
+            storm: (0, 503),
+            serial: 0,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+            threads.push(std::thread::spawn(move || {
+                accept_loop(&listener, &state, &stop)
+            }));
+        }
+        {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    tick(&mut lock(&state));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }));
+        }
+        Ok(TfServer {
+            url,
+            state,
+            stop,
+            threads,
+            guest,
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT` (for `--api-url` or
+    /// `TESTING_FARM_API_URL`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The token the server accepts.
+    pub fn token(&self) -> String {
+        lock(&self.state).config.token.clone()
+    }
+
+    /// The guest sshd's port.
+    pub fn guest_port(&self) -> u16 {
+        lock(&self.state).guest_port
+    }
+
+    /// The ids of requests still alive (`new`, `queued`, `running`): what a
+    /// clean shutdown must leave empty.
+    pub fn open_requests(&self) -> Vec<String> {
+        let state = lock(&self.state);
+        let now = Instant::now();
+        state
+            .requests
+            .iter()
+            .filter(|r| {
+                ["new", "queued", "running"].contains(&request_state(&state.config, r, now))
+            })
+            .map(|r| r.id.clone())
+            .collect()
+    }
+
+    /// Every request, in creation order.
+    pub fn requests(&self) -> Vec<Request> {
+        let state = lock(&self.state);
+        let now = Instant::now();
+        state
+            .requests
+            .iter()
+            .map(|r| Request {
+                id: r.id.clone(),
+                spec: r.spec.clone(),
+                created: r.created,
+                state: request_state(&state.config, r, now).to_owned(),
+                deletes: r.deletes,
+            })
+            .collect()
+    }
+
+    /// Every exchange so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        lock(&self.state).seen.clone()
+    }
+
+    /// Answer the next `count` API calls (`/v0.1/...`) with `status`
+    /// (503, 429 with `Retry-After: 0`, ...).
+    pub fn storm(&self, count: u32, status: u16) {
+        lock(&self.state).storm = (count, status);
+    }
+
+    /// API calls of the storm not answered yet.
+    pub fn storm_left(&self) -> u32 {
+        lock(&self.state).storm.0
+    }
+
+    /// Replace the fault for requests from now on (and those alive).
+    pub fn set_fault(&self, fault: Fault) {
+        lock(&self.state).config.fault = fault;
+    }
+}
+
+impl Drop for TfServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        // The sshd pool stops its server when dropped after this.
+        let _ = &self.guest;
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A request's state at `now`, from its age.
+fn request_state(config: &Config, r: &Entry, now: Instant) -> &'static str {
+    let age = now.saturating_duration_since(r.created);
+    if r.canceled {
+        return "canceled";
+    }
+    if let Fault::Error { after, .. } = &config.fault
+        && age >= *after
+    {
+        return "error";
+    }
+    if age < config.queue_delay {
+        "queued"
+    } else {
+        "running"
+    }
+}
+
+/// The pipeline log at `now`, or `None` before it exists.
+fn pipeline_log(state: &State, r: &Entry, now: Instant) -> Option<String> {
+    let config = &state.config;
+    let age = now.saturating_duration_since(r.created);
+    let running = config.queue_delay;
+    if age < running + config.log_delay {
+        return None;
+    }
+    let stamp = |d: Duration| format!("{:>8.3}", d.as_secs_f64());
+    let mut log = format!(
+        "[{}] [pipeline] pipeline started for {}\n",
+        stamp(running),
+        r.id
+    );
+    log.push_str(&format!(
+        "[{}] [provision] waiting for the guest\n",
+        stamp(running)
+    ));
+    let guest_at = running + config.guest_delay;
+    if matches!(config.fault, Fault::NoGuest) || age < guest_at || r.canceled {
+        return Some(log);
+    }
+    let arch = r
+        .spec
+        .pointer("/environments/0/arch")
+        .and_then(Value::as_str)
+        .unwrap_or("x86_64");
+    log.push_str(&format!(
+        "[{}] [provision] Guest is ready: ArtemisGuest({}-guest, {TEST_USER}@127.0.0.1:{}, \
+         arch={arch}, snapshots=False)\n",
+        stamp(guest_at),
+        r.id,
+        state.guest_port
+    ));
+    let tests_at = guest_at + config.tests_delay;
+    if age >= tests_at {
+        log.push_str(&format!(
+            "[{}] [test] starting tests execution\n",
+            stamp(tests_at)
+        ));
+    }
+    Some(log)
+}
+
+/// Advance the guests: authorize the keys of requests whose reserve test
+/// started, remove those of ended requests.
+fn tick(state: &mut State) {
+    let now = Instant::now();
+    let config = state.config.clone();
+    let mut changed = false;
+    for r in &mut state.requests {
+        let alive = request_state(&config, r, now) == "running";
+        let tests_at = config.queue_delay + config.guest_delay + config.tests_delay;
+        let want = alive
+            && !matches!(config.fault, Fault::NoGuest)
+            && now.saturating_duration_since(r.created) >= tests_at;
+        if want != r.authorized {
+            r.authorized = want;
+            changed = true;
+        }
+    }
+    if changed {
+        let keys: String = state
+            .requests
+            .iter()
+            .filter(|r| r.authorized)
+            .map(|r| format!("{}\n", r.public_key.trim_end()))
+            .collect();
+        let _ = std::fs::write(&state.authorized_keys, keys);
+    }
+}
+
+fn accept_loop(listener: &TcpListener, state: &Arc<Mutex<State>>, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let state = Arc::clone(state);
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &state);
+                });
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+struct Http {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(status: u16, value: &Value) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    fn message(status: u16, message: &str) -> Answer {
+        Answer::json(status, &json!({ "message": message }))
+    }
+}
+
+/// One exchange per connection (`Connection: close`).
+fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let Some(http) = read_request(&mut reader)? else {
+        return Ok(());
+    };
+    let answer = {
+        let mut state = lock(state);
+        let answer = route(&mut state, &http);
+        state.seen.push(Seen {
+            method: http.method.clone(),
+            path: http.path.clone(),
+            authorization: http.headers.get("authorization").cloned(),
+            range: http.headers.get("range").cloned(),
+            body: String::from_utf8_lossy(&http.body).into_owned(),
+            status: answer.status,
+        });
+        answer
+    };
+    let mut out = stream;
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        answer.status,
+        reason(answer.status),
+        answer.content_type,
+        answer.body.len()
+    );
+    for (name, value) in &answer.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
+    if http.method != "HEAD" {
+        out.write_all(&answer.body)?;
+    }
+    out.flush()
+}
+
+fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Http>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return Ok(None);
+    };
+    let (method, path) = (method.to_owned(), path.to_owned());
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 {
+            break;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length.min(16 * 1024 * 1024)];
+    reader.read_exact(&mut body)?;
+    Ok(Some(Http {
+        method,
+        path,
+        headers,
+        body,
+    }))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn route(state: &mut State, http: &Http) -> Answer {
+    let (path, query) = http.path.split_once('?').unwrap_or((&http.path, ""));
+    if let Some(rest) = path.strip_prefix("/artifacts/") {
+        return artifact(state, http, rest);
+    }
+    let Some(api) = path.strip_prefix("/v0.1") else {
+        return Answer::message(404, "no such endpoint");
+    };
+    if state.storm.0 > 0 {
+        state.storm.0 -= 1;
+        let mut answer = Answer::message(state.storm.1, "the service is busy");
+        if state.storm.1 == 429 {
+            answer.headers.push(("Retry-After", "0".into()));
+        }
+        return answer;
+    }
+    let expected = format!("Bearer {}", state.config.token);
+    if http.headers.get("authorization") != Some(&expected) {
+        return Answer::message(401, "missing or bad API token");
+    }
+    let now = Instant::now();
+    match (http.method.as_str(), api) {
+        ("GET", "/whoami") => Answer::json(
+            200,
+            &json!({
+                "token": {"id": "token-1", "name": "atex tests", "ranch": state.config.ranch},
+                "user": {"id": "user-1", "name": "atex"},
+            }),
+        ),
+        ("POST", "/requests") => create(state, &http.body, now),
+        ("GET", "/requests") => {
+            let wanted = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("state="))
+                .map(str::to_owned);
+            let list: Vec<Value> = state
+                .requests
+                .iter()
+                .filter(|r| {
+                    wanted
+                        .as_deref()
+                        .is_none_or(|w| request_state(&state.config, r, now) == w)
+                })
+                .map(|r| request_json(state, r, now))
+                .collect();
+            Answer::json(200, &Value::Array(list))
+        }
+        (method, rest) => {
+            let Some(id) = rest.strip_prefix("/requests/") else {
+                return Answer::message(404, "no such endpoint");
+            };
+            let Some(index) = state.requests.iter().position(|r| r.id == id) else {
+                return Answer::message(404, "no such request");
+            };
+            match method {
+                "GET" => Answer::json(200, &request_json(state, &state.requests[index], now)),
+                "DELETE" => {
+                    let config = state.config.clone();
+                    let r = &mut state.requests[index];
+                    r.deletes += 1;
+                    if request_state(&config, r, now) == "running"
+                        || request_state(&config, r, now) == "queued"
+                    {
+                        r.canceled = true;
+                        let id = r.id.clone();
+                        tick(state);
+                        Answer::json(200, &json!({"id": id, "state": "cancel-requested"}))
+                    } else {
+                        Answer::message(409, "the request already finished")
+                    }
+                }
+                _ => Answer::message(405, "method not allowed"),
+            }
+        }
+    }
+}
+
+fn create(state: &mut State, body: &[u8], now: Instant) -> Answer {
+    let Ok(spec) = serde_json::from_slice::<Value>(body) else {
+        return Answer::message(400, "the body is not JSON");
+    };
+    let Some(b64) = spec
+        .pointer("/environments/0/secrets/TF_RESERVATION_AUTHORIZED_KEYS_BASE64")
+        .and_then(Value::as_str)
+    else {
+        return Answer::message(400, "no TF_RESERVATION_AUTHORIZED_KEYS_BASE64 secret");
+    };
+    let Ok(key) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+        return Answer::message(400, "the authorized key is not base64");
+    };
+    if spec.pointer("/environments/0/os/compose").is_none() {
+        return Answer::message(400, "no compose");
+    }
+    state.serial += 1;
+    let port = state.base.rsplit(':').next().unwrap_or("0").to_owned();
+    let id = format!(
+        "{:08x}-{port:0>4}-4000-8000-{:012x}",
+        state.serial, state.serial
+    );
+    state.requests.push(Entry {
+        id: id.clone(),
+        spec,
+        public_key: String::from_utf8_lossy(&key).into_owned(),
+        created: now,
+        canceled: false,
+        authorized: false,
+        deletes: 0,
+    });
+    Answer::json(200, &json!({"id": id, "state": "new"}))
+}
+
+fn request_json(state: &State, r: &Entry, now: Instant) -> Value {
+    let current = request_state(&state.config, r, now);
+    let mut value = json!({
+        "id": r.id,
+        "state": current,
+        "environments_requested": r.spec.get("environments"),
+        "settings": r.spec.get("settings"),
+        "result": null,
+        "run": null,
+    });
+    if current != "queued" {
+        value["run"] = json!({"artifacts": format!("{}/artifacts/{}", state.base, r.id)});
+    }
+    if current == "error"
+        && let Fault::Error { summary, .. } = &state.config.fault
+    {
+        value["result"] = json!({"overall": "error", "summary": summary});
+    }
+    value
+}
+
+fn artifact(state: &State, http: &Http, rest: &str) -> Answer {
+    let Some((id, "pipeline.log")) = rest.split_once('/') else {
+        return Answer::message(404, "no such artifact");
+    };
+    let now = Instant::now();
+    let log = state
+        .requests
+        .iter()
+        .find(|r| r.id == id)
+        .and_then(|r| pipeline_log(state, r, now));
+    let Some(log) = log else {
+        let status = if state.config.log_forbidden { 403 } else { 404 };
+        return Answer {
+            status,
+            content_type: "text/html",
+            headers: Vec::new(),
+            body: b"<html>not here</html>".to_vec(),
+        };
+    };
+    let text = |status, body: Vec<u8>, headers| Answer {
+        status,
+        content_type: "text/plain",
+        headers,
+        body,
+    };
+    let bytes = log.into_bytes();
+    let from = http
+        .headers
+        .get("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<usize>().ok());
+    match from {
+        Some(from) if !state.config.ignore_range && http.method == "GET" => {
+            let len = bytes.len();
+            if from >= len {
+                text(
+                    416,
+                    Vec::new(),
+                    vec![("Content-Range", format!("bytes */{len}"))],
+                )
+            } else {
+                let range = format!("bytes {from}-{}/{len}", len - 1);
+                text(206, bytes[from..].to_vec(), vec![("Content-Range", range)])
+            }
+        }
+        _ => text(200, bytes, Vec::new()),
+    }
+}
