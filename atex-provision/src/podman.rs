@@ -1,1 +1,768 @@
-//! The `podman` provisioner: containers on the controller (being written).
+//! The `podman` provisioner: containers on the controller, one per
+//! machine, reached with `podman exec` or, with `--ssh`, over ssh to an
+//! sshd in the container published on 127.0.0.1.
+//!
+//! Every container is named `atex-<random>` before `podman run` starts (so
+//! a cancelled or failed run can still be removed by name) and labelled
+//! [`LABEL`] (so leftovers can be listed with
+//! `podman ps -a --filter label=atex.provisioner=podman`).
+//!
+//! Podman commands inherit the environment, `CONTAINERS_CONF` included.
+//! ATEX notes that the podman CLI has concurrency issues; `podman run`
+//! calls of one [`Podman`] are serialized (they take ~0.2 s each here), the
+//! readiness checks run concurrently.
+//!
+//! The systemd variant (`--systemd`) runs `/sbin/init` with
+//! `--systemd=always --restart=always`: a reboot from inside (`systemctl
+//! reboot`, `reboot`) ends the container and podman starts it again, so
+//! tests that reboot work. Checked on this project's machines (podman 4.3,
+//! runc, cgroup v1 hybrid, kernel 6.18) with `--rootfs /:O`: systemd boots
+//! as PID 1 and reaches `degraded` in ~3 s, and `systemctl reboot` brings
+//! the container back in ~2 s. Two things are needed there, both handled
+//! or documented here:
+//!
+//! - with `--rootfs`, podman's default tmpfs on `/run` copies the rootfs's
+//!   `/run` up, which loops into podman's own overlay under `/run` ("too
+//!   many levels of symbolic links"), so the systemd variant mounts `/run`
+//!   and `/tmp` as tmpfs with `notmpcopyup`;
+//! - the host's enabled units start inside, and the host's
+//!   `podman-restart.service` hangs for 90 s in the container (nested
+//!   overlay is refused), keeping systemd `starting`; pass
+//!   `--command /sbin/init systemd.mask=podman-restart.service` (systemd
+//!   in a container reads its own arguments as its kernel command line).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use atex_shared::connection::Connection as Conn;
+use atex_shared::records::{Connection, Machine};
+use serde::{Deserialize, Serialize};
+
+use crate::provisioner::{BoxFuture, CancellationToken, ProvisionError, Provisioner};
+
+/// The label on every container this provisioner starts.
+pub const LABEL: &str = "atex.provisioner=podman";
+
+/// The port sshd listens on inside the container with `--ssh` (not 22,
+/// which a systemd container of the host's userland takes for its own
+/// sshd).
+pub const SSH_PORT: u16 = 22022;
+
+/// Where the ssh keys and the sshd config are mounted in the container.
+const SSH_MOUNT: &str = "/var/lib/atex-ssh";
+
+/// Prefix of the per-container ssh directory on the controller; release
+/// removes only directories named so.
+const SSH_DIR_PREFIX: &str = "atex-podman-";
+
+/// The bound of one podman command.
+const PODMAN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a new container may take to become ready (ATEX waits 60 s for
+/// systemd).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Options of `atex-provision podman`.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["image", "rootfs"]))]
+pub struct Args {
+    /// The image to run (it must exist locally: nothing is pulled).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// A root filesystem to run instead of an image, passed to podman's
+    /// `--rootfs` (`/:O` runs the controller's own userland as a
+    /// copy-on-write overlay).
+    #[arg(long, value_name = "PATH")]
+    pub rootfs: Option<String>,
+    /// How many containers may exist at once.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max: usize,
+    /// An option for `podman run`, before the image (`--run-option=-v`
+    /// `--run-option=/a:/b`, `--run-option=--label=x`); repeatable.
+    #[arg(long = "run-option", value_name = "OPT", allow_hyphen_values = true)]
+    pub run_options: Vec<String>,
+    /// The command the container runs (default `sleep infinity`, with
+    /// `--systemd` `/sbin/init`); takes the rest of the command line.
+    #[arg(long, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Run systemd as PID 1 (`--systemd=always --restart=always`), so a
+    /// reboot from inside restarts the container; ready once
+    /// `systemctl is-system-running` says running or degraded.
+    #[arg(long)]
+    pub systemd: bool,
+    /// Run sshd in the container on a port published on 127.0.0.1 and hand
+    /// out ssh connections (root, a generated key) instead of podman ones.
+    #[arg(long)]
+    pub ssh: bool,
+    /// The platform results are reported for (default: the image, or
+    /// `podman` for a rootfs).
+    #[arg(long, value_name = "NAME")]
+    pub platform: Option<String>,
+}
+
+/// What a container runs.
+#[derive(Debug, Clone)]
+enum Source {
+    Image(String),
+    Rootfs(String),
+}
+
+/// Starts one podman container per machine; see the module docs.
+///
+/// ```
+/// use atex_provision::Provisioner;
+/// use atex_provision::podman::{Args, Podman};
+/// let args = Args { image: Some("localhost/sut".into()), max: 2, ..Args::default() };
+/// assert_eq!(Podman::new(&args).unwrap().max_machines(), 2);
+/// let both = Args { rootfs: Some("/:O".into()), ..args };
+/// assert!(Podman::new(&both).is_err());
+/// ```
+#[derive(Debug)]
+pub struct Podman {
+    source: Source,
+    max: usize,
+    run_options: Vec<String>,
+    command: Vec<String>,
+    systemd: bool,
+    ssh: bool,
+    platform: String,
+    /// Serializes `podman run` (see the module docs).
+    run_lock: tokio::sync::Mutex<()>,
+}
+
+/// What [`Machine::release`] holds for a podman machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Release {
+    /// The container's name.
+    container: String,
+    /// The controller directory with the container's ssh keys (`--ssh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ssh_dir: Option<PathBuf>,
+}
+
+impl Podman {
+    /// A provisioner of containers as `args` describe; exactly one of
+    /// `--image` and `--rootfs`, and `--max` at least 1, else
+    /// [`ProvisionError::Invalid`].
+    pub fn new(args: &Args) -> Result<Podman, ProvisionError> {
+        let source = match (&args.image, &args.rootfs) {
+            (Some(image), None) if !image.is_empty() => Source::Image(image.clone()),
+            (None, Some(rootfs)) if !rootfs.is_empty() => Source::Rootfs(rootfs.clone()),
+            _ => {
+                return Err(ProvisionError::Invalid(
+                    "podman needs exactly one of --image IMAGE and --rootfs PATH".into(),
+                ));
+            }
+        };
+        if args.max == 0 {
+            return Err(ProvisionError::Invalid("--max must be at least 1".into()));
+        }
+        let command = match (args.command.is_empty(), args.systemd) {
+            (false, _) => args.command.clone(),
+            (true, true) => vec!["/sbin/init".to_owned()],
+            (true, false) => vec!["sleep".to_owned(), "infinity".to_owned()],
+        };
+        let platform = args.platform.clone().unwrap_or_else(|| match &source {
+            Source::Image(image) => image.clone(),
+            Source::Rootfs(_) => "podman".to_owned(),
+        });
+        Ok(Podman {
+            source,
+            max: args.max,
+            run_options: args.run_options.clone(),
+            command,
+            systemd: args.systemd,
+            ssh: args.ssh,
+            platform,
+            run_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The `podman` arguments that start the container of `release`.
+    fn run_argv(&self, release: &Release) -> Vec<String> {
+        let mut argv: Vec<String> = [
+            "container",
+            "run",
+            "--detach",
+            "--quiet",
+            "--pull",
+            "never",
+            "--name",
+            &release.container,
+            "--label",
+            LABEL,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if self.systemd {
+            argv.extend(["--systemd=always".to_owned(), "--restart=always".to_owned()]);
+            if matches!(self.source, Source::Rootfs(_)) {
+                // See the module docs: the copy-up of /run loops.
+                for dir in ["/run", "/tmp"] {
+                    argv.extend(["--tmpfs".to_owned(), format!("{dir}:rw,notmpcopyup")]);
+                }
+            }
+        }
+        if let Some(dir) = &release.ssh_dir {
+            argv.extend([
+                "--publish".to_owned(),
+                format!("127.0.0.1::{SSH_PORT}"),
+                "--volume".to_owned(),
+                format!("{}:{SSH_MOUNT}:ro", dir.display()),
+            ]);
+            if self.systemd {
+                // The unit starts sshd on every boot; a `.wants` entry
+                // needs only the unit's name, so the file itself does.
+                let unit = dir.join("atex-sshd.service");
+                for target in [
+                    "/etc/systemd/system/atex-sshd.service",
+                    "/etc/systemd/system/multi-user.target.wants/atex-sshd.service",
+                ] {
+                    argv.extend([
+                        "--volume".to_owned(),
+                        format!("{}:{target}:ro", unit.display()),
+                    ]);
+                }
+            }
+        }
+        argv.extend(self.run_options.iter().cloned());
+        match &self.source {
+            Source::Image(image) => argv.push(image.clone()),
+            Source::Rootfs(rootfs) => argv.extend(["--rootfs".to_owned(), rootfs.clone()]),
+        }
+        if self.ssh && !self.systemd {
+            // sshd daemonizes, then the command runs as before; on a
+            // container restart both start again.
+            argv.extend([
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                format!(
+                    "mkdir -p /run/sshd && /usr/sbin/sshd -f {SSH_MOUNT}/sshd_config && exec \"$@\""
+                ),
+                "atex-sshd".to_owned(),
+            ]);
+        }
+        argv.extend(self.command.iter().cloned());
+        argv
+    }
+
+    async fn reserve_inner(&self, cancel: &CancellationToken) -> Result<Machine, ProvisionError> {
+        if cancel.is_cancelled() {
+            return Err(ProvisionError::Cancelled);
+        }
+        let name = new_name();
+        let ssh_dir = match self.ssh {
+            true => Some(prepare_ssh_dir(&name).await?),
+            false => None,
+        };
+        let release = Release {
+            container: name,
+            ssh_dir,
+        };
+        match self.start(&release, cancel).await {
+            Ok(machine) => Ok(machine),
+            Err(err) => {
+                // Also after a cancelled or killed `podman run`: the name
+                // was chosen before, so whatever it created goes.
+                let _ = remove(&release).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Run the container, then wait until it answers on its connection.
+    async fn start(
+        &self,
+        release: &Release,
+        cancel: &CancellationToken,
+    ) -> Result<Machine, ProvisionError> {
+        {
+            let _serial = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(ProvisionError::Cancelled),
+                guard = self.run_lock.lock() => guard,
+            };
+            let argv = self.run_argv(release);
+            tokio::select! {
+                biased;
+                // Dropping the run kills it (kill_on_drop); the caller
+                // removes the container by name.
+                () = cancel.cancelled() => return Err(ProvisionError::Cancelled),
+                out = podman(&argv) => { out?; }
+            }
+        }
+        let connection = match &release.ssh_dir {
+            None => Connection::Podman {
+                container: release.container.clone(),
+            },
+            Some(dir) => Connection::Ssh {
+                host: "127.0.0.1".to_owned(),
+                port: published_port(&release.container).await?,
+                user: "root".to_owned(),
+                identity_file: Some(dir.join("key")),
+                options: Default::default(),
+            },
+        };
+        let machine = Machine {
+            id: format!("podman/{}", release.container),
+            provisioner: "podman".to_owned(),
+            connection,
+            platform: self.platform.clone(),
+            release: serde_json::to_value(release)
+                .map_err(|e| ProvisionError::Failed(format!("encode the release record: {e}")))?,
+        };
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        match self.wait_ready(&machine, deadline, cancel).await {
+            Ok(()) => Ok(machine),
+            Err(err) if err.is_cancelled() => Err(err),
+            Err(err) => {
+                let logs = container_logs(&release.container).await;
+                Err(ProvisionError::Failed(format!(
+                    "container {} is not ready: {err}{logs}",
+                    release.container
+                )))
+            }
+        }
+    }
+
+    /// Connect through the machine's connection and run `true` (or, with
+    /// systemd, poll `systemctl is-system-running` until it says running
+    /// or degraded). The connection is always closed at the end; the
+    /// cancel token is checked between steps, never in the middle of an
+    /// ssh connect (a master dropped mid-start could outlive the process).
+    async fn wait_ready(
+        &self,
+        machine: &Machine,
+        deadline: tokio::time::Instant,
+        cancel: &CancellationToken,
+    ) -> Result<(), ProvisionError> {
+        if let Connection::Ssh { host, port, .. } = &machine.connection {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(ProvisionError::Cancelled),
+                banner = wait_for_banner(host, *port, deadline) => banner?,
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let mut conn =
+            Conn::new(&machine.connection).with_timeout(left.max(Duration::from_secs(5)));
+        let result = async {
+            conn.connect().await?;
+            loop {
+                if cancel.is_cancelled() {
+                    return Err(ProvisionError::Cancelled);
+                }
+                let script: &[u8] = match self.systemd {
+                    true => b"systemctl is-system-running 2>&1\n",
+                    false => b"true\n",
+                };
+                let out = conn.run_script(script).await?;
+                let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                match self.systemd {
+                    false if out.success() => return Ok(()),
+                    false => {
+                        return Err(ProvisionError::Failed(format!(
+                            "`true` exited with {:?}: {}",
+                            out.code,
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )));
+                    }
+                    true if state == "running" || state == "degraded" => return Ok(()),
+                    true => {}
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ProvisionError::Timeout(format!(
+                        "systemd is {state:?}, not running or degraded, after {READY_TIMEOUT:?}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        .await;
+        let closed = conn.disconnect().await;
+        result?;
+        closed.map_err(ProvisionError::from)
+    }
+}
+
+impl Provisioner for Podman {
+    fn kind(&self) -> &str {
+        "podman"
+    }
+
+    fn max_machines(&self) -> usize {
+        self.max
+    }
+
+    fn reserve(&self, cancel: CancellationToken) -> BoxFuture<'_, Result<Machine, ProvisionError>> {
+        Box::pin(async move { self.reserve_inner(&cancel).await })
+    }
+
+    fn release(&self, machine: Machine) -> BoxFuture<'_, Result<(), ProvisionError>> {
+        Box::pin(async move { release_record(&machine).await })
+    }
+}
+
+/// Release a podman machine from its record alone (another process):
+/// `podman container rm -f -t 0` its container and remove its ssh keys.
+/// A container that is already gone is not an error.
+pub async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
+    let release: Release = serde_json::from_value(machine.release.clone()).map_err(|e| {
+        ProvisionError::Invalid(format!(
+            "machine {}: the release record is not a podman one: {e}",
+            machine.id
+        ))
+    })?;
+    if release.container.is_empty() || release.container.starts_with('-') {
+        return Err(ProvisionError::Invalid(format!(
+            "machine {}: bad container name {:?}",
+            machine.id, release.container
+        )));
+    }
+    if let Some(dir) = &release.ssh_dir {
+        let named_ours = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(SSH_DIR_PREFIX));
+        if !named_ours || !dir.is_absolute() {
+            return Err(ProvisionError::Invalid(format!(
+                "machine {}: {} is not an atex ssh directory",
+                machine.id,
+                dir.display()
+            )));
+        }
+    }
+    remove(&release).await
+}
+
+/// Remove the container (gone already is fine), then its ssh directory.
+async fn remove(release: &Release) -> Result<(), ProvisionError> {
+    let argv = [
+        "container",
+        "rm",
+        "-f",
+        "-t",
+        "0",
+        release.container.as_str(),
+    ]
+    .map(str::to_owned);
+    match podman(&argv).await {
+        Ok(_) => {}
+        Err(ProvisionError::Command { stderr, .. })
+            if stderr.to_ascii_lowercase().contains("no such container") => {}
+        Err(err) => return Err(err),
+    }
+    if let Some(dir) = &release.ssh_dir {
+        match tokio::fs::remove_dir_all(dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ProvisionError::io(format!("remove {}", dir.display()), e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Run `podman ARGV...` (bounded; killed when dropped) and return its
+/// stdout; a failure is [`ProvisionError::Command`].
+async fn podman(argv: &[String]) -> Result<Vec<u8>, ProvisionError> {
+    let command = format!("podman {}", argv.join(" "));
+    let child = tokio::process::Command::new("podman")
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ProvisionError::io("start podman (is it installed?)", e))?;
+    let out = tokio::time::timeout(PODMAN_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| ProvisionError::Timeout(format!("`{command}` after {PODMAN_TIMEOUT:?}")))?
+        .map_err(|e| ProvisionError::io(format!("wait for `{command}`"), e))?;
+    if !out.status.success() {
+        return Err(ProvisionError::Command {
+            command,
+            status: out.status.to_string(),
+            stderr: last_lines(&out.stderr, 5),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// The host port podman published for [`SSH_PORT`].
+async fn published_port(container: &str) -> Result<u16, ProvisionError> {
+    let argv = ["port", container, &format!("{SSH_PORT}/tcp")].map(|s| s.to_owned());
+    let out = podman(&argv).await?;
+    let text = String::from_utf8_lossy(&out);
+    text.lines()
+        .filter_map(|line| line.trim().rsplit_once(':'))
+        .find_map(|(_, port)| port.parse::<u16>().ok())
+        .ok_or_else(|| {
+            ProvisionError::Failed(format!(
+                "`podman port {container}` names no port for {SSH_PORT}: {:?}",
+                text.trim()
+            ))
+        })
+}
+
+/// Wait until `host:port` greets with an ssh banner (sshd is up, not just
+/// the port forward), polling until `deadline`.
+async fn wait_for_banner(
+    host: &str,
+    port: u16,
+    deadline: tokio::time::Instant,
+) -> Result<(), ProvisionError> {
+    loop {
+        let addr = (host.to_owned(), port);
+        // Blocking std sockets on a blocking thread: this crate's tokio has
+        // no `net` feature, and each try is bounded.
+        let greeted = tokio::task::spawn_blocking(move || banner(&addr))
+            .await
+            .unwrap_or(false);
+        if greeted {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ProvisionError::Timeout(format!(
+                "no ssh banner on {host}:{port} within {READY_TIMEOUT:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether `addr` answers with an ssh banner within about two seconds.
+fn banner(addr: &(String, u16)) -> bool {
+    use std::io::Read;
+    use std::net::ToSocketAddrs;
+    let Some(sock) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+}
+
+/// The end of the container's log, for error messages (empty when there
+/// is none).
+async fn container_logs(container: &str) -> String {
+    let argv = ["logs", "--tail", "10", container].map(str::to_owned);
+    match podman(&argv).await {
+        Ok(out) if !out.trim_ascii().is_empty() => {
+            format!("; its log ends: {}", last_lines(&out, 10))
+        }
+        _ => String::new(),
+    }
+}
+
+/// The last `n` lines of `bytes`, lossily decoded, joined with ` | `.
+fn last_lines(bytes: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// `atex-` and ten random hex digits.
+fn new_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded randomly per process; the serial and the clock
+    // keep names of one process apart.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(SERIAL.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    hasher.write_u128(nanos);
+    format!("atex-{:010x}", hasher.finish() & 0xff_ffff_ffff)
+}
+
+/// The sshd config inside the container: its own port, keys and pid file,
+/// root by key only. `UsePAM no` and `StrictModes no` as for the loopback
+/// sshd of the tests (ENVIRONMENT.md).
+fn sshd_config() -> String {
+    format!(
+        "Port {SSH_PORT}\nHostKey {SSH_MOUNT}/host_key\nPidFile /run/atex-sshd.pid\n\
+         AuthorizedKeysFile {SSH_MOUNT}/authorized_keys\nStrictModes no\nUsePAM no\n\
+         PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+         MaxSessions 200\nMaxStartups 100\nUseDNS no\nPrintMotd no\n\
+         Subsystem sftp internal-sftp\n"
+    )
+}
+
+/// The systemd unit that starts sshd on every boot of a systemd container.
+fn sshd_unit() -> String {
+    format!(
+        "[Unit]\nDescription=sshd for atex\nAfter=network.target\n\n\
+         [Service]\nExecStartPre=/bin/mkdir -p /run/sshd\n\
+         ExecStart=/usr/sbin/sshd -D -e -f {SSH_MOUNT}/sshd_config\nRestart=on-failure\n\n\
+         [Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
+/// Create the container's ssh directory on the controller: a client key
+/// (`key`, handed out in the Machine record), a host key, the
+/// authorized_keys, the sshd config and unit. It outlives this process
+/// (the record points to the key) and goes on release.
+async fn prepare_ssh_dir(name: &str) -> Result<PathBuf, ProvisionError> {
+    let dir = std::env::temp_dir().join(format!("{SSH_DIR_PREFIX}{name}"));
+    let result = async {
+        let mut builder = tokio::fs::DirBuilder::new();
+        builder.mode(0o700);
+        builder
+            .create(&dir)
+            .await
+            .map_err(|e| ProvisionError::io(format!("create {}", dir.display()), e))?;
+        keygen(&dir.join("key")).await?;
+        keygen(&dir.join("host_key")).await?;
+        let write = |file: &str, text: String| {
+            let path = dir.join(file);
+            async move {
+                tokio::fs::write(&path, text)
+                    .await
+                    .map_err(|e| ProvisionError::io(format!("write {}", path.display()), e))
+            }
+        };
+        let public = tokio::fs::read_to_string(dir.join("key.pub"))
+            .await
+            .map_err(|e| ProvisionError::io(format!("read {}/key.pub", dir.display()), e))?;
+        write("authorized_keys", public).await?;
+        write("sshd_config", sshd_config()).await?;
+        write("atex-sshd.service", sshd_unit()).await?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(dir),
+        Err(err) => {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            Err(err)
+        }
+    }
+}
+
+async fn keygen(path: &Path) -> Result<(), ProvisionError> {
+    let out = tokio::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "atex", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ProvisionError::io("run ssh-keygen (is openssh-client installed?)", e))?;
+    if !out.status.success() {
+        return Err(ProvisionError::Command {
+            command: format!("ssh-keygen -f {}", path.display()),
+            status: out.status.to_string(),
+            stderr: last_lines(&out.stderr, 5),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (STYLE.md)
+mod tests {
+    use super::*;
+
+    fn args() -> Args {
+        Args {
+            rootfs: Some("/:O".into()),
+            max: 3,
+            run_options: vec!["--label=x=y".into()],
+            ..Args::default()
+        }
+    }
+
+    #[test]
+    fn run_command_line() {
+        let podman = Podman::new(&args()).unwrap();
+        let release = Release {
+            container: "atex-1".into(),
+            ssh_dir: None,
+        };
+        let argv = podman.run_argv(&release).join(" ");
+        assert_eq!(
+            argv,
+            "container run --detach --quiet --pull never --name atex-1 \
+             --label atex.provisioner=podman --label=x=y --rootfs /:O sleep infinity"
+        );
+        assert_eq!(podman.platform, "podman");
+    }
+
+    #[test]
+    fn systemd_and_ssh_command_line() {
+        let podman = Podman::new(&Args {
+            systemd: true,
+            ssh: true,
+            ..args()
+        })
+        .unwrap();
+        let release = Release {
+            container: "atex-1".into(),
+            ssh_dir: Some("/tmp/atex-podman-atex-1".into()),
+        };
+        let argv = podman.run_argv(&release).join(" ");
+        assert!(argv.contains("--systemd=always --restart=always"), "{argv}");
+        assert!(argv.contains("--tmpfs /run:rw,notmpcopyup"), "{argv}");
+        assert!(argv.contains("--publish 127.0.0.1::22022"), "{argv}");
+        assert!(argv.ends_with("--rootfs /:O /sbin/init"), "{argv}");
+        let plain_ssh = Podman::new(&Args {
+            ssh: true,
+            image: Some("img".into()),
+            rootfs: None,
+            command: vec!["cat".into()],
+            ..args()
+        })
+        .unwrap();
+        let argv = plain_ssh.run_argv(&release);
+        assert_eq!(&argv[argv.len() - 5..][..2], ["/bin/sh", "-c"]);
+        assert_eq!(argv[argv.len() - 6], "img");
+        assert_eq!(argv.last().unwrap(), "cat");
+        assert_eq!(plain_ssh.platform, "img");
+    }
+
+    #[test]
+    fn bad_arguments() {
+        assert!(Podman::new(&Args::default()).is_err());
+        assert!(Podman::new(&Args { max: 0, ..args() }).is_err());
+    }
+
+    #[test]
+    fn names_differ() {
+        let a = new_name();
+        assert!(a.starts_with("atex-") && a.len() == 15, "{a}");
+        assert_ne!(a, new_name());
+    }
+
+    #[test]
+    fn release_records_are_checked() {
+        let machine = |release| Machine {
+            id: "podman/x".into(),
+            provisioner: "podman".into(),
+            connection: Connection::Local,
+            platform: String::new(),
+            release,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for bad in [
+            serde_json::Value::Null,
+            serde_json::json!({"container": "-rf"}),
+            serde_json::json!({"container": "c", "ssh_dir": "/etc"}),
+        ] {
+            let err = rt.block_on(release_record(&machine(bad))).unwrap_err();
+            assert!(matches!(err, ProvisionError::Invalid(_)), "{err}");
+        }
+    }
+}
