@@ -234,8 +234,9 @@ impl Api {
     }
 
     /// One call, tried again on transport errors and [`RETRY_STATUSES`].
-    /// `cancel` interrupts the waits between tries, never a call in flight
-    /// (a POST interrupted half-way could leave a request nobody knows).
+    /// `cancel` interrupts the waits between tries and calls in flight,
+    /// except a POST (interrupted half-way, it could leave a request nobody
+    /// knows about).
     async fn retrying(
         &self,
         method: &'static str,
@@ -250,10 +251,19 @@ impl Api {
             let agent = self.agent.clone();
             let token = auth.then(|| self.token.clone());
             let (u, b, h) = (url.to_owned(), body.clone(), headers.clone());
-            let outcome =
-                tokio::task::spawn_blocking(move || once(&agent, method, &u, token, b, h))
-                    .await
-                    .map_err(|e| api_error(method, url, &format!("the HTTP thread failed: {e}")))?;
+            let call = tokio::task::spawn_blocking(move || once(&agent, method, &u, token, b, h));
+            let joined = if method == "POST" {
+                call.await
+            } else {
+                // Reads may be abandoned; the thread ends on its own.
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Err(ProvisionError::Cancelled),
+                    joined = call => joined,
+                }
+            };
+            let outcome = joined
+                .map_err(|e| api_error(method, url, &format!("the HTTP thread failed: {e}")))?;
             let (message, retry_after) = match outcome {
                 Ok(reply) if !RETRY_STATUSES.contains(&reply.status) => return Ok(reply),
                 Ok(reply) => (format!("HTTP {}", reply.status), reply.retry_after),

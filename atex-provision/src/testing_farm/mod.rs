@@ -94,7 +94,7 @@ pub struct Args {
     pub token_file: Option<PathBuf>,
 
     /// The API's base URL (default: TESTING_FARM_API_URL, else
-    /// https://api.testing-farm.io).
+    /// the public service at api.testing-farm.io).
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
 
@@ -194,7 +194,8 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), atex_provision::ProvisionError> {
-/// /// use atex_provision::testing_farm::{Args, TestingFarm};
+/// use std::sync::Arc;
+/// use atex_provision::testing_farm::{Args, TestingFarm};
 /// use atex_provision::{Pool, PoolOptions};
 ///
 /// // TESTING_FARM_API_TOKEN must be set.
@@ -421,6 +422,10 @@ impl Provisioner for TestingFarm {
     fn release(&self, machine: Machine) -> BoxFuture<'_, Result<(), ProvisionError>> {
         Box::pin(async move {
             let info = ReleaseInfo::from_record(&machine)?;
+            if info.api_url != self.api.base() {
+                // A machine of another service (e.g. from a record).
+                return release_record(&machine).await;
+            }
             self.api.cancel_request(&info.request_id).await?;
             self.log(&format!("{KIND}: request {} cancelled", info.request_id));
             if let Some(dir) = &info.key_dir {
