@@ -1,0 +1,270 @@
+//! atex-aggregate with the other tools and under stress: the results of
+//! `atex-discover | atex-exec` on this machine stored, files moved; a kill
+//! -9 in the middle of a 100,000-result ingest, then `--append` of the
+//! rest; the HTML page in headless Chromium (screenshot, a filter click).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use atex_aggregate::store::{self, Compression};
+use atex_tests::webdriver::{Browser, file_url};
+use atex_tests::{Fixture, bin_path, pipe, run};
+
+const LOCAL: &str = r#"{"id":"local","provisioner":"local","platform":"local@x86_64","connection":{"kind":"local"}}"#;
+
+#[test]
+fn exec_results_and_files_go_into_the_store() -> Result<()> {
+    let tree = Fixture::fmf_tree(&[
+        ("good/main.fmf", "test: echo good-output\n"),
+        ("bad/main.fmf", "test: echo bad-output; exit 1\n"),
+    ])?;
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let exec = pipe::tests_on(
+        &tree.path(),
+        &[],
+        LOCAL,
+        &artifacts,
+        Duration::from_secs(120),
+    )?;
+    assert_eq!(exec.code, Some(1), "{}", exec.stderr);
+    let store = work.path().join("store");
+    let out = run(
+        "atex-aggregate",
+        ["--output".as_ref(), store.as_os_str()],
+        Some(&exec.stdout),
+    )?;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let lines = std::fs::read_to_string(store.join("results.jsonl"))?;
+    assert_eq!(
+        lines,
+        "[\"local@x86_64\", \"fail\", \"/bad\", null, [\"output.txt\"], null]\n\
+         [\"local@x86_64\", \"pass\", \"/good\", null, [\"output.txt\"], null]\n"
+    );
+    let output = std::fs::read_to_string(store.join("files/local@x86_64/bad/output.txt"))?;
+    assert!(output.contains("bad-output"), "{output}");
+    assert!(!artifacts.join("bad/files/output.txt").exists(), "moved");
+    // The failure's output is in JUnit.
+    let junit = std::fs::read_to_string(store.join("junit.xml"))?;
+    assert!(
+        junit.contains("<failure type=\"fail\"") && junit.contains("bad-output"),
+        "{junit}"
+    );
+    let summary = run(
+        "atex-aggregate",
+        ["summary".as_ref(), store.as_os_str()],
+        None,
+    )?;
+    assert_eq!(summary.code, Some(1));
+    assert!(
+        summary.stdout_text().contains("2 results: 1 fail, 1 pass"),
+        "{}",
+        summary.stdout_text()
+    );
+    Ok(())
+}
+
+fn record(i: usize) -> String {
+    let status = if i % 10 == 3 { "fail" } else { "pass" };
+    format!(
+        "{{\"test\":\"/tests/area/{i}\",\"name\":null,\"status\":\"{status}\",\"note\":null,\"files\":[],\"platform\":\"p\",\"machine\":\"m\",\"artifacts\":\"/nowhere/{i}\",\"exit_code\":0,\"started\":\"S\",\"duration\":0.5,\"attempt\":0}}\n"
+    )
+}
+
+fn expected(i: usize) -> String {
+    let status = if i % 10 == 3 { "fail" } else { "pass" };
+    format!("[\"p\", \"{status}\", \"/tests/area/{i}\", null, [], null]")
+}
+
+/// Every complete line of the store, read as a reader after a crash would.
+fn stored_lines(dir: &Path, c: Compression) -> Result<Vec<String>> {
+    let path = dir.join(c.results_name());
+    let mut lines = Vec::new();
+    store::read_lines::<std::io::Error>(&path, c, |l| {
+        lines.push(String::from_utf8_lossy(l).into_owned());
+        Ok(())
+    })
+    .with_context(|| format!("failed to read {}", path.display()))?;
+    Ok(lines)
+}
+
+const TOTAL: usize = 100_000;
+
+fn kill_during_ingest_then_append(c: Compression) -> Result<()> {
+    let work = Fixture::new()?;
+    let dir = work.path().join("store");
+    let bin = bin_path("atex-aggregate")?;
+    let compress = match c {
+        Compression::None => "none",
+        Compression::Gz => "gz",
+        Compression::Xz => "xz",
+    };
+    let mut child = Command::new(&bin)
+        .args(["--compress", compress, "--output"])
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    // Fed in chunks with pauses, so the kill lands in the middle.
+    let feeder = std::thread::spawn(move || {
+        for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(500) {
+            let text: String = chunk.iter().map(|&i| record(i)).collect();
+            if stdin.write_all(text.as_bytes()).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        // Keep the pipe open: the ingest must not end on its own.
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let n = if dir.join(c.results_name()).exists() {
+            stored_lines(&dir, c)?.len()
+        } else {
+            0
+        };
+        if n >= 20_000 {
+            break n;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the store did not reach 20,000 results in 60 s ({n})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    drop(feeder);
+    // Reads back without error, in order, holding every record seen
+    // written before the kill.
+    let lines = stored_lines(&dir, c)?;
+    assert!(
+        lines.len() >= seen && lines.len() < TOTAL,
+        "{c:?}: {} lines, {seen} seen",
+        lines.len()
+    );
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line, &expected(i), "{c:?} line {}", i + 1);
+    }
+    let summary = run(
+        "atex-aggregate",
+        ["summary".as_ref(), dir.as_os_str()],
+        None,
+    )?;
+    assert_eq!(summary.code, Some(1), "{}", summary.stderr);
+    // Resume: --append the records after the last stored one.
+    let rest: String = (lines.len()..TOTAL).map(record).collect();
+    let out = run(
+        "atex-aggregate",
+        ["--append".as_ref(), "--output".as_ref(), dir.as_os_str()],
+        Some(rest.as_bytes()),
+    )?;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let all = stored_lines(&dir, c)?;
+    assert_eq!(all.len(), TOTAL, "{c:?}");
+    assert!(
+        all.iter().enumerate().all(|(i, l)| *l == expected(i)),
+        "{c:?}"
+    );
+    let junit = std::fs::read_to_string(dir.join("junit.xml"))?;
+    assert_eq!(junit.matches("<testcase ").count(), TOTAL, "{c:?}");
+    assert!(junit.contains(&format!("tests=\"{TOTAL}\" failures=\"{}\"", TOTAL / 10)));
+    Ok(())
+}
+
+#[test]
+fn kill_9_during_ingest_leaves_a_readable_store() -> Result<()> {
+    kill_during_ingest_then_append(Compression::None)
+}
+
+#[test]
+fn kill_9_during_gzip_ingest_leaves_a_readable_store() -> Result<()> {
+    kill_during_ingest_then_append(Compression::Gz)
+}
+
+#[test]
+fn kill_9_during_xz_ingest_leaves_a_readable_store() -> Result<()> {
+    kill_during_ingest_then_append(Compression::Xz)
+}
+
+#[test]
+fn html_page_in_headless_chromium() -> Result<()> {
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts/t");
+    std::fs::create_dir_all(artifacts.join("files/sub2"))?;
+    std::fs::write(artifacts.join("files/sub2/output.txt"), "the output\n")?;
+    let mut input = String::new();
+    for (i, status) in [
+        "pass", "pass", "fail", "pass", "infra", "pass", "fail", "pass", "skip", "pass",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let files = if i == 2 { "[\"output.txt\"]" } else { "[]" };
+        input.push_str(&format!(
+            "{{\"test\":\"/t\",\"name\":\"sub{i}\",\"status\":\"{status}\",\"note\":\"note <{i}>\",\"files\":{files},\"platform\":\"f41\",\"artifacts\":{:?},\"started\":\"S\"}}\n",
+            artifacts.display().to_string()
+        ));
+    }
+    let store = work.path().join("store");
+    let out = run(
+        "atex-aggregate",
+        ["--output".as_ref(), store.as_os_str()],
+        Some(input.as_bytes()),
+    )?;
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+
+    let browser = Browser::start()?;
+    browser.goto(&file_url(&store.join("index.html")))?;
+    let rows = || -> Result<u64> {
+        browser
+            .execute(
+                "return document.querySelectorAll('#results tbody tr').length;",
+                serde_json::json!([]),
+            )?
+            .as_u64()
+            .context("row count is not a number")
+    };
+    assert_eq!(rows()?, 10);
+    let png = browser.screenshot(&work.path().join("index.png"))?;
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
+        "not a PNG"
+    );
+    // Keep a copy for people to look at when asked to.
+    if let Some(dir) = std::env::var_os("ATEX_SCREENSHOT_DIR") {
+        std::fs::write(Path::new(&dir).join("aggregate-index.png"), &png)?;
+    }
+    // Unticking "pass" hides the 6 passes.
+    browser.click(&browser.find("#status-filter input[value=\"pass\"]")?)?;
+    assert_eq!(rows()?, 4);
+    let statuses = browser.execute(
+        "return Array.from(document.querySelectorAll('#results tbody tr')).map(r => r.dataset.status);",
+        serde_json::json!([]),
+    )?;
+    assert_eq!(
+        statuses,
+        serde_json::json!(["fail", "infra", "fail", "skip"])
+    );
+    // The failed result's file link points at the moved file.
+    let href = browser.execute(
+        "return document.querySelector('#results td.files a').href;",
+        serde_json::json!([]),
+    )?;
+    let href = href.as_str().context("no link")?;
+    assert!(href.ends_with("/files/f41/t/sub2/output.txt"), "{href}");
+    assert!(store.join("files/f41/t/sub2/output.txt").is_file());
+    // The name filter.
+    browser.execute(
+        "const n = document.getElementById('name'); n.value = 'sub6'; n.dispatchEvent(new Event('input'));",
+        serde_json::json!([]),
+    )?;
+    assert_eq!(rows()?, 1);
+    Ok(())
+}
