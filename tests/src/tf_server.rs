@@ -84,6 +84,9 @@ pub struct Config {
     /// From the guest line until `starting tests execution` and the key
     /// authorization.
     pub tests_delay: Duration,
+    /// From `starting tests execution` until the key is authorized (the
+    /// real reserve test installs it a little after that line).
+    pub key_delay: Duration,
     /// What goes wrong.
     pub fault: Fault,
     /// Answer 403 instead of 404 while the log does not exist.
@@ -101,6 +104,7 @@ impl Default for Config {
             log_delay: Duration::from_millis(100),
             guest_delay: Duration::from_millis(200),
             tests_delay: Duration::from_millis(200),
+            key_delay: Duration::ZERO,
             fault: Fault::None,
             log_forbidden: false,
             ignore_range: false,
@@ -384,7 +388,8 @@ fn tick(state: &mut State) {
     let mut changed = false;
     for r in &mut state.requests {
         let alive = request_state(&config, r, now) == "running";
-        let tests_at = config.queue_delay + config.guest_delay + config.tests_delay;
+        let tests_at =
+            config.queue_delay + config.guest_delay + config.tests_delay + config.key_delay;
         let want = alive
             && !matches!(config.fault, Fault::NoGuest)
             && now.saturating_duration_since(r.created) >= tests_at;
@@ -636,9 +641,14 @@ fn create(state: &mut State, body: &[u8], now: Instant) -> Answer {
         return Answer::message(400, "no compose");
     }
     state.serial += 1;
-    let port = state.base.rsplit(':').next().unwrap_or("0").to_owned();
+    let port: u16 = state
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     let id = format!(
-        "{:08x}-{port:0>4}-4000-8000-{:012x}",
+        "{:08x}-{port:04x}-4000-8000-{:012x}",
         state.serial, state.serial
     );
     state.requests.push(Entry {

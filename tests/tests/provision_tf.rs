@@ -108,6 +108,12 @@ async fn reserves_a_machine_reachable_over_ssh_and_release_cancels_it() -> Resul
     assert_eq!(user, "atex-test");
     let key = identity_file.clone().context("no key")?;
     assert!(key.is_file());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = key.parent().context("key has no directory")?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "the key directory is not private");
+    }
 
     assert_eq!(whoami_on(&machine).await?, "atex-test");
     let line = serde_json::to_string(&machine)?;
@@ -445,5 +451,36 @@ async fn a_users_own_key_is_used_and_kept() -> Result<()> {
     assert!(machine.release["key_dir"].is_null());
     tf.release(machine).await?;
     assert!(key.exists(), "the user's key was removed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_is_retried_until_the_key_works_and_bounded_when_it_never_does() -> Result<()> {
+    let server = TfServer::start(Config {
+        key_delay: Duration::from_millis(1500),
+        ..Config::default()
+    })?;
+    let dir = tempfile::tempdir()?;
+    let tf = TestingFarm::new(&args(&server, dir.path())?)?;
+    let started = Instant::now();
+    let machine = tf.reserve(CancellationToken::new()).await?;
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(whoami_on(&machine).await?, "atex-test");
+    tf.release(machine).await?;
+    drop(server);
+
+    let server = TfServer::start(Config {
+        key_delay: Duration::from_secs(3600),
+        ..Config::default()
+    })?;
+    let mut args = args(&server, dir.path())?;
+    args.ready_timeout = Some(Duration::from_secs(2));
+    let tf = TestingFarm::new(&args)?;
+    let err = tf
+        .reserve(CancellationToken::new())
+        .await
+        .expect_err("the key never works");
+    assert!(matches!(err, ProvisionError::Timeout(_)), "{err}");
+    assert!(server.open_requests().is_empty());
     Ok(())
 }

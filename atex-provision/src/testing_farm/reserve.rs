@@ -100,8 +100,11 @@ fn key_parent() -> PathBuf {
 
 /// Generate an ed25519 key in a new directory that stays until release.
 pub(crate) async fn generate_key() -> Result<Key, ProvisionError> {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::Builder::new()
         .prefix(KEY_DIR_PREFIX)
+        // Private to the user (tempfile leaves the mode to the umask).
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(key_parent())
         .map_err(|e| ProvisionError::io("create a directory for the ssh key", e))?
         .keep();
