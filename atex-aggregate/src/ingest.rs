@@ -218,14 +218,13 @@ const MAX_WARNINGS: u64 = 20;
 
 /// Split a stored test name `"/t (3)"` into `("/t", 3)`.
 pub fn split_suffix(test: &str) -> (&str, u32) {
-    if let Some(rest) = test.strip_suffix(')') {
-        if let Some(i) = rest.rfind(" (") {
-            if let Ok(n) = rest[i + 2..].parse::<u32>() {
-                if n > 0 && !rest[i + 2..].starts_with('0') {
-                    return (&rest[..i], n);
-                }
-            }
-        }
+    if let Some(rest) = test.strip_suffix(')')
+        && let Some(i) = rest.rfind(" (")
+        && let Ok(n) = rest[i + 2..].parse::<u32>()
+        && n > 0
+        && !rest[i + 2..].starts_with('0')
+    {
+        return (&rest[..i], n);
     }
     (test, 0)
 }
@@ -360,22 +359,22 @@ impl Aggregator {
                 Ok(())
             })?
         };
-        if let Some(found) = format {
-            if found != self.format {
-                return Err(Error::Mismatch(format!(
-                    "the store holds {} lines; give --format {}",
-                    if found == Format::Atex {
-                        "ATEX"
-                    } else {
-                        "record"
-                    },
-                    if found == Format::Atex {
-                        "atex"
-                    } else {
-                        "records"
-                    }
-                )));
-            }
+        if let Some(found) = format
+            && found != self.format
+        {
+            return Err(Error::Mismatch(format!(
+                "the store holds {} lines; give --format {}",
+                if found == Format::Atex {
+                    "ATEX"
+                } else {
+                    "record"
+                },
+                if found == Format::Atex {
+                    "atex"
+                } else {
+                    "records"
+                }
+            )));
         }
         store::repair(path, compression, &back).map_err(io_err("repair", path))?;
         // Parts longer than the results (flushed before a crash cut the
@@ -398,10 +397,10 @@ impl Aggregator {
     }
 
     fn platform(&mut self, name: &str) -> Result<usize, Error> {
-        if let Some(p) = self.platforms.get(self.last_platform) {
-            if p.name == name {
-                return Ok(self.last_platform);
-            }
+        if let Some(p) = self.platforms.get(self.last_platform)
+            && p.name == name
+        {
+            return Ok(self.last_platform);
         }
         let i = match self.platforms.iter().position(|p| p.name == name) {
             Some(i) => i,

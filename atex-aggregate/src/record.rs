@@ -294,6 +294,10 @@ fn push_opt(out: &mut Vec<u8>, s: Option<&str>, html_safe: bool) {
 /// (no newline), byte for byte as ATEX's `json.dumps` writes it. An empty
 /// status is written as `null` (ATEX writes the status a result has, and
 /// none when it had none).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the six fields of ATEX's line, borrowed from wherever they are"
+)]
 pub fn write_atex_line<S: AsRef<str>>(
     out: &mut Vec<u8>,
     platform: &str,

@@ -52,7 +52,7 @@ impl Compression {
     /// (or return it as is).
     pub fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(data.len() / 4 + 64);
-        self.compress_into(&mut data.as_ref(), &mut out)?;
+        self.compress_into(&mut &data[..], &mut out)?;
         Ok(out)
     }
 

@@ -3,6 +3,8 @@
 //! duplicates, JUnit parsed back, the HTML page), `--append`, `summary`,
 //! `convert` and bad input.
 
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

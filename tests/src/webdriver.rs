@@ -114,10 +114,10 @@ impl Browser {
             if header.is_empty() {
                 break;
             }
-            if let Some((k, v)) = header.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse::<usize>().ok();
-                }
+            if let Some((k, v)) = header.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse::<usize>().ok();
             }
         }
         let mut data = Vec::new();
