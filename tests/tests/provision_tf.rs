@@ -422,6 +422,10 @@ async fn a_wrong_token_is_reported_without_showing_it() -> Result<()> {
     let tf = TestingFarm::new(&args)?;
     let err = tf.reserve(CancellationToken::new()).await.expect_err("401");
     let text = err.to_string();
+    assert!(
+        matches!(err, ProvisionError::Invalid(_)),
+        "not retried: {text}"
+    );
     assert!(text.contains("401"), "{text}");
     assert!(!text.contains("not-the-token-0042"), "{text}");
     assert!(!format!("{tf:?}").contains("not-the-token-0042"));

@@ -5,7 +5,7 @@
 //! HTTP is blocking (`ureq`, rustls for https) and runs on tokio's blocking
 //! threads, as DESIGN.md decides for Testing Farm.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,19 +103,29 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    pub(crate) fn new(base: &str, token: Token, backoff: Backoff) -> Api {
-        let config = ureq::Agent::config_builder()
+    /// A client of `base`. `ca_file` (PEM) replaces the bundled Mozilla
+    /// roots for https, e.g. with a system bundle that holds a company CA.
+    pub(crate) fn new(
+        base: &str,
+        token: Token,
+        backoff: Backoff,
+        ca_file: Option<&Path>,
+    ) -> Result<Api, ProvisionError> {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_global(Some(Duration::from_secs(300)))
-            .user_agent(concat!("atex-provision/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Api {
+            .user_agent(concat!("atex-provision/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_file {
+            let roots = root_certs(path)?;
+            config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+        }
+        Ok(Api {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            agent: config.into(),
+            agent: config.build().into(),
             backoff,
-        }
+        })
     }
 
     /// The base URL, as given.
@@ -207,6 +217,12 @@ impl Api {
         cancel: &CancellationToken,
     ) -> Result<Value, ProvisionError> {
         let reply = self.send(method, url, body, cancel).await?;
+        if reply.status == 401 {
+            // A bad token is bad input: trying again cannot help.
+            return Err(ProvisionError::Invalid(format!(
+                "{method} {url}: the Testing Farm API refused the token (HTTP 401)"
+            )));
+        }
         if !(200..300).contains(&reply.status) {
             return Err(status_error(method, url, &reply));
         }
@@ -346,6 +362,24 @@ fn once(
         retry_after,
         body,
     })
+}
+
+/// The certificates of a PEM file, as the only trusted roots.
+fn root_certs(path: &Path) -> Result<ureq::tls::RootCerts, ProvisionError> {
+    let invalid = |why: String| {
+        ProvisionError::Invalid(format!("cannot use the CA file {}: {why}", path.display()))
+    };
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(cert) = item.map_err(|e| invalid(e.to_string()))? {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err(invalid("it holds no PEM certificate".into()));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
 fn api_error(method: &str, url: &str, message: &str) -> ProvisionError {

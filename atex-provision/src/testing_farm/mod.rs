@@ -124,6 +124,11 @@ pub struct Args {
     #[arg(long, value_name = "CIDR")]
     pub source_cidr: Option<String>,
 
+    /// A PEM file of CA certificates to trust for https instead of the
+    /// bundled Mozilla roots (e.g. the system bundle, for a company CA).
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+
     /// Seconds between two looks at a request and its pipeline log.
     #[arg(long, default_value = "30", value_parser = parse_seconds, value_name = "SECONDS")]
     pub poll_interval: Duration,
@@ -172,6 +177,7 @@ impl Args {
             tags: Vec::new(),
             skip_guest_setup: false,
             source_cidr: None,
+            ca_file: None,
             poll_interval: Duration::from_secs(30),
             ready_timeout: None,
             stagger: Duration::from_secs(30),
@@ -264,16 +270,13 @@ impl TestingFarm {
             .collect::<Result<Vec<_>, _>>()?;
         let url = api_url(args.api_url.as_deref())?;
         let token = Token::load(args.token_file.as_ref())?;
-        let api = Api::new(&url, token, backoff(args));
+        let ca_file = args.ca_file.as_ref().map(absolute).transpose()?;
+        let api = Api::new(&url, token, backoff(args), ca_file.as_deref())?;
         let mut args = args.clone();
-        if let Some(path) = &args.token_file {
-            // The record keeps the path for `atex-provision release`,
-            // which may run elsewhere.
-            args.token_file = Some(
-                std::path::absolute(path)
-                    .map_err(|e| ProvisionError::io(format!("resolve {}", path.display()), e))?,
-            );
-        }
+        // The record keeps these paths for `atex-provision release`, which
+        // may run in another directory.
+        args.token_file = args.token_file.as_ref().map(absolute).transpose()?;
+        args.ca_file = ca_file;
         Ok(TestingFarm {
             platform: args
                 .platform
@@ -450,15 +453,12 @@ impl Provisioner for TestingFarm {
 pub async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
     let info = ReleaseInfo::from_record(machine)?;
     let token = Token::load(info.token_file.as_ref())?;
-    let api = Api::new(
-        &info.api_url,
-        token,
-        Backoff {
-            retries: 10,
-            base: Duration::from_secs(2),
-            max: Duration::from_secs(120),
-        },
-    );
+    let backoff = Backoff {
+        retries: 10,
+        base: Duration::from_secs(2),
+        max: Duration::from_secs(120),
+    };
+    let api = Api::new(&info.api_url, token, backoff, info.ca_file.as_deref())?;
     api.cancel_request(&info.request_id).await?;
     if let Some(dir) = &info.key_dir {
         reserve::remove_key_dir(dir);
@@ -473,6 +473,7 @@ struct ReleaseInfo {
     request_id: String,
     token_file: Option<PathBuf>,
     key_dir: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
 }
 
 fn release_json(api_url: &str, id: &str, args: &Args, key_dir: Option<&std::path::Path>) -> Value {
@@ -481,6 +482,7 @@ fn release_json(api_url: &str, id: &str, args: &Args, key_dir: Option<&std::path
         "request_id": id,
         "token_file": args.token_file,
         "key_dir": key_dir,
+        "ca_file": args.ca_file,
     })
 }
 
@@ -509,6 +511,7 @@ impl ReleaseInfo {
             request_id,
             token_file: text("token_file").map(PathBuf::from),
             key_dir: text("key_dir").map(PathBuf::from),
+            ca_file: text("ca_file").map(PathBuf::from),
         })
     }
 }
@@ -550,6 +553,11 @@ fn parse_hardware(text: &str) -> Result<Value, ProvisionError> {
         )));
     }
     Ok(value)
+}
+
+fn absolute(path: &PathBuf) -> Result<PathBuf, ProvisionError> {
+    std::path::absolute(path)
+        .map_err(|e| ProvisionError::io(format!("resolve {}", path.display()), e))
 }
 
 fn backoff(args: &Args) -> Backoff {
@@ -612,6 +620,23 @@ mod tests {
         assert_eq!(tf.stagger(0, 3), Duration::ZERO);
         assert_eq!(tf.stagger(2, 3), Duration::from_secs(20));
         assert_eq!(tf.platform, "Fedora-41@x86_64");
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let mut args = Args::new("Fedora-41");
+        args.token_file = Some(token);
+        args.ca_file = Some(ca);
+        let err = TestingFarm::new(&args).unwrap_err();
+        assert!(matches!(err, ProvisionError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        args.ca_file = Some(dir.path().join("missing.pem"));
+        assert!(matches!(TestingFarm::new(&args), Err(ProvisionError::Invalid(_))));
     }
 
     #[test]
