@@ -77,7 +77,11 @@ async fn reserves_a_machine_reachable_over_ssh_and_release_cancels_it() -> Resul
     args.arch = "aarch64".into();
     args.pool = Some("beaker".into());
     args.hardware = Some(r#"{"memory": ">= 4 GB"}"#.into());
-    let tf = TestingFarm::new(&args)?;
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&lines);
+    let tf = TestingFarm::new(&args)?.with_log(Arc::new(move |line: &str| {
+        sink.lock().unwrap().push(line.to_owned());
+    }));
     let started = Instant::now();
     let machine = tf.reserve(CancellationToken::new()).await?;
     let took = started.elapsed();
@@ -132,6 +136,18 @@ async fn reserves_a_machine_reachable_over_ssh_and_release_cancels_it() -> Resul
     // Idempotent: the server refuses to cancel twice (409); that is fine.
     tf.release(machine).await?;
     assert_token_only_in_api_headers(&server);
+    let lines = lines.lock().unwrap().join("\n");
+    for part in [
+        "created",
+        "is queued",
+        "is running",
+        "waiting for ssh",
+        "is ready",
+        "cancelled",
+    ] {
+        assert!(lines.contains(part), "no {part:?} in the log:\n{lines}");
+    }
+    assert!(!lines.contains(&server.token()));
     eprintln!("reserved in {took:?}");
     Ok(())
 }
@@ -307,7 +323,7 @@ async fn a_batch_of_reservations_is_staggered() -> Result<()> {
     let server = TfServer::start(Config::default())?;
     let dir = tempfile::tempdir()?;
     let mut args = args(&server, dir.path())?;
-    args.stagger = Duration::from_millis(900);
+    args.stagger = Duration::from_millis(1500);
     let tf = TestingFarm::new(&args)?;
     let mut pool = Pool::new(Arc::new(tf), PoolOptions::default());
     pool.provision(3);
@@ -320,7 +336,7 @@ async fn a_batch_of_reservations_is_staggered() -> Result<()> {
     assert_eq!(created.len(), 3);
     for pair in created.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(250), "gap {gap:?}");
+        assert!(gap >= Duration::from_millis(300), "gap {gap:?}");
     }
     for machine in &machines {
         assert_eq!(whoami_on(machine).await?, "atex-test");

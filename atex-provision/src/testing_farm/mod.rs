@@ -371,7 +371,8 @@ impl TestingFarm {
                 .ready_timeout
                 .unwrap_or(Duration::from_secs(u64::from(self.args.timeout) * 60)),
         };
-        match reserve::wait_ready(&self.api, &id, &key.private, waits, &cancel).await {
+        let say = |line: &str| self.log(&format!("{KIND}: {line}"));
+        match reserve::wait_ready(&self.api, &say, &id, &key.private, waits, &cancel).await {
             Ok(connection) => {
                 self.log(&format!("{KIND}: request {id} is ready"));
                 Ok(Machine {
@@ -636,7 +637,10 @@ mod tests {
         assert!(matches!(err, ProvisionError::Invalid(_)), "{err}");
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
         args.ca_file = Some(dir.path().join("missing.pem"));
-        assert!(matches!(TestingFarm::new(&args), Err(ProvisionError::Invalid(_))));
+        assert!(matches!(
+            TestingFarm::new(&args),
+            Err(ProvisionError::Invalid(_))
+        ));
     }
 
     #[test]

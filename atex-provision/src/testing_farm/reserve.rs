@@ -276,6 +276,8 @@ pub(crate) struct Waits {
 /// pipeline log.
 struct Follower<'a> {
     api: &'a Api,
+    log: &'a (dyn Fn(&str) + Sync),
+    state: String,
     id: &'a str,
     cancel: &'a CancellationToken,
     waits: Waits,
@@ -301,6 +303,10 @@ impl Follower<'_> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
+        if state != self.state {
+            (self.log)(&format!("request {} is {state}", self.id));
+            self.state.clone_from(&state);
+        }
         if let Some(url) = request.pointer("/run/artifacts").and_then(Value::as_str) {
             self.artifacts = Some(url.trim_end_matches('/').to_owned());
         }
@@ -407,6 +413,7 @@ impl Follower<'_> {
 /// `waits.ready` in all.
 pub(crate) async fn wait_ready(
     api: &Api,
+    log: &(dyn Fn(&str) + Sync),
     id: &str,
     key: &Path,
     waits: Waits,
@@ -415,6 +422,8 @@ pub(crate) async fn wait_ready(
     let started = Instant::now();
     let mut follower = Follower {
         api,
+        log,
+        state: String::new(),
         id,
         cancel,
         waits,
@@ -423,6 +432,10 @@ pub(crate) async fn wait_ready(
     };
     let work = async {
         let guest = follower.guest().await?;
+        log(&format!(
+            "request {id}: guest {}@{}:{} is up, waiting for ssh",
+            guest.user, guest.host, guest.port
+        ));
         let connection = ssh_record(&guest, key);
         loop {
             follower.check(false).await?;
