@@ -80,7 +80,7 @@ async fn reserves_a_machine_reachable_over_ssh_and_release_cancels_it() -> Resul
     let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = Arc::clone(&lines);
     let tf = TestingFarm::new(&args)?.with_log(Arc::new(move |line: &str| {
-        sink.lock().unwrap().push(line.to_owned());
+        sink.lock().expect("log lock").push(line.to_owned());
     }));
     let started = Instant::now();
     let machine = tf.reserve(CancellationToken::new()).await?;
@@ -136,7 +136,7 @@ async fn reserves_a_machine_reachable_over_ssh_and_release_cancels_it() -> Resul
     // Idempotent: the server refuses to cancel twice (409); that is fine.
     tf.release(machine).await?;
     assert_token_only_in_api_headers(&server);
-    let lines = lines.lock().unwrap().join("\n");
+    let lines = lines.lock().expect("log lock").join("\n");
     for part in [
         "created",
         "is queued",
