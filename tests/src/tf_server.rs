@@ -93,6 +93,9 @@ pub struct Config {
     pub log_forbidden: bool,
     /// Ignore `Range` and always answer 200 with the whole log.
     pub ignore_range: bool,
+    /// Answer `POST /v0.1/requests` this late, after the request exists
+    /// (a slow API).
+    pub post_delay: Duration,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             fault: Fault::None,
             log_forbidden: false,
             ignore_range: false,
+            post_delay: Duration::ZERO,
         }
     }
 }
@@ -460,7 +464,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let Some(http) = read_request(&mut reader)? else {
         return Ok(());
     };
-    let answer = {
+    let (answer, delay) = {
         let mut state = lock(state);
         let answer = route(&mut state, &http);
         state.seen.push(Seen {
@@ -471,8 +475,12 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             body: String::from_utf8_lossy(&http.body).into_owned(),
             status: answer.status,
         });
-        answer
+        let slow = http.method == "POST" && answer.status == 200;
+        (answer, slow.then_some(state.config.post_delay))
     };
+    if let Some(delay) = delay {
+        std::thread::sleep(delay);
+    }
     let mut out = stream;
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",

@@ -504,3 +504,31 @@ async fn ssh_is_retried_until_the_key_works_and_bounded_when_it_never_does() -> 
     assert!(server.open_requests().is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_a_slow_post_cancels_the_request_it_created() -> Result<()> {
+    let server = TfServer::start(Config {
+        post_delay: Duration::from_millis(1500),
+        ..Config::default()
+    })?;
+    let dir = tempfile::tempdir()?;
+    let tf = TestingFarm::new(&args(&server, dir.path())?)?;
+    let cancel = CancellationToken::new();
+    let canceller = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cancel.cancel();
+        })
+    };
+    let err = tf.reserve(cancel).await.expect_err("cancelled");
+    canceller.await?;
+    assert!(err.is_cancelled(), "{err}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        (requests[0].state.as_str(), requests[0].deletes),
+        ("canceled", 1)
+    );
+    Ok(())
+}

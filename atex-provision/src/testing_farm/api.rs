@@ -16,6 +16,9 @@ use crate::provisioner::{CancellationToken, ProvisionError};
 /// Statuses that mean "try again later" (ATEX's urllib3 `status_forcelist`).
 const RETRY_STATUSES: &[u16] = &[408, 429, 500, 502, 503, 504];
 
+/// How long a cancelled reservation still waits for its POST in flight.
+const POST_GRACE: Duration = Duration::from_secs(10);
+
 /// Request states in which a request still holds (or will hold) a machine.
 pub(crate) const ALIVE_STATES: &[&str] = &["new", "queued", "running"];
 
@@ -114,7 +117,7 @@ impl Api {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_global(Some(Duration::from_secs(300)))
+            .timeout_global(Some(Duration::from_secs(120)))
             .user_agent(concat!("atex-provision/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_file {
             let roots = root_certs(path)?;
@@ -251,8 +254,8 @@ impl Api {
 
     /// One call, tried again on transport errors and [`RETRY_STATUSES`].
     /// `cancel` interrupts the waits between tries and calls in flight,
-    /// except a POST (interrupted half-way, it could leave a request nobody
-    /// knows about).
+    /// except that a POST gets [`POST_GRACE`] to finish (interrupted
+    /// half-way, it could leave a request nobody knows about).
     async fn retrying(
         &self,
         method: &'static str,
@@ -269,7 +272,19 @@ impl Api {
             let (u, b, h) = (url.to_owned(), body.clone(), headers.clone());
             let call = tokio::task::spawn_blocking(move || once(&agent, method, &u, token, b, h));
             let joined = if method == "POST" {
-                call.await
+                tokio::pin!(call);
+                tokio::select! {
+                    biased;
+                    joined = &mut call => joined,
+                    () = cancel.cancelled() => {
+                        // Learn the new request's id so that it can be
+                        // cancelled, but do not hold up a Ctrl-C for long.
+                        match tokio::time::timeout(POST_GRACE, call).await {
+                            Ok(joined) => joined,
+                            Err(_) => return Err(ProvisionError::Cancelled),
+                        }
+                    }
+                }
             } else {
                 // Reads may be abandoned; the thread ends on its own.
                 tokio::select! {
