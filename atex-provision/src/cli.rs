@@ -14,16 +14,20 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::oneshot;
 
 use crate::local::{self, Local};
+use crate::podman::{self, Podman};
 use crate::pool::{Pool, PoolOptions};
 use crate::provisioner::{ProvisionError, Provisioner};
+use crate::ssh::{self, Ssh};
+use crate::testing_farm::{self, TestingFarm};
 
 /// Reserve test machines, print one Machine record per line, release them.
 ///
 /// `atex-provision KIND [OPTIONS] --count N` reserves N machines and prints
 /// each Machine record on stdout the moment it is ready. It then holds them
-/// while its stdin stays open and its stdout has a reader, and releases them
-/// all when stdin reaches its end, the reader of stdout goes away, or on
-/// SIGINT/SIGTERM. With --detach it prints the records and exits, leaving
+/// while its stdin (a pipe or a terminal) stays open, and releases them all
+/// when stdin reaches its end, on SIGINT/SIGTERM, or when writing a record
+/// finds stdout closed. With stdin from /dev/null or a file, only a signal
+/// ends holding. With --detach it prints the records and exits, leaving
 /// the machines up; `atex-provision release` gives them back later. Progress
 /// goes to stderr.
 ///
@@ -55,6 +59,35 @@ pub enum Command {
         /// Options of the local provisioner.
         #[command(flatten)]
         args: local::Args,
+        /// Options every provisioner takes.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Existing hosts reached over ssh, each checked reachable
+    /// (--count defaults to the number of hosts).
+    Ssh {
+        /// Options of the ssh provisioner.
+        #[command(flatten)]
+        args: ssh::Args,
+        /// Options every provisioner takes.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Podman containers on this machine, from an image or a rootfs.
+    Podman {
+        /// Options of the podman provisioner.
+        #[command(flatten)]
+        args: podman::Args,
+        /// Options every provisioner takes.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Machines reserved through the Testing Farm API (token from
+    /// TESTING_FARM_API_TOKEN or --token-file).
+    TestingFarm {
+        /// Options of the Testing Farm provisioner.
+        #[command(flatten)]
+        args: testing_farm::Args,
         /// Options every provisioner takes.
         #[command(flatten)]
         common: Common,
@@ -108,32 +141,29 @@ async fn signals() -> u8 {
     }
 }
 
-/// Why holding ended without a signal.
-#[derive(Debug, Clone, Copy)]
-enum Hangup {
-    /// stdin reached its end (or failed).
-    Stdin,
-    /// Nobody reads stdout any more.
-    Stdout,
-}
-
-/// Resolves when stdin reaches its end or stdout's reader goes away.
+/// Resolves when stdin reaches its end. Stdin counts only when it is a
+/// pipe or a terminal: `</dev/null` (CI) or a file would end at once, so
+/// then only a signal ends holding.
 ///
-/// Both are watched by plain threads blocked in `read`/`poll`: the process
-/// exits without joining them, and a tokio blocking task would hold up the
-/// runtime's shutdown.
-fn hangup() -> oneshot::Receiver<Hangup> {
+/// The reader of stdout going away is deliberately not a reason to
+/// release: a shell hands the records to a consumer that may close its end
+/// of the pipe early while it still uses the machines (bash runs the last
+/// command of `(read m; a | b)` without the subshell holding the pipe).
+/// A write to a closed stdout (EPIPE) still ends the run. stdin is read by
+/// a plain thread: the process exits without joining it, and a tokio
+/// blocking task would hold up the runtime's shutdown.
+fn stdin_closed() -> oneshot::Receiver<()> {
     let (tx, rx) = oneshot::channel();
-    let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
-    let send = |tx: &Arc<std::sync::Mutex<Option<oneshot::Sender<Hangup>>>>, why| {
-        if let Ok(mut slot) = tx.lock()
-            && let Some(tx) = slot.take()
-        {
-            let _ = tx.send(why);
-        }
-    };
-    let stdin_tx = Arc::clone(&tx);
-    let _ = std::thread::Builder::new()
+    let stdin = io::stdin();
+    let holds = rustix::termios::isatty(&stdin)
+        || rustix::fs::fstat(&stdin)
+            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_fifo());
+    if !holds {
+        // Never resolves: the sender lives forever.
+        std::mem::forget(tx);
+        return rx;
+    }
+    let spawned = std::thread::Builder::new()
         .name("stdin-watch".into())
         .spawn(move || {
             let mut stdin = io::stdin().lock();
@@ -146,42 +176,14 @@ fn hangup() -> oneshot::Receiver<Hangup> {
                     }
                 }
             }
-            send(&stdin_tx, Hangup::Stdin);
+            let _ = tx.send(());
         });
-    let _ = std::thread::Builder::new()
-        .name("stdout-watch".into())
-        .spawn(move || {
-            if stdout_hung_up() {
-                send(&tx, Hangup::Stdout);
-            }
-        });
-    rx
-}
-
-/// Block until stdout's reader goes away; false when that cannot be
-/// watched (stdout is a file or a terminal: never reported).
-fn stdout_hung_up() -> bool {
-    use rustix::event::{PollFd, PollFlags, poll};
-    let stdout = io::stdout();
-    // No events asked for: poll still reports POLLERR/POLLHUP, which a
-    // pipe's write end gets when its last reader closes. Files and
-    // terminals never report them, so this blocks forever there.
-    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
-    loop {
-        match poll(&mut fds, None) {
-            Ok(_) => {
-                let revents = fds[0].revents();
-                if revents.intersects(PollFlags::ERR | PollFlags::HUP) {
-                    return true;
-                }
-                if revents.contains(PollFlags::NVAL) {
-                    return false;
-                }
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return false,
-        }
+    if let Err(e) = spawned {
+        log(&format!(
+            "warning: cannot watch stdin ({e}); holding until a signal"
+        ));
     }
+    rx
 }
 
 /// Reserve `count` machines from `provisioner`, print them, then hold or
@@ -203,17 +205,17 @@ async fn reserve(
     );
     let mut out = jsonl::Writer::new(io::stdout());
     let mut signal = std::pin::pin!(signals());
-    // Holding ends on a hangup; a detached run ignores it.
-    let mut hangup = hangup();
-    let watch_hangup = hold && !common.detach;
+    // Holding ends when stdin closes; a detached run ignores it.
+    let mut stdin = stdin_closed();
+    let watch_stdin = hold && !common.detach;
     let (mut ready, mut failed) = (0usize, 0usize);
     log(&format!("{kind}: reserving {count} machine(s)"));
     pool.provision(count);
     let ended: Option<u8> = loop {
         tokio::select! {
             code = &mut signal => break Some(code),
-            why = &mut hangup, if watch_hangup => {
-                log(&format!("{}: releasing", hangup_reason(why.ok())));
+            _ = &mut stdin, if watch_stdin => {
+                log("stdin closed: releasing");
                 break Some(exit::SUCCESS);
             }
             next = pool.next() => match next {
@@ -248,14 +250,16 @@ async fn reserve(
                 exit::SUCCESS
             };
         }
+        // Nothing to hold: every reservation failed.
+        None if ready == 0 => exit::SUCCESS,
         None => {
             log(&format!(
                 "holding {ready} machine(s); close stdin or send SIGINT/SIGTERM to release"
             ));
             tokio::select! {
                 code = &mut signal => code,
-                why = &mut hangup => {
-                    log(&format!("{}: releasing", hangup_reason(why.ok())));
+                _ = &mut stdin => {
+                    log("stdin closed: releasing");
                     exit::SUCCESS
                 }
             }
@@ -269,13 +273,6 @@ async fn reserve(
         exit::INFRA
     } else {
         exit::SUCCESS
-    }
-}
-
-fn hangup_reason(why: Option<Hangup>) -> &'static str {
-    match why {
-        Some(Hangup::Stdin) | None => "stdin closed",
-        Some(Hangup::Stdout) => "stdout closed",
     }
 }
 
@@ -337,7 +334,7 @@ async fn release(files: &[PathBuf]) -> u8 {
 }
 
 /// The provisioner kinds `release` knows.
-const KINDS: &[&str] = &["local"];
+const KINDS: &[&str] = &["local", "ssh", "podman", "testing-farm"];
 
 fn is_known_kind(kind: &str) -> bool {
     KINDS.contains(&kind)
@@ -347,6 +344,9 @@ fn is_known_kind(kind: &str) -> bool {
 async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
     match machine.provisioner.as_str() {
         "local" => Ok(()),
+        "ssh" => ssh::release_record(machine).await,
+        "podman" => podman::release_record(machine).await,
+        "testing-farm" => testing_farm::release_record(machine).await,
         other => Err(ProvisionError::Invalid(format!(
             "unknown provisioner '{other}'"
         ))),
@@ -372,6 +372,28 @@ pub fn run(cli: Cli) -> u8 {
                 let count = common.count.unwrap_or(1);
                 reserve(Arc::new(Local::new(&args)), count, &common, false).await
             }
+            Command::Ssh { args, common } => match Ssh::new(&args) {
+                Ok(provisioner) => {
+                    let count = common.count.unwrap_or(provisioner.host_count());
+                    reserve(Arc::new(provisioner), count, &common, true).await
+                }
+                Err(e) => invalid(e),
+            },
+            Command::Podman { args, common } => match Podman::new(&args) {
+                Ok(provisioner) => {
+                    let count = common.count.unwrap_or(1);
+                    reserve(Arc::new(provisioner), count, &common, true).await
+                }
+                Err(e) => invalid(e),
+            },
+            Command::TestingFarm { args, common } => match TestingFarm::new(&args) {
+                Ok(provisioner) => {
+                    let count = common.count.unwrap_or(1);
+                    let provisioner = provisioner.with_log(Arc::new(log));
+                    reserve(Arc::new(provisioner), count, &common, true).await
+                }
+                Err(e) => invalid(e),
+            },
             Command::Release { files } => release(&files).await,
         }
     })

@@ -1,0 +1,701 @@
+//! The `atex-provision` command as users run it: a real process, real
+//! podman containers, loopback sshd hosts and the local Testing Farm API
+//! server of tests/src/tf_server.rs (the real service cannot be reached
+//! from these machines).
+//!
+//! Cleanup is checked from the outside after the process exited: no
+//! container with the test's own label, no open Testing Farm request, and
+//! no process left behind. The test process makes itself a child subreaper,
+//! so anything atex-provision left running (an ssh master daemonizes
+//! itself) is re-parented to the test, where it is found.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use atex_shared::records::{Connection, Machine};
+use atex_tests::podman::{PodmanConf, unique_name};
+use atex_tests::sshd::SshdPool;
+use atex_tests::tf_server::{Config, TfServer};
+use atex_tests::{Fixture, bin_path};
+
+/// How long any wait in these tests may take.
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Become the subreaper of everything this test starts.
+fn adopt_orphans() -> Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .context("failed to become a child subreaper")
+}
+
+/// Live processes whose parent is this test process (zombies excluded), as
+/// `pid cmdline` lines; after a waited-for child exited, these are what it
+/// left behind.
+fn leftover_processes() -> Result<Vec<String>> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parens.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(me) && state != "Z" {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push(format!("{pid} {cmdline}"));
+        }
+    }
+    Ok(found)
+}
+
+/// The test's own children before atex-provision starts (its sshd
+/// servers): they are not leftovers.
+fn own_processes() -> Result<Vec<String>> {
+    leftover_processes()
+}
+
+/// Wait up to a few seconds for processes left behind to go away (an ssh
+/// master told to exit takes a moment), then report those still there
+/// that are not among the test's `own` processes.
+fn assert_no_leftover_processes(own: &[String]) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut left = leftover_processes()?;
+        // By pid: a process may change its title (sshd shows its load).
+        let pid = |p: &String| p.split(' ').next().map(str::to_owned);
+        left.retain(|p| !own.iter().any(|o| pid(o) == pid(p)));
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("processes left behind: {left:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running `atex-provision`: its stdin held open, its records read by a
+/// thread, its stderr collected by another.
+struct Provision {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    records: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Provision {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<Provision> {
+        let mut command = Command::new(bin_path("atex-provision")?);
+        command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().context("failed to start atex-provision")?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut stderr = child.stderr.take().context("no stderr")?;
+        let (tx, records) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Ok(Provision {
+            child,
+            stdin,
+            records,
+            stderr,
+        })
+    }
+
+    /// The next Machine record, within [`WAIT`].
+    fn record(&self) -> Result<Machine> {
+        let line = self
+            .records
+            .recv_timeout(WAIT)
+            .context("no Machine record came")?;
+        serde_json::from_str(&line).with_context(|| format!("not a Machine record: {line}"))
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) -> Result<()> {
+        let pid =
+            rustix::process::Pid::from_raw(i32::try_from(self.child.id())?).context("bad pid")?;
+        rustix::process::kill_process(pid, signal).context("failed to send the signal")
+    }
+
+    /// Close stdin (the end of holding) without waiting.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Wait for the exit (bounded); the exit code and stderr.
+    fn wait(mut self) -> Result<(Option<i32>, String)> {
+        let until = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                bail!("atex-provision did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        drop(self.stdin.take());
+        let stderr = self.stderr.join().unwrap_or_default();
+        Ok((status.code(), stderr))
+    }
+}
+
+/// Podman for one test: the configuration and a label only this test uses.
+struct Podman {
+    conf: PodmanConf,
+    label: String,
+}
+
+impl Podman {
+    fn new() -> Result<Podman> {
+        Ok(Podman {
+            conf: PodmanConf::new()?,
+            label: format!("atex.test={}", unique_name("provision-cli")?),
+        })
+    }
+
+    fn conf_env(&self) -> Result<String> {
+        Ok(self.conf.path().to_str().context("conf path")?.to_owned())
+    }
+
+    fn label_option(&self) -> String {
+        format!("--run-option=--label={}", self.label)
+    }
+
+    /// Names of this test's containers, in any state.
+    fn containers(&self) -> Result<Vec<String>> {
+        let out = Command::new("podman")
+            .env("CONTAINERS_CONF", self.conf.path())
+            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("label={}", self.label))
+            .output()
+            .context("failed to run podman ps")?;
+        ensure!(
+            out.status.success(),
+            "podman ps: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Wait until at least one of this test's containers exists.
+    fn wait_for_a_container(&self) -> Result<()> {
+        let until = Instant::now() + WAIT;
+        while self.containers()?.is_empty() {
+            ensure!(Instant::now() < until, "no container was created");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Podman {
+    /// Remove what a failed test left, by this test's label only.
+    fn drop(&mut self) {
+        if let Ok(names) = self.containers() {
+            for name in names {
+                let _ = Command::new("podman")
+                    .env("CONTAINERS_CONF", self.conf.path())
+                    .args(["rm", "-f", "-t", "0", &name])
+                    .output();
+            }
+        }
+    }
+}
+
+const TERM: rustix::process::Signal = rustix::process::Signal::TERM;
+const INT: rustix::process::Signal = rustix::process::Signal::INT;
+
+fn expected_code(signal: rustix::process::Signal) -> i32 {
+    if signal == TERM { 143 } else { 130 }
+}
+
+/// A signal while 4 containers are being reserved: every container made
+/// so far is removed, nothing is left running, exit 130/143.
+fn podman_signal_while_reserving(signal: rustix::process::Signal) -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let own = own_processes()?;
+    let provision = Provision::start(
+        &["podman", "--rootfs", "/:O", "--count", "4", &label],
+        &[("CONTAINERS_CONF", &conf)],
+    )?;
+    podman.wait_for_a_container()?;
+    let printed_before = provision.records.try_iter().count();
+    provision.signal(signal)?;
+    let (code, stderr) = provision.wait()?;
+    ensure!(
+        printed_before < 4,
+        "all 4 were ready before the signal: not a test of reserving"
+    );
+    ensure!(
+        code == Some(expected_code(signal)),
+        "exit {code:?}: {stderr}"
+    );
+    let left = podman.containers()?;
+    ensure!(left.is_empty(), "containers left: {left:?}\n{stderr}");
+    assert_no_leftover_processes(&own)
+}
+
+#[test]
+fn podman_sigterm_while_reserving_leaves_no_container() -> Result<()> {
+    podman_signal_while_reserving(TERM)
+}
+
+#[test]
+fn podman_sigint_while_reserving_leaves_no_container() -> Result<()> {
+    podman_signal_while_reserving(INT)
+}
+
+/// A signal while 4 containers are held: all removed, exit 130/143. With
+/// `ssh`, the machines are reached over ssh (sshd in each container), and
+/// no ssh master may be left either.
+fn podman_signal_while_held(signal: rustix::process::Signal, ssh: bool) -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let mut args = vec!["podman", "--rootfs", "/:O", "--count", "4", &label];
+    if ssh {
+        args.push("--ssh");
+    }
+    let own = own_processes()?;
+    let provision = Provision::start(&args, &[("CONTAINERS_CONF", &conf)])?;
+    let mut machines = Vec::new();
+    for _ in 0..4 {
+        machines.push(provision.record()?);
+    }
+    ensure!(podman.containers()?.len() == 4, "4 containers while held");
+    for machine in &machines {
+        let is_ssh = matches!(machine.connection, Connection::Ssh { .. });
+        ensure!(
+            is_ssh == ssh,
+            "connection of {}: {:?}",
+            machine.id,
+            machine.connection
+        );
+    }
+    provision.signal(signal)?;
+    let (code, stderr) = provision.wait()?;
+    ensure!(
+        code == Some(expected_code(signal)),
+        "exit {code:?}: {stderr}"
+    );
+    let left = podman.containers()?;
+    ensure!(left.is_empty(), "containers left: {left:?}\n{stderr}");
+    assert_no_leftover_processes(&own)
+}
+
+#[test]
+fn podman_sigterm_while_held_leaves_no_container() -> Result<()> {
+    podman_signal_while_held(TERM, false)
+}
+
+#[test]
+fn podman_sigint_while_held_over_ssh_leaves_no_container_and_no_ssh_master() -> Result<()> {
+    podman_signal_while_held(INT, true)
+}
+
+/// The end of stdin releases held machines; exit 0.
+#[test]
+fn podman_closing_stdin_releases_the_machines() -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let own = own_processes()?;
+    let mut provision = Provision::start(
+        &["podman", "--rootfs", "/:O", "--count", "2", &label],
+        &[("CONTAINERS_CONF", &conf)],
+    )?;
+    provision.record()?;
+    provision.record()?;
+    provision.close_stdin();
+    let (code, stderr) = provision.wait()?;
+    ensure!(code == Some(0), "exit {code:?}: {stderr}");
+    ensure!(podman.containers()?.is_empty(), "containers left\n{stderr}");
+    assert_no_leftover_processes(&own)
+}
+
+/// `--detach` leaves the containers up; `release` takes them down from
+/// the records alone, in another process.
+#[test]
+fn podman_detach_then_release_from_the_records() -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let own = own_processes()?;
+    let out = Command::new(bin_path("atex-provision")?)
+        .args([
+            "podman", "--rootfs", "/:O", "--count", "2", "--detach", &label,
+        ])
+        .env("CONTAINERS_CONF", &conf)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(0),
+        "detach: {:?}: {stderr}",
+        out.status
+    );
+    let records = atex_tests::parse_records::<Machine>(&out.stdout, "stdout")?;
+    ensure!(records.len() == 2, "two records: {records:?}");
+    ensure!(
+        podman.containers()?.len() == 2,
+        "both stay up after --detach"
+    );
+
+    let mut release = Command::new(bin_path("atex-provision")?)
+        .arg("release")
+        .env("CONTAINERS_CONF", &conf)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    release
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(&out.stdout)?;
+    let released = release.wait_with_output()?;
+    ensure!(
+        released.status.code() == Some(0),
+        "release: {:?}: {}",
+        released.status,
+        String::from_utf8_lossy(&released.stderr)
+    );
+    ensure!(podman.containers()?.is_empty(), "release removed them");
+    assert_no_leftover_processes(&own)
+}
+
+/// A reservation that cannot work is retried, then reported with its
+/// cause: exit 3, nothing left.
+#[test]
+fn podman_failed_reservation_exits_3_with_the_cause() -> Result<()> {
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let out = Command::new(bin_path("atex-provision")?)
+        .args([
+            "podman",
+            "--image",
+            "localhost/atex-no-such-image:never",
+            "--retries",
+            "1",
+            &label,
+        ])
+        .env("CONTAINERS_CONF", &conf)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(3),
+        "exit {:?}: {stderr}",
+        out.status
+    );
+    ensure!(out.stdout.is_empty(), "no record");
+    ensure!(stderr.contains("retrying"), "the retry is logged: {stderr}");
+    ensure!(
+        stderr.contains("atex-no-such-image"),
+        "the cause names the image: {stderr}"
+    );
+    ensure!(podman.containers()?.is_empty(), "nothing left");
+    Ok(())
+}
+
+/// Bad options and bad records exit 2 before anything is reserved or
+/// released.
+#[test]
+fn bad_input_exits_2_and_touches_nothing() -> Result<()> {
+    let none = atex_tests::run("atex-provision", ["podman", "--count", "1"], None)?;
+    ensure!(none.code == Some(2), "podman without an image: {none:?}");
+    let both = atex_tests::run(
+        "atex-provision",
+        ["podman", "--image", "x", "--rootfs", "/:O"],
+        None,
+    )?;
+    ensure!(both.code == Some(2), "image and rootfs: {both:?}");
+    let bad_line = atex_tests::run(
+        "atex-provision",
+        ["release"],
+        Some(b"{\"id\":\"local/1\",\"provisioner\":\"local\",\"connection\":{\"kind\":\"local\"}}\n{oops\n"),
+    )?;
+    ensure!(bad_line.code == Some(2), "bad record: {bad_line:?}");
+    ensure!(
+        bad_line.stderr.contains("<stdin>:2:"),
+        "names the line: {}",
+        bad_line.stderr
+    );
+    ensure!(
+        !bad_line.stderr.contains("released"),
+        "nothing released: {}",
+        bad_line.stderr
+    );
+    let unknown = atex_tests::run(
+        "atex-provision",
+        ["release"],
+        Some(b"{\"id\":\"x\",\"provisioner\":\"cloud\",\"connection\":{\"kind\":\"local\"}}\n"),
+    )?;
+    ensure!(unknown.code == Some(2), "unknown provisioner: {unknown:?}");
+    Ok(())
+}
+
+/// `local` prints its records and exits at once.
+#[test]
+fn local_prints_records_and_exits() -> Result<()> {
+    let out = atex_tests::run("atex-provision", ["local", "--count", "2"], None)?;
+    ensure!(out.code == Some(0), "{out:?}");
+    let machines: Vec<Machine> = out.records()?;
+    ensure!(machines.len() == 2, "{machines:?}");
+    ensure!(machines.iter().all(|m| m.connection == Connection::Local));
+    ensure!(machines[0].id != machines[1].id, "unique ids");
+    Ok(())
+}
+
+/// ssh hosts from a hosts file of Machine records, checked reachable,
+/// detached and released; no ssh master left by the checks.
+#[test]
+fn ssh_hosts_from_a_file_detach_and_release() -> Result<()> {
+    adopt_orphans()?;
+    let pool = SshdPool::start(2)?;
+    let fixture = Fixture::new()?;
+    let hosts: String = pool
+        .machines()
+        .iter()
+        .map(|m| serde_json::to_string(m).map(|line| line + "\n"))
+        .collect::<Result<_, _>>()?;
+    let file = fixture.write("hosts.jsonl", &format!("# two loopback hosts\n{hosts}"))?;
+    let file = file.to_str().context("path")?;
+    let own = own_processes()?;
+    let out = atex_tests::run(
+        "atex-provision",
+        ["ssh", "--hosts-file", file, "--detach"],
+        None,
+    )?;
+    ensure!(out.code == Some(0), "{out:?}");
+    let machines: Vec<Machine> = out.records()?;
+    ensure!(machines.len() == 2, "every host by default: {machines:?}");
+    assert_no_leftover_processes(&own)?;
+    let released = atex_tests::run("atex-provision", ["release"], Some(&out.stdout))?;
+    ensure!(released.code == Some(0), "{released:?}");
+    Ok(())
+}
+
+/// The local Testing Farm API server, with the provisioner's waits made
+/// short, and the environment `atex-provision testing-farm` needs.
+fn tf_server(guest_delay: Duration) -> Result<(TfServer, Vec<(&'static str, String)>)> {
+    let server = TfServer::start(Config {
+        guest_delay,
+        ..Config::default()
+    })?;
+    let env = vec![
+        ("TESTING_FARM_API_TOKEN", server.token()),
+        ("TESTING_FARM_API_URL", server.url().to_owned()),
+    ];
+    Ok((server, env))
+}
+
+const TF_ARGS: &[&str] = &[
+    "testing-farm",
+    "--compose",
+    "Fedora-41",
+    "--count",
+    "2",
+    "--poll-interval",
+    "0.05",
+    "--stagger",
+    "0",
+    "--api-backoff",
+    "0.01",
+];
+
+fn wait_for_open_request(server: &TfServer) -> Result<()> {
+    let until = Instant::now() + WAIT;
+    while server.open_requests().is_empty() {
+        ensure!(Instant::now() < until, "no request was made");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// SIGINT while Testing Farm requests are queued or running, before the
+/// guests are ready: every request is cancelled, nothing left running.
+#[test]
+fn testing_farm_sigint_while_reserving_leaves_no_open_request() -> Result<()> {
+    adopt_orphans()?;
+    let (server, env) = tf_server(Duration::from_secs(30))?;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let own = own_processes()?;
+    let provision = Provision::start(TF_ARGS, &env)?;
+    wait_for_open_request(&server)?;
+    provision.signal(INT)?;
+    let (code, stderr) = provision.wait()?;
+    ensure!(code == Some(130), "exit {code:?}: {stderr}");
+    let open = server.open_requests();
+    ensure!(open.is_empty(), "open requests: {open:?}\n{stderr}");
+    ensure!(
+        !stderr.contains(&server.token()),
+        "the token leaked to stderr"
+    );
+    assert_no_leftover_processes(&own)
+}
+
+/// SIGTERM while two Testing Farm machines are held: both requests are
+/// cancelled and no ssh master is left.
+#[test]
+fn testing_farm_sigterm_while_held_leaves_no_open_request() -> Result<()> {
+    adopt_orphans()?;
+    let (server, env) = tf_server(Duration::from_millis(200))?;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let own = own_processes()?;
+    let provision = Provision::start(TF_ARGS, &env)?;
+    let first = provision.record()?;
+    let second = provision.record()?;
+    ensure!(first.provisioner == "testing-farm" && second.provisioner == "testing-farm");
+    let record = serde_json::to_string(&first)?;
+    ensure!(
+        !record.contains(&server.token()),
+        "the token is in the record"
+    );
+    ensure!(server.open_requests().len() == 2, "two open while held");
+    provision.signal(TERM)?;
+    let (code, stderr) = provision.wait()?;
+    ensure!(code == Some(143), "exit {code:?}: {stderr}");
+    let open = server.open_requests();
+    ensure!(open.is_empty(), "open requests: {open:?}\n{stderr}");
+    assert_no_leftover_processes(&own)
+}
+
+/// The pipeline of issue 4: one container from atex-provision, read by a
+/// subshell that runs discover | exec on it. atex-provision holds the
+/// container while its stdin (held by this test) is open; the subshell
+/// says on stderr when it is done, the test then closes stdin and the
+/// container is released.
+#[test]
+fn pipeline_provision_podman_then_discover_and_exec() -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let tree = Fixture::fmf_tree(&[
+        (
+            "tests/main.fmf",
+            "/hello:\n  test: ./hello.sh\n/env:\n  test: test -n \"$TMT_TEST_NAME\"\n",
+        ),
+        (
+            "tests/hello.sh",
+            "#!/bin/bash\necho hello from $(hostname)\n",
+        ),
+    ])?;
+    let artifacts = Fixture::new()?;
+    let bin =
+        |name: &str| -> Result<String> { Ok(bin_path(name)?.to_str().context("path")?.to_owned()) };
+    let script = format!(
+        "set -o pipefail\n\
+         '{provision}' podman --rootfs /:O --count 1 '{label}' \
+           | (read -r machine && '{discover}' tests --root '{tree}' \
+                | '{exec}' --machine \"$machine\" --artifacts '{artifacts}'; \
+              echo \"consumer done: $?\" >&2)\n",
+        provision = bin("atex-provision")?,
+        label = podman.label_option(),
+        discover = bin("atex-discover")?,
+        exec = bin("atex-exec")?,
+        tree = tree.path().display(),
+        artifacts = artifacts.path().display(),
+    );
+    let own = own_processes()?;
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("CONTAINERS_CONF", podman.conf_env()?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let stdout = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut stderr = String::new();
+    for line in BufReader::new(child.stderr.take().context("stderr")?).lines() {
+        let line = line?;
+        if line.starts_with("consumer done:") {
+            ensure!(
+                podman.containers()?.len() == 1,
+                "held until stdin closes\n{stderr}"
+            );
+            // The consumer is done: release.
+            stdin = None;
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    drop(stdin);
+    let status = child.wait()?;
+    let stdout = stdout.join().unwrap_or_default();
+    ensure!(
+        status.code() == Some(0) && stderr.contains("consumer done: 0"),
+        "pipeline {status:?}: {}\n{stderr}",
+        String::from_utf8_lossy(&stdout)
+    );
+    let results: Vec<atex_shared::records::TestResult> =
+        atex_tests::parse_records(&stdout, "stdout")?;
+    let names: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| (r.test.as_str(), r.status.as_str()))
+        .collect();
+    ensure!(
+        names == [("/tests/env", "pass"), ("/tests/hello", "pass")],
+        "{names:?}\n{stderr}"
+    );
+    ensure!(results.iter().all(|r| r.machine.starts_with("podman/")));
+    let output = std::fs::read_to_string(artifacts.path().join("tests/hello/files/output.txt"))?;
+    ensure!(output.contains("hello from"), "test output: {output}");
+    ensure!(stderr.contains("stdin closed: releasing"), "{stderr}");
+    ensure!(
+        podman.containers()?.is_empty(),
+        "released at the end\n{stderr}"
+    );
+    assert_no_leftover_processes(&own)
+}
