@@ -4,7 +4,8 @@
 #
 #   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time,
 #                                        openssh-server/-client, rsync, podman, runc,
-#                                        chromium, chromium-driver
+#                                        chromium, chromium-driver; and podman's
+#                                        /etc/containers/containers.conf when missing
 #   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf
 #                                        (only the benchmark comparison uses it)
 set -euo pipefail
@@ -14,7 +15,7 @@ want_venv=false
 for arg in "$@"; do
     case "$arg" in
         --fmf-venv) want_venv=true ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "install-deps: error: unknown argument '$arg'" >&2; exit 2 ;;
     esac
 done
@@ -79,6 +80,24 @@ if [ ! -x /usr/bin/chromium ]; then conn_pkgs+=(chromium); fi
 if [ ! -x /usr/bin/chromedriver ]; then conn_pkgs+=(chromium-driver); fi
 if [ ${#conn_pkgs[@]} -gt 0 ]; then
     apt_install "${conn_pkgs[@]}"
+fi
+
+# Rootful podman here works only with runc and explicit ulimits
+# (ENVIRONMENT.md). The tests pass their own CONTAINERS_CONF; this makes
+# `atex-provision podman` work on such a machine without one. An existing
+# containers.conf is left alone.
+if command -v podman >/dev/null 2>&1 && [ ! -e /etc/containers/containers.conf ] \
+    && [ "$(id -u)" -eq 0 ]; then
+    log "writing /etc/containers/containers.conf (runc, explicit ulimits)"
+    mkdir -p /etc/containers
+    cat >/etc/containers/containers.conf <<'CONF'
+# Written by atex's scripts/install-deps.sh: crun fails on this kernel's
+# cgroup setup and root cannot raise RLIMIT_NOFILE here.
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+CONF
 fi
 
 if $want_venv; then

@@ -6,8 +6,10 @@
 //! for N machines, hands each out as soon as it is ready, retries, caps
 //! concurrency and cleans up on stop. The `atex-provision` command
 //! ([`cli`]) and the orchestrator both drive a [`Pool`]; a custom
-//! provisioner written outside this crate plugs into it the same way (see
-//! the example on [`Provisioner`]).
+//! provisioner written outside this crate plugs into it the same way: see
+//! the example on [`Provisioner`], and `examples/custom_provisioner.rs`
+//! (`cargo run -p atex-provision --example custom_provisioner`), a whole
+//! program driving its own provisioner through a [`Pool`].
 #![warn(missing_docs)]
 
 pub mod cli;
