@@ -25,11 +25,12 @@
 //!   `/run` up, which loops into podman's own overlay under `/run` ("too
 //!   many levels of symbolic links"), so the systemd variant mounts `/run`
 //!   and `/tmp` as tmpfs with `notmpcopyup`;
-//! - the host's enabled units start inside, and the host's
-//!   `podman-restart.service` hangs for 90 s in the container (nested
-//!   overlay is refused), keeping systemd `starting`; pass
-//!   `--command /sbin/init systemd.mask=podman-restart.service` (systemd
-//!   in a container reads its own arguments as its kernel command line).
+//! - the host's enabled units start inside, and the host's podman units
+//!   (`podman-restart.service`, `podman-auto-update.service`) hang in the
+//!   container (nested overlay is refused), keeping systemd `starting`
+//!   past the 60 s bound; so for `--rootfs` the default command is
+//!   `/sbin/init` with [`ROOTFS_SYSTEMD_MASKS`] (ATEX runs plain
+//!   `/sbin/init`, with images only).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -64,6 +65,19 @@ const PODMAN_TIMEOUT: Duration = Duration::from_secs(120);
 /// systemd).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Arguments of `/sbin/init` in a systemd container of a `--rootfs`
+/// (see the module docs): a rootfs that is the controller's own userland
+/// has podman, whose units hang or fail inside a container and keep
+/// systemd from reaching `running`. systemd in a container takes its own
+/// arguments as its kernel command line.
+pub const ROOTFS_SYSTEMD_MASKS: &[&str] = &[
+    "systemd.mask=podman-restart.service",
+    "systemd.mask=podman-auto-update.timer",
+    "systemd.mask=podman-auto-update.service",
+    "systemd.mask=podman.socket",
+    "systemd.mask=podman.service",
+];
+
 /// Options of `atex-provision podman`.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["image", "rootfs"]))]
@@ -83,8 +97,9 @@ pub struct Args {
     /// `--run-option=/a:/b`, `--run-option=--label=x`); repeatable.
     #[arg(long = "run-option", value_name = "OPT", allow_hyphen_values = true)]
     pub run_options: Vec<String>,
-    /// The command the container runs (default `sleep infinity`, with
-    /// `--systemd` `/sbin/init`); takes the rest of the command line.
+    /// The command the container runs (default `sleep infinity`; with
+    /// `--systemd` `/sbin/init`, for a rootfs with podman's units masked);
+    /// takes the rest of the command line.
     #[arg(long, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
     pub command: Vec<String>,
     /// Run systemd as PID 1 (`--systemd=always --restart=always`), so a
@@ -100,6 +115,11 @@ pub struct Args {
     /// `podman` for a rootfs).
     #[arg(long, value_name = "NAME")]
     pub platform: Option<String>,
+    /// The `containers.conf` for the podman commands run here (and on
+    /// release, through the record), as `CONTAINERS_CONF`; default: the
+    /// environment's.
+    #[arg(long, value_name = "PATH")]
+    pub containers_conf: Option<PathBuf>,
 }
 
 /// What a container runs.
@@ -128,6 +148,7 @@ pub struct Podman {
     systemd: bool,
     ssh: bool,
     platform: String,
+    containers_conf: Option<PathBuf>,
     /// Serializes `podman run` (see the module docs).
     run_lock: tokio::sync::Mutex<()>,
 }
@@ -140,6 +161,15 @@ struct Release {
     /// The controller directory with the container's ssh keys (`--ssh`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ssh_dir: Option<PathBuf>,
+    /// `CONTAINERS_CONF` for podman, when set with `--containers-conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    containers_conf: Option<PathBuf>,
+}
+
+impl Release {
+    fn conf(&self) -> Option<&Path> {
+        self.containers_conf.as_deref()
+    }
 }
 
 impl Podman {
@@ -161,7 +191,13 @@ impl Podman {
         }
         let command = match (args.command.is_empty(), args.systemd) {
             (false, _) => args.command.clone(),
-            (true, true) => vec!["/sbin/init".to_owned()],
+            (true, true) => match source {
+                Source::Image(_) => vec!["/sbin/init".to_owned()],
+                Source::Rootfs(_) => std::iter::once("/sbin/init")
+                    .chain(ROOTFS_SYSTEMD_MASKS.iter().copied())
+                    .map(str::to_owned)
+                    .collect(),
+            },
             (true, false) => vec!["sleep".to_owned(), "infinity".to_owned()],
         };
         let platform = args.platform.clone().unwrap_or_else(|| match &source {
@@ -176,6 +212,14 @@ impl Podman {
             systemd: args.systemd,
             ssh: args.ssh,
             platform,
+            containers_conf: match &args.containers_conf {
+                Some(path) => {
+                    Some(std::path::absolute(path).map_err(|e| {
+                        ProvisionError::io(format!("resolve {}", path.display()), e)
+                    })?)
+                }
+                None => None,
+            },
             run_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -213,16 +257,19 @@ impl Podman {
                 format!("{}:{SSH_MOUNT}:ro", dir.display()),
             ]);
             if self.systemd {
-                // The unit starts sshd on every boot; a `.wants` entry
-                // needs only the unit's name, so the file itself does.
-                let unit = dir.join("atex-sshd.service");
-                for target in [
-                    "/etc/systemd/system/atex-sshd.service",
-                    "/etc/systemd/system/multi-user.target.wants/atex-sshd.service",
+                // The unit starts sshd on every boot, pulled in by a
+                // drop-in of multi-user.target (a `.wants` entry would
+                // have to be a symlink, which a bind mount cannot make).
+                for (file, target) in [
+                    ("atex-sshd.service", "/etc/systemd/system/atex-sshd.service"),
+                    (
+                        "atex-sshd.conf",
+                        "/etc/systemd/system/multi-user.target.d/atex-sshd.conf",
+                    ),
                 ] {
                     argv.extend([
                         "--volume".to_owned(),
-                        format!("{}:{target}:ro", unit.display()),
+                        format!("{}:{target}:ro", dir.join(file).display()),
                     ]);
                 }
             }
@@ -260,6 +307,7 @@ impl Podman {
         let release = Release {
             container: name,
             ssh_dir,
+            containers_conf: self.containers_conf.clone(),
         };
         match self.start(&release, cancel).await {
             Ok(machine) => Ok(machine),
@@ -290,7 +338,7 @@ impl Podman {
                 // Dropping the run kills it (kill_on_drop); the caller
                 // removes the container by name.
                 () = cancel.cancelled() => return Err(ProvisionError::Cancelled),
-                out = podman(&argv) => { out?; }
+                out = podman(&argv, release.conf()) => { out?; }
             }
         }
         let connection = match &release.ssh_dir {
@@ -299,7 +347,7 @@ impl Podman {
             },
             Some(dir) => Connection::Ssh {
                 host: "127.0.0.1".to_owned(),
-                port: published_port(&release.container).await?,
+                port: published_port(release).await?,
                 user: "root".to_owned(),
                 identity_file: Some(dir.join("key")),
                 options: Default::default(),
@@ -318,7 +366,7 @@ impl Podman {
             Ok(()) => Ok(machine),
             Err(err) if err.is_cancelled() => Err(err),
             Err(err) => {
-                let logs = container_logs(&release.container).await;
+                let logs = container_logs(release).await;
                 Err(ProvisionError::Failed(format!(
                     "container {} is not ready: {err}{logs}",
                     release.container
@@ -373,8 +421,15 @@ impl Podman {
                     true => {}
                 }
                 if tokio::time::Instant::now() >= deadline {
+                    // What systemd still waits for, for people.
+                    let jobs = conn
+                        .run_script(b"systemctl list-jobs --no-legend --no-pager | head -n 5\n")
+                        .await
+                        .map(|out| last_lines(&out.stdout, 5))
+                        .unwrap_or_default();
                     return Err(ProvisionError::Timeout(format!(
-                        "systemd is {state:?}, not running or degraded, after {READY_TIMEOUT:?}"
+                        "systemd is {state:?}, not running or degraded, after \
+                         {READY_TIMEOUT:?}; jobs: {jobs}"
                     )));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -448,7 +503,7 @@ async fn remove(release: &Release) -> Result<(), ProvisionError> {
         release.container.as_str(),
     ]
     .map(str::to_owned);
-    match podman(&argv).await {
+    match podman(&argv, release.conf()).await {
         Ok(_) => {}
         Err(ProvisionError::Command { stderr, .. })
             if stderr.to_ascii_lowercase().contains("no such container") => {}
@@ -467,9 +522,13 @@ async fn remove(release: &Release) -> Result<(), ProvisionError> {
 
 /// Run `podman ARGV...` (bounded; killed when dropped) and return its
 /// stdout; a failure is [`ProvisionError::Command`].
-async fn podman(argv: &[String]) -> Result<Vec<u8>, ProvisionError> {
+async fn podman(argv: &[String], conf: Option<&Path>) -> Result<Vec<u8>, ProvisionError> {
     let command = format!("podman {}", argv.join(" "));
-    let child = tokio::process::Command::new("podman")
+    let mut podman = tokio::process::Command::new("podman");
+    if let Some(conf) = conf {
+        podman.env("CONTAINERS_CONF", conf);
+    }
+    let child = podman
         .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -492,9 +551,10 @@ async fn podman(argv: &[String]) -> Result<Vec<u8>, ProvisionError> {
 }
 
 /// The host port podman published for [`SSH_PORT`].
-async fn published_port(container: &str) -> Result<u16, ProvisionError> {
+async fn published_port(release: &Release) -> Result<u16, ProvisionError> {
+    let container = &release.container;
     let argv = ["port", container, &format!("{SSH_PORT}/tcp")].map(|s| s.to_owned());
-    let out = podman(&argv).await?;
+    let out = podman(&argv, release.conf()).await?;
     let text = String::from_utf8_lossy(&out);
     text.lines()
         .filter_map(|line| line.trim().rsplit_once(':'))
@@ -550,9 +610,9 @@ fn banner(addr: &(String, u16)) -> bool {
 
 /// The end of the container's log, for error messages (empty when there
 /// is none).
-async fn container_logs(container: &str) -> String {
-    let argv = ["logs", "--tail", "10", container].map(str::to_owned);
-    match podman(&argv).await {
+async fn container_logs(release: &Release) -> String {
+    let argv = ["logs", "--tail", "10", &release.container].map(str::to_owned);
+    match podman(&argv, release.conf()).await {
         Ok(out) if !out.trim_ascii().is_empty() => {
             format!("; its log ends: {}", last_lines(&out, 10))
         }
@@ -610,7 +670,8 @@ fn sshd_unit() -> String {
 
 /// Create the container's ssh directory on the controller: a client key
 /// (`key`, handed out in the Machine record), a host key, the
-/// authorized_keys, the sshd config and unit. It outlives this process
+/// authorized_keys, the sshd config, its unit and the drop-in that
+/// starts the unit. It outlives this process
 /// (the record points to the key) and goes on release.
 async fn prepare_ssh_dir(name: &str) -> Result<PathBuf, ProvisionError> {
     let dir = std::env::temp_dir().join(format!("{SSH_DIR_PREFIX}{name}"));
@@ -637,6 +698,11 @@ async fn prepare_ssh_dir(name: &str) -> Result<PathBuf, ProvisionError> {
         write("authorized_keys", public).await?;
         write("sshd_config", sshd_config()).await?;
         write("atex-sshd.service", sshd_unit()).await?;
+        write(
+            "atex-sshd.conf",
+            "[Unit]\nWants=atex-sshd.service\n".to_owned(),
+        )
+        .await?;
         Ok(())
     }
     .await;
@@ -688,6 +754,7 @@ mod tests {
         let release = Release {
             container: "atex-1".into(),
             ssh_dir: None,
+            containers_conf: None,
         };
         let argv = podman.run_argv(&release).join(" ");
         assert_eq!(
@@ -709,12 +776,21 @@ mod tests {
         let release = Release {
             container: "atex-1".into(),
             ssh_dir: Some("/tmp/atex-podman-atex-1".into()),
+            containers_conf: None,
         };
         let argv = podman.run_argv(&release).join(" ");
         assert!(argv.contains("--systemd=always --restart=always"), "{argv}");
         assert!(argv.contains("--tmpfs /run:rw,notmpcopyup"), "{argv}");
         assert!(argv.contains("--publish 127.0.0.1::22022"), "{argv}");
-        assert!(argv.ends_with("--rootfs /:O /sbin/init"), "{argv}");
+        assert!(
+            argv.ends_with(
+                "--rootfs /:O /sbin/init systemd.mask=podman-restart.service \
+                            systemd.mask=podman-auto-update.timer \
+                            systemd.mask=podman-auto-update.service \
+                            systemd.mask=podman.socket systemd.mask=podman.service"
+            ),
+            "{argv}"
+        );
         let plain_ssh = Podman::new(&Args {
             ssh: true,
             image: Some("img".into()),
