@@ -409,7 +409,7 @@ fn podman_cap_commands_and_release() -> Result<()> {
         let second = tokio::time::timeout(Duration::from_millis(500), pool.next()).await;
         assert!(matches!(second, Ok(None)), "{second:?}");
         assert_eq!(pool.pending(), 1);
-        assert_eq!(test.containers()?, [name.clone()]);
+        assert_eq!(test.containers()?, std::slice::from_ref(&name));
         assert_eq!(
             test.inspect(&name, "{{index .Config.Labels \"atex.provisioner\"}}")?,
             "podman"
