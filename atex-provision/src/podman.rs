@@ -7,7 +7,9 @@
 //! [`LABEL`] (so leftovers can be listed with
 //! `podman ps -a --filter label=atex.provisioner=podman`).
 //!
-//! Podman commands inherit the environment, `CONTAINERS_CONF` included.
+//! Podman commands inherit the environment, `CONTAINERS_CONF` included,
+//! unless `--containers-conf` names the file (then it is also written into
+//! the release record, so a release from another process uses it too).
 //! ATEX notes that the podman CLI has concurrency issues; `podman run`
 //! calls of one [`Podman`] are serialized (they take ~0.2 s each here), the
 //! readiness checks run concurrently.
@@ -109,6 +111,9 @@ pub struct Args {
     pub systemd: bool,
     /// Run sshd in the container on a port published on 127.0.0.1 and hand
     /// out ssh connections (root, a generated key) instead of podman ones.
+    /// The container needs `/usr/sbin/sshd` and `/bin/sh` (or, with
+    /// `--systemd`, `/bin/mkdir`); the keys live in a directory under
+    /// `$TMPDIR` until release.
     #[arg(long)]
     pub ssh: bool,
     /// The platform results are reported for (default: the image, or
@@ -608,16 +613,31 @@ fn banner(addr: &(String, u16)) -> bool {
     stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
 }
 
-/// The end of the container's log, for error messages (empty when there
-/// is none).
+/// The container's state and the end of its log, for error messages
+/// (empty when podman tells neither).
 async fn container_logs(release: &Release) -> String {
+    let mut text = String::new();
+    let argv = [
+        "inspect",
+        "--format",
+        "{{.State.Status}}",
+        &release.container,
+    ]
+    .map(str::to_owned);
+    if let Ok(out) = podman(&argv, release.conf()).await {
+        text = format!(
+            " (the container is {})",
+            String::from_utf8_lossy(&out).trim()
+        );
+    }
     let argv = ["logs", "--tail", "10", &release.container].map(str::to_owned);
     match podman(&argv, release.conf()).await {
         Ok(out) if !out.trim_ascii().is_empty() => {
-            format!("; its log ends: {}", last_lines(&out, 10))
+            text.push_str(&format!("; its log ends: {}", last_lines(&out, 10)));
         }
-        _ => String::new(),
+        _ => {}
     }
+    text
 }
 
 /// The last `n` lines of `bytes`, lossily decoded, joined with ` | `.

@@ -615,3 +615,40 @@ fn podman_systemd_ssh_variant_is_reached_over_ssh_after_a_reboot() -> Result<()>
         Ok(())
     })
 }
+
+#[test]
+fn podman_failed_reservations_say_why_and_leave_nothing() -> Result<()> {
+    let test = PodmanTest::new()?;
+    run(async {
+        let no_image = Podman::new(&podman::Args {
+            image: Some("localhost/atex-no-such-image".into()),
+            rootfs: None,
+            ..test.args(1)
+        })?;
+        let err = no_image
+            .reserve(CancellationToken::new())
+            .await
+            .expect_err("no such image");
+        assert!(matches!(err, ProvisionError::Command { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("podman container run"), "{message}");
+        assert!(message.contains("atex-no-such-image"), "{message}");
+
+        // A container whose command ends at once is never ready.
+        let exits = Podman::new(&podman::Args {
+            command: vec!["sh".into(), "-c".into(), "echo bye from the command".into()],
+            ..test.args(1)
+        })?;
+        let err = exits
+            .reserve(CancellationToken::new())
+            .await
+            .expect_err("the container is gone");
+        let message = err.to_string();
+        assert!(message.contains("is not ready"), "{message}");
+        assert!(message.contains("(the container is exited)"), "{message}");
+        assert!(message.contains("bye from the command"), "{message}");
+        assert_eq!(test.containers()?, Vec::<String>::new());
+        eprintln!("{message}");
+        Ok(())
+    })
+}
