@@ -652,3 +652,25 @@ fn podman_failed_reservations_say_why_and_leave_nothing() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn podman_stop_during_podman_run_leaves_no_container() -> Result<()> {
+    let test = PodmanTest::new()?;
+    run(async {
+        for delay_ms in [0, 30, 60, 90, 120, 150] {
+            let provisioner = Podman::new(&test.args(2))?;
+            let mut pool = Pool::new(Arc::new(provisioner), options());
+            pool.provision(2);
+            let _ = tokio::time::timeout(Duration::from_millis(1), pool.next()).await;
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let errors = pool.stop().await;
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(
+                test.containers()?,
+                Vec::<String>::new(),
+                "after {delay_ms} ms"
+            );
+        }
+        Ok(())
+    })
+}
