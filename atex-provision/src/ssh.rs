@@ -23,7 +23,8 @@ pub struct Args {
     #[arg(value_name = "USER@HOST[:PORT]")]
     pub hosts: Vec<String>,
     /// A file with more hosts, one per line: `user@host[:port]` or a
-    /// Machine record (JSON). `#` comments and blank lines are ignored.
+    /// Machine record (JSON; handed out as it is, with provisioner `ssh`
+    /// and nothing to release). `#` comments and blank lines are ignored.
     #[arg(long, value_name = "PATH")]
     pub hosts_file: Option<PathBuf>,
     /// The private key for the `user@host` hosts (Machine records carry
@@ -354,6 +355,10 @@ fn parse_hosts_file(
             if machine.platform.is_empty() {
                 machine.platform = defaults.platform.to_owned();
             }
+            // Handed out by this provisioner now: `atex-provision release`
+            // must not give it back to the one that made it.
+            machine.provisioner = "ssh".to_owned();
+            machine.release = serde_json::Value::Null;
             machine
         } else {
             defaults.machine(line).map_err(at)?
@@ -418,6 +423,7 @@ mod tests {
         assert_eq!(hosts.len(), 2);
         assert_eq!(hosts[0].id, "ssh/u@h1:2");
         assert_eq!(hosts[1].platform, "p");
+        assert_eq!(hosts[1].provisioner, "ssh");
         let err = parse_hosts_file("u@h\nu@h:nope\n", Path::new("hosts"), &defaults)
             .unwrap_err()
             .to_string();
