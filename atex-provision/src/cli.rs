@@ -195,6 +195,15 @@ async fn reserve(
     hold: bool,
 ) -> u8 {
     let kind = provisioner.kind().to_owned();
+    // Nothing here releases single machines, so more than the provisioner
+    // can hold at once would never come: refuse before reserving any.
+    let max = provisioner.max_machines();
+    if count > max {
+        return invalid(format!(
+            "{kind}: {count} machines asked for, but at most {max} can be held at once \
+             (--count must not exceed --max or the number of hosts)"
+        ));
+    }
     let mut pool = Pool::new(
         provisioner,
         PoolOptions {

@@ -140,8 +140,11 @@ impl Pool {
     }
 
     /// The next machine that is ready, or the error of a reservation that
-    /// failed all its tries; `None` when nothing is asked for or in
-    /// flight. Cancel-safe: dropping the future loses no machine.
+    /// failed all its tries; `None` when nothing is in flight and nothing
+    /// more can start: none is asked for, or the ones asked for wait for
+    /// room under [`Provisioner::max_machines`] ([`Pool::pending`] counts
+    /// them; they start at the next call after a [`Pool::release`]).
+    /// Cancel-safe: dropping the future loses no machine.
     pub async fn next(&mut self) -> Option<Result<Machine, ProvisionError>> {
         loop {
             self.start_wanted();

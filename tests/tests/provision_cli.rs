@@ -455,6 +455,16 @@ fn bad_input_exits_2_and_touches_nothing() -> Result<()> {
         None,
     )?;
     ensure!(both.code == Some(2), "image and rootfs: {both:?}");
+    let over = atex_tests::run(
+        "atex-provision",
+        ["podman", "--rootfs", "/:O", "--count", "3", "--max", "2"],
+        None,
+    )?;
+    ensure!(over.code == Some(2), "--count over --max: {over:?}");
+    ensure!(
+        over.stdout.is_empty() && !over.stderr.contains("reserving"),
+        "{over:?}"
+    );
     let bad_line = atex_tests::run(
         "atex-provision",
         ["release"],
