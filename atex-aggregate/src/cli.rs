@@ -37,6 +37,9 @@ use crate::summary;
 ///     atex-aggregate --output results/ --compress xz --compress-files --append < more.jsonl
 ///     atex-aggregate summary results/
 ///     atex-aggregate convert --from tmt --to atex --platform f41 results.yaml
+// The text is the --help page: `<platform>` and the like are placeholders
+// for people, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Parser)]
 #[command(
     name = "atex-aggregate",
