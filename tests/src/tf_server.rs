@@ -26,7 +26,8 @@
 //! ```no_run
 //! use atex_tests::tf_server::{Config, TfServer};
 //! let server = TfServer::start(Config::default()).unwrap();
-//! std::env::set_var("TESTING_FARM_API_URL", server.url());
+//! let mut args = atex_provision::testing_farm::Args::new("Fedora-41");
+//! args.api_url = Some(server.url().to_owned());
 //! // ... reserve, release ...
 //! assert!(server.open_requests().is_empty());
 //! ```
