@@ -103,7 +103,7 @@ fn discover_rejects_a_missing_tree_with_exit_2_and_no_records() -> Result<()> {
 /// entry with real tests when it is built.
 #[test]
 fn unbuilt_tools_answer_help_and_refuse_other_use() -> Result<()> {
-    for tool in ["atex-provision", "atex-aggregate", "atex-orchestrate"] {
+    for tool in ["atex-orchestrate"] {
         let help = run(tool, ["--help"], None)?;
         assert_eq!(help.code, Some(0), "{tool} --help: {}", help.stderr);
         assert!(help.stdout_text().contains(&format!("Usage: {tool}")));
