@@ -338,12 +338,14 @@ impl Podman {
                 guard = self.run_lock.lock() => guard,
             };
             let argv = self.run_argv(release);
-            tokio::select! {
-                biased;
-                // Dropping the run kills it (kill_on_drop); the caller
-                // removes the container by name.
-                () = cancel.cancelled() => return Err(ProvisionError::Cancelled),
-                out = podman(&argv, release.conf()) => { out?; }
+            // Not interrupted by a cancel: a `podman run` killed while it
+            // creates the container leaves conmon and `runc init` running
+            // for a container podman no longer lists. It returns within
+            // about a second (or PODMAN_TIMEOUT); the caller then removes
+            // the container by name.
+            podman(&argv, release.conf()).await?;
+            if cancel.is_cancelled() {
+                return Err(ProvisionError::Cancelled);
             }
         }
         let connection = match &release.ssh_dir {
@@ -538,6 +540,9 @@ async fn podman(argv: &[String], conf: Option<&Path>) -> Result<Vec<u8>, Provisi
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group: Ctrl-C in a terminal reaches only
+        // atex-provision, which then removes what podman made, in order.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| ProvisionError::io("start podman (is it installed?)", e))?;

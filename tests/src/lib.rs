@@ -5,6 +5,7 @@
 
 pub mod pipe;
 pub mod podman;
+pub mod procs;
 pub mod sshd;
 pub mod tf_server;
 pub mod webdriver;

@@ -438,6 +438,8 @@ fn podman_cap_commands_and_release() -> Result<()> {
 
 #[test]
 fn podman_stop_with_reservations_in_flight_leaves_no_container() -> Result<()> {
+    atex_tests::procs::adopt_orphans()?;
+    let own = atex_tests::procs::own_processes()?;
     let test = PodmanTest::new()?;
     run(async {
         let provisioner = Podman::new(&test.args(4))?;
@@ -459,7 +461,8 @@ fn podman_stop_with_reservations_in_flight_leaves_no_container() -> Result<()> {
         assert_eq!(pool.held().count(), 0);
         eprintln!("stop with 4 in flight took {:?}", started.elapsed());
         Ok(())
-    })
+    })?;
+    atex_tests::procs::assert_no_leftover_processes(&own)
 }
 
 /// The ssh target of a machine, for the leftover-process check.
@@ -659,6 +662,10 @@ fn podman_failed_reservations_say_why_and_leave_nothing() -> Result<()> {
 
 #[test]
 fn podman_stop_during_podman_run_leaves_no_container() -> Result<()> {
+    // A `podman run` killed half-way leaves conmon and `runc init` behind
+    // for a container podman no longer lists: look for processes too.
+    atex_tests::procs::adopt_orphans()?;
+    let own = atex_tests::procs::own_processes()?;
     let test = PodmanTest::new()?;
     run(async {
         for delay_ms in [0, 30, 60, 90, 120, 150] {
@@ -676,5 +683,6 @@ fn podman_stop_during_podman_run_leaves_no_container() -> Result<()> {
             );
         }
         Ok(())
-    })
+    })?;
+    atex_tests::procs::assert_no_leftover_processes(&own)
 }

@@ -17,78 +17,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use atex_shared::records::{Connection, Machine};
 use atex_tests::podman::{PodmanConf, unique_name};
+use atex_tests::procs::{adopt_orphans, assert_no_leftover_processes, own_processes};
 use atex_tests::sshd::SshdPool;
 use atex_tests::tf_server::{Config, TfServer};
 use atex_tests::{Fixture, bin_path};
 
 /// How long any wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Become the subreaper of everything this test starts.
-fn adopt_orphans() -> Result<()> {
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-        .context("failed to become a child subreaper")
-}
-
-/// Live processes whose parent is this test process (zombies excluded), as
-/// `pid cmdline` lines; after a waited-for child exited, these are what it
-/// left behind.
-fn leftover_processes() -> Result<Vec<String>> {
-    let me = std::process::id();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let entry = entry?;
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`; comm may hold spaces and parens.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("");
-        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(me) && state != "Z" {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            found.push(format!("{pid} {cmdline}"));
-        }
-    }
-    Ok(found)
-}
-
-/// The test's own children before atex-provision starts (its sshd
-/// servers): they are not leftovers.
-fn own_processes() -> Result<Vec<String>> {
-    leftover_processes()
-}
-
-/// Wait up to a few seconds for processes left behind to go away (an ssh
-/// master told to exit takes a moment), then report those still there
-/// that are not among the test's `own` processes.
-fn assert_no_leftover_processes(own: &[String]) -> Result<()> {
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut left = leftover_processes()?;
-        // By pid: a process may change its title (sshd shows its load).
-        let pid = |p: &String| p.split(' ').next().map(str::to_owned);
-        left.retain(|p| !own.iter().any(|o| pid(o) == pid(p)));
-        if left.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > until {
-            bail!("processes left behind: {left:#?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// A running `atex-provision`: its stdin held open, its records read by a
 /// thread, its stderr collected by another.
