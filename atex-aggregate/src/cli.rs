@@ -118,12 +118,9 @@ fn error(message: impl std::fmt::Display, code: u8) -> ExitCode {
 
 /// The process entry point.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match atex_shared::cli::parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { 0 });
-        }
+        Err(code) => return ExitCode::from(code),
     };
     match &cli.command {
         Some(Command::Summary { dir }) => match summary::run(dir, &mut io::stdout().lock()) {

@@ -182,22 +182,6 @@ impl<W: Write> ResultSink for Stdout<W> {
     }
 }
 
-/// Resolves at the first SIGINT or SIGTERM with its name.
-async fn signals() -> String {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        // Without handlers the default action (death) applies anyway.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT".to_owned(),
-        _ = term.recv() => "SIGTERM".to_owned(),
-    }
-}
-
 /// Run a validated configuration; returns the exit code.
 pub fn run(config: Config) -> u8 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -216,7 +200,8 @@ pub fn run(config: Config) -> u8 {
         writer: jsonl::Writer::batched(io::stdout()),
     };
     let summary = runtime.block_on(async {
-        let interrupt: Interrupt<'_> = Box::pin(signals());
+        let interrupt: Interrupt<'_> =
+            Box::pin(async { atex_shared::cli::interrupted().await.name().to_owned() });
         session::run(&config.session, config.tests, &mut out, interrupt).await
     });
     out.flush();
@@ -229,14 +214,9 @@ pub fn run(config: Config) -> u8 {
 
 /// The process entry point.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match atex_shared::cli::parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version print on stdout and exit 0; usage
-            // errors exit 2.
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { 0 });
-        }
+        Err(code) => return ExitCode::from(code),
     };
     let config = match Config::new(cli, io::stdin().lock()) {
         Ok(config) => config,

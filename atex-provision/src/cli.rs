@@ -125,22 +125,6 @@ fn log(line: &str) {
     eprintln!("atex-provision: {line}");
 }
 
-/// Resolves at the first SIGINT or SIGTERM with the exit code it means.
-async fn signals() -> u8 {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        // Without handlers the default action (death) applies anyway.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => exit::SIGINT,
-        _ = term.recv() => exit::SIGTERM,
-    }
-}
-
 /// Resolves when stdin reaches its end. Stdin counts only when it is a
 /// pipe or a terminal: `</dev/null` (CI) or a file would end at once, so
 /// then only a signal ends holding.
@@ -213,7 +197,7 @@ async fn reserve(
         },
     );
     let mut out = jsonl::Writer::new(io::stdout());
-    let mut signal = std::pin::pin!(signals());
+    let mut signal = std::pin::pin!(async { atex_shared::cli::interrupted().await.exit_code() });
     // Holding ends when stdin closes; a detached run ignores it.
     let mut stdin = stdin_closed();
     let watch_stdin = hold && !common.detach;
@@ -410,16 +394,10 @@ pub fn run(cli: Cli) -> u8 {
 
 /// The process entry point.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version print on stdout and exit 0; usage
-            // errors exit 2.
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { 0 });
-        }
-    };
-    ExitCode::from(run(cli))
+    match atex_shared::cli::parse() {
+        Ok(cli) => ExitCode::from(run(cli)),
+        Err(code) => ExitCode::from(code),
+    }
 }
 
 #[cfg(test)]

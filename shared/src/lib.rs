@@ -6,6 +6,7 @@
 //! durations with [`duration`].
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod connection;
 pub mod duration;
 pub mod exit;

@@ -14,7 +14,7 @@ use atex_provision::ssh::{self, Ssh};
 use atex_provision::{CancellationToken, Pool, PoolOptions, ProvisionError, Provisioner};
 use atex_shared::connection::Connection;
 use atex_shared::records::{self, Machine};
-use atex_tests::podman::{PodmanConf, unique_name};
+use atex_tests::podman::Labeled;
 use atex_tests::sshd::{SshdPool, TEST_USER};
 
 /// Every test body is bounded by this.
@@ -305,18 +305,20 @@ fn ssh_hosts_file_lines_and_bad_line() -> Result<()> {
     Ok(())
 }
 
-/// Podman for one test: the containers.conf and a label no other test uses.
-struct PodmanTest {
-    conf: PodmanConf,
-    label: String,
+/// Podman for one test: its label and configuration
+/// ([`atex_tests::podman::Labeled`]).
+struct PodmanTest(Labeled);
+
+impl std::ops::Deref for PodmanTest {
+    type Target = Labeled;
+    fn deref(&self) -> &Labeled {
+        &self.0
+    }
 }
 
 impl PodmanTest {
     fn new() -> Result<PodmanTest> {
-        Ok(PodmanTest {
-            conf: PodmanConf::new()?,
-            label: format!("atex.test={}", unique_name("provision")?),
-        })
+        Ok(PodmanTest(Labeled::new("provision")?))
     }
 
     /// Arguments for containers of the host's userland with this test's
@@ -325,55 +327,9 @@ impl PodmanTest {
         podman::Args {
             rootfs: Some("/:O".into()),
             max,
-            run_options: vec![format!("--label={}", self.label)],
-            containers_conf: Some(self.conf.path()),
+            run_options: vec![format!("--label={}", self.label())],
+            containers_conf: Some(self.conf()),
             ..podman::Args::default()
-        }
-    }
-
-    /// Names of this test's containers, in any state.
-    fn containers(&self) -> Result<Vec<String>> {
-        let out = std::process::Command::new("podman")
-            .env("CONTAINERS_CONF", self.conf.path())
-            .args(["ps", "-a", "--filter"])
-            .arg(format!("label={}", self.label))
-            .args(["--format", "{{.Names}}"])
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "podman ps: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect())
-    }
-
-    fn inspect(&self, container: &str, format: &str) -> Result<String> {
-        let out = std::process::Command::new("podman")
-            .env("CONTAINERS_CONF", self.conf.path())
-            .args(["inspect", "--format", format, container])
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "podman inspect: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-}
-
-impl Drop for PodmanTest {
-    /// Remove what a failed test left, by this test's label only.
-    fn drop(&mut self) {
-        if let Ok(names) = self.containers() {
-            for name in names {
-                let _ = std::process::Command::new("podman")
-                    .env("CONTAINERS_CONF", self.conf.path())
-                    .args(["rm", "-f", "-t", "0", &name])
-                    .output();
-            }
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use atex_shared::records::{Connection, Machine};
-use atex_tests::podman::{PodmanConf, unique_name};
+use atex_tests::podman::Labeled;
 use atex_tests::procs::{adopt_orphans, assert_no_leftover_processes, own_processes};
 use atex_tests::sshd::SshdPool;
 use atex_tests::tf_server::{Config, TfServer};
@@ -110,45 +110,25 @@ impl Provision {
     }
 }
 
-/// Podman for one test: the configuration and a label only this test uses.
-struct Podman {
-    conf: PodmanConf,
-    label: String,
-}
+/// Podman for one test: its label and configuration
+/// ([`atex_tests::podman::Labeled`]), as the command line wants them.
+struct Podman(Labeled);
 
 impl Podman {
     fn new() -> Result<Podman> {
-        Ok(Podman {
-            conf: PodmanConf::new()?,
-            label: format!("atex.test={}", unique_name("provision-cli")?),
-        })
+        Ok(Podman(Labeled::new("provision-cli")?))
     }
 
     fn conf_env(&self) -> Result<String> {
-        Ok(self.conf.path().to_str().context("conf path")?.to_owned())
+        Ok(self.0.conf().to_str().context("conf path")?.to_owned())
     }
 
     fn label_option(&self) -> String {
-        format!("--run-option=--label={}", self.label)
+        format!("--run-option=--label={}", self.0.label())
     }
 
-    /// Names of this test's containers, in any state.
     fn containers(&self) -> Result<Vec<String>> {
-        let out = Command::new("podman")
-            .env("CONTAINERS_CONF", self.conf.path())
-            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
-            .arg(format!("label={}", self.label))
-            .output()
-            .context("failed to run podman ps")?;
-        ensure!(
-            out.status.success(),
-            "podman ps: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect())
+        self.0.containers()
     }
 
     /// Wait until at least one of this test's containers exists.
@@ -159,20 +139,6 @@ impl Podman {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
-    }
-}
-
-impl Drop for Podman {
-    /// Remove what a failed test left, by this test's label only.
-    fn drop(&mut self) {
-        if let Ok(names) = self.containers() {
-            for name in names {
-                let _ = Command::new("podman")
-                    .env("CONTAINERS_CONF", self.conf.path())
-                    .args(["rm", "-f", "-t", "0", &name])
-                    .output();
-            }
-        }
     }
 }
 
