@@ -13,13 +13,16 @@ NEXTEST_ARGS ?= $(if $(CI),--profile ci,)
 help:
 	@grep -B1 -E '^[a-z-]+:' Makefile | grep -E '^# [a-z-]+:' | sed 's/^# //'
 
-# demo: build release binaries, run the bundled examples/ tree on this machine and print the results
+# demo: build, run the bundled examples/ tree on this machine, print the results, then store them (target/demo-store) and print the totals
 demo:
-	$(CARGO) build --release -p atex-discover -p atex-exec
-	rm -rf target/demo-artifacts
+	$(CARGO) build --release -p atex-discover -p atex-exec -p atex-provision -p atex-aggregate
+	rm -rf target/demo-artifacts target/demo-store
 	./target/release/atex-discover tests --root examples \
 	  | ./target/release/atex-exec --artifacts target/demo-artifacts \
-	      --machine '{"id":"local","provisioner":"local","connection":{"kind":"local"}}'
+	      --machine "$$(./target/release/atex-provision local --platform demo)" \
+	  | tee target/demo-results.jsonl
+	./target/release/atex-aggregate --output target/demo-store < target/demo-results.jsonl
+	./target/release/atex-aggregate summary target/demo-store
 
 # deps: install what the tests need when it is missing (cargo-nextest, python3, GNU time)
 deps:
