@@ -610,3 +610,34 @@ fn pipeline_provision_podman_then_discover_and_exec() -> Result<()> {
     );
     assert_no_leftover_processes(&own)
 }
+
+/// When the reader of the records is gone before they are written, the
+/// write fails (EPIPE) and every container is released: exit 0, quietly.
+#[test]
+fn podman_closed_stdout_releases_the_machines() -> Result<()> {
+    adopt_orphans()?;
+    let own = own_processes()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let mut child = Command::new(bin_path("atex-provision")?)
+        .args(["podman", "--rootfs", "/:O", "--count", "2", &label])
+        .env("CONTAINERS_CONF", &conf)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdin = child.stdin.take();
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(0),
+        "exit {:?}: {stderr}",
+        out.status
+    );
+    ensure!(stderr.contains("stdout closed: releasing"), "{stderr}");
+    ensure!(podman.containers()?.is_empty(), "containers left\n{stderr}");
+    assert_no_leftover_processes(&own)
+}
