@@ -652,6 +652,7 @@ pub fn run<R: Read + Send + 'static>(
     let mut oldest: Option<Instant> = None;
     let mut last_render = Instant::now();
     let mut render_every = config.render_interval;
+    let mut rendered = agg.ingested();
     let poll = Duration::from_millis(100).min(config.flush_interval);
     let result = loop {
         let sig = signal.load(Ordering::Relaxed);
@@ -696,9 +697,11 @@ pub fn run<R: Read + Send + 'static>(
             agg.flush()?;
             oldest = None;
         }
-        if last_render.elapsed() >= render_every {
+        // Nothing new, nothing to rewrite: a long run idles cheaply.
+        if last_render.elapsed() >= render_every && agg.ingested() != rendered {
             let start = Instant::now();
             agg.render()?;
+            rendered = agg.ingested();
             // Rewriting the reports copies the whole part files: keep that
             // under a tenth of the time for big stores.
             render_every = config.render_interval.max(start.elapsed() * 10);
