@@ -407,8 +407,8 @@ pub struct Reporter<S> {
     /// `(result name, testout name)` pairs linked so far.
     linked: HashSet<(Option<String>, String)>,
     exit_code: Option<i32>,
-    /// The shared fields' JSON, made at the first result.
-    rendered: Option<Option<Rendered>>,
+    /// The shared fields' JSON (`None` when they cannot be JSON).
+    rendered: Option<Rendered>,
     sink: S,
 }
 
@@ -418,6 +418,7 @@ impl<S: Sink> Reporter<S> {
     /// durations count from now (see [`Reporter::started_at`]).
     pub fn new(artifacts: Artifacts, context: ResultContext, sink: S) -> Self {
         Self {
+            rendered: Rendered::new(&context, artifacts.dir()),
             context,
             artifacts,
             start: Instant::now(),
@@ -425,7 +426,6 @@ impl<S: Sink> Reporter<S> {
             nameless_result_seen: false,
             linked: HashSet::new(),
             exit_code: None,
-            rendered: None,
             sink,
         }
     }
@@ -590,9 +590,6 @@ impl<S: Sink> Reporter<S> {
                 self.display_name(name.as_deref())
             ));
         }
-        let rendered = self
-            .rendered
-            .get_or_insert_with(|| Rendered::new(&self.context, self.artifacts.dir()));
         let record = ResultView {
             test: &self.context.test,
             name: name.as_deref(),
@@ -607,7 +604,7 @@ impl<S: Sink> Reporter<S> {
             duration: self.start.elapsed().as_secs_f64(),
             attempt: self.context.attempt,
             extra: &extra,
-            rendered: rendered.as_ref(),
+            rendered: self.rendered.as_ref(),
         };
         self.sink.result_view(record);
         Ok(())

@@ -149,6 +149,24 @@ fn expected_code(signal: rustix::process::Signal) -> i32 {
     if signal == TERM { 143 } else { 130 }
 }
 
+/// After `signal` was sent: atex-provision exits 130/143 and leaves no
+/// container with the test's label and no process behind.
+fn assert_signal_left_nothing(
+    provision: Provision,
+    signal: rustix::process::Signal,
+    podman: &Podman,
+    own: &[String],
+) -> Result<()> {
+    let (code, stderr) = provision.wait()?;
+    ensure!(
+        code == Some(expected_code(signal)),
+        "exit {code:?}: {stderr}"
+    );
+    let left = podman.containers()?;
+    ensure!(left.is_empty(), "containers left: {left:?}\n{stderr}");
+    assert_no_leftover_processes(own)
+}
+
 /// A signal while 4 containers are being reserved: every container made
 /// so far is removed, nothing is left running, exit 130/143.
 fn podman_signal_while_reserving(signal: rustix::process::Signal) -> Result<()> {
@@ -164,18 +182,11 @@ fn podman_signal_while_reserving(signal: rustix::process::Signal) -> Result<()> 
     podman.wait_for_a_container()?;
     let printed_before = provision.records.try_iter().count();
     provision.signal(signal)?;
-    let (code, stderr) = provision.wait()?;
     ensure!(
         printed_before < 4,
         "all 4 were ready before the signal: not a test of reserving"
     );
-    ensure!(
-        code == Some(expected_code(signal)),
-        "exit {code:?}: {stderr}"
-    );
-    let left = podman.containers()?;
-    ensure!(left.is_empty(), "containers left: {left:?}\n{stderr}");
-    assert_no_leftover_processes(&own)
+    assert_signal_left_nothing(provision, signal, &podman, &own)
 }
 
 #[test]
@@ -217,14 +228,7 @@ fn podman_signal_while_held(signal: rustix::process::Signal, ssh: bool) -> Resul
         );
     }
     provision.signal(signal)?;
-    let (code, stderr) = provision.wait()?;
-    ensure!(
-        code == Some(expected_code(signal)),
-        "exit {code:?}: {stderr}"
-    );
-    let left = podman.containers()?;
-    ensure!(left.is_empty(), "containers left: {left:?}\n{stderr}");
-    assert_no_leftover_processes(&own)
+    assert_signal_left_nothing(provision, signal, &podman, &own)
 }
 
 #[test]
