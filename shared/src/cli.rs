@@ -18,6 +18,42 @@ pub fn parse<C: clap::Parser>() -> Result<C, u8> {
     })
 }
 
+/// What a tool does when it selected, ran or stored no test at all
+/// (`--no-tests`, as cargo-nextest's option of the same name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NoTests {
+    /// Nothing to run is a success: exit 0, no message.
+    Pass,
+    /// Nothing to run is a success, with a warning on stderr.
+    Warn,
+    /// Nothing to run is an error: a message on stderr and
+    /// [`exit::NO_TESTS`].
+    #[default]
+    Fail,
+}
+
+impl NoTests {
+    /// Report that `what` (for example "no test matched plan '/plans/ci'")
+    /// happened in `tool`, on stderr as the choice says, and return the exit
+    /// code the tool ends with.
+    pub fn report(self, tool: &str, what: &str) -> u8 {
+        match self {
+            NoTests::Pass => exit::SUCCESS,
+            NoTests::Warn => {
+                eprintln!("{tool}: warning: {what}");
+                exit::SUCCESS
+            }
+            NoTests::Fail => {
+                eprintln!(
+                    "{tool}: error: {what} (exit {}; --no-tests=pass or --no-tests=warn accepts it)",
+                    exit::NO_TESTS
+                );
+                exit::NO_TESTS
+            }
+        }
+    }
+}
+
 /// The signal that asked a tool to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {
@@ -72,5 +108,13 @@ mod tests {
         assert_eq!(Interrupt::Int.exit_code(), 130);
         assert_eq!(Interrupt::Term.exit_code(), 143);
         assert_eq!(Interrupt::Term.name(), "SIGTERM");
+    }
+
+    #[test]
+    fn no_tests_fails_by_default() {
+        assert_eq!(NoTests::default(), NoTests::Fail);
+        assert_eq!(NoTests::Fail.report("t", "nothing"), exit::NO_TESTS);
+        assert_eq!(NoTests::Warn.report("t", "nothing"), exit::SUCCESS);
+        assert_eq!(NoTests::Pass.report("t", "nothing"), exit::SUCCESS);
     }
 }
