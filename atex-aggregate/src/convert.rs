@@ -78,7 +78,7 @@ fn emit(line: &Line, to: Kind, buf: &mut Vec<u8>) -> Result<(), Error> {
             let record = TestResult {
                 test: line.test.clone(),
                 name: line.subtest.clone(),
-                status: line.status_str().to_owned(),
+                status: line.status.clone(),
                 note: line.note.clone(),
                 files: line.files.clone(),
                 platform: line.platform.clone(),

@@ -296,7 +296,7 @@ impl ResultView<'_> {
         TestResult {
             test: self.test.to_owned(),
             name: self.name.map(str::to_owned),
-            status: self.status.to_owned(),
+            status: Some(self.status.to_owned()),
             note: self.note.map(str::to_owned),
             files: self.files.to_vec(),
             platform: self.platform.to_owned(),
@@ -394,7 +394,7 @@ pub struct ResultContext {
 /// let results = reporter.finish(&Outcome::Exited { exit_code: 0 });
 /// assert_eq!(results[0].name.as_deref(), Some("sub"));
 /// assert_eq!(results[0].extra["rerun"], 3);
-/// assert_eq!((results[1].name.as_deref(), results[1].status.as_str()), (None, "warn"));
+/// assert_eq!((results[1].name.as_deref(), results[1].status.as_deref().unwrap_or("")), (None, "warn"));
 /// assert_eq!(results[1].files, ["output.txt"]);
 /// ```
 #[derive(Debug)]
@@ -966,7 +966,7 @@ mod tests {
             .map(|r| {
                 (
                     r.name.as_deref(),
-                    r.status.as_str(),
+                    r.status.as_deref().unwrap_or(""),
                     r.note.as_deref(),
                     r.files.iter().map(String::as_str).collect(),
                 )
@@ -1030,7 +1030,7 @@ mod tests {
         assert_eq!(
             (
                 sub.name.as_deref(),
-                sub.status.as_str(),
+                sub.status.as_deref().unwrap_or(""),
                 sub.note.as_deref()
             ),
             (Some("sub"), "pass", None)

@@ -107,7 +107,7 @@ struct Counting<'a, S> {
 
 impl<S: ResultSink> Sink for Counting<'_, S> {
     fn result(&mut self, result: TestResult) {
-        self.summary.count(&result.status);
+        self.summary.count(result.status.as_deref().unwrap_or(""));
         self.inner.result(result);
     }
 
@@ -510,7 +510,7 @@ fn bare_result(test: &Test, context: &ResultContext, note: String) -> TestResult
     TestResult {
         test: test.name.clone(),
         name: None,
-        status: "infra".into(),
+        status: Some("infra".into()),
         note: Some(note),
         files: Vec::new(),
         platform: context.platform.clone(),

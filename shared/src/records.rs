@@ -204,7 +204,7 @@ fn default_ssh_port() -> u16 {
 ///   "artifacts": "/abs/out/tests/basic", "exit_code": 0,
 ///   "started": "2026-01-02T03:04:05Z", "duration": 1.23, "attempt": 0, "rerun": 3}"#;
 /// let result: TestResult = serde_json::from_str(line).unwrap();
-/// assert_eq!(result.status, "pass");
+/// assert_eq!(result.status.as_deref(), Some("pass"));
 /// assert_eq!(result.extra["rerun"], 3);
 /// let back = serde_json::to_value(&result).unwrap();
 /// assert_eq!(back["rerun"], 3);
@@ -219,7 +219,10 @@ pub struct TestResult {
     pub name: Option<String>,
     /// The verdict: one of `pass`, `fail`, `info`, `warn`, `skip`, `error`,
     /// `infra` (infrastructure failure), or any other string a test reports.
-    pub status: String,
+    /// `None` (written as `null`) when the test reported a result without a
+    /// status, as ATEX 1.2 keeps it: it is neither a pass nor a failure.
+    #[serde(default)]
+    pub status: Option<String>,
     /// A short free-form explanation.
     #[serde(default)]
     pub note: Option<String>,
@@ -346,7 +349,7 @@ mod tests {
     fn result_keeps_custom_keys_and_writes_nulls() {
         let line = r#"{"test": "/t", "status": "weird", "rerun": 3, "extra": {"a": [1]}}"#;
         let result: TestResult = serde_json::from_str(line).unwrap();
-        assert_eq!(result.status, "weird");
+        assert_eq!(result.status.as_deref(), Some("weird"));
         assert_eq!(result.extra.len(), 2);
         let value = serde_json::to_value(&result).unwrap();
         assert_eq!(value["name"], serde_json::Value::Null);
@@ -411,7 +414,7 @@ mod tests {
     prop_compose! {
         fn arb_result()(
             test in small_string(), name in proptest::option::of(small_string()),
-            status in small_string(), note in proptest::option::of(small_string()),
+            status in proptest::option::of(small_string()), note in proptest::option::of(small_string()),
             files in proptest::collection::vec(small_string(), 0..3),
             exit_code in proptest::option::of(any::<i32>()),
             duration in any::<f64>().prop_filter("finite", |d| d.is_finite()),

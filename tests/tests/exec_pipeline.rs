@@ -45,7 +45,13 @@ fn check_three_tests(out: &PipeOutput, artifacts: &Path, machine_id: &str) -> Re
     let results = out.results()?;
     let summary: Vec<(&str, Option<&str>, &str)> = results
         .iter()
-        .map(|r| (r.test.as_str(), r.name.as_deref(), r.status.as_str()))
+        .map(|r| {
+            (
+                r.test.as_str(),
+                r.name.as_deref(),
+                r.status.as_deref().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -200,7 +206,7 @@ fn sigterm_kills_the_running_test_and_exits_143() -> Result<()> {
     assert_eq!(code, Some(143));
     let results: Vec<TestResult> = parse_records(&stdout, "atex-exec stdout")?;
     assert_eq!(results.len(), 1);
-    assert_eq!(results[0].status, "infra");
+    assert_eq!(results[0].status.as_deref(), Some("infra"));
     assert_eq!(results[0].note.as_deref(), Some("Interrupted(SIGTERM)"));
     assert_eq!(results[0].files, ["output.txt"]);
     let output = std::fs::read_to_string(results[0].artifacts.join("files/output.txt"))?;

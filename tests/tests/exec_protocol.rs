@@ -393,7 +393,7 @@ fn control_protocol_results_and_limits_over_loopback_sshd() -> Result<()> {
             .map(|r| {
                 (
                     r.name.as_deref(),
-                    r.status.as_str(),
+                    r.status.as_deref().unwrap_or(""),
                     r.note.as_deref(),
                     r.files.iter().map(String::as_str).collect(),
                 )

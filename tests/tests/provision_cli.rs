@@ -598,7 +598,7 @@ fn pipeline_provision_podman_then_discover_and_exec() -> Result<()> {
         atex_tests::parse_records(&stdout, "stdout")?;
     let names: Vec<(&str, &str)> = results
         .iter()
-        .map(|r| (r.test.as_str(), r.status.as_str()))
+        .map(|r| (r.test.as_str(), r.status.as_deref().unwrap_or("")))
         .collect();
     ensure!(
         names == [("/tests/env", "pass"), ("/tests/hello", "pass")],

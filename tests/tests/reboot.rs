@@ -190,7 +190,7 @@ fn check_rebooted(exec: Exec) -> Result<Vec<TestResult>> {
     let (code, results, stderr) = exec.finish()?;
     assert_eq!(code, Some(0), "stderr: {stderr}; {results:?}");
     assert_eq!(results.len(), 1, "{results:?}");
-    assert_eq!(results[0].status, "pass", "{results:?}");
+    assert_eq!(results[0].status.as_deref(), Some("pass"), "{results:?}");
     let output = output_of(&results[0])?;
     assert!(
         output.starts_with("run reboot=0 restart=0\n"),
@@ -243,7 +243,7 @@ fn reconnect_to_the_same_boot_is_not_a_reboot() -> Result<()> {
     let (code, results, stderr) = exec.finish()?;
     assert_eq!(code, Some(3), "stderr: {stderr}; {results:?}");
     assert_eq!(results.len(), 1, "{results:?}");
-    assert_eq!(results[0].status, "infra");
+    assert_eq!(results[0].status.as_deref(), Some("infra"));
     assert_eq!(
         results[0].note.as_deref(),
         Some("RebootError(machine did not reboot)")
