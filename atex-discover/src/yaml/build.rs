@@ -19,6 +19,8 @@ pub(super) fn load(text: &str) -> Result<Value, Fail> {
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
+        written: 0,
+        copied: 0,
     };
     let mut parser = Parser::new_from_str(text);
     let mut documents = 0usize;
@@ -63,17 +65,33 @@ pub(super) fn load(text: &str) -> Result<Value, Fail> {
                 }
             }
             Event::Alias(id) => {
-                let node = loader.anchors.get(&id).cloned().ok_or_else(|| {
+                let node = loader.anchors.get(&id).ok_or_else(|| {
                     Fail::at(mark, format!("found undefined alias (anchor id {id})"))
                 })?;
+                let budget = alias_budget(loader.written).saturating_sub(loader.copied);
+                let size = nodes_within(&node.value, budget).ok_or_else(|| {
+                    Fail::at(
+                        mark,
+                        format!(
+                            "aliases expand to more than {} nodes (the alias budget of a \
+                             file with {} nodes); a nested alias bomb?",
+                            alias_budget(loader.written),
+                            loader.written
+                        ),
+                    )
+                })?;
+                loader.copied += size;
+                let node = node.clone();
                 loader.push(node)?;
             }
             Event::Scalar(value, style, anchor, tag) => {
+                loader.written += 1;
                 let node = loader.scalar(&value, style, tag.as_deref(), mark)?;
                 loader.anchor(anchor, &node);
                 loader.push(node)?;
             }
             Event::SequenceStart(anchor, tag) => {
+                loader.written += 1;
                 let kind = sequence_kind(tag.as_deref(), mark)?;
                 loader.stack.push(Frame {
                     kind,
@@ -85,6 +103,7 @@ pub(super) fn load(text: &str) -> Result<Value, Fail> {
                 });
             }
             Event::MappingStart(anchor, tag) => {
+                loader.written += 1;
                 let kind = mapping_kind(tag.as_deref(), mark)?;
                 loader.stack.push(Frame {
                     kind,
@@ -188,6 +207,43 @@ pub(super) struct Loader {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
+    /// Nodes written in the text so far (scalars and collections).
+    written: usize,
+    /// Nodes copied by aliases so far, checked against [`alias_budget`].
+    copied: usize,
+}
+
+/// How many nodes aliases may copy in all, for a file of `written` nodes:
+/// 100,000, or 10 times the file's own nodes when that is more. Aliases
+/// are deep copies (docs/deviations.md), so ten nested levels of ten
+/// aliases each would otherwise build 10^10 nodes from a 426-byte file;
+/// real metadata reuses an anchor a handful of times.
+fn alias_budget(written: usize) -> usize {
+    100_000usize.max(written.saturating_mul(10))
+}
+
+/// The number of nodes in `value`, or `None` when it is more than `limit`
+/// (counting stops there, so a huge value costs no more than the limit).
+fn nodes_within(value: &Value, limit: usize) -> Option<usize> {
+    fn walk(value: &Value, count: &mut usize, limit: usize) -> bool {
+        *count += 1;
+        if *count > limit {
+            return false;
+        }
+        match value {
+            Value::Seq(items) | Value::Set(items) => items.iter().all(|v| walk(v, count, limit)),
+            Value::Map(map) => map.values().all(|v| {
+                *count += 1; // the key
+                walk(v, count, limit)
+            }),
+            Value::KeyedMap(pairs) => pairs
+                .iter()
+                .all(|(k, v)| walk(k, count, limit) && walk(v, count, limit)),
+            _ => true,
+        }
+    }
+    let mut count = 0;
+    walk(value, &mut count, limit).then_some(count)
 }
 
 impl Loader {
@@ -551,6 +607,7 @@ fn finish_sequence(frame: Frame) -> Result<Node, Fail> {
 }
 #[cfg(test)]
 mod tests {
+    use super::load;
     use crate::yaml::tests::{fail, json, k, s};
 
     #[test]
@@ -564,6 +621,22 @@ mod tests {
         assert_eq!(k("'true'"), s("true"));
         assert_eq!(k("\"~\""), s("~"));
         assert_eq!(k("http://example.com/x#y"), s("http://example.com/x#y"));
+    }
+
+    #[test]
+    fn nested_aliases_stop_at_the_budget() {
+        // Ten levels of ten aliases each: 10^10 nodes if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let prev = level - 1;
+            let items = vec![format!("*a{prev}"); 10].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+        }
+        let fail = load(&text).expect_err("an alias bomb");
+        assert!(fail.problem.contains("alias budget"), "{}", fail.problem);
+        assert!(fail.mark.line() > 4, "the alias that went over: {:?}", fail.mark);
+        // A few reuses of an anchor stay well within it.
+        assert!(load("a: &a {k: [1, 2, 3]}\nb: *a\nc: *a\nd: {<<: *a}\n").is_ok());
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! Bad input that must not take a tool down (issue 10): each case runs the
+//! real binary under a memory limit (`ulimit -v`), so a regression shows
+//! up as a failure here and not as a machine that swaps.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use atex_tests::{Fixture, bin_path};
+
+/// Address space for a tool under test: far above what atex needs (tens of
+/// MB), far below what an unbounded expansion takes (the alias bomb below
+/// reached 24 GB).
+const ULIMIT_KB: u64 = 2_000_000;
+
+/// Run `bin args...` through bash under [`ULIMIT_KB`].
+fn limited(bin: &std::path::Path, args: &[&str]) -> Result<std::process::Output> {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("ulimit -v {ULIMIT_KB} && exec \"$0\" \"$@\""))
+        .arg(bin)
+        .args(args)
+        .output()
+        .context("failed to run bash")
+}
+
+/// Issue 10 item 2: ten nested levels of ten aliases each (a 468-byte
+/// file) is refused with its file:line:col, exit 2, in bounded memory.
+#[test]
+fn yaml_alias_bomb_is_bad_input_in_bounded_memory() -> Result<()> {
+    let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
+    let mut prev = "a".to_owned();
+    for level in 0..9 {
+        let name = format!("b{level}");
+        let items = vec![format!("*{prev}"); 10].join(",");
+        text.push_str(&format!("{name}: &{name} [{items}]\n"));
+        prev = name;
+    }
+    let tree = Fixture::fmf_tree(&[("main.fmf", &text)])?;
+    let root = tree.path();
+    let bin = bin_path("atex-discover")?;
+    for args in [
+        vec!["ls", root.to_str().context("path")?],
+        vec!["tree", root.to_str().context("path")?],
+        vec!["tests", "--root", root.to_str().context("path")?],
+    ] {
+        let out = limited(&bin, &args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let at = format!("{}:", root.join("main.fmf").display());
+        ensure!(
+            out.status.code() == Some(2) || (args[0] == "tree" && out.status.code() == Some(0)),
+            "{args:?}: exit {:?}\n{stderr}",
+            out.status.code()
+        );
+        let said = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
+        // `tree` prints python fmf's error record: a root-relative file and
+        // the line in its message.
+        let located = said.contains(&at) || (said.contains("main.fmf") && said.contains("line 5"));
+        ensure!(
+            located && said.contains("alias budget"),
+            "{args:?} must name the file and the budget:\n{said}"
+        );
+    }
+    Ok(())
+}
