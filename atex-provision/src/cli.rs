@@ -23,22 +23,27 @@ use crate::testing_farm::{self, TestingFarm};
 /// Reserve test machines, print one Machine record per line, release them.
 ///
 /// `atex-provision KIND [OPTIONS] --count N` reserves N machines and prints
-/// each Machine record on stdout the moment it is ready. It then holds them
-/// while its stdin (a pipe or a terminal) stays open, and releases them all
-/// when stdin reaches its end, on SIGINT/SIGTERM, or when writing a record
+/// each Machine record on stdout the moment it is ready.
+///
+/// podman and testing-farm machines are then held, and all released when
+/// stdin ends (a pipe's last writer closes it: its data is never read; a
+/// terminal gets Ctrl-D), on SIGINT/SIGTERM, or when writing a record
 /// finds stdout closed. With stdin from /dev/null or a file, only a signal
 /// ends holding. With --detach it prints the records and exits, leaving
-/// the machines up; `atex-provision release` gives them back later. Progress
-/// goes to stderr.
+/// the machines up; `atex-provision release` gives them back later.
+/// local and ssh machines have nothing to release: their records are
+/// printed and the process exits, never touching stdin (--detach changes
+/// nothing). Progress goes to stderr.
 ///
 /// Exit code: 0 all reserved (and released), 3 some reservation failed after
-/// its retries (the others were still handed out), 2 bad options or input,
+/// its retries (the others were still handed out), 2 bad options or input
+/// (e.g. a podman image that does not exist: nothing is started),
 /// 130/143 interrupted by SIGINT/SIGTERM (after releasing everything).
 ///
 /// Examples:
 ///     atex-discover tests --root . \
 ///       | atex-exec --machine "$(atex-provision local)" --artifacts out/
-/// Hold 4 containers for as long as the consumer runs:
+/// Hold 4 containers while my-runner uses them (Ctrl-D or Ctrl-C releases):
 ///     atex-provision podman --image localhost/sut --count 4 | my-runner
 /// Reserve now, release later:
 ///     atex-provision ssh root@10.0.0.5 root@10.0.0.6:2222 --detach > machines.jsonl
@@ -64,7 +69,8 @@ pub enum Command {
         common: Common,
     },
     /// Existing hosts reached over ssh, each checked reachable
-    /// (--count defaults to the number of hosts).
+    /// (--count defaults to the number of hosts; prints the records and
+    /// exits: nothing to hold).
     Ssh {
         /// Options of the ssh provisioner.
         #[command(flatten)]
@@ -107,7 +113,8 @@ pub struct Common {
     /// How many machines to reserve [default: 1].
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<usize>,
-    /// Print the records and exit, leaving the machines up.
+    /// Print the records and exit, leaving the machines up (local and ssh
+    /// always do).
     #[arg(long)]
     pub detach: bool,
     /// How many times a failed reservation is tried again.
@@ -125,24 +132,69 @@ fn log(line: &str) {
     eprintln!("atex-provision: {line}");
 }
 
-/// Resolves when stdin reaches its end. Stdin counts only when it is a
-/// pipe or a terminal: `</dev/null` (CI) or a file would end at once, so
-/// then only a signal ends holding.
+/// How a holding run learns from its stdin that the caller is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StdinEnd {
+    /// A pipe or FIFO: its last writer closes (POLLHUP). Seen with poll(2)
+    /// asking for no event, so data in the pipe stays for its reader.
+    Hangup,
+    /// A socket: the peer closes or shuts down its writing side (POLLHUP,
+    /// POLLRDHUP), also seen without reading.
+    SocketHangup,
+    /// A terminal: read until end of file (a person types Ctrl-D); what is
+    /// typed meanwhile is consumed.
+    Read,
+    /// /dev/null, a regular file, anything else, or no stdin at all: it
+    /// would end at once, so only a signal ends holding (decision 6).
+    Never,
+}
+
+impl StdinEnd {
+    /// What stdin is.
+    fn of_stdin() -> StdinEnd {
+        let stdin = io::stdin();
+        if rustix::termios::isatty(&stdin) {
+            return StdinEnd::Read;
+        }
+        match rustix::fs::fstat(&stdin).map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode)) {
+            Ok(rustix::fs::FileType::Fifo) => StdinEnd::Hangup,
+            Ok(rustix::fs::FileType::Socket) => StdinEnd::SocketHangup,
+            _ => StdinEnd::Never,
+        }
+    }
+}
+
+/// Block until stdin's writers are gone (POLLHUP/POLLERR, plus `events`),
+/// never reading from it.
+fn wait_for_hangup(events: rustix::event::PollFlags) -> io::Result<()> {
+    let stdin = io::stdin();
+    loop {
+        let mut fds = [rustix::event::PollFd::new(&stdin, events)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Resolves when a holding run's stdin ends (see [`StdinEnd`]); call it
+/// only while holding: no tool reads stdin it does not consume as input,
+/// and a pipe's data belongs to whoever reads it next (in
+/// `a | b --machine "$(atex-provision local)"`, atex-provision's stdin is
+/// `a`'s output).
 ///
 /// The reader of stdout going away is deliberately not a reason to
 /// release: a shell hands the records to a consumer that may close its end
 /// of the pipe early while it still uses the machines (bash runs the last
 /// command of `(read m; a | b)` without the subshell holding the pipe).
-/// A write to a closed stdout (EPIPE) still ends the run. stdin is read by
-/// a plain thread: the process exits without joining it, and a tokio
+/// A write to a closed stdout (EPIPE) still ends the run. The wait is a
+/// plain thread: the process exits without joining it, and a tokio
 /// blocking task would hold up the runtime's shutdown.
 fn stdin_closed() -> oneshot::Receiver<()> {
     let (tx, rx) = oneshot::channel();
-    let stdin = io::stdin();
-    let holds = rustix::termios::isatty(&stdin)
-        || rustix::fs::fstat(&stdin)
-            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_fifo());
-    if !holds {
+    let end = StdinEnd::of_stdin();
+    if end == StdinEnd::Never {
         // Never resolves: the sender lives forever.
         std::mem::forget(tx);
         return rx;
@@ -150,17 +202,34 @@ fn stdin_closed() -> oneshot::Receiver<()> {
     let spawned = std::thread::Builder::new()
         .name("stdin-watch".into())
         .spawn(move || {
-            let mut stdin = io::stdin().lock();
-            loop {
-                match stdin.fill_buf() {
-                    Ok([]) | Err(_) => break,
-                    Ok(buf) => {
+            use rustix::event::PollFlags;
+            let ended = match end {
+                StdinEnd::Hangup => wait_for_hangup(PollFlags::empty()),
+                StdinEnd::SocketHangup => wait_for_hangup(PollFlags::RDHUP),
+                StdinEnd::Read | StdinEnd::Never => {
+                    let mut stdin = io::stdin().lock();
+                    // A read error (the terminal hung up) ends it too.
+                    while let Ok(buf) = stdin.fill_buf() {
                         let n = buf.len();
+                        if n == 0 {
+                            break;
+                        }
                         stdin.consume(n);
                     }
+                    Ok(())
+                }
+            };
+            match ended {
+                Ok(()) => {
+                    let _ = tx.send(());
+                }
+                Err(e) => {
+                    log(&format!(
+                        "warning: cannot watch stdin ({e}); holding until a signal"
+                    ));
+                    std::mem::forget(tx);
                 }
             }
-            let _ = tx.send(());
         });
     if let Err(e) = spawned {
         log(&format!(
@@ -170,21 +239,42 @@ fn stdin_closed() -> oneshot::Receiver<()> {
     rx
 }
 
+/// `n thing(s)` in words.
+fn count(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        _ => format!("{n} {thing}s"),
+    }
+}
+
+/// How a run of [`reserve`] ended before every reservation was done.
+enum Ended {
+    /// SIGINT or SIGTERM.
+    Signal(atex_shared::cli::Interrupt),
+    /// Stdin ended, or stdout was closed: release, exit 0.
+    Released,
+    /// A reservation failed on bad input: release what was made, exit 2.
+    Invalid,
+}
+
 /// Reserve `count` machines from `provisioner`, print them, then hold or
-/// detach; returns the exit code.
+/// detach; returns the exit code. `holds` says whether the provisioner's
+/// machines have anything to release: when not (local, ssh hosts), the
+/// records are printed and the process exits, never touching stdin, with
+/// or without `--detach`.
 async fn reserve(
     provisioner: Arc<dyn Provisioner>,
-    count: usize,
+    wanted: usize,
     common: &Common,
-    hold: bool,
+    holds: bool,
 ) -> u8 {
     let kind = provisioner.kind().to_owned();
     // Nothing here releases single machines, so more than the provisioner
     // can hold at once would never come: refuse before reserving any.
     let max = provisioner.max_machines();
-    if count > max {
+    if wanted > max {
         return invalid(format!(
-            "{kind}: {count} machines asked for, but at most {max} can be held at once \
+            "{kind}: {wanted} machines asked for, but at most {max} can be held at once \
              (--count must not exceed --max or the number of hosts)"
         ));
     }
@@ -197,32 +287,39 @@ async fn reserve(
         },
     );
     let mut out = jsonl::Writer::new(io::stdout());
-    let mut signal = std::pin::pin!(async { atex_shared::cli::interrupted().await.exit_code() });
-    // Holding ends when stdin closes; a detached run ignores it.
-    let mut stdin = stdin_closed();
-    let watch_stdin = hold && !common.detach;
+    let mut signal = std::pin::pin!(atex_shared::cli::interrupted());
+    // Only a run that holds watches stdin (and only from here on).
+    let hold = holds && !common.detach;
+    let mut stdin = match hold {
+        true => stdin_closed(),
+        false => oneshot::channel().1,
+    };
     let (mut ready, mut failed) = (0usize, 0usize);
-    log(&format!("{kind}: reserving {count} machine(s)"));
-    pool.provision(count);
-    let ended: Option<u8> = loop {
+    log(&format!("{kind}: reserving {}", count(wanted, "machine")));
+    pool.provision(wanted);
+    let ended: Option<Ended> = loop {
         tokio::select! {
-            code = &mut signal => break Some(code),
-            _ = &mut stdin, if watch_stdin => {
+            interrupt = &mut signal => break Some(Ended::Signal(interrupt)),
+            _ = &mut stdin, if hold => {
                 log("stdin closed: releasing");
-                break Some(exit::SUCCESS);
+                break Some(Ended::Released);
             }
             next = pool.next() => match next {
                 None => break None,
                 Some(Ok(machine)) => {
                     ready += 1;
-                    log(&format!("{}: ready ({ready}/{count})", machine.id));
+                    log(&format!("{}: ready ({ready}/{wanted})", machine.id));
                     if let Err(e) = out.write(&machine) {
                         if !e.is_broken_pipe() {
                             log(&format!("error: {e}"));
                         }
                         log("stdout closed: releasing");
-                        break Some(exit::SUCCESS);
+                        break Some(Ended::Released);
                     }
+                }
+                Some(Err(ProvisionError::Invalid(message))) => {
+                    log(&format!("error: {message}"));
+                    break Some(Ended::Invalid);
                 }
                 Some(Err(err)) => {
                     failed += 1;
@@ -231,11 +328,12 @@ async fn reserve(
             },
         }
     };
-    let code = match ended {
-        Some(code) => code,
-        None if common.detach || !hold => {
-            // Detached: the machines stay up. Dropping the pool releases
-            // nothing; it only cancels reservations in flight (none now).
+    let ended = match ended {
+        Some(ended) => ended,
+        None if !hold => {
+            // Detached, or nothing to release: the machines stay as they
+            // are. Dropping the pool releases nothing; it only cancels
+            // reservations in flight (none now).
             drop(pool);
             return if failed > 0 {
                 exit::INFRA
@@ -243,29 +341,58 @@ async fn reserve(
                 exit::SUCCESS
             };
         }
-        // Nothing to hold: every reservation failed.
-        None if ready == 0 => exit::SUCCESS,
+        // Nothing to hold: none asked for, or every reservation failed.
+        None if ready == 0 => {
+            return if failed > 0 {
+                exit::INFRA
+            } else {
+                exit::SUCCESS
+            };
+        }
         None => {
             log(&format!(
-                "holding {ready} machine(s); close stdin or send SIGINT/SIGTERM to release"
+                "holding {}; close stdin or send SIGINT/SIGTERM to release",
+                count(ready, "machine")
             ));
             tokio::select! {
-                code = &mut signal => code,
+                interrupt = &mut signal => Ended::Signal(interrupt),
                 _ = &mut stdin => {
                     log("stdin closed: releasing");
-                    exit::SUCCESS
+                    Ended::Released
                 }
             }
         }
     };
+    // Everything held or still being reserved goes now.
+    let held = pool.held().count();
+    let in_flight = pool.pending();
     let errors = pool.stop().await;
-    log(&format!("{kind}: released"));
-    if code != exit::SUCCESS {
-        code
-    } else if failed > 0 || !errors.is_empty() {
-        exit::INFRA
-    } else {
-        exit::SUCCESS
+    let undone = match in_flight {
+        0 => String::new(),
+        n => format!(", {} in flight undone", count(n, "reservation")),
+    };
+    let done = match hold {
+        true => format!("released {}{undone}", count(held, "machine")),
+        // Nothing to give back: the printed records stay valid.
+        false => format!("{} printed{undone}", count(ready, "machine")),
+    };
+    match ended {
+        Ended::Signal(interrupt) => {
+            log(&format!("interrupted ({}): {done}", interrupt.name()));
+            interrupt.exit_code()
+        }
+        Ended::Invalid => {
+            log(&format!("{kind}: {done}"));
+            exit::INVALID
+        }
+        Ended::Released => {
+            log(&format!("{kind}: {done}"));
+            if failed > 0 || !errors.is_empty() {
+                exit::INFRA
+            } else {
+                exit::SUCCESS
+            }
+        }
     }
 }
 
@@ -302,6 +429,7 @@ async fn release(files: &[PathBuf]) -> u8 {
             KINDS.join(", ")
         ));
     }
+    let total = machines.len();
     let mut tasks = tokio::task::JoinSet::new();
     for machine in machines {
         tasks.spawn(async move {
@@ -309,10 +437,38 @@ async fn release(files: &[PathBuf]) -> u8 {
             (machine.id, result)
         });
     }
+    // A first signal lets the releases already under way finish (they
+    // are bounded, and a podman killed half-way leaves processes behind);
+    // a second one stops waiting.
+    let mut signal = std::pin::pin!(atex_shared::cli::interrupted());
+    let mut interrupt = None;
     let mut code = exit::SUCCESS;
-    while let Some(joined) = tasks.join_next().await {
+    let mut released = 0usize;
+    loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            again = &mut signal => {
+                if interrupt.is_some() {
+                    tasks.abort_all();
+                    log(&format!(
+                        "interrupted ({}) twice: released {released} of {}; release the \
+                         others again from their records",
+                        again.name(),
+                        count(total, "machine")
+                    ));
+                    return again.exit_code();
+                }
+                interrupt = Some(again);
+                signal.set(atex_shared::cli::interrupted());
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
         match joined {
-            Ok((id, Ok(()))) => log(&format!("{id}: released")),
+            Ok((id, Ok(()))) => {
+                released += 1;
+                log(&format!("{id}: released"));
+            }
             Ok((id, Err(err))) => {
                 log(&format!("{id}: release failed: {err}"));
                 code = exit::INFRA;
@@ -323,7 +479,17 @@ async fn release(files: &[PathBuf]) -> u8 {
             }
         }
     }
-    code
+    match interrupt {
+        Some(interrupt) => {
+            log(&format!(
+                "interrupted ({}): released {released} of {} (those under way were finished)",
+                interrupt.name(),
+                count(total, "machine")
+            ));
+            interrupt.exit_code()
+        }
+        None => code,
+    }
 }
 
 /// The provisioner kinds `release` knows.
@@ -365,18 +531,26 @@ pub fn run(cli: Cli) -> u8 {
                 let count = common.count.unwrap_or(1);
                 reserve(Arc::new(Local::new(&args)), count, &common, false).await
             }
+            // Existing hosts: nothing to give back, so nothing is held.
             Command::Ssh { args, common } => match Ssh::new(&args) {
                 Ok(provisioner) => {
                     let count = common.count.unwrap_or(provisioner.host_count());
-                    reserve(Arc::new(provisioner), count, &common, true).await
+                    reserve(Arc::new(provisioner), count, &common, false).await
                 }
                 Err(e) => invalid(e),
             },
             Command::Podman { args, common } => match Podman::new(&args) {
-                Ok(provisioner) => {
-                    let count = common.count.unwrap_or(1);
-                    reserve(Arc::new(provisioner), count, &common, true).await
-                }
+                Ok(provisioner) => match provisioner.check().await {
+                    Ok(()) => {
+                        let count = common.count.unwrap_or(1);
+                        reserve(Arc::new(provisioner), count, &common, true).await
+                    }
+                    Err(ProvisionError::Invalid(message)) => invalid(message),
+                    Err(e) => {
+                        log(&format!("error: podman: {e}"));
+                        exit::INFRA
+                    }
+                },
                 Err(e) => invalid(e),
             },
             Command::TestingFarm { args, common } => match TestingFarm::new(&args) {

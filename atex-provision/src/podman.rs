@@ -14,6 +14,10 @@
 //! calls of one [`Podman`] are serialized (they take ~0.2 s each here), the
 //! readiness checks run concurrently.
 //!
+//! Without `--systemd`, containers run with podman's `--init` (catatonit
+//! as PID 1, the command its child), so processes orphaned by a killed
+//! test are reaped instead of staying zombies under `sleep infinity`.
+//!
 //! The systemd variant (`--systemd`) runs `/sbin/init` with
 //! `--systemd=always --restart=always`: a reboot from inside (`systemctl
 //! reboot`, `reboot`) ends the container and podman starts it again, so
@@ -99,9 +103,9 @@ pub struct Args {
     /// `--run-option=/a:/b`, `--run-option=--label=x`); repeatable.
     #[arg(long = "run-option", value_name = "OPT", allow_hyphen_values = true)]
     pub run_options: Vec<String>,
-    /// The command the container runs (default `sleep infinity`; with
-    /// `--systemd` `/sbin/init`, for a rootfs with podman's units masked);
-    /// takes the rest of the command line.
+    /// The command the container runs (default `sleep infinity`, under
+    /// podman's `--init`; with `--systemd` `/sbin/init`, for a rootfs with
+    /// podman's units masked); takes the rest of the command line.
     #[arg(long, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
     pub command: Vec<String>,
     /// Run systemd as PID 1 (`--systemd=always --restart=always`), so a
@@ -229,6 +233,66 @@ impl Podman {
         })
     }
 
+    /// Check what can be checked before any container is started: the
+    /// image exists locally (nothing is pulled), or the rootfs directory
+    /// exists. A missing one is [`ProvisionError::Invalid`] (bad input,
+    /// exit 2); a podman that cannot answer is another error.
+    pub async fn check(&self) -> Result<(), ProvisionError> {
+        match &self.source {
+            Source::Image(image) => {
+                let argv = ["image", "exists", image.as_str()].map(str::to_owned);
+                match podman_status(&argv, self.containers_conf.as_deref()).await? {
+                    Some(0) => Ok(()),
+                    // `podman image exists` answers 1 for "no such image".
+                    Some(1) => Err(self.image_not_known(image)),
+                    other => Err(ProvisionError::Failed(format!(
+                        "`podman image exists {image}` failed (exit {other:?})"
+                    ))),
+                }
+            }
+            Source::Rootfs(rootfs) => {
+                // podman's `--rootfs PATH:O` asks for an overlay of PATH.
+                let path = rootfs.strip_suffix(":O").unwrap_or(rootfs);
+                match Path::new(path).is_dir() {
+                    true => Ok(()),
+                    false => Err(ProvisionError::Invalid(format!(
+                        "podman: --rootfs {rootfs}: {path} is not a directory"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// The bad-input error for an image podman does not have.
+    fn image_not_known(&self, image: &str) -> ProvisionError {
+        ProvisionError::Invalid(format!(
+            "podman: {image}: image not known (it must exist locally, nothing is pulled: \
+             get one with `podman pull`, `podman import ROOTFS.tar {image}` or `podman build`, \
+             or run a root filesystem with --rootfs, e.g. --rootfs /:O)"
+        ))
+    }
+
+    /// A failed `podman run` said why in words: a missing image is bad
+    /// input (never retried), a missing init binary wants a package.
+    fn explain_run_error(&self, err: ProvisionError) -> ProvisionError {
+        let ProvisionError::Command { stderr, .. } = &err else {
+            return err;
+        };
+        match &self.source {
+            Source::Image(image) if stderr.contains("image not known") => {
+                return self.image_not_known(image);
+            }
+            _ => {}
+        }
+        if stderr.contains("container-init binary not found") {
+            return ProvisionError::Failed(format!(
+                "{err} (containers run with podman's --init, which needs catatonit: \
+                 `apt-get install catatonit`, or init_path in containers.conf)"
+            ));
+        }
+        err
+    }
+
     /// The `podman` arguments that start the container of `release`.
     fn run_argv(&self, release: &Release) -> Vec<String> {
         let mut argv: Vec<String> = [
@@ -245,6 +309,12 @@ impl Podman {
         ]
         .map(str::to_owned)
         .to_vec();
+        if !self.systemd {
+            // An init as PID 1 (podman's catatonit) reaps the processes
+            // orphaned in the container: `sleep infinity` as PID 1 left
+            // every killed test's children as zombies. systemd is its own.
+            argv.push("--init".to_owned());
+        }
         if self.systemd {
             argv.extend(["--systemd=always".to_owned(), "--restart=always".to_owned()]);
             if matches!(self.source, Source::Rootfs(_)) {
@@ -343,7 +413,9 @@ impl Podman {
             // for a container podman no longer lists. It returns within
             // about a second (or PODMAN_TIMEOUT); the caller then removes
             // the container by name.
-            podman(&argv, release.conf()).await?;
+            podman(&argv, release.conf())
+                .await
+                .map_err(|err| self.explain_run_error(err))?;
             if cancel.is_cancelled() {
                 return Err(ProvisionError::Cancelled);
             }
@@ -531,19 +603,9 @@ async fn remove(release: &Release) -> Result<(), ProvisionError> {
 /// stdout; a failure is [`ProvisionError::Command`].
 async fn podman(argv: &[String], conf: Option<&Path>) -> Result<Vec<u8>, ProvisionError> {
     let command = format!("podman {}", argv.join(" "));
-    let mut podman = tokio::process::Command::new("podman");
-    if let Some(conf) = conf {
-        podman.env("CONTAINERS_CONF", conf);
-    }
-    let child = podman
-        .args(argv)
-        .stdin(Stdio::null())
+    let child = podman_command(argv, conf)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group: Ctrl-C in a terminal reaches only
-        // atex-provision, which then removes what podman made, in order.
-        .process_group(0)
-        .kill_on_drop(true)
         .spawn()
         .map_err(|e| ProvisionError::io("start podman (is it installed?)", e))?;
     let out = tokio::time::timeout(PODMAN_TIMEOUT, child.wait_with_output())
@@ -558,6 +620,43 @@ async fn podman(argv: &[String], conf: Option<&Path>) -> Result<Vec<u8>, Provisi
         });
     }
     Ok(out.stdout)
+}
+
+/// `podman ARGV...` with `CONTAINERS_CONF` from `conf`, stdin from
+/// /dev/null, killed when dropped, in its own process group: Ctrl-C in a
+/// terminal reaches only atex-provision, which then removes what podman
+/// made, in order.
+fn podman_command(argv: &[String], conf: Option<&Path>) -> tokio::process::Command {
+    let mut podman = tokio::process::Command::new("podman");
+    if let Some(conf) = conf {
+        podman.env("CONTAINERS_CONF", conf);
+    }
+    podman
+        .args(argv)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    podman
+}
+
+/// Run `podman ARGV...` (bounded, output dropped) and return its exit
+/// code (`None` when killed by a signal); only failing to run it at all
+/// is an error.
+async fn podman_status(
+    argv: &[String],
+    conf: Option<&Path>,
+) -> Result<Option<i32>, ProvisionError> {
+    let command = format!("podman {}", argv.join(" "));
+    let mut child = podman_command(argv, conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| ProvisionError::io("start podman (is it installed?)", e))?;
+    let status = tokio::time::timeout(PODMAN_TIMEOUT, child.wait())
+        .await
+        .map_err(|_| ProvisionError::Timeout(format!("`{command}` after {PODMAN_TIMEOUT:?}")))?
+        .map_err(|e| ProvisionError::io(format!("wait for `{command}`"), e))?;
+    Ok(status.code())
 }
 
 /// The host port podman published for [`SSH_PORT`].
@@ -785,7 +884,7 @@ mod tests {
         assert_eq!(
             argv,
             "container run --detach --quiet --pull never --name atex-1 \
-             --label atex.provisioner=podman --label=x=y --rootfs /:O sleep infinity"
+             --label atex.provisioner=podman --init --label=x=y --rootfs /:O sleep infinity"
         );
         assert_eq!(podman.platform, "podman");
     }
@@ -805,6 +904,7 @@ mod tests {
         };
         let argv = podman.run_argv(&release).join(" ");
         assert!(argv.contains("--systemd=always --restart=always"), "{argv}");
+        assert!(!argv.contains("--init"), "systemd is its own init: {argv}");
         assert!(argv.contains("--tmpfs /run:rw,notmpcopyup"), "{argv}");
         assert!(argv.contains("--publish 127.0.0.1::22022"), "{argv}");
         assert!(
