@@ -2,18 +2,19 @@
 //! configuration, signals and exit codes; the work is in [`crate::ingest`],
 //! [`crate::summary`] and [`crate::convert`].
 
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
+use atex_shared::cli::NoTests;
 use atex_shared::exit;
 use clap::{Parser, Subcommand};
 
 use crate::convert::{self, Kind};
 use crate::files::FilePolicy;
-use crate::ingest::{self, Config, Format};
+use crate::ingest::{self, Config, Format, Interrupted, Signals, Stopped};
 use crate::store::Compression;
 use crate::summary;
 
@@ -24,17 +25,27 @@ use crate::summary;
 /// --format records; .gz/.xz with --compress), the results' files moved
 /// from atex-exec's artifacts to files/<platform>/<test>/<subtest>/, a
 /// junit.xml and a static index.html. A test run stored twice for one
-/// platform is stored as "<test> (1)", as ATEX does.
+/// platform is stored as "<test> (1)", as ATEX does. A result without a
+/// status is stored with a null one (as ATEX) and counts as not passed.
 ///
-/// Exit code: 0 all passed, 1 some failed (fail, error, warn), 3 some
-/// infra, 2 bad input or usage (what was read before is stored), 130/143
-/// interrupted (what was read is stored).
+/// Exit code: 0 all passed, 1 some failed (fail, error, warn, no status),
+/// 3 some infra, 4 no Result record on stdin (--no-tests chooses; the
+/// empty store is written all the same), 2 bad input or usage (what was
+/// read before is stored), 130/143 interrupted.
+///
+/// Interrupted (SIGINT, SIGTERM): Ctrl-C reaches every process of a
+/// pipeline, and atex-exec still writes the record of the test it
+/// interrupted. So atex-aggregate reads on until its input ends (at most
+/// 5 s; a second Ctrl-C stops at once; at once when stdin is a terminal),
+/// writes the store, junit.xml and index.html, says in one line on stderr
+/// what it stored, and exits 130 (SIGINT) or 143 (SIGTERM).
 ///
 /// Examples:
 ///     atex-discover tests --root . \
 ///       | atex-exec --machine "$(atex-provision local)" --artifacts out/ \
 ///       | atex-aggregate --output results/
 ///     atex-aggregate --output results/ --compress xz --compress-files --append < more.jsonl
+///     atex-aggregate --output results/ --no-tests=warn < maybe-empty.jsonl
 ///     atex-aggregate summary results/
 ///     atex-aggregate convert --from tmt --to atex --platform f41 results.yaml
 // The text is the --help page: `<platform>` and the like are placeholders
@@ -70,15 +81,35 @@ pub struct Cli {
     /// Continue an existing store (what resume uses) instead of refusing it.
     #[arg(long)]
     pub append: bool,
+    /// What no Result record on stdin means: fail (exit 4), warn or pass
+    /// (exit as the store's results call for).
+    #[arg(long, value_enum, default_value_t, value_name = "WHAT")]
+    pub no_tests: NoTests,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print a store's totals per platform and status; exit 0 all passed, 1 some failed, 3 some infra.
+    /// Print a store's totals and the results that did not pass; exit 0 all passed, 1 some failed, 3 some infra, 4 no results.
+    ///
+    /// The totals per platform and status, then one line per result that
+    /// did not pass (fail, error, warn, infra, an unknown status or none;
+    /// not skip): status, test, subtest, platform and note, at most 50
+    /// (then how many more), and the verdict with its exit code.
+    ///
+    /// Exit code: 0 all passed, 1 some failed, 3 some infra, 4 the store
+    /// holds no result (--no-tests chooses), 2 no store or a bad line.
+    ///
+    /// Examples:
+    ///     atex-aggregate summary results/
+    ///     atex-aggregate summary --no-tests=pass results/
+    #[command(verbatim_doc_comment)]
     Summary {
         /// The store directory.
         dir: PathBuf,
+        /// What a store without results means: fail (exit 4), warn or pass (exit 0).
+        #[arg(long, value_enum, default_value_t, value_name = "WHAT")]
+        no_tests: NoTests,
     },
     /// Convert results between ATEX's lines, Result records and tmt's results.yaml (read only).
     ///
@@ -123,10 +154,12 @@ pub fn main() -> ExitCode {
         Err(code) => return ExitCode::from(code),
     };
     match &cli.command {
-        Some(Command::Summary { dir }) => match summary::run(dir, &mut io::stdout().lock()) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => error(e, exit::INVALID),
-        },
+        Some(Command::Summary { dir, no_tests }) => {
+            match summary::run(dir, *no_tests, &mut io::stdout().lock()) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => error(e, exit::INVALID),
+            }
+        }
         Some(Command::Convert {
             from,
             to,
@@ -161,21 +194,44 @@ pub fn main() -> ExitCode {
             }
         }
         None => {
-            let Some(config) = config(&cli) else {
+            let Some(mut config) = config(&cli) else {
                 return error("--output DIR is required", exit::INVALID);
             };
-            let signal = Arc::new(AtomicUsize::new(0));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                // Without the handler the default action (death) applies;
-                // the store stays readable either way.
-                let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
+            // Nobody writes records on a terminal: a Ctrl-C there stops at
+            // once instead of waiting for more input.
+            if io::stdin().is_terminal() {
+                config.interrupt_wait = Duration::ZERO;
             }
-            match ingest::run(&config, io::stdin(), "<stdin>", &signal) {
+            let signals = Arc::new(Signals::new());
+            watch_signals(&signals);
+            match ingest::run(&config, io::stdin(), "<stdin>", &signals) {
                 Ok(outcome) => match outcome.interrupted {
-                    Some(s) if s == signal_hook::consts::SIGTERM as usize => {
-                        ExitCode::from(exit::SIGTERM)
+                    Some(interrupted) => {
+                        eprintln!(
+                            "{}",
+                            interrupted_line(&interrupted, outcome.ingested, &config)
+                        );
+                        ExitCode::from(interrupted.signal.exit_code())
                     }
-                    Some(_) => ExitCode::from(exit::SIGINT),
+                    None if outcome.ingested == 0 => {
+                        let earlier = outcome.totals.tests;
+                        let what = if earlier == 0 {
+                            format!(
+                                "no Result record on stdin; {} is an empty store",
+                                config.output.display()
+                            )
+                        } else {
+                            format!(
+                                "no Result record on stdin; the store in {} keeps its {}",
+                                config.output.display(),
+                                results(earlier)
+                            )
+                        };
+                        match cli.no_tests.report("atex-aggregate", &what) {
+                            exit::SUCCESS => ExitCode::from(outcome.totals.exit_code()),
+                            code => ExitCode::from(code),
+                        }
+                    }
                     None => ExitCode::from(outcome.totals.exit_code()),
                 },
                 Err(e) => {
@@ -184,6 +240,49 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// "1 result", "12 results".
+fn results(n: u64) -> String {
+    format!("{n} result{}", if n == 1 { "" } else { "s" })
+}
+
+/// Record SIGINT and SIGTERM in `signals` from a thread of their own. When
+/// the handlers cannot be installed, the default action (death) applies;
+/// the store stays readable either way.
+fn watch_signals(signals: &Arc<Signals>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut incoming) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    let signals = Arc::clone(signals);
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for number in incoming.forever() {
+                signals.raise(number);
+            }
+        });
+}
+
+/// The one line an interrupted ingest prints on stderr: what it did with
+/// the input and what the store holds.
+fn interrupted_line(i: &Interrupted, stored: u64, config: &Config) -> String {
+    let signal = i.signal.name();
+    let stored = format!("stored {} in {}", results(stored), config.output.display());
+    match i.stopped {
+        Stopped::InputEnded => format!(
+            "atex-aggregate: interrupted ({signal}): read on until the input ended; {stored}, the store is complete up to the interruption"
+        ),
+        Stopped::SecondSignal => format!(
+            "atex-aggregate: interrupted ({signal}), then a second signal: stopped reading; {stored}, records not read yet are not stored"
+        ),
+        Stopped::WaitOver => format!(
+            "atex-aggregate: interrupted ({signal}): the input was still open {} s later, stopped reading; {stored}, later records are not stored",
+            config.interrupt_wait.as_secs_f64()
+        ),
+        Stopped::AtOnce => format!("atex-aggregate: interrupted ({signal}): {stored}"),
     }
 }
 

@@ -67,7 +67,7 @@ fn emit(line: &Line, to: Kind, buf: &mut Vec<u8>) -> Result<(), Error> {
         Kind::Atex => write_atex_line(
             buf,
             &line.platform,
-            line.status_str(),
+            line.status.as_deref(),
             &line.test,
             line.subtest.as_deref(),
             &line.files,

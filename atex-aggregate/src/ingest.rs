@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use atex_shared::cli::Interrupt;
 use atex_shared::jsonl::ReadError;
 
 use crate::files::{self, FilePolicy};
@@ -54,7 +55,16 @@ pub struct Config {
     pub flush_interval: Duration,
     /// How often junit.xml and index.html are rewritten while ingesting.
     pub render_interval: Duration,
+    /// After SIGINT/SIGTERM, how long the input is still read while it
+    /// stays open (see [`run`]); zero stops at once (the command line uses
+    /// that when stdin is a terminal: nobody is writing records there).
+    pub interrupt_wait: Duration,
 }
+
+/// How long an interrupted ingest keeps reading an open input: long
+/// enough for atex-exec to report the test it interrupted, short enough
+/// that a producer that never ends does not hold the terminal.
+pub const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
 
 impl Config {
     /// A configuration with the defaults of the command line.
@@ -67,6 +77,7 @@ impl Config {
             append: false,
             flush_interval: Duration::from_secs(1),
             render_interval: Duration::from_secs(5),
+            interrupt_wait: INTERRUPT_WAIT,
         }
     }
 }
@@ -124,6 +135,66 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error 
     }
 }
 
+/// The SIGINT and SIGTERM an ingest was sent, as the signal handlers
+/// record them (the first one's number, and how many came).
+#[derive(Debug, Default)]
+pub struct Signals {
+    first: AtomicUsize,
+    count: AtomicUsize,
+}
+
+impl Signals {
+    /// No signal yet.
+    pub fn new() -> Signals {
+        Signals::default()
+    }
+
+    /// Record that signal `number` arrived.
+    pub fn raise(&self, number: i32) {
+        let number = usize::try_from(number).unwrap_or(0).max(1);
+        let _ = self
+            .first
+            .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst);
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The first signal, as the interrupt it asks for.
+    pub fn first(&self) -> Option<Interrupt> {
+        match self.first.load(Ordering::SeqCst) {
+            0 => None,
+            n if n == signal_hook::consts::SIGTERM as usize => Some(Interrupt::Term),
+            _ => Some(Interrupt::Int),
+        }
+    }
+
+    /// How many signals arrived.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// How an interrupted ingest stopped reading its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The input ended: every record its producer wrote is stored.
+    InputEnded,
+    /// A second signal came while the input was still open.
+    SecondSignal,
+    /// The input was still open [`Config::interrupt_wait`] after the signal.
+    WaitOver,
+    /// Not waited for ([`Config::interrupt_wait`] is zero).
+    AtOnce,
+}
+
+/// An interruption: the signal, and how the reading stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted {
+    /// The first signal.
+    pub signal: Interrupt,
+    /// How the reading stopped.
+    pub stopped: Stopped,
+}
+
 /// What an ingest did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -131,8 +202,8 @@ pub struct Outcome {
     pub ingested: u64,
     /// The whole store's totals (earlier runs included with `--append`).
     pub totals: Totals,
-    /// The signal that stopped the ingest, if one did.
-    pub interrupted: Option<usize>,
+    /// Set when a signal stopped the ingest.
+    pub interrupted: Option<Interrupted>,
 }
 
 /// The hidden directory of part files.
@@ -326,10 +397,9 @@ impl Aggregator {
                 state.run = None;
                 state.suffix = n;
                 state.next = state.next.max(n + 1);
-                let status = line.status_str();
                 let plat = &mut this.platforms[p];
                 let nth = plat.totals.tests;
-                plat.totals.add(status, line.duration);
+                plat.totals.add(line.status_str(), line.duration);
                 let dir = (!line.files.is_empty()).then(|| {
                     format!(
                         "files/{}/{}",
@@ -339,7 +409,7 @@ impl Aggregator {
                 });
                 let row = Row {
                     platform: &line.platform,
-                    status,
+                    status: line.status.as_deref(),
                     test: &line.test,
                     subtest: line.subtest.as_deref(),
                     files: &line.files,
@@ -386,6 +456,13 @@ impl Aggregator {
                 .map_err(io_err("trim", &p.junit.path))?;
         }
         self.flush()?;
+        // ATEX's lines have no duration: the suites' times come from the
+        // testcases' (the part files, now in line with the results), so
+        // JUnit's times count the whole store, not only this batch.
+        for p in &mut self.platforms {
+            p.totals.time =
+                report::part_time(&p.junit.path).map_err(io_err("read", &p.junit.path))?;
+        }
         Ok(())
     }
 
@@ -470,7 +547,8 @@ impl Aggregator {
         } else {
             Cow::Owned(format!("{} ({})", r.test, state.suffix))
         };
-        let verdict = Verdict::of(&r.status);
+        let status = r.status.as_deref();
+        let verdict = Verdict::of(status.unwrap_or(""));
         let mut output = None;
         let mut dir = None;
         let stored: Vec<String>;
@@ -508,7 +586,7 @@ impl Aggregator {
             Format::Atex => record::write_atex_line(
                 &mut self.line,
                 &r.platform,
-                &r.status,
+                status,
                 &test,
                 r.name.as_deref(),
                 &stored,
@@ -536,7 +614,7 @@ impl Aggregator {
         self.results.pending().extend_from_slice(&self.line);
         let row = Row {
             platform: &r.platform,
-            status: &r.status,
+            status,
             test: &test,
             subtest: r.name.as_deref(),
             files: &stored,
@@ -548,7 +626,7 @@ impl Aggregator {
         report::html_row(&mut self.rows.pending, &row);
         let plat = &mut self.platforms[p];
         report::junit_testcase(&mut plat.junit.pending, &row);
-        plat.totals.add(&r.status, r.duration);
+        plat.totals.add(status.unwrap_or(""), r.duration);
         self.ingested += 1;
         Ok(())
     }
@@ -630,14 +708,20 @@ const BLOCK: usize = 256 * 1024;
 const COMPRESSED_BATCH: usize = 1 << 20;
 
 /// Ingest every Result record of `input` (named `source` in errors) into
-/// the store of `config`, writing as records arrive. `signal` is polled:
-/// once non-zero, the ingest stops, writes everything out and returns it as
-/// [`Outcome::interrupted`].
+/// the store of `config`, writing as records arrive.
+///
+/// `signals` is polled. After the first SIGINT or SIGTERM the input is
+/// still read while it stays open, because on Ctrl-C every process of
+/// `atex-exec | atex-aggregate` gets the signal and atex-exec's last
+/// record (the test it interrupted, as `infra`) is still on its way. The
+/// reading stops when the input ends, at a second signal, or
+/// [`Config::interrupt_wait`] after the first; then everything read is
+/// written out and the stop is returned as [`Outcome::interrupted`].
 pub fn run<R: Read + Send + 'static>(
     config: &Config,
     input: R,
     source: &str,
-    signal: &AtomicUsize,
+    signals: &Signals,
 ) -> Result<Outcome, Error> {
     let mut agg = Aggregator::open(config)?;
     let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
@@ -654,10 +738,24 @@ pub fn run<R: Read + Send + 'static>(
     let mut render_every = config.render_interval;
     let mut rendered = agg.ingested();
     let poll = Duration::from_millis(100).min(config.flush_interval);
+    // When the first signal was seen: reading goes on until the input
+    // ends, a second signal, or the wait is over.
+    let mut signalled: Option<(Interrupt, Instant)> = None;
     let result = loop {
-        let sig = signal.load(Ordering::Relaxed);
-        if sig != 0 {
-            break Ok(Some(sig));
+        if let Some(signal) = signals.first() {
+            let (signal, since) = *signalled.get_or_insert((signal, Instant::now()));
+            let stopped = if config.interrupt_wait.is_zero() {
+                Some(Stopped::AtOnce)
+            } else if signals.count() > 1 {
+                Some(Stopped::SecondSignal)
+            } else if since.elapsed() >= config.interrupt_wait {
+                Some(Stopped::WaitOver)
+            } else {
+                None
+            };
+            if let Some(stopped) = stopped {
+                break Ok(Some(Interrupted { signal, stopped }));
+            }
         }
         match rx.recv_timeout(poll) {
             Ok(Ok(block)) => {
@@ -691,7 +789,12 @@ pub fn run<R: Read + Send + 'static>(
                 }));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break Ok(signalled.map(|(signal, _)| Interrupted {
+                    signal,
+                    stopped: Stopped::InputEnded,
+                }));
+            }
         }
         if oldest.is_some_and(|t| t.elapsed() >= config.flush_interval) {
             agg.flush()?;

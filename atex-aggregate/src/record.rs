@@ -57,8 +57,9 @@ pub struct Incoming<'a> {
     pub test: Cow<'a, str>,
     /// The subtest's name, `None` for the test itself.
     pub name: Option<Cow<'a, str>>,
-    /// The verdict.
-    pub status: Cow<'a, str>,
+    /// The verdict; `None` when the record has none (absent or `null`),
+    /// which ATEX keeps as `null` and which counts as not passed.
+    pub status: Option<Cow<'a, str>>,
     /// The note.
     pub note: Option<Cow<'a, str>>,
     /// File names relative to the result's directory under `artifacts`.
@@ -95,17 +96,16 @@ impl<'de> Deserialize<'de> for Incoming<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut r = Incoming::default();
-                let (mut test, mut status) = (false, false);
+                let mut test = false;
                 while let Some(key) = map.next_key::<Str<'de>>()? {
                     match key.as_str() {
                         "test" => {
                             r.test = map.next_value::<Str<'de>>()?.0;
                             test = true;
                         }
-                        "status" => {
-                            r.status = map.next_value::<Str<'de>>()?.0;
-                            status = true;
-                        }
+                        // Optional, as in ATEX 1.2: a result without a
+                        // status is stored with a null one.
+                        "status" => r.status = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
                         "name" => r.name = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
                         "note" => r.note = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
                         "files" => {
@@ -131,9 +131,6 @@ impl<'de> Deserialize<'de> for Incoming<'de> {
                 }
                 if !test {
                     return Err(de::Error::missing_field("test"));
-                }
-                if !status {
-                    return Err(de::Error::missing_field("status"));
                 }
                 Ok(r)
             }
@@ -211,7 +208,7 @@ impl Line {
     pub fn from_incoming(r: &Incoming<'_>) -> Line {
         Line {
             platform: r.platform.to_string(),
-            status: (!r.status.is_empty()).then(|| r.status.to_string()),
+            status: r.status.as_ref().map(|s| s.to_string()),
             test: r.test.to_string(),
             subtest: r.name.as_ref().map(|s| s.to_string()),
             files: r.files.iter().map(|s| s.to_string()).collect(),
@@ -291,9 +288,8 @@ fn push_opt(out: &mut Vec<u8>, s: Option<&str>, html_safe: bool) {
 }
 
 /// Append ATEX's array `[platform, status, test, subtest, files, note]`
-/// (no newline), byte for byte as ATEX's `json.dumps` writes it. An empty
-/// status is written as `null` (ATEX writes the status a result has, and
-/// none when it had none).
+/// (no newline), byte for byte as ATEX's `json.dumps` writes it. A missing
+/// status is written as `null`, as ATEX writes a result that had none.
 #[expect(
     clippy::too_many_arguments,
     reason = "the six fields of ATEX's line, borrowed from wherever they are"
@@ -301,7 +297,7 @@ fn push_opt(out: &mut Vec<u8>, s: Option<&str>, html_safe: bool) {
 pub fn write_atex_line<S: AsRef<str>>(
     out: &mut Vec<u8>,
     platform: &str,
-    status: &str,
+    status: Option<&str>,
     test: &str,
     subtest: Option<&str>,
     files: &[S],
@@ -311,7 +307,7 @@ pub fn write_atex_line<S: AsRef<str>>(
     out.push(b'[');
     push_json_str(out, platform, html_safe);
     out.extend_from_slice(b", ");
-    push_opt(out, (!status.is_empty()).then_some(status), html_safe);
+    push_opt(out, status, html_safe);
     out.extend_from_slice(b", ");
     push_json_str(out, test, html_safe);
     out.extend_from_slice(b", ");
@@ -383,7 +379,7 @@ mod tests {
 
     fn line<S: AsRef<str>>(
         p: &str,
-        s: &str,
+        s: Option<&str>,
         t: &str,
         sub: Option<&str>,
         f: &[S],
@@ -400,7 +396,7 @@ mod tests {
         assert_eq!(
             line(
                 "10.2@s390x",
-                "fail",
+                Some("fail"),
                 "/unit/syscalls",
                 Some("connect"),
                 &["test.txt"],
@@ -409,12 +405,24 @@ mod tests {
             r#"["10.2@s390x", "fail", "/unit/syscalls", "connect", ["test.txt"], "Got errno: ECONNABORTED"]"#
         );
         assert_eq!(
-            line::<&str>("p", "", "/t", None, &[], None),
+            line::<&str>("p", None, "/t", None, &[], None),
             r#"["p", null, "/t", null, [], null]"#
+        );
+        // An empty status is a status: kept as given.
+        assert_eq!(
+            line::<&str>("p", Some(""), "/t", None, &[], None),
+            r#"["p", "", "/t", null, [], null]"#
         );
         // json.dumps("é\x01\x7f😀\"\\\n") with ensure_ascii
         assert_eq!(
-            line::<&str>("p", "pass", "/t", None, &[], Some("é\u{1}\u{7f}😀\"\\\n\t")),
+            line::<&str>(
+                "p",
+                Some("pass"),
+                "/t",
+                None,
+                &[],
+                Some("é\u{1}\u{7f}😀\"\\\n\t")
+            ),
             r#"["p", "pass", "/t", null, [], "\u00e9\u0001\u007f\ud83d\ude00\"\\\n\t"]"#
         );
     }
@@ -435,13 +443,17 @@ mod tests {
         assert_eq!(r.extra.len(), 1);
         assert_eq!(r.extra[0].1.get(), r#"[1, {"a": 2}]"#);
         assert_eq!(r.duration, 1.5);
+        // No status (absent or null) is accepted, as ATEX 1.2 accepts it.
+        for text in [r#"{"test": "/t"}"#, r#"{"test": "/t", "status": null}"#] {
+            let r: Incoming<'_> = serde_json::from_str(text).unwrap();
+            assert_eq!(r.status, None, "{text}");
+        }
         assert!(
-            serde_json::from_str::<Incoming<'_>>(r#"{"test": "/t"}"#)
+            serde_json::from_str::<Incoming<'_>>(r#"{"status": "x"}"#)
                 .unwrap_err()
                 .to_string()
-                .contains("status")
+                .contains("test")
         );
-        assert!(serde_json::from_str::<Incoming<'_>>(r#"{"status": "x"}"#).is_err());
         assert!(serde_json::from_str::<Incoming<'_>>(r#"{"test": 1, "status": "x"}"#).is_err());
     }
 
@@ -450,7 +462,7 @@ mod tests {
         (
             s,
             proptest::option::of(s),
-            s,
+            proptest::option::of(s),
             proptest::option::of(s),
             proptest::collection::vec(s, 0..3),
             s,
@@ -474,7 +486,7 @@ mod tests {
                 )| TestResult {
                     test,
                     name,
-                    status: Some(status),
+                    status,
                     note,
                     files,
                     platform: platform.clone(),
@@ -507,10 +519,10 @@ mod tests {
         #[test]
         fn atex_line_parses_back(result in arb_result()) {
             let mut out = Vec::new();
-            write_atex_line(&mut out, &result.platform, result.status.as_deref().unwrap_or(""), &result.test, result.name.as_deref(), &result.files, result.note.as_deref(), false);
+            write_atex_line(&mut out, &result.platform, result.status.as_deref(), &result.test, result.name.as_deref(), &result.files, result.note.as_deref(), false);
             let back = Line::parse(std::str::from_utf8(&out).unwrap()).unwrap();
             prop_assert_eq!(back.platform, result.platform);
-            prop_assert_eq!(back.status.unwrap_or_default(), result.status.unwrap_or_default());
+            prop_assert_eq!(back.status, result.status);
             prop_assert_eq!(back.subtest, result.name);
             prop_assert_eq!(back.files, result.files);
             prop_assert_eq!(back.note, result.note);

@@ -84,8 +84,9 @@ pub fn push_html(out: &mut Vec<u8>, s: &str) {
 pub struct Row<'a> {
     /// The platform.
     pub platform: &'a str,
-    /// The status.
-    pub status: &'a str,
+    /// The status (`None`: the result had none, which counts as not
+    /// passed).
+    pub status: Option<&'a str>,
     /// The stored test name.
     pub test: &'a str,
     /// The subtest.
@@ -110,7 +111,8 @@ pub fn junit_testcase(out: &mut Vec<u8>, row: &Row<'_>) {
     out.extend_from_slice(b"\" name=\"");
     push_xml(out, row.subtest.unwrap_or(row.test));
     let _ = write!(out, "\" time=\"{:.3}\"", row.duration.max(0.0));
-    let element: &[u8] = match Verdict::of(row.status) {
+    let status = row.status.unwrap_or("");
+    let element: &[u8] = match Verdict::of(status) {
         Verdict::Pass => {
             out.extend_from_slice(b"/>\n");
             return;
@@ -127,9 +129,14 @@ pub fn junit_testcase(out: &mut Vec<u8>, row: &Row<'_>) {
     out.extend_from_slice(b"><");
     out.extend_from_slice(element);
     out.extend_from_slice(b" type=\"");
-    push_xml(out, row.status);
+    push_xml(out, status);
     out.extend_from_slice(b"\" message=\"");
-    push_xml(out, row.note.unwrap_or(row.status));
+    push_xml(
+        out,
+        row.note
+            .or(row.status.filter(|s| !s.is_empty()))
+            .unwrap_or("no status"),
+    );
     out.extend_from_slice(b"\">");
     if let Some(note) = row.note {
         push_xml(out, note);
@@ -141,6 +148,41 @@ pub fn junit_testcase(out: &mut Vec<u8>, row: &Row<'_>) {
     out.extend_from_slice(b"</");
     out.extend_from_slice(element);
     out.extend_from_slice(b"></testcase>\n");
+}
+
+/// The summed `time` of the testcases in the JUnit part file at `path`
+/// (one testcase per line, as [`junit_testcase`] writes them; a missing
+/// file is empty). `--append` reads it back because ATEX's lines carry no
+/// duration, and the suite's time must count the whole store.
+pub fn part_time(path: &Path) -> io::Result<f64> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0.0),
+        Err(e) => return Err(e),
+    };
+    let mut reader = io::BufReader::with_capacity(1 << 18, file);
+    let mut line = Vec::new();
+    let mut total = 0.0;
+    loop {
+        line.clear();
+        if io::BufRead::read_until(&mut reader, b'\n', &mut line)? == 0 {
+            return Ok(total);
+        }
+        // Attribute values are escaped (a quote is `&quot;`), so the first
+        // `" time="` is the attribute itself.
+        const KEY: &[u8] = b"\" time=\"";
+        let Some(at) = line.windows(KEY.len()).position(|w| w == KEY) else {
+            continue;
+        };
+        let value = &line[at + KEY.len()..];
+        let end = value.iter().position(|&b| b == b'"').unwrap_or(0);
+        if let Some(t) = std::str::from_utf8(&value[..end])
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            total += t.max(0.0);
+        }
+    }
 }
 
 /// Append the HTML page's data row of `row`: ATEX's line plus the files'
@@ -373,7 +415,11 @@ pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io
 mod tests {
     use super::*;
 
-    fn row<'a>(status: &'a str, note: Option<&'a str>, output: Option<&'a [u8]>) -> Row<'a> {
+    fn row<'a>(
+        status: Option<&'a str>,
+        note: Option<&'a str>,
+        output: Option<&'a [u8]>,
+    ) -> Row<'a> {
         Row {
             platform: "p",
             status,
@@ -390,16 +436,17 @@ mod tests {
     #[test]
     fn testcases_are_one_line_each() {
         let mut out = Vec::new();
-        junit_testcase(&mut out, &row("pass", None, None));
+        junit_testcase(&mut out, &row(Some("pass"), None, None));
         junit_testcase(
             &mut out,
-            &row("fail", Some("bad\n\"x\""), Some(b"line1\nline2\x01")),
+            &row(Some("fail"), Some("bad\n\"x\""), Some(b"line1\nline2\x01")),
         );
-        junit_testcase(&mut out, &row("infra", None, None));
-        junit_testcase(&mut out, &row("skip", Some("n/a"), None));
+        junit_testcase(&mut out, &row(Some("infra"), None, None));
+        junit_testcase(&mut out, &row(Some("skip"), Some("n/a"), None));
+        junit_testcase(&mut out, &row(None, None, None));
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<_> = text.lines().collect();
-        assert_eq!(lines.len(), 4);
+        assert_eq!(lines.len(), 5);
         assert_eq!(
             lines[0],
             r#"<testcase classname="/t" name="s&lt;1&gt;" time="1.500"/>"#
@@ -410,6 +457,13 @@ mod tests {
         );
         assert!(lines[2].contains("<error type=\"infra\" message=\"infra\">"));
         assert!(lines[3].contains("<skipped message=\"n/a\"/>"));
+        // No status: not passed, a failure.
+        assert!(lines[4].contains("<failure type=\"\" message=\"no status\">"));
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("junit-0.xml");
+        std::fs::write(&part, &text).unwrap();
+        assert_eq!(part_time(&part).unwrap(), 7.5);
+        assert_eq!(part_time(&dir.path().join("none")).unwrap(), 0.0);
     }
 
     #[test]

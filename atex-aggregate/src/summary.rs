@@ -1,12 +1,21 @@
-//! `atex-aggregate summary DIR`: totals of a store for people, and the exit
-//! code its results call for.
+//! `atex-aggregate summary DIR`: a store's totals and the results that did
+//! not pass, for people, and the exit code its results call for.
 
 use std::io::{self, Write};
 use std::path::Path;
 
+use atex_shared::cli::NoTests;
+use atex_shared::exit;
+
 use crate::record::Line;
-use crate::report::Totals;
+use crate::report::{Totals, Verdict};
 use crate::store;
+
+/// How many results that did not pass are listed; the rest are counted.
+pub const LISTED: usize = 50;
+
+/// The longest note shown, in characters (a note can be a whole log).
+const NOTE_CHARS: usize = 200;
 
 /// Why a store could not be summarised.
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +38,33 @@ pub enum Error {
     Io(#[from] io::Error),
 }
 
-/// Totals per platform, in first-seen order, of the store in `dir`; a
-/// crash's cut-off tail is ignored.
-pub fn totals(dir: &Path) -> Result<Vec<(String, Totals)>, Error> {
+/// What `summary` found in a store.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Totals per platform, in first-seen order.
+    pub platforms: Vec<(String, Totals)>,
+    /// The first [`LISTED`] results that did not pass (fail, error, warn,
+    /// infra, an unknown status or none), in store order.
+    pub not_passed: Vec<Line>,
+    /// How many more did not pass.
+    pub more: u64,
+}
+
+/// Whether a result with `status` did not pass: it decides a failing
+/// exit code (a skip does not).
+fn not_passed(status: Option<&str>) -> bool {
+    !matches!(
+        Verdict::of(status.unwrap_or("")),
+        Verdict::Pass | Verdict::Skip
+    )
+}
+
+/// Read the store in `dir`: totals per platform and the results that did
+/// not pass; a crash's cut-off tail is ignored.
+pub fn read(dir: &Path) -> Result<Summary, Error> {
     let (path, compression) =
         store::find_results(dir).ok_or_else(|| Error::NoStore(dir.display().to_string()))?;
-    let mut platforms: Vec<(String, Totals)> = Vec::new();
+    let mut summary = Summary::default();
     let mut n = 0u64;
     store::read_lines::<Error>(&path, compression, |bytes| {
         n += 1;
@@ -48,6 +78,7 @@ pub fn totals(dir: &Path) -> Result<Vec<(String, Totals)>, Error> {
         };
         let text = std::str::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
         let line = Line::parse(text).map_err(|e| bad(e.to_string()))?;
+        let platforms = &mut summary.platforms;
         let i = match platforms.iter().position(|(p, _)| *p == line.platform) {
             Some(i) => i,
             None => {
@@ -56,20 +87,42 @@ pub fn totals(dir: &Path) -> Result<Vec<(String, Totals)>, Error> {
             }
         };
         platforms[i].1.add(line.status_str(), line.duration);
+        if not_passed(line.status.as_deref()) {
+            if summary.not_passed.len() < LISTED {
+                summary.not_passed.push(line);
+            } else {
+                summary.more += 1;
+            }
+        }
         Ok(())
     })?;
-    Ok(platforms)
+    Ok(summary)
+}
+
+/// Totals per platform, in first-seen order, of the store in `dir`; a
+/// crash's cut-off tail is ignored.
+pub fn totals(dir: &Path) -> Result<Vec<(String, Totals)>, Error> {
+    Ok(read(dir)?.platforms)
+}
+
+fn status_name(status: &str) -> &str {
+    if status.is_empty() {
+        "(no status)"
+    } else {
+        status
+    }
 }
 
 fn describe(t: &Totals) -> String {
     let parts: Vec<String> = t
         .statuses
         .iter()
-        .map(|(s, n)| format!("{n} {}", if s.is_empty() { "(no status)" } else { s }))
+        .map(|(s, n)| format!("{n} {}", status_name(s)))
         .collect();
     format!(
-        "{} results: {}",
+        "{} result{}: {}",
         t.tests,
+        if t.tests == 1 { "" } else { "s" },
         if parts.is_empty() {
             "none".to_owned()
         } else {
@@ -78,13 +131,76 @@ fn describe(t: &Totals) -> String {
     )
 }
 
-/// Print the totals of the store in `dir` on `out`; returns the exit code
-/// (0 all passed, 1 some failed, 3 some infra).
-pub fn run(dir: &Path, out: &mut dyn Write) -> Result<u8, Error> {
-    let platforms = totals(dir)?;
+/// A note on one line: line breaks and other controls become spaces, and
+/// a long note is cut.
+fn one_line(note: &str) -> String {
+    let mut out = String::with_capacity(note.len().min(NOTE_CHARS + 3));
+    for (i, c) in note.trim().chars().enumerate() {
+        if i == NOTE_CHARS {
+            out.push_str("...");
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+/// The listing of the results that did not pass: a heading, one line each
+/// (status, test/subtest, the platform when the store has several, the
+/// note), and how many more.
+fn not_passed_text(summary: &Summary) -> String {
+    let mut text = String::new();
+    if summary.not_passed.is_empty() {
+        return text;
+    }
+    let total = summary.not_passed.len() as u64 + summary.more;
+    text.push_str(&format!("did not pass ({total}):\n"));
+    let width = summary
+        .not_passed
+        .iter()
+        .map(|l| status_name(l.status_str()).chars().count())
+        .max()
+        .unwrap_or(0);
+    let platforms = summary.platforms.len() > 1;
+    for line in &summary.not_passed {
+        let mut row = format!(
+            "  {:<width$}  {}",
+            status_name(line.status_str()),
+            line.test
+        );
+        if let Some(sub) = &line.subtest {
+            row.push('/');
+            row.push_str(sub);
+        }
+        if platforms {
+            row.push_str(&format!(" (on {})", line.platform));
+        }
+        if let Some(note) = line.note.as_deref().map(one_line)
+            && !note.is_empty()
+        {
+            row.push_str(": ");
+            row.push_str(&note);
+        }
+        text.push_str(row.trim_end());
+        text.push('\n');
+    }
+    if summary.more > 0 {
+        text.push_str(&format!(
+            "  ... and {} more (index.html in the store lists them all)\n",
+            summary.more
+        ));
+    }
+    text
+}
+
+/// Print the totals of the store in `dir` and the results that did not
+/// pass on `out`; returns the exit code (0 all passed, 1 some failed, 3
+/// some infra; a store without results as `no_tests` says, 4 by default).
+pub fn run(dir: &Path, no_tests: NoTests, out: &mut dyn Write) -> Result<u8, Error> {
+    let summary = read(dir)?;
     let mut all = Totals::default();
     let mut text = String::new();
-    for (name, t) in &platforms {
+    for (name, t) in &summary.platforms {
         all.merge(t);
         text.push_str(&format!(
             "{}: {}\n",
@@ -96,13 +212,21 @@ pub fn run(dir: &Path, out: &mut dyn Write) -> Result<u8, Error> {
             describe(t)
         ));
     }
-    if platforms.len() != 1 {
+    if summary.platforms.len() != 1 {
         text.push_str(&format!("all: {}\n", describe(&all)));
     }
-    let code = all.exit_code();
+    text.push_str(&not_passed_text(&summary));
+    let code = if all.tests == 0 {
+        // Said on stderr by the choice, before the verdict on stdout.
+        let what = format!("the store in {} holds no results", dir.display());
+        no_tests.report("atex-aggregate", &what)
+    } else {
+        all.exit_code()
+    };
     let verdict = match code {
-        0 => "passed",
-        1 => "some failed",
+        _ if all.tests == 0 => "no results",
+        exit::SUCCESS => "passed",
+        exit::TEST_FAILED => "some failed",
         _ => "infrastructure failures",
     };
     text.push_str(&format!("verdict: {verdict} (exit {code})\n"));
@@ -111,4 +235,51 @@ pub fn run(dir: &Path, out: &mut dyn Write) -> Result<u8, Error> {
         _ => {}
     }
     Ok(code)
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+mod tests {
+    use super::*;
+
+    fn line(platform: &str, status: Option<&str>, test: &str, note: Option<&str>) -> Line {
+        Line {
+            platform: platform.to_owned(),
+            status: status.map(str::to_owned),
+            test: test.to_owned(),
+            note: note.map(str::to_owned),
+            ..Line::default()
+        }
+    }
+
+    #[test]
+    fn listing_is_one_line_per_result() {
+        let mut s = Summary {
+            platforms: vec![("p".into(), Totals::default())],
+            not_passed: vec![
+                line("p", Some("fail"), "/a", Some("bad\nworse")),
+                line("p", None, "/b", None),
+            ],
+            more: 0,
+        };
+        s.not_passed[1].subtest = Some("sub".into());
+        assert_eq!(
+            not_passed_text(&s),
+            "did not pass (2):\n  fail         /a: bad worse\n  (no status)  /b/sub\n"
+        );
+        s.platforms.push(("q".into(), Totals::default()));
+        s.more = 7;
+        let text = not_passed_text(&s);
+        assert!(text.starts_with("did not pass (9):\n"), "{text}");
+        assert!(text.contains("/a (on p): bad worse\n"), "{text}");
+        assert!(text.ends_with("  ... and 7 more (index.html in the store lists them all)\n"));
+    }
+
+    #[test]
+    fn long_notes_are_cut() {
+        let note = "x".repeat(500);
+        assert_eq!(one_line(&note).chars().count(), NOTE_CHARS + 3);
+        assert!(not_passed(None) && not_passed(Some("weird")) && !not_passed(Some("skip")));
+        let _ = totals(Path::new("/nonexistent")).unwrap_err();
+    }
 }

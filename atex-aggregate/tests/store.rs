@@ -18,12 +18,16 @@ fn aggregate(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start atex-aggregate");
-    child
+    // A refused store ends the process before it reads: a broken pipe
+    // then is its business, not the test's.
+    if let Err(e) = child
         .stdin
         .take()
         .expect("stdin")
         .write_all(stdin.as_bytes())
-        .expect("feed");
+    {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "feed: {e}");
+    }
     child.wait_with_output().expect("wait")
 }
 
@@ -245,7 +249,7 @@ fn lzma_like_decode(path: &Path) -> impl std::io::Read {
 fn bad_input_keeps_what_came_before() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("store");
-    let input = "{\"test\": \"/a\", \"status\": \"pass\", \"platform\": \"p\"}\n\n{\"test\": \"/b\"}\n{\"test\": \"/c\", \"status\": \"pass\"}\n";
+    let input = "{\"test\": \"/a\", \"status\": \"pass\", \"platform\": \"p\"}\n\n{\"status\": \"pass\"}\n{\"test\": \"/c\", \"status\": \"pass\"}\n";
     let o = aggregate(&["--output", out.to_str().unwrap()], input);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -253,7 +257,7 @@ fn bad_input_keeps_what_came_before() {
         err.starts_with("atex-aggregate: error: <stdin>:3:"),
         "{err}"
     );
-    assert!(err.contains("missing field `status`"), "{err}");
+    assert!(err.contains("missing field `test`"), "{err}");
     assert_eq!(
         read(&out.join("results.jsonl")),
         "[\"p\", \"pass\", \"/a\", null, [], null]\n"
@@ -287,4 +291,205 @@ fn results_of_one_run_share_a_name_and_reruns_count_up() {
         })
         .collect();
     assert_eq!(tests, ["/t", "/t", "/t (1)", "/t (1)", "/t (2)"]);
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A result without a status (absent or null, as ATEX 1.2 allows) is
+/// accepted, stored with a null status in both formats, and counts as not
+/// passed.
+#[test]
+fn a_result_without_status_is_stored_as_null() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = "{\"test\": \"/a\", \"platform\": \"p\", \"started\": \"S\"}\n\
+                 {\"test\": \"/b\", \"status\": null, \"note\": \"n\", \"platform\": \"p\", \"started\": \"S\"}\n\
+                 {\"test\": \"/c\", \"status\": \"pass\", \"platform\": \"p\", \"started\": \"S\"}\n";
+    let atex = tmp.path().join("atex");
+    let o = aggregate(&["--output", atex.to_str().unwrap()], input);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        read(&atex.join("results.jsonl")),
+        "[\"p\", null, \"/a\", null, [], null]\n\
+         [\"p\", null, \"/b\", null, [], \"n\"]\n\
+         [\"p\", \"pass\", \"/c\", null, [], null]\n"
+    );
+    let records = tmp.path().join("records");
+    let o = aggregate(
+        &["--output", records.to_str().unwrap(), "--format", "records"],
+        input,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let statuses: Vec<serde_json::Value> = read(&records.join("results.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            "pass".into()
+        ]
+    );
+    assert!(read(&records.join("results.jsonl")).contains("\"status\":null"));
+    // Not passed: a JUnit failure, and listed by summary.
+    assert!(read(&atex.join("junit.xml")).contains("tests=\"3\" failures=\"2\""));
+    let s = aggregate(&["summary", atex.to_str().unwrap()], "");
+    assert_eq!(s.status.code(), Some(1));
+    assert_eq!(
+        stdout(&s),
+        "p: 3 results: 2 (no status), 1 pass\n\
+         did not pass (2):\n\
+         \x20 (no status)  /a\n\
+         \x20 (no status)  /b: n\n\
+         verdict: some failed (exit 1)\n"
+    );
+    // --append reads the null back.
+    let o = aggregate(&["--output", atex.to_str().unwrap(), "--append"], "");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+}
+
+/// `summary` names the results that did not pass (status, test/subtest,
+/// note), at most 50, not only totals.
+#[test]
+fn summary_lists_what_did_not_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("store");
+    let mut input = String::new();
+    for i in 0..120 {
+        let (status, note) = match i % 2 {
+            0 => ("pass", "null".to_owned()),
+            _ => ("fail", format!("\"bad {i}\\nsecond line\"")),
+        };
+        input.push_str(&format!(
+            "{{\"test\": \"/t/{i}\", \"name\": \"sub\", \"status\": \"{status}\", \"note\": {note}, \"platform\": \"p\", \"started\": \"S\"}}\n"
+        ));
+    }
+    input.push_str("{\"test\": \"/skipped\", \"status\": \"skip\", \"platform\": \"p\"}\n");
+    input.push_str("{\"test\": \"/lost\", \"status\": \"infra\", \"note\": \"Interrupted(SIGINT)\", \"platform\": \"q\"}\n");
+    let o = aggregate(&["--output", out.to_str().unwrap()], &input);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let s = aggregate(&["summary", out.to_str().unwrap()], "");
+    assert_eq!(s.status.code(), Some(3));
+    let text = stdout(&s);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "p: 121 results: 60 pass, 60 fail, 1 skip",
+        "{text}"
+    );
+    assert_eq!(lines[1], "q: 1 result: 1 infra");
+    assert_eq!(lines[3], "did not pass (61):");
+    assert_eq!(lines[4], "  fail  /t/1/sub (on p): bad 1 second line");
+    assert_eq!(lines[53], "  fail  /t/99/sub (on p): bad 99 second line");
+    assert_eq!(
+        lines[54],
+        "  ... and 11 more (index.html in the store lists them all)"
+    );
+    assert_eq!(lines[55], "verdict: infrastructure failures (exit 3)");
+    assert!(!text.contains("/skipped"), "{text}");
+}
+
+/// After `--append`, JUnit's `<testsuite time>` counts the whole store,
+/// not only the newest batch (ATEX's lines carry no duration).
+#[test]
+fn append_keeps_the_junit_time_of_the_whole_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("store");
+    let line = |test: &str, duration: f64| {
+        format!(
+            "{{\"test\": \"{test}\", \"status\": \"pass\", \"platform\": \"p\", \"started\": \"S\", \"duration\": {duration}}}\n"
+        )
+    };
+    let o = aggregate(
+        &["--output", out.to_str().unwrap()],
+        &(line("/a", 1.25) + &line("/b", 1.25)),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        read(&out.join("junit.xml"))
+            .contains("tests=\"2\" failures=\"0\" errors=\"0\" skipped=\"0\" time=\"2.500\"")
+    );
+    let o = aggregate(
+        &["--output", out.to_str().unwrap(), "--append"],
+        &line("/c", 2.5),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let junit = read(&out.join("junit.xml"));
+    assert!(
+        junit.contains("<testsuites name=\"atex\" tests=\"3\" failures=\"0\" errors=\"0\" skipped=\"0\" time=\"5.000\">"),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<testsuite name=\"p\" id=\"0\" tests=\"3\" failures=\"0\" errors=\"0\" skipped=\"0\" time=\"5.000\">"),
+        "{junit}"
+    );
+}
+
+/// No Result record on stdin is not a pass: exit 4 and a message, unless
+/// --no-tests says otherwise; the empty store is written all the same,
+/// and `summary` of it follows the same rule.
+#[test]
+fn no_results_is_not_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("store");
+    let dir = out.to_str().unwrap();
+    let o = aggregate(&["--output", dir], "\n");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "atex-aggregate: error: no Result record on stdin; {dir} is an empty store (exit 4; --no-tests=pass or --no-tests=warn accepts it)\n"
+        )
+    );
+    assert_eq!(read(&out.join("results.jsonl")), "");
+    assert!(read(&out.join("junit.xml")).contains("tests=\"0\""));
+    assert!(out.join("index.html").is_file());
+
+    let s = aggregate(&["summary", dir], "");
+    assert_eq!(s.status.code(), Some(4));
+    assert_eq!(
+        stdout(&s),
+        "all: 0 results: none\nverdict: no results (exit 4)\n"
+    );
+    assert!(
+        stderr(&s).contains("holds no results (exit 4;"),
+        "{}",
+        stderr(&s)
+    );
+    let s = aggregate(&["summary", "--no-tests=warn", dir], "");
+    assert_eq!(s.status.code(), Some(0));
+    assert!(stderr(&s).starts_with("atex-aggregate: warning: the store in "));
+    assert_eq!(
+        stdout(&s),
+        "all: 0 results: none\nverdict: no results (exit 0)\n"
+    );
+    let s = aggregate(&["summary", "--no-tests=pass", dir], "");
+    assert_eq!((s.status.code(), stderr(&s)), (Some(0), String::new()));
+
+    // The choice, and a store that has earlier results: its verdict.
+    let o = aggregate(&["--output", dir, "--append", "--no-tests=pass"], "");
+    assert_eq!((o.status.code(), stderr(&o)), (Some(0), String::new()));
+    let failed = "{\"test\": \"/f\", \"status\": \"fail\", \"platform\": \"p\"}\n";
+    assert_eq!(
+        aggregate(&["--output", dir, "--append"], failed)
+            .status
+            .code(),
+        Some(1)
+    );
+    let o = aggregate(&["--output", dir, "--append"], "");
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("the store in ") && stderr(&o).contains(" keeps its 1 result (exit 4;"),
+        "{}",
+        stderr(&o)
+    );
+    let o = aggregate(&["--output", dir, "--append", "--no-tests=warn"], "");
+    assert_eq!(o.status.code(), Some(1), "the store's verdict");
+    assert!(stderr(&o).starts_with("atex-aggregate: warning: no Result record on stdin"));
 }
