@@ -11,10 +11,15 @@
 //! ```
 //!
 //! Every name that comes from a test (result names, file names, `testout`)
-//! goes through [`normalize`], so nothing is ever written outside the
+//! goes through [`confine`], so nothing is ever written outside the
 //! directory: leading `/` are stripped and `.` components dropped (as ATEX's
-//! `normpath(name.lstrip("/"))` does), `..` is resolved lexically and refused
-//! as soon as it would climb above its base, and NUL bytes are refused.
+//! `normpath(name.lstrip("/"))` does), `..` is resolved lexically and dropped
+//! where it would climb above its base (as ATEX's `normalize_path` drops
+//! `..`), and NUL bytes are refused. A test that names `/etc/x` or `../../x`
+//! thus gets its file stored as `etc/x` or `x` inside the directory, and its
+//! result stands, as in ATEX; [`needs_confining`] tells the caller to warn.
+//! Test names, which come from the Test records rather than from the test,
+//! go through the stricter [`normalize`], which refuses a climbing `..`.
 //! Names are bytes (STYLE.md rule 8): a name that is not UTF-8 is stored
 //! under exactly its bytes.
 //!
@@ -108,31 +113,79 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Arti
 /// assert!(normalize(b"a/../../x").is_err());
 /// ```
 pub fn normalize(name: &[u8]) -> Result<PathBuf, ArtifactsError> {
-    if name.contains(&0) {
-        return Err(ArtifactsError::Nul { name: lossy(name) });
+    let lexical = Lexical::of(name)?;
+    if lexical.climbed {
+        return Err(ArtifactsError::Escapes { name: lossy(name) });
     }
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for part in name.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                if parts.pop().is_none() {
-                    return Err(ArtifactsError::Escapes { name: lossy(name) });
-                }
-            }
-            _ => parts.push(part),
-        }
-    }
-    Ok(parts.iter().map(|p| OsStr::from_bytes(p)).collect())
+    Ok(lexical.path)
 }
 
-/// Like [`normalize`], for names that must name a file (not empty).
-pub fn normalize_file(name: &[u8]) -> Result<PathBuf, ArtifactsError> {
-    let path = normalize(name)?;
+/// Turn a name reported by a test into a relative path inside the directory
+/// it is relative to, as ATEX does: like [`normalize`], but a `..` that
+/// would climb above the directory is dropped instead of refused, so
+/// `../../x` and `a/../../x` are `x`; an empty path means the directory
+/// itself. Only NUL bytes are refused ([`ArtifactsError::Nul`]).
+///
+/// ```
+/// use atex_exec::artifacts::confine;
+/// use std::path::Path;
+/// assert_eq!(confine(b"/etc/passwd").unwrap(), Path::new("etc/passwd"));
+/// assert_eq!(confine(b"a/../../../x").unwrap(), Path::new("x"));
+/// assert_eq!(confine(b"..").unwrap(), Path::new(""));
+/// ```
+pub fn confine(name: &[u8]) -> Result<PathBuf, ArtifactsError> {
+    Ok(Lexical::of(name)?.path)
+}
+
+/// Like [`confine`], for names that must name a file (not empty).
+pub fn confine_file(name: &[u8]) -> Result<PathBuf, ArtifactsError> {
+    let path = confine(name)?;
     if path.as_os_str().is_empty() {
         return Err(ArtifactsError::Empty { name: lossy(name) });
     }
     Ok(path)
+}
+
+/// Whether [`confine`] changes where `name` points: it is absolute (leading
+/// `/`) or a `..` climbs above its directory. The caller warns then: the
+/// file is not where the test said. (`a/../b` and `./b` are not such names.)
+///
+/// ```
+/// use atex_exec::artifacts::needs_confining;
+/// assert!(needs_confining(b"/tmp/x") && needs_confining(b"a/../../x"));
+/// assert!(!needs_confining(b"a/../b") && !needs_confining(b"./b"));
+/// ```
+pub fn needs_confining(name: &[u8]) -> bool {
+    name.first() == Some(&b'/') || Lexical::of(name).is_ok_and(|l| l.climbed)
+}
+
+/// A name resolved lexically: its components without `.`, empty ones and
+/// the `..` that cancel a component before them.
+struct Lexical {
+    path: PathBuf,
+    /// Some `..` had no component before it to cancel (it was dropped).
+    climbed: bool,
+}
+
+impl Lexical {
+    fn of(name: &[u8]) -> Result<Lexical, ArtifactsError> {
+        if name.contains(&0) {
+            return Err(ArtifactsError::Nul { name: lossy(name) });
+        }
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut climbed = false;
+        for part in name.split(|&b| b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => climbed |= parts.pop().is_none(),
+                _ => parts.push(part),
+            }
+        }
+        Ok(Lexical {
+            path: parts.iter().map(|p| OsStr::from_bytes(p)).collect(),
+            climbed,
+        })
+    }
 }
 
 /// The artifacts directory of one test run.
@@ -146,10 +199,13 @@ pub fn normalize_file(name: &[u8]) -> Result<PathBuf, ArtifactsError> {
 /// log.write_all(b"hello\n").unwrap();
 /// let stored = tmp.path().join("tests/basic/files/sub/test/some/log");
 /// assert_eq!(std::fs::read(stored).unwrap(), b"hello\n");
-/// assert!(Artifacts::for_test(tmp.path(), "/tests/basic")
+/// // A name climbing out is kept inside: stored as `files/escape`.
+/// Artifacts::for_test(tmp.path(), "/tests/basic")
 ///     .unwrap()
 ///     .open_append(None, b"../../escape")
-///     .is_err());
+///     .unwrap();
+/// assert!(tmp.path().join("tests/basic/files/escape").is_file());
+/// assert!(!tmp.path().join("escape").exists());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifacts {
@@ -195,21 +251,21 @@ impl Artifacts {
         }
     }
 
-    /// The directory of a result's files: `A/files/<normalised name>`, or
+    /// The directory of a result's files: `A/files/<confined name>`, or
     /// `A/files` for the test itself (`None`). Nothing is created.
     pub fn result_dir(&self, result: Option<&[u8]>) -> Result<PathBuf, ArtifactsError> {
         let base = self.dir.join(FILES_DIR);
         Ok(match result {
-            Some(name) => base.join(normalize(name)?),
+            Some(name) => base.join(confine(name)?),
             None => base,
         })
     }
 
     /// Where the file `file` of result `result` is stored:
-    /// `A/files/<result name or .>/<file name>`, both names normalised.
-    /// Nothing is created.
+    /// `A/files/<result name or .>/<file name>`, both names confined
+    /// ([`confine`]). Nothing is created.
     pub fn file_path(&self, result: Option<&[u8]>, file: &[u8]) -> Result<PathBuf, ArtifactsError> {
-        Ok(self.result_dir(result)?.join(normalize_file(file)?))
+        Ok(self.result_dir(result)?.join(confine_file(file)?))
     }
 
     /// Open the file `file` of result `result` for writing at its end,
@@ -237,14 +293,14 @@ impl Artifacts {
     /// [`Artifacts::testout_path`]) as `A/files/<result name or .>/<name>`,
     /// so output written later still shows in the link. Fails with
     /// [`ArtifactsError::Exists`] if that name exists already. Returns the
-    /// normalised name, relative to the result's directory.
+    /// confined name, relative to the result's directory.
     pub fn link_testout(
         &self,
         source: &Path,
         result: Option<&[u8]>,
         name: &[u8],
     ) -> Result<PathBuf, ArtifactsError> {
-        let relative = normalize_file(name)?;
+        let relative = confine_file(name)?;
         let path = self.result_dir(result)?.join(&relative);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io_error("create directory", parent))?;
@@ -309,7 +365,7 @@ mod tests {
             Err(ArtifactsError::Nul { .. })
         ));
         assert!(matches!(
-            normalize_file(b"a/.."),
+            confine_file(b"a/.."),
             Err(ArtifactsError::Empty { .. })
         ));
         // Bytes that are not UTF-8 are kept as they are.
@@ -317,6 +373,32 @@ mod tests {
             normalize(b"x/\xff\xfe").unwrap().as_os_str().as_bytes(),
             b"x/\xff\xfe"
         );
+    }
+
+    #[test]
+    fn confinement_drops_what_climbs_out() {
+        let c = |s: &str| confine(s.as_bytes()).unwrap();
+        assert_eq!(c("../x"), Path::new("x"));
+        assert_eq!(c("/../../x"), Path::new("x"));
+        assert_eq!(c("a/../../b/./c"), Path::new("b/c"));
+        assert_eq!(c("a/b/../../.."), Path::new(""));
+        assert_eq!(c("/etc/passwd"), Path::new("etc/passwd"));
+        assert!(matches!(confine(b"a\0b"), Err(ArtifactsError::Nul { .. })));
+        assert!(matches!(
+            confine_file(b"../.."),
+            Err(ArtifactsError::Empty { .. })
+        ));
+        for (name, changed) in [
+            ("/x", true),
+            ("..", true),
+            ("a/../../x", true),
+            ("x/..", false),
+            ("a/../b", false),
+            ("./a", false),
+            ("a\0", false),
+        ] {
+            assert_eq!(needs_confining(name.as_bytes()), changed, "{name}");
+        }
     }
 
     #[test]
@@ -354,21 +436,22 @@ mod tests {
     fn confinement_never_writes_outside() {
         let tmp = tempfile::tempdir().unwrap();
         let a = Artifacts::create(tmp.path().join("A")).unwrap();
-        for (result, file) in [
-            (None, &b".."[..]),
-            (None, b"../x"),
-            (None, b"a/../../x"),
-            (Some(&b".."[..]), b"x"),
-            (Some(b"../.."), b"x"),
-            (Some(b"a/../../x"), b"y"),
+        // What names no file, or cannot be a name, is refused.
+        let refused: [(Option<&[u8]>, &[u8]); 5] = [
+            (None, b".."),
+            (Some(b"x"), b"../.."),
             (None, b"a\0b"),
             (Some(b"a\0"), b"b"),
             (None, b"/"),
-        ] {
+        ];
+        for (result, file) in refused {
             assert!(a.open_append(result, file).is_err(), "{result:?} {file:?}");
         }
-        // Absolute names are made relative, not refused.
+        // Absolute and climbing names are made relative and confined.
         a.open_append(Some(b"/abs"), b"/etc/passwd-like").unwrap();
+        a.open_append(None, b"../x").unwrap();
+        a.open_append(Some(b"../.."), b"a/../../y").unwrap();
+        a.open_append(Some(b"a/../../r"), b"../../../z").unwrap();
         assert_eq!(
             tree(tmp.path()),
             [
@@ -376,10 +459,15 @@ mod tests {
                 "A/files",
                 "A/files/abs",
                 "A/files/abs/etc",
-                "A/files/abs/etc/passwd-like"
+                "A/files/abs/etc/passwd-like",
+                "A/files/r",
+                "A/files/r/z",
+                "A/files/x",
+                "A/files/y",
             ]
             .map(PathBuf::from)
         );
+        // Test names come from records, not from the test: still refused.
         assert!(Artifacts::for_test(tmp.path(), "/../x").is_err());
     }
 
@@ -404,7 +492,10 @@ mod tests {
             .link_testout(&a.testout_path(), Some(b"sub"), b"out.txt")
             .unwrap_err();
         assert_eq!(err.to_string(), "file 'out.txt' already exists");
-        assert!(a.link_testout(&a.testout_path(), None, b"../x").is_err());
+        let name = a.link_testout(&a.testout_path(), None, b"../x").unwrap();
+        assert_eq!(name, Path::new("x"));
+        assert!(tmp.path().join("t/files/x").is_file());
+        assert!(a.link_testout(&a.testout_path(), None, b"..").is_err());
     }
 
     fn component() -> impl Strategy<Value = Vec<u8>> {

@@ -3,16 +3,17 @@
 //! and the exit code.
 
 use std::io::{self, BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use atex_shared::cli::NoTests;
 use atex_shared::exit;
 use atex_shared::jsonl;
-use atex_shared::records::{Machine, Test, TestResult};
+use atex_shared::records::{Connection, Machine, Test, TestResult};
 use clap::Parser;
 
 use crate::reporter::{ResultView, Sink};
-use crate::session::{self, Interrupt, ResultSink, SessionConfig};
+use crate::session::{self, Interrupt, Progress, ResultSink, SessionConfig, Summary};
 
 /// Run test records on one machine and stream result records, storing artifacts.
 ///
@@ -21,28 +22,51 @@ use crate::session::{self, Interrupt, ResultSink, SessionConfig};
 /// records on stdout as they happen; test output and uploaded files go under
 /// the artifacts directory, one directory per test.
 ///
-/// Exit code: 0 all passed, 1 some test failed (fail, error, warn), 3 some
-/// test was infra, 2 bad input (nothing is started), 130/143 interrupted
-/// by SIGINT/SIGTERM (the running test is killed and reported infra).
+/// Progress goes to stderr, one line when a test starts and one when it
+/// ends (status, duration); `--quiet` keeps only warnings and errors.
+///
+/// Exit code: 0 all passed, 1 some test failed (fail, error, warn, or a
+/// result without a status), 3 some test was infra, 2 bad input (nothing
+/// is started), 4 no test records on stdin (see --no-tests), 130/143
+/// interrupted by SIGINT/SIGTERM (the running test is stopped and reported
+/// infra, the tests after it are not run).
+///
+/// The artifacts directory must be empty or missing: each test's directory
+/// holds one run only (use one directory per run).
 ///
 /// Examples:
 ///     atex-discover tests --root . --plan /plans/ci \
-///       | atex-exec --machine '{"id":"local","provisioner":"local","connection":{"kind":"local"}}'
-/// With a Machine record in a file and a platform name:
+///       | atex-exec --machine local --artifacts out/
+/// With a Machine record from atex-provision, in a file, and a platform name:
+///     atex-provision ssh --host vm1 > machines.jsonl
 ///     atex-discover tests --root . \
-///       | atex-exec --machine @machine.json --artifacts out/ --platform fedora-41@x86_64
+///       | atex-exec --machine @machines.jsonl --artifacts out/ --platform fedora-41@x86_64
+/// With the record itself:
+///     atex-discover tests --root . \
+///       | atex-exec --machine '{"id":"local","provisioner":"local","connection":{"kind":"local"}}'
 #[derive(Debug, Parser)]
 #[command(name = "atex-exec", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// The Machine record to run on: JSON, or @FILE to read it from FILE.
-    #[arg(long, value_name = "JSON|@FILE")]
+    /// The machine to run on: a Machine record (JSON), `local` (this
+    /// machine), or @FILE (a file holding one Machine record, such as a
+    /// line of atex-provision's output).
+    #[arg(long, value_name = "JSON|local|@FILE")]
     pub machine: String,
     /// Where test files are stored: one directory per test, named after it.
+    /// It must be empty or missing.
     #[arg(long, value_name = "DIR", default_value = "artifacts")]
     pub artifacts: PathBuf,
-    /// The platform results are reported for [default: the machine's].
+    /// The platform results are reported for [default: the machine's
+    /// platform, else its provisioner, else its id].
     #[arg(long, value_name = "NAME")]
     pub platform: Option<String>,
+    /// What zero Test records on stdin is: `fail` (exit 4), `warn` or
+    /// `pass` (exit 0).
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t)]
+    pub no_tests: NoTests,
+    /// No progress lines on stderr (warnings and errors still show).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// A bad input: printed as `atex-exec: error: ...`, exit 2.
@@ -70,6 +94,33 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
+    /// `--machine` is neither JSON nor one of the shorthands.
+    #[error(
+        "--machine {given:?}: a Machine record (JSON) is expected, or `local` \
+         (this machine), or @FILE (a file holding one Machine record, e.g. a line \
+         of `atex-provision ... > machines.jsonl`)"
+    )]
+    NotAMachine {
+        /// What was given.
+        given: String,
+    },
+    /// The artifacts directory holds something already.
+    #[error(
+        "artifacts directory '{path}' is not empty (an earlier run?); remove it or choose another"
+    )]
+    ArtifactsNotEmpty {
+        /// The directory as given.
+        path: String,
+    },
+    /// The artifacts directory cannot be used (not a directory, unreadable).
+    #[error("cannot use artifacts directory '{path}': {source}")]
+    Artifacts {
+        /// The directory as given.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// A stdin line is not a Test record.
     #[error(transparent)]
     Input(#[from] jsonl::ReadError),
@@ -82,15 +133,21 @@ pub struct Config {
     pub session: SessionConfig,
     /// The tests, in input order.
     pub tests: Vec<Test>,
+    /// What an empty input is.
+    pub no_tests: NoTests,
+    /// No progress lines on stderr.
+    pub quiet: bool,
 }
 
 impl Config {
     /// Validate `cli` and read every Test record from `input` (named
-    /// `<stdin>` in errors); nothing is started.
+    /// `<stdin>` in errors); nothing is started. The artifacts directory is
+    /// checked before the input is read.
     pub fn new(cli: Cli, input: impl BufRead) -> Result<Config, ConfigError> {
         let machine = parse_machine(&cli.machine)?;
+        check_artifacts(&cli.artifacts)?;
         let tests = jsonl::Reader::<_, Test>::new(input, "<stdin>").collect::<Result<_, _>>()?;
-        let platform = cli.platform.unwrap_or_else(|| machine.platform.clone());
+        let platform = platform(cli.platform, &machine);
         Ok(Config {
             session: SessionConfig {
                 machine,
@@ -98,7 +155,48 @@ impl Config {
                 artifacts: absolute(cli.artifacts),
             },
             tests,
+            no_tests: cli.no_tests,
+            quiet: cli.quiet,
         })
+    }
+}
+
+/// The platform results carry: `--platform`, else the machine's, else its
+/// provisioner, else its id; never empty, because an empty platform merges
+/// every machine's results under one nameless platform in a store.
+fn platform(given: Option<String>, machine: &Machine) -> String {
+    [
+        given.as_deref(),
+        Some(machine.platform.as_str()),
+        Some(machine.provisioner.as_str()),
+        Some(machine.id.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| !p.is_empty())
+    .unwrap_or("unknown")
+    .to_owned()
+}
+
+/// Refuse an artifacts directory that holds anything: a test's directory
+/// must hold that run only (an earlier run's uploaded files would be
+/// appended to, its outputs would block the new links). Missing is fine.
+fn check_artifacts(dir: &Path) -> Result<(), ConfigError> {
+    let path = || dir.display().to_string();
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(Ok(_)) => Err(ConfigError::ArtifactsNotEmpty { path: path() }),
+            Some(Err(source)) => Err(ConfigError::Artifacts {
+                path: path(),
+                source,
+            }),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ConfigError::Artifacts {
+            path: path(),
+            source,
+        }),
     }
 }
 
@@ -107,7 +205,18 @@ fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
 
+/// The Machine record `--machine` names: `local`, @FILE or JSON.
 fn parse_machine(arg: &str) -> Result<Machine, ConfigError> {
+    if arg == "local" {
+        // As atex-provision local makes it, with the id people would write.
+        return Ok(Machine {
+            id: "local".to_owned(),
+            provisioner: "local".to_owned(),
+            connection: Connection::Local,
+            platform: String::new(),
+            release: serde_json::Value::Null,
+        });
+    }
     let (source_name, text) = match arg.strip_prefix('@') {
         Some(path) => {
             let text =
@@ -117,26 +226,67 @@ fn parse_machine(arg: &str) -> Result<Machine, ConfigError> {
                 })?;
             (path.to_owned(), text)
         }
+        // Not JSON at all (a typo, a host name, an empty `$(...)`): say
+        // what is expected rather than where the JSON broke.
+        None if !arg.trim_start().starts_with('{') => {
+            return Err(ConfigError::NotAMachine {
+                given: arg.to_owned(),
+            });
+        }
         None => ("--machine".to_owned(), arg.to_owned()),
     };
-    serde_json::from_str(&text).map_err(|e| {
-        let message = e.to_string();
-        let message = match message.rfind(" at line ") {
-            Some(i) => message.get(..i).unwrap_or(&message).to_owned(),
-            None => message,
-        };
-        ConfigError::Machine {
-            source_name,
-            line: e.line().max(1),
-            column: e.column().max(1),
-            message,
+    let location = |offset: usize| {
+        let before = text.get(..offset).unwrap_or(&text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    };
+    let mut records = serde_json::Deserializer::from_str(&text).into_iter::<Machine>();
+    let machine = match records.next() {
+        Some(Ok(machine)) => machine,
+        Some(Err(e)) => {
+            let message = e.to_string();
+            let message = match message.rfind(" at line ") {
+                Some(i) => message.get(..i).unwrap_or(&message).to_owned(),
+                None => message,
+            };
+            return Err(ConfigError::Machine {
+                source_name,
+                line: e.line().max(1),
+                column: e.column().max(1),
+                message,
+            });
         }
-    })
+        None => {
+            let (line, column) = location(text.len());
+            return Err(ConfigError::Machine {
+                source_name,
+                line,
+                column,
+                message: "no Machine record".to_owned(),
+            });
+        }
+    };
+    // A file of several records (all of atex-provision's output): which
+    // machine was meant is not ours to guess.
+    let rest = text.get(records.byte_offset()..).unwrap_or_default();
+    if let Some(extra) = rest.find(|c: char| !c.is_whitespace()) {
+        let (line, column) = location(records.byte_offset() + extra);
+        return Err(ConfigError::Machine {
+            source_name,
+            line,
+            column,
+            message: "more than one Machine record; give one (e.g. `head -n1 FILE`)".to_owned(),
+        });
+    }
+    Ok(machine)
 }
 
-/// Writes results on stdout; warnings go to stderr.
+/// Writes results on stdout; warnings and progress go to stderr.
 struct Stdout<W: Write> {
     writer: jsonl::Writer<W>,
+    /// No progress lines.
+    quiet: bool,
 }
 
 impl<W: Write> Stdout<W> {
@@ -180,6 +330,78 @@ impl<W: Write> ResultSink for Stdout<W> {
     fn is_closed(&self) -> bool {
         self.writer.is_closed()
     }
+
+    fn progress(&mut self, event: Progress<'_>) {
+        if let Progress::NotRun { .. } = event {
+            // An error, not progress: shown even with --quiet.
+        } else if self.quiet {
+            return;
+        }
+        eprintln!("{}", progress_line(&event));
+    }
+}
+
+/// The stderr line of a progress event, e.g. `atex-exec: [3/10] /tests/foo
+/// started` or `atex-exec: /tests/foo: fail (1.2 s)`.
+pub fn progress_line(event: &Progress<'_>) -> String {
+    match *event {
+        Progress::Started { index, total, test } => {
+            format!("atex-exec: [{index}/{total}] {test} started")
+        }
+        Progress::Ended {
+            test,
+            status,
+            note,
+            duration,
+            results,
+            not_passed,
+        } => {
+            let mut line = format!(
+                "atex-exec: {test}: {} ({:.1} s",
+                status.unwrap_or("no status"),
+                duration.as_secs_f64()
+            );
+            if results > 1 {
+                line.push_str(&format!(", {results} results"));
+                if not_passed > 0 {
+                    line.push_str(&format!(", {not_passed} not passed"));
+                }
+            }
+            line.push(')');
+            // Why it did not pass, when the result says (one line of it).
+            if !matches!(status, Some("pass" | "info" | "skip"))
+                && let Some(note) = note.and_then(|n| n.lines().next())
+                && !note.is_empty()
+            {
+                let cut: String = note.chars().take(200).collect();
+                line.push_str(": ");
+                line.push_str(&cut);
+            }
+            line
+        }
+        Progress::NotRun { tests, why } => format!(
+            "atex-exec: error: {why}: {tests} test{} recorded as infra without running",
+            if tests == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// The one line an interrupted run ends with, saying what was done.
+pub fn interrupted_line(signal: &str, summary: &Summary) -> String {
+    let stopped = match &summary.stopped {
+        Some(test) => format!("test {test} stopped and recorded as infra"),
+        None => "no test was running".to_owned(),
+    };
+    let n = summary.not_run;
+    let cleaned = if summary.cleaned_up {
+        "; cleaned up"
+    } else {
+        ""
+    };
+    format!(
+        "atex-exec: interrupted ({signal}): {stopped}, {n} test{} not run{cleaned}",
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// Run a validated configuration; returns the exit code.
@@ -198,16 +420,24 @@ pub fn run(config: Config) -> u8 {
         // Batched: one test may report a million results; the run loop
         // flushes after every chunk of the control stream it handled.
         writer: jsonl::Writer::batched(io::stdout()),
+        quiet: config.quiet,
     };
     let summary = runtime.block_on(async {
         let interrupt: Interrupt<'_> =
             Box::pin(async { atex_shared::cli::interrupted().await.name().to_owned() });
         session::run(&config.session, config.tests, &mut out, interrupt).await
     });
+    // The interrupted test's record is out before the line that says so.
     out.flush();
     match summary.interrupted.as_deref() {
-        Some("SIGTERM") => exit::SIGTERM,
-        Some(_) => exit::SIGINT,
+        Some(signal) => {
+            eprintln!("{}", interrupted_line(signal, &summary));
+            if signal == "SIGTERM" {
+                exit::SIGTERM
+            } else {
+                exit::SIGINT
+            }
+        }
         None => summary.exit_code(),
     }
 }
@@ -225,6 +455,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::INVALID);
         }
     };
+    if config.tests.is_empty() {
+        // Nothing is connected or set up for an empty input.
+        let what = "no test records on stdin (did atex-discover select no test?)";
+        return ExitCode::from(config.no_tests.report("atex-exec", what));
+    }
     ExitCode::from(run(config))
 }
 
@@ -254,11 +489,122 @@ mod tests {
     }
 
     #[test]
+    fn machine_shorthands() {
+        let local = parse_machine("local").expect("local");
+        assert_eq!(
+            (local.id.as_str(), local.connection),
+            ("local", Connection::Local)
+        );
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let one = tmp.path().join("one.json");
+        std::fs::write(&one, format!("{LOCAL}\n")).expect("write");
+        let machine = parse_machine(&format!("@{}", one.display())).expect("@FILE");
+        assert_eq!(machine.id, "local");
+        // atex-provision's output with two machines: which one is meant?
+        let two = tmp.path().join("two.jsonl");
+        std::fs::write(&two, format!("{LOCAL}\n{LOCAL}\n")).expect("write");
+        let err = parse_machine(&format!("@{}", two.display())).expect_err("two");
+        let text = err.to_string();
+        assert!(text.contains("two.jsonl:2:1: more than one"), "{text}");
+        for bad in ["", "localhost", "vm1.example.com", "@"] {
+            let err = parse_machine(bad).expect_err("not a machine");
+            assert!(!matches!(err, ConfigError::Machine { .. }), "{bad}: {err}");
+        }
+        let err = parse_machine("lcoal").expect_err("typo").to_string();
+        assert!(
+            err.contains("Machine record (JSON) is expected") && err.contains("`local`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn platform_is_never_empty() {
+        let mut machine = parse_machine(LOCAL).expect("machine");
+        assert_eq!(platform(None, &machine), "local");
+        assert_eq!(platform(Some(String::new()), &machine), "local");
+        assert_eq!(platform(Some("f41".into()), &machine), "f41");
+        machine.provisioner.clear();
+        machine.id = "vm1".into();
+        assert_eq!(platform(None, &machine), "vm1");
+        machine.platform = "fedora-41@x86_64".into();
+        assert_eq!(platform(None, &machine), "fedora-41@x86_64");
+    }
+
+    #[test]
+    fn artifacts_must_be_empty_or_missing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        assert!(check_artifacts(&tmp.path().join("missing")).is_ok());
+        assert!(check_artifacts(tmp.path()).is_ok());
+        std::fs::create_dir(tmp.path().join("tests")).expect("mkdir");
+        let err = check_artifacts(tmp.path()).expect_err("not empty");
+        assert!(
+            err.to_string()
+                .ends_with("is not empty (an earlier run?); remove it or choose another"),
+            "{err}"
+        );
+        let file = tmp.path().join("tests/file");
+        std::fs::write(&file, "").expect("write");
+        assert!(matches!(
+            check_artifacts(&file),
+            Err(ConfigError::Artifacts { .. })
+        ));
+    }
+
+    #[test]
+    fn progress_lines() {
+        let line = progress_line(&Progress::Started {
+            index: 3,
+            total: 10,
+            test: "/tests/foo",
+        });
+        assert_eq!(line, "atex-exec: [3/10] /tests/foo started");
+        let ended = |status, results, not_passed| {
+            progress_line(&Progress::Ended {
+                test: "/t",
+                status,
+                note: Some("TestAbortedError(test duration timeout reached)\nmore"),
+                duration: std::time::Duration::from_millis(1234),
+                results,
+                not_passed,
+            })
+        };
+        assert_eq!(ended(Some("pass"), 1, 0), "atex-exec: /t: pass (1.2 s)");
+        assert_eq!(
+            ended(Some("infra"), 1, 1),
+            "atex-exec: /t: infra (1.2 s): TestAbortedError(test duration timeout reached)"
+        );
+        assert!(
+            ended(None, 3, 2)
+                .starts_with("atex-exec: /t: no status (1.2 s, 3 results, 2 not passed): ")
+        );
+        let mut summary = Summary {
+            stopped: Some("/x".into()),
+            not_run: 3,
+            cleaned_up: true,
+            ..Summary::default()
+        };
+        assert_eq!(
+            interrupted_line("SIGINT", &summary),
+            "atex-exec: interrupted (SIGINT): test /x stopped and recorded as infra, 3 tests not run; cleaned up"
+        );
+        summary.stopped = None;
+        summary.not_run = 1;
+        summary.cleaned_up = false;
+        assert_eq!(
+            interrupted_line("SIGTERM", &summary),
+            "atex-exec: interrupted (SIGTERM): no test was running, 1 test not run"
+        );
+    }
+
+    #[test]
     fn defaults() {
         let config = Config::new(cli(LOCAL), &b""[..]).expect("config");
         assert!(config.session.artifacts.is_absolute());
         assert!(config.session.artifacts.ends_with("artifacts"));
         assert_eq!(config.session.machine.id, "local");
+        assert_eq!(config.session.platform, "local");
+        assert_eq!(config.no_tests, NoTests::Fail);
+        assert!(!config.quiet);
         assert!(config.tests.is_empty());
     }
 }

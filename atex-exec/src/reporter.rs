@@ -31,14 +31,15 @@
 //!   as reported. The output is linked as `output.txt` unless the test
 //!   already linked that name for itself, in which case the new result just
 //!   lists it (the hard link already holds the whole output).
-//! - `files` names are stored normalised ([`crate::artifacts::normalize`]),
-//!   so they name the files on disk; `..` escaping a result's directory,
-//!   and NUL bytes, are refused as bad report JSON instead of being written
-//!   outside the artifacts.
+//! - `files` names are stored confined ([`crate::artifacts::confine`]), so
+//!   they name the files on disk: a leading `/` is dropped and so is a `..`
+//!   that would climb out of the result's directory (as ATEX), with a
+//!   warning to the [`Sink`] (at most [`CONFINED_WARNINGS`] per test run);
+//!   the result stands. NUL bytes are bad report JSON.
 //! - `name`, `status`, `note` and `testout` must be strings (or null);
 //!   anything else is bad report JSON, because the record has typed fields.
-//!   A result without `status` gets the empty string: the record needs one,
-//!   and atex does not invent a verdict.
+//!   A result without `status` keeps it absent: the record's `status` is
+//!   `null`, as ATEX 1.2 writes it (atex does not invent a verdict).
 //! - Keys that the executor sets itself (`test`, `platform`, `machine`,
 //!   `artifacts`, `exit_code`, `started`, `duration`, `attempt`) cannot also
 //!   be custom keys of one record; the executor's value wins and a warning
@@ -57,7 +58,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::artifacts::{Artifacts, ArtifactsError, normalize_file};
+use crate::artifacts::{Artifacts, ArtifactsError, confine_file, needs_confining};
 
 /// A result's top-level JSON object as decoded from the control stream, key
 /// order kept.
@@ -71,6 +72,10 @@ pub type JsonMap = IndexMap<String, Value, foldhash::fast::FixedState>;
 /// The file name the test output is linked as when the test does not choose
 /// one (the fallback's `testout`).
 pub const DEFAULT_TESTOUT: &str = "output.txt";
+
+/// How many "name confined" warnings one test run gives at most; the rest
+/// are counted in one last warning (a test may report a million results).
+pub const CONFINED_WARNINGS: usize = 10;
 
 /// Record fields the executor fills in; a test cannot report them as custom
 /// keys.
@@ -186,7 +191,7 @@ pub struct ResultView<'a> {
     /// See [`TestResult::name`].
     pub name: Option<&'a str>,
     /// See [`TestResult::status`].
-    pub status: &'a str,
+    pub status: Option<&'a str>,
     /// See [`TestResult::note`].
     pub note: Option<&'a str>,
     /// See [`TestResult::files`].
@@ -271,7 +276,7 @@ impl ResultView<'_> {
         out.extend_from_slice(&rendered.head);
         serde_json::to_writer(&mut *out, &self.name)?;
         out.extend_from_slice(b",\"status\":");
-        serde_json::to_writer(&mut *out, self.status)?;
+        serde_json::to_writer(&mut *out, &self.status)?;
         out.extend_from_slice(b",\"note\":");
         serde_json::to_writer(&mut *out, &self.note)?;
         out.extend_from_slice(b",\"files\":");
@@ -296,7 +301,7 @@ impl ResultView<'_> {
         TestResult {
             test: self.test.to_owned(),
             name: self.name.map(str::to_owned),
-            status: Some(self.status.to_owned()),
+            status: self.status.map(str::to_owned),
             note: self.note.map(str::to_owned),
             files: self.files.to_vec(),
             platform: self.platform.to_owned(),
@@ -409,6 +414,8 @@ pub struct Reporter<S> {
     exit_code: Option<i32>,
     /// The shared fields' JSON (`None` when they cannot be JSON).
     rendered: Option<Rendered>,
+    /// Names confined so far (for [`CONFINED_WARNINGS`]).
+    confined: usize,
     sink: S,
 }
 
@@ -426,6 +433,7 @@ impl<S: Sink> Reporter<S> {
             nameless_result_seen: false,
             linked: HashSet::new(),
             exit_code: None,
+            confined: 0,
             sink,
         }
     }
@@ -481,11 +489,31 @@ impl<S: Sink> Reporter<S> {
         check_string(status, "status")?;
         check_string(note, "note")?;
         check_string(testout, "testout")?;
-        if testout.and_then(Value::as_str) == Some("") {
+        let testout = testout.and_then(Value::as_str);
+        if testout == Some("") {
             return Err(bad("'testout' specified, but empty"));
         }
+        // Names the test points outside its directory with are kept inside
+        // (as ATEX), but not silently. Checked here, once per reported
+        // name: the files were written already, under the same names.
+        let mut confined = Vec::new();
+        let has_testout = testout.is_some();
+        if let Some(testout) = testout
+            && needs_confining(testout.as_bytes())
+        {
+            confined.push(testout.to_owned());
+        }
+        if let Some(name) = &name
+            && (has_files || has_testout)
+            && needs_confining(name.as_bytes())
+        {
+            confined.push(name.clone());
+        }
         if has_files && let Some(files) = result.get_mut("files") {
-            *files = file_names(files)?;
+            *files = file_names(files, &mut confined)?;
+        }
+        if !confined.is_empty() {
+            self.warn_confined(name.as_deref(), confined);
         }
         let partial = has_partial && result.shift_remove("partial").is_some_and(|v| truthy(&v));
         if partial {
@@ -582,7 +610,7 @@ impl<S: Sink> Reporter<S> {
             Some(Value::String(s)) => Some(s),
             _ => None,
         };
-        let status = string(status).unwrap_or_default();
+        let status = string(status);
         let note = string(note);
         for key in dropped {
             self.sink.warning(format!(
@@ -593,7 +621,7 @@ impl<S: Sink> Reporter<S> {
         let record = ResultView {
             test: &self.context.test,
             name: name.as_deref(),
-            status: &status,
+            status: status.as_deref(),
             note: note.as_deref(),
             files: &files,
             platform: &self.context.platform,
@@ -608,6 +636,29 @@ impl<S: Sink> Reporter<S> {
         };
         self.sink.result_view(record);
         Ok(())
+    }
+
+    /// Warn that `names` (of result `result`) were confined, within
+    /// [`CONFINED_WARNINGS`] per run.
+    fn warn_confined(&mut self, result: Option<&str>, names: Vec<String>) {
+        for original in names {
+            self.confined += 1;
+            if self.confined > CONFINED_WARNINGS {
+                continue;
+            }
+            let stored = confine_file(original.as_bytes())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut message = format!(
+                "result {}: the name '{original}' points outside the test's artifacts \
+                 directory; kept inside it as '{stored}'",
+                self.display_name(result)
+            );
+            if self.confined == CONFINED_WARNINGS {
+                message.push_str(" (further such names of this test are not reported)");
+            }
+            self.sink.warning(message);
+        }
     }
 
     fn display_name(&self, name: Option<&str>) -> String {
@@ -744,8 +795,9 @@ fn check_string(value: Option<&Value>, key: &str) -> Result<(), ReportError> {
     }
 }
 
-/// The `files` of a result as a list of unique normalised names.
-fn file_names(files: &Value) -> Result<Value, ReportError> {
+/// The `files` of a result as a list of unique confined names; the names
+/// that confining changed are added to `confined`.
+fn file_names(files: &Value, confined: &mut Vec<String>) -> Result<Value, ReportError> {
     let entries = match files {
         Value::Null => return Ok(Value::Null),
         Value::Array(entries) => entries,
@@ -761,7 +813,10 @@ fn file_names(files: &Value) -> Result<Value, ReportError> {
             },
             _ => return Err(bad(format!("file entry missing 'name': {entry}"))),
         };
-        let normal = normalize_file(name.as_bytes())?;
+        let normal = confine_file(name.as_bytes())?;
+        if needs_confining(name.as_bytes()) {
+            confined.push(name.clone());
+        }
         let normal = Value::String(normal.to_string_lossy().into_owned());
         if !names.contains(&normal) {
             names.push(normal);
@@ -922,7 +977,7 @@ mod tests {
             let view = ResultView {
                 test: &context.test,
                 name,
-                status: "pass",
+                status: (name != Some("")).then_some("pass"),
                 note,
                 files: &files,
                 platform: &context.platform,
@@ -1357,16 +1412,14 @@ mod tests {
     }
 
     #[test]
-    fn confinement_and_types_are_bad_report_json() {
+    fn types_and_nul_are_bad_report_json() {
         let (run, mut reporter) = setup();
         for bad in [
-            json!({"files": ["../x"]}),
-            json!({"files": ["a/../../x"]}),
             json!({"files": ["a\u{0}b"]}),
             json!({"files": [{"length": 1}]}),
             json!({"files": "log"}),
-            json!({"testout": "../escape"}),
-            json!({"name": "../..", "testout": "x"}),
+            json!({"files": [".."]}),
+            json!({"testout": "a/.."}),
             json!({"name": 3}),
             json!({"status": 1}),
             json!({"note": ["x"]}),
@@ -1376,17 +1429,116 @@ mod tests {
         }
         let sink = reporter.finish(&exited(0));
         assert_eq!(sink.results.len(), 1);
-        let parent = run.artifacts.dir().parent().unwrap();
-        let outside: Vec<_> = fs::read_dir(parent.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(outside, ["tests"]);
+        assert!(sink.warnings.is_empty(), "{:?}", sink.warnings);
         let inside: Vec<_> = fs::read_dir(run.artifacts.dir().join("files"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(inside, ["output.txt"]);
+    }
+
+    /// As ATEX: names pointing outside are kept inside the test's
+    /// directory and the result stands, with a warning each.
+    #[test]
+    fn names_climbing_out_are_confined_with_a_warning() {
+        let (run, mut reporter) = setup();
+        for good in [
+            json!({"name": "a", "status": "pass", "files": ["../x", "a/../../y", "ok/../z"]}),
+            json!({"name": "b", "status": "pass", "testout": "../escape"}),
+            json!({"name": "../..", "status": "pass", "testout": "out"}),
+            json!({"name": "c", "status": "pass", "files": ["/abs/f"]}),
+        ] {
+            reporter.report(obj(good)).unwrap();
+        }
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(
+            summary(&sink.results),
+            [
+                (Some("a"), "pass", None, vec!["x", "y", "z"]),
+                (Some("b"), "pass", None, vec!["escape"]),
+                (Some("../.."), "pass", None, vec!["out"]),
+                (Some("c"), "pass", None, vec!["abs/f"]),
+                (None, "pass", None, vec!["output.txt"]),
+            ]
+        );
+        // "ok/../z" stays inside: no warning for it.
+        assert_eq!(sink.warnings.len(), 5, "{:?}", sink.warnings);
+        assert!(
+            sink.warnings[0].contains("'../x'") && sink.warnings[0].contains("as 'x'"),
+            "{:?}",
+            sink.warnings
+        );
+        assert!(run.artifacts.dir().join("files/b/escape").is_file());
+        assert!(run.artifacts.dir().join("files/out").is_file());
+        // Nothing beside the test's directory.
+        let root = run.artifacts.dir().parent().unwrap().parent().unwrap();
+        let outside: Vec<_> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(outside, ["tests"]);
+        let beside: Vec<_> = fs::read_dir(root.join("tests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(beside, ["basic"]);
+    }
+
+    #[test]
+    fn confined_warnings_are_capped() {
+        let (_run, mut reporter) = setup();
+        for i in 0..3 * CONFINED_WARNINGS {
+            reporter
+                .report(obj(json!({"name": format!("s{i}"), "files": ["/f"]})))
+                .unwrap();
+        }
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(sink.warnings.len(), CONFINED_WARNINGS);
+        assert!(sink.warnings[CONFINED_WARNINGS - 1].contains("not reported"));
+    }
+
+    /// ATEX 1.2 keeps a result without a status as `null`.
+    #[test]
+    fn a_result_without_status_keeps_it_null() {
+        let (_run, mut reporter) = setup();
+        reporter.report(obj(json!({"name": "sub"}))).unwrap();
+        reporter.report(obj(json!({}))).unwrap();
+        let sink = reporter.finish(&exited(0));
+        assert_eq!(sink.results.len(), 2, "no fallback after a nameless result");
+        for result in &sink.results {
+            assert_eq!(result.status, None);
+            let line = serde_json::to_value(result).unwrap();
+            assert_eq!(line["status"], Value::Null);
+        }
+    }
+
+    /// The fast path writes `"status":null` too.
+    #[test]
+    fn write_json_of_a_missing_status_is_null() {
+        let context = ResultContext::default();
+        let dir = Path::new("/a");
+        let rendered = Rendered::new(&context, dir).expect("renders");
+        let extra = IndexMap::new();
+        let view = ResultView {
+            test: "/t",
+            name: None,
+            status: None,
+            note: None,
+            files: &[],
+            platform: "p",
+            machine: "m",
+            artifacts: dir,
+            exit_code: None,
+            started: "",
+            duration: 0.0,
+            attempt: 0,
+            extra: &extra,
+            rendered: Some(&rendered),
+        };
+        let mut fast = Vec::new();
+        view.write_json(&mut fast).unwrap();
+        let text = String::from_utf8(fast).unwrap();
+        assert!(text.contains(r#""status":null"#), "{text}");
     }
 
     #[test]

@@ -25,6 +25,11 @@
 //!
 //! A failed finish phase or cleanup has no test to be reported on; it is
 //! a warning on stderr.
+//!
+//! For people watching, the session also tells its [`ResultSink`] what it
+//! is doing ([`Progress`]): a test starts, a test ended (the status of its
+//! own last result), the machine is lost. These come once per test, never
+//! per result, so they cost nothing next to a test's million results.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -45,15 +50,63 @@ use crate::run::{self, Counters, RunEnd, TestRun};
 use crate::wrapper::WrapperFlags;
 
 /// Where results go: a [`Sink`] that can also say the reader went away
-/// (then no further test is started).
+/// (then no further test is started) and hear about the run's progress.
 pub trait ResultSink: Sink {
     /// Whether results can still be delivered.
     fn is_closed(&self) -> bool {
         false
     }
+
+    /// Take a progress event (the command line prints it on stderr);
+    /// ignored unless implemented.
+    fn progress(&mut self, event: Progress<'_>) {
+        let _ = event;
+    }
+}
+
+/// What a session is doing, for people (see [`ResultSink::progress`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Progress<'a> {
+    /// A test starts: the `index`-th (from 1) of the `total` tests read.
+    Started {
+        /// 1-based position in the run.
+        index: usize,
+        /// How many tests the session has.
+        total: usize,
+        /// The test's name.
+        test: &'a str,
+    },
+    /// A test that started has ended.
+    Ended {
+        /// The test's name.
+        test: &'a str,
+        /// The status of the test's own last result: its verdict (`None`
+        /// when that result had no status).
+        status: Option<&'a str>,
+        /// The note of that result.
+        note: Option<&'a str>,
+        /// From start to end, setup included.
+        duration: Duration,
+        /// How many results the test gave (its own and its subresults').
+        results: usize,
+        /// How many of them are not `pass`, `info` or `skip`.
+        not_passed: usize,
+    },
+    /// Tests are reported `infra` without running: the machine is lost
+    /// (`machine` names it) or a plan's setup failed.
+    NotRun {
+        /// How many tests.
+        tests: usize,
+        /// Why, e.g. `machine 'local' is unreachable (failed to connect: ...)`.
+        why: &'a str,
+    },
 }
 
 impl ResultSink for Vec<TestResult> {}
+
+/// How long the work directory's removal may take after an interrupt.
+pub const CLEANUP_LIMIT: Duration = Duration::from_secs(5);
 
 /// A future that ends when the run must stop (a signal); its output is
 /// the note's message, e.g. `SIGINT`.
@@ -72,15 +125,25 @@ pub struct Summary {
     pub other: usize,
     /// The interrupt's message, when the run was interrupted.
     pub interrupted: Option<String>,
+    /// The test that was running when the interrupt came: it was stopped and
+    /// reported `infra`.
+    pub stopped: Option<String>,
+    /// Tests that got no result at all (the run was interrupted first).
+    pub not_run: usize,
+    /// After an interrupt: the machine's work directory was removed.
+    pub cleaned_up: bool,
 }
 
 impl Summary {
-    /// Count one result's status.
-    pub fn count(&mut self, status: &str) {
+    /// Count one result's status. A result without a status (`None`, as
+    /// ATEX keeps `{}`) is neither a pass nor a failure: it counts as
+    /// "other", which makes the exit code 1, because a run whose verdict is
+    /// unknown must not pass a gate.
+    pub fn count(&mut self, status: Option<&str>) {
         match status {
-            "pass" | "info" | "skip" => self.passed += 1,
-            "fail" | "error" | "warn" => self.failed += 1,
-            "infra" => self.infra += 1,
+            Some("pass" | "info" | "skip") => self.passed += 1,
+            Some("fail" | "error" | "warn") => self.failed += 1,
+            Some("infra") => self.infra += 1,
             _ => self.other += 1,
         }
     }
@@ -99,20 +162,84 @@ impl Summary {
     }
 }
 
+/// Whether a status is a pass for the exit code.
+fn passes(status: Option<&str>) -> bool {
+    matches!(status, Some("pass" | "info" | "skip"))
+}
+
 /// A sink counting statuses before passing results on.
 struct Counting<'a, S> {
     inner: &'a mut S,
     summary: &'a mut Summary,
+    /// The running test's results so far, for [`Progress::Ended`].
+    tally: Tally,
+}
+
+/// One test's results as far as people are told (buffers reused from test
+/// to test: a test may report a million nameless results).
+#[derive(Debug, Default)]
+struct Tally {
+    results: usize,
+    not_passed: usize,
+    /// The status and note of the test's own last result (`Some` once one
+    /// came).
+    own: Option<(Option<String>, Option<String>)>,
+}
+
+impl Tally {
+    fn count(&mut self, name: Option<&str>, status: Option<&str>, note: Option<&str>) {
+        self.results += 1;
+        if !passes(status) {
+            self.not_passed += 1;
+        }
+        if name.is_none() {
+            let (own_status, own_note) = self.own.get_or_insert_default();
+            set(own_status, status);
+            set(own_note, note);
+        }
+    }
+}
+
+/// `*slot = value`, reusing the slot's allocation.
+fn set(slot: &mut Option<String>, value: Option<&str>) {
+    match (slot.as_mut(), value) {
+        (Some(buf), Some(value)) => {
+            buf.clear();
+            buf.push_str(value);
+        }
+        (_, value) => *slot = value.map(str::to_owned),
+    }
+}
+
+impl<S: ResultSink> Counting<'_, S> {
+    /// Tell the sink that `test` (started at `start`) ended, and reset the
+    /// tally.
+    fn ended(&mut self, test: &str, start: Instant) {
+        let tally = std::mem::take(&mut self.tally);
+        let (status, note) = tally.own.unwrap_or_default();
+        self.inner.progress(Progress::Ended {
+            test,
+            status: status.as_deref(),
+            note: note.as_deref(),
+            duration: start.elapsed(),
+            results: tally.results,
+            not_passed: tally.not_passed,
+        });
+    }
 }
 
 impl<S: ResultSink> Sink for Counting<'_, S> {
     fn result(&mut self, result: TestResult) {
-        self.summary.count(result.status.as_deref().unwrap_or(""));
+        let status = result.status.as_deref();
+        self.summary.count(status);
+        self.tally
+            .count(result.name.as_deref(), status, result.note.as_deref());
         self.inner.result(result);
     }
 
     fn result_view(&mut self, result: ResultView<'_>) {
         self.summary.count(result.status);
+        self.tally.count(result.name, result.status, result.note);
         self.inner.result_view(result);
     }
 
@@ -146,9 +273,15 @@ pub async fn run(
     mut interrupt: Interrupt<'_>,
 ) -> Summary {
     let mut summary = Summary::default();
+    if tests.is_empty() {
+        // Nothing to run: the machine is not even connected.
+        return summary;
+    }
+    let total = tests.len();
     let mut out = Counting {
         inner: sink,
         summary: &mut summary,
+        tally: Tally::default(),
     };
     let mut session = Session {
         config,
@@ -160,6 +293,7 @@ pub async fn run(
         r = session.conn.connect() => r,
         message = &mut interrupt => {
             out.summary.interrupted = Some(message);
+            out.summary.not_run = total;
             return summary;
         }
     };
@@ -171,14 +305,24 @@ pub async fn run(
         let key = (test.plan.name.clone(), test.root.clone());
         plans.entry(key).or_default().push(test);
     }
+    // Tests reported so far (run or not), and whether the machine's loss
+    // was told.
+    let mut done = 0;
+    let mut lost_told = false;
     'plans: for ((_, root), tests) in plans {
         let layout = match session
             .lay_out(&root, &tests, &mut out, &mut interrupt)
             .await
         {
             Step::Done(Some(layout)) => layout,
-            Step::Done(None) => continue,
-            Step::Interrupted => break,
+            Step::Done(None) => {
+                done += tests.len();
+                continue;
+            }
+            Step::Interrupted => {
+                out.summary.not_run = total - done;
+                break;
+            }
         };
         for test in &tests {
             if out.inner.is_closed() {
@@ -187,17 +331,56 @@ pub async fn run(
             let Some(layout) = &layout else {
                 // The machine is lost: report without running.
                 let note = session.lost.clone().unwrap_or_default();
+                if !std::mem::replace(&mut lost_told, true) {
+                    let why = format!(
+                        "machine '{}' is unreachable ({})",
+                        config.machine.id,
+                        note.lines().next().unwrap_or_default()
+                    );
+                    out.inner.progress(Progress::NotRun {
+                        tests: total - done,
+                        why: &why,
+                    });
+                }
                 session.report_setup_failure(test, &note, &mut out);
                 out.flush();
+                done += 1;
                 continue;
             };
+            let start = Instant::now();
+            out.tally = Tally::default();
+            out.inner.progress(Progress::Started {
+                index: done + 1,
+                total,
+                test: &test.name,
+            });
             let infra = match session
                 .run_one(layout, test, &mut out, &mut interrupt)
                 .await
             {
                 Step::Done(infra) => infra,
-                Step::Interrupted => break 'plans,
+                Step::Interrupted => {
+                    out.summary.stopped = Some(test.name.clone());
+                    out.summary.not_run = total - done - 1;
+                    // No finish phases after an interrupt, but the work
+                    // directory goes, within a bound: a second Ctrl-C is
+                    // not heard any more.
+                    let cleanup =
+                        tokio::time::timeout(CLEANUP_LIMIT, layout.cleanup(&session.conn));
+                    match cleanup.await {
+                        Ok(Ok(())) => out.summary.cleaned_up = true,
+                        Ok(Err(e)) => out.warning(format!("failed to {e}")),
+                        Err(_) => out.warning(format!(
+                            "the work directory {} was not removed within {} s",
+                            layout.work_dir(),
+                            CLEANUP_LIMIT.as_secs()
+                        )),
+                    }
+                    break 'plans;
+                }
             };
+            out.ended(&test.name, start);
+            done += 1;
             if infra {
                 session.check_machine().await;
             }
@@ -263,6 +446,15 @@ impl Session<'_> {
             Ok(layout) => Step::Done(Some(Some(layout))),
             Err(e) => {
                 let note = format!("failed to {e}");
+                let why = format!(
+                    "plan '{}' could not be set up ({})",
+                    first.plan.name,
+                    note.lines().next().unwrap_or_default()
+                );
+                out.inner.progress(Progress::NotRun {
+                    tests: tests.len(),
+                    why: &why,
+                });
                 for test in tests {
                     self.report_setup_failure(test, &note, out);
                 }
@@ -578,12 +770,16 @@ mod tests {
     fn exit_codes() {
         let mut s = Summary::default();
         assert_eq!(s.exit_code(), 0);
-        s.count("pass");
-        s.count("skip");
+        s.count(Some("pass"));
+        s.count(Some("skip"));
         assert_eq!(s.exit_code(), 0);
-        s.count("warn");
+        // A result without a status is not a pass.
+        let mut unknown = s.clone();
+        unknown.count(None);
+        assert_eq!(unknown.exit_code(), 1);
+        s.count(Some("warn"));
         assert_eq!(s.exit_code(), 1);
-        s.count("infra");
+        s.count(Some("infra"));
         assert_eq!(s.exit_code(), 3);
     }
 }

@@ -244,17 +244,36 @@ fn protocol_error_is_infra() {
     );
 }
 
+/// As ATEX: a file name climbing out of the test's directory is stored
+/// inside it and the result stands; a NUL byte still makes the test infra.
 #[test]
-fn bad_result_file_name_is_infra() {
+fn climbing_file_names_are_confined_and_nul_is_infra() {
     let snippet = format!(
-        "{REPORT}report '{{\"files\": [{{\"name\": \"../../escape\", \"length\": 1}}]}}'; printf x >&$ATEX_TEST_CONTROL; sleep 30"
+        "{REPORT}report '{{\"name\": \"s\", \"status\": \"pass\", \"files\": [{{\"name\": \"../../../escape\", \"length\": 1}}]}}'; printf x >&$ATEX_TEST_CONTROL"
+    );
+    let fx = Fixture::new(&snippet);
+    let done = bounded(fx.run(60));
+    assert_eq!(done.outcome, Outcome::Exited { exit_code: 0 });
+    assert_eq!(
+        summary(&done.sink),
+        [
+            (Some("s"), "pass", None, vec!["escape"]),
+            (None, "pass", None, vec!["output.txt"])
+        ]
+    );
+    assert_eq!(fx.artifact("files/s/escape"), b"x");
+    for outside in ["escape", "out/escape", "out/t/escape", "out/t/files/escape"] {
+        assert!(!fx.path(outside).exists(), "{outside}");
+    }
+
+    let snippet = format!(
+        "{REPORT}report '{{\"files\": [{{\"name\": \"a\\u0000b\", \"length\": 1}}]}}'; printf x >&$ATEX_TEST_CONTROL; sleep 30"
     );
     let fx = Fixture::new(&snippet);
     let done = bounded(fx.run(60));
     assert!(done.is_infra());
     let note = done.sink[0].note.as_deref().unwrap();
     assert!(note.starts_with("BadReportJSONError("), "{note}");
-    assert!(!fx.path("out/escape").exists());
 }
 
 #[test]
