@@ -6,10 +6,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use crate::context::{Context, MatchError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::merge;
+use crate::tmt::locate;
 use crate::tree::{AdjustOptions, Undecided};
 use crate::value::{Map, Value};
 
@@ -18,15 +20,25 @@ const CONTROL_KEYS: [&str; 3] = ["because", "continue", "when"];
 
 /// Adjust the data of node `name`: its own rules (under `options.key`)
 /// first, then `options.additional_rules`. A `continue: false` only stops
-/// its own rule set. The rules key stays in the data.
+/// its own rule set. The rules key stays in the data. An error is located
+/// in `sources` (the node's files) for its own rules, and in
+/// `options.additional_sources` for the additional ones.
 pub(crate) fn adjust_node(
     data: &mut Map,
     name: &str,
+    sources: &[PathBuf],
     context: &Context,
     options: &AdjustOptions,
     decisions: &mut Decisions,
 ) -> Result<()> {
-    adjust_data(&mut Slot::Mut(data), name, context, options, decisions)
+    adjust_data(
+        &mut Slot::Mut(data),
+        name,
+        sources,
+        context,
+        options,
+        decisions,
+    )
 }
 
 /// The decisions of `when` rules already met, for one context: every node
@@ -51,11 +63,19 @@ impl Decisions {
 pub(crate) fn adjust_cow(
     data: &mut Cow<'_, Map>,
     name: &str,
+    sources: &[PathBuf],
     context: &Context,
     options: &AdjustOptions,
     decisions: &mut Decisions,
 ) -> Result<()> {
-    adjust_data(&mut Slot::Cow(data), name, context, options, decisions)
+    adjust_data(
+        &mut Slot::Cow(data),
+        name,
+        sources,
+        context,
+        options,
+        decisions,
+    )
 }
 
 /// The data being adjusted: owned in place, or copied on first write.
@@ -83,22 +103,28 @@ impl Slot<'_, '_> {
 fn adjust_data(
     data: &mut Slot<'_, '_>,
     name: &str,
+    sources: &[PathBuf],
     context: &Context,
     options: &AdjustOptions,
     decisions: &mut Decisions,
 ) -> Result<()> {
+    let own_place = Place {
+        sources,
+        key: &options.key,
+    };
     let own = match data.read().get(&options.key) {
         None => 0,
         Some(Value::Map(_) | Value::KeyedMap(_)) => 1,
         Some(Value::Seq(rules)) => rules.len(),
         Some(other) => {
-            return Err(Error::new(
+            let error = Error::new(
                 ErrorKind::FormatError,
                 format!(
                     "Invalid adjust rule format in '{name}'. Should be a dictionary or a list of dictionaries, got '{}'.",
                     other.py_type_name()
                 ),
-            ));
+            );
+            return Err(own_place.locate(error, None));
         }
     };
     // python iterates the rule list it read first, even if a rule replaces
@@ -124,7 +150,7 @@ fn adjust_data(
             context,
             options.undecided,
             decisions,
-        )?,
+        ),
         None => apply_rules(
             data,
             Rules::InData(&options.key, own),
@@ -132,8 +158,13 @@ fn adjust_data(
             context,
             options.undecided,
             decisions,
-        )?,
+        ),
     }
+    .map_err(|(error, when)| own_place.locate(error, when.as_deref()))?;
+    let additional_place = Place {
+        sources: &options.additional_sources,
+        key: &options.additional_key,
+    };
     apply_rules(
         data,
         Rules::Owned(&options.additional_rules),
@@ -142,7 +173,38 @@ fn adjust_data(
         options.undecided,
         decisions,
     )
+    .map_err(|(error, when)| additional_place.locate(error, when.as_deref()))
 }
+
+/// Where a rule set is written, to locate its errors: rules are values in
+/// the data, which no longer know their place, so the place is searched
+/// in the files only when an error needs it.
+struct Place<'a> {
+    sources: &'a [PathBuf],
+    /// The key holding the rules.
+    key: &'a str,
+}
+
+impl Place<'_> {
+    /// `error` located at the rule's `when: <when>` line when `when` is
+    /// given and found, else at the rules key, else in the last source.
+    fn locate(&self, error: Error, when: Option<&str>) -> Error {
+        if error.location().is_some() {
+            return error;
+        }
+        let location = when
+            .and_then(|when| locate::locate_value(self.sources, "when", when))
+            .or_else(|| locate::locate_key(self.sources, self.key));
+        match (location, self.sources.last()) {
+            (Some(location), _) => error.at(location),
+            (None, Some(path)) => error.in_file(path),
+            (None, None) => error,
+        }
+    }
+}
+
+/// An error of a rule set, with the `when` text of the rule it is about.
+type RuleError = (Error, Option<String>);
 
 /// Where a rule set lives.
 #[derive(Clone, Copy)]
@@ -183,7 +245,7 @@ fn apply_rules(
     context: &Context,
     undecided: Undecided,
     decisions: &mut Decisions,
-) -> Result<()> {
+) -> std::result::Result<(), RuleError> {
     for index in 0..rules.len() {
         let Some(rule) = rules.get(data.read(), index) else {
             break;
@@ -192,29 +254,40 @@ fn apply_rules(
             Value::Map(rule) => rule,
             Value::KeyedMap(_) => {
                 // python would crash merging a non-string key
-                return Err(Error::new(
-                    ErrorKind::FormatError,
-                    format!("Adjust rule in '{name}' should have string keys only."),
+                return Err((
+                    Error::new(
+                        ErrorKind::FormatError,
+                        format!("Adjust rule in '{name}' should have string keys only."),
+                    ),
+                    None,
                 ));
             }
             _ => {
-                return Err(Error::new(
-                    ErrorKind::FormatError,
-                    "Adjust rule should be a dictionary.",
+                return Err((
+                    Error::new(
+                        ErrorKind::FormatError,
+                        "Adjust rule should be a dictionary.",
+                    ),
+                    None,
                 ));
             }
+        };
+        let when_text = || match rule.get("when") {
+            Some(Value::Str(when)) => Some(when.clone()),
+            _ => None,
         };
         let continue_ = match rule.get("continue") {
             None => true,
             Some(Value::Bool(b)) => *b,
             Some(other) => {
-                return Err(Error::new(
+                let error = Error::new(
                     ErrorKind::FormatError,
                     format!(
                         "The 'continue' value should be bool, got '{}'.",
                         other.py_str()
                     ),
-                ));
+                );
+                return Err((error, when_text()));
             }
         };
         let decision = match rule.get("when") {
@@ -222,13 +295,14 @@ fn apply_rules(
             Some(Value::Bool(b)) => Ok(*b),
             Some(Value::Str(when)) => decisions.decide(context, when),
             Some(other) => {
-                return Err(Error::new(
+                let error = Error::new(
                     ErrorKind::FormatError,
                     format!(
                         "Invalid 'when' in an adjust rule of '{name}': should be a string or bool, got '{}'.",
                         other.py_type_name()
                     ),
-                ));
+                );
+                return Err((error, None));
             }
         };
         match decision {
@@ -239,7 +313,9 @@ fn apply_rules(
                     .filter(|(k, _)| !CONTROL_KEYS.contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                merge::merge_special_pairs(data.write(), apply, name)?;
+                // (the rule borrows the data: its error is located at the
+                // rules key)
+                merge::merge_special_pairs(data.write(), apply, name).map_err(|e| (e, None))?;
                 if !continue_ {
                     break;
                 }
@@ -248,14 +324,15 @@ fn apply_rules(
             Err(MatchError::CannotDecide) => {
                 if undecided == Undecided::Raise {
                     let when = rule.get("when").map(Value::py_str).unwrap_or_default();
-                    return Err(Error::new(
+                    let error = Error::new(
                         ErrorKind::CannotDecide,
                         format!("Cannot decide rule '{when}' in '{name}'."),
-                    ));
+                    );
+                    return Err((error, when_text()));
                 }
             }
             Err(MatchError::InvalidRule(message)) => {
-                return Err(Error::new(ErrorKind::InvalidRule, message));
+                return Err((Error::new(ErrorKind::InvalidRule, message), when_text()));
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 //!
-//! `main()` is the only place that touches the real stdout/stderr; each
-//! subcommand's `run` writes records to the writer it is given.
+//! `main()` is the only place that touches the real stdout; each
+//! subcommand's `run` writes records to the writer it is given (and notes
+//! for people on stderr).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -24,7 +25,8 @@ Examples:
   atex-discover filter 'tag: fast' --data '{\"tag\": [\"fast\"]}'
   atex-discover tree . -c arch=aarch64 --selected
 
-Exit status: 0 done; 2 invalid input or usage (the message names FILE:LINE:COL).";
+Exit status: 0 done; 2 invalid input or usage (the message names FILE:LINE:COL);
+4 `tests` selected no test (see --no-tests); 130/143 interrupted by SIGINT/SIGTERM.";
 
 /// Discover fmf/tmt tests and print them as line-JSON records.
 #[derive(Debug, Parser)]
@@ -83,7 +85,17 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8, CliError> {
 
 /// The process entry point: parse argv, run, render errors on stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match atex_shared::cli::parse::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
+    // One line on stderr when interrupted (DESIGN.md): `tests` counts its
+    // records; the other commands write their output at the end, or are
+    // for people at a terminal.
+    match cli.command {
+        Command::Tests(_) => crate::interrupt::install("test records", "no test records written"),
+        _ => crate::interrupt::install("records", "output not complete"),
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = run(cli, &mut out).and_then(|code| {

@@ -91,6 +91,36 @@ pub fn filter_value(
     }
 }
 
+/// Compile every value regex of `expr` (as [`filter`] with `regexp` would,
+/// `sensitive` as given), whatever the data: python compiles them only
+/// when a data item reaches them, so a broken regex is silently "no match"
+/// on tests without items. tmt selection checks its filters with this
+/// first, so that such a filter is an error even then.
+pub fn check_regexes(expr: &str, sensitive: bool) -> Result<(), FilterError> {
+    let lowered;
+    let expr = if sensitive {
+        expr
+    } else {
+        lowered = expr.to_lowercase();
+        lowered.as_str()
+    };
+    for clause in split_unescaped(expr, '|') {
+        let clause = clause.replace("\\|", "|");
+        for literal in split_unescaped(&clause, '&') {
+            let literal = literal.replace("\\&", "&");
+            // A name literal fails before its regex is used (no name).
+            let Some((_, value)) = split_literal(&literal) else {
+                continue;
+            };
+            for atom in split_py(value, |_, c| c == ',') {
+                let atom = atom.strip_prefix('-').unwrap_or(atom);
+                pyre::full_match(atom, "").map_err(|e| FilterError::Regex(e.message))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 struct Evaluation<'d, 'o> {
     data: &'d Map,
     options: FilterOptions<'o>,
@@ -292,6 +322,22 @@ mod tests {
                 ..FilterOptions::default()
             },
         )
+    }
+
+    #[test]
+    fn regexes_checked_without_data() {
+        assert_eq!(check_regexes("tag: a.*, -b & tier: 1 | x: y", true), Ok(()));
+        assert!(matches!(
+            check_regexes("tag: fast | tier: (", true),
+            Err(FilterError::Regex(_))
+        ));
+        assert!(matches!(
+            check_regexes("tag: -[", true),
+            Err(FilterError::Regex(_))
+        ));
+        // Name literals and escaped separators are not value regexes.
+        assert_eq!(check_regexes("/tests/(", true), Ok(()));
+        assert_eq!(check_regexes("tag: a\\|b", true), Ok(()));
     }
 
     #[test]

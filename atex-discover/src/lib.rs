@@ -83,6 +83,7 @@ pub mod condition;
 pub mod context;
 pub mod error;
 pub mod filter;
+pub mod interrupt;
 pub mod pyre;
 pub mod pystr;
 pub mod tmt;

@@ -136,6 +136,7 @@ fn records(args: &Args, context: &Context) -> Result<Vec<String>, Error> {
             },
             case_sensitive: !args.case_insensitive,
             additional_rules,
+            ..AdjustOptions::default()
         };
         tree.adjust(context, &options)?;
     }

@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tmt::data_error;
 use crate::tmt::plan::{self, DUMMY_PLAN_NAME, Dimensions, Plan};
-use crate::tmt::select::{Criteria, PlanSource, Selector};
+use crate::tmt::select::{Criteria, PlanSource, SelectionStats, Selector};
 use crate::tmt::test::DiscoveredTest;
 use crate::tree::{AdjustOptions, Node, RawTree, Visited};
 use crate::value::{Map, Value};
@@ -39,6 +39,12 @@ pub struct Discovery {
     pub plan: Plan,
     /// The selected tests, sections in order.
     pub tests: Vec<DiscoveredTest>,
+    /// What the selection of each `how: fmf` section saw
+    /// ([`Plan::fmf_sections`] order), to explain an empty selection.
+    pub stats: Vec<SelectionStats>,
+    /// Without a plan asked for: the names of the tree's own plans (after
+    /// adjust with the command-line context), which were not used.
+    pub plans: Vec<String>,
 }
 
 /// Load the tree at `options.root` and discover the plan's tests.
@@ -88,11 +94,12 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
             return discover_searching(tree, root, options);
         }
     };
-    // Plan lookup errors come only with a named plan.
-    let pass1 = options
-        .plan
-        .as_ref()
-        .map(|_| PlanPass::new(&options.context, false));
+    // Plan lookup errors come only with a named plan; without one, the
+    // lookup lists the tree's plans (to say they were not used).
+    let pass1 = Some(match options.plan {
+        Some(_) => PlanPass::new(&options.context, false),
+        None => PlanPass::names(&options.context),
+    });
     let (mut pass2, pass2_error) = match plan_result
         .as_ref()
         .ok()
@@ -108,18 +115,25 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
         pass2.share_lookup(&options.context);
     }
     let (pass1, pass2) = run_passes(tree, pass1, pass2)?;
-    if let Some(pass1) = pass1 {
-        pass1.into_candidates()?;
-    }
+    let plans = match pass1 {
+        Some(pass1) => pass1.into_names()?,
+        None => Vec::new(),
+    };
     if let Some(error) = pass2_error {
         return Err(error);
     }
-    let tests = match pass2 {
+    let (tests, stats) = match pass2 {
         Some(pass2) => pass2.finish()?,
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let plan = plan_result?;
-    Ok(Discovery { root, plan, tests })
+    Ok(Discovery {
+        root,
+        plan,
+        tests,
+        stats,
+        plans,
+    })
 }
 
 /// Visit every node with the plan lookup and the test selection, on every
@@ -175,6 +189,7 @@ fn exact_plan(tree: &RawTree, wanted: &str, root: &Path, cli: &Dimensions) -> Ea
         && adjust::adjust_node(
             &mut node.data,
             &node.name,
+            &node.sources,
             &context,
             &options,
             &mut adjust::Decisions::default(),
@@ -213,11 +228,17 @@ fn discover_searching(
     )?;
     let pass2 = TestPass::new(&plan, &root, &options.criteria)?;
     let (_, pass2) = run_passes(tree, None, Some(pass2))?;
-    let tests = match pass2 {
+    let (tests, stats) = match pass2 {
         Some(pass2) => pass2.finish()?,
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
-    Ok(Discovery { root, plan, tests })
+    Ok(Discovery {
+        root,
+        plan,
+        tests,
+        stats,
+        plans: Vec::new(),
+    })
 }
 
 /// The context and options plans are looked up with: the command-line
@@ -244,6 +265,8 @@ struct PlanPass {
     error: Option<Error>,
     /// `None` when only errors matter.
     candidates: Option<Vec<Node>>,
+    /// The names of the plans, when only those are asked for.
+    names: Option<Vec<String>>,
 }
 
 impl PlanPass {
@@ -255,6 +278,16 @@ impl PlanPass {
             decisions: adjust::Decisions::default(),
             error: None,
             candidates: collect.then(Vec::new),
+            names: None,
+        }
+    }
+
+    /// A lookup that lists the names of the plans (not plans with `test`,
+    /// which are not plans to [`find_plan`]).
+    fn names(cli: &Dimensions) -> PlanPass {
+        PlanPass {
+            names: Some(Vec::new()),
+            ..PlanPass::new(cli, false)
         }
     }
 
@@ -273,6 +306,7 @@ impl PlanPass {
         let adjusted = adjust::adjust_cow(
             &mut data,
             node.name,
+            &node.sources,
             &self.context,
             &self.options,
             &mut self.decisions,
@@ -292,6 +326,12 @@ impl PlanPass {
         if let Err(error) = adjusted {
             self.error = Some(error.clone());
             return;
+        }
+        if let Some(names) = &mut self.names
+            && plan::is_plan(data)
+            && !data.contains_key("test")
+        {
+            names.push(name.to_owned());
         }
         if let Some(candidates) = &mut self.candidates
             && plan::is_plan(data)
@@ -314,6 +354,17 @@ impl PlanPass {
         self.error = later.error;
         if let (Some(mine), Some(theirs)) = (&mut self.candidates, later.candidates) {
             mine.extend(theirs);
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.names, later.names) {
+            mine.extend(theirs);
+        }
+    }
+
+    /// The plan names listed (empty unless asked for), or the first error.
+    fn into_names(self) -> Result<Vec<String>> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.names.unwrap_or_default()),
         }
     }
 
@@ -422,6 +473,7 @@ impl<'a> TestPass<'a> {
                     let options = AdjustOptions {
                         case_sensitive: false,
                         additional_rules,
+                        additional_sources: plan.sources.clone(),
                         ..AdjustOptions::default()
                     };
                     rule_sets.push((options, None));
@@ -519,8 +571,14 @@ impl<'a> TestPass<'a> {
         if error.is_some() {
             return;
         }
-        let adjusted =
-            adjust::adjust_cow(&mut data, name, &self.context, options, &mut self.decisions);
+        let adjusted = adjust::adjust_cow(
+            &mut data,
+            name,
+            sources,
+            &self.context,
+            options,
+            &mut self.decisions,
+        );
         if let Some(pass) = lookup {
             pass.record(&adjusted, name, sources, leaf, &data);
         }
@@ -568,15 +626,18 @@ impl<'a> TestPass<'a> {
         }
     }
 
-    /// The selected tests, sections in order, or the first error in the
-    /// order the sections report them.
-    fn finish(self) -> Result<Vec<DiscoveredTest>> {
+    /// The selected tests, sections in order, and what each section saw;
+    /// or the first error in the order the sections report them.
+    fn finish(self) -> Result<(Vec<DiscoveredTest>, Vec<SelectionStats>)> {
         let mut tests = Vec::new();
+        let mut stats = Vec::with_capacity(self.sections.len());
         for section in self.sections {
             if let Some(error) = &self.rule_sets[section.rules].1 {
                 return Err(error.clone());
             }
-            let kept = section.selector?.finish()?;
+            let selector = section.selector?;
+            stats.push(selector.stats());
+            let kept = selector.finish()?;
             let mut uses = vec![0usize; section.tests.len()];
             for &k in &kept {
                 uses[k] += 1;
@@ -595,7 +656,7 @@ impl<'a> TestPass<'a> {
                 }
             }
         }
-        Ok(tests)
+        Ok((tests, stats))
     }
 }
 
@@ -648,10 +709,20 @@ fn find_plan<'p>(tree: &RawTree, plans: &'p [Node], wanted: &str) -> Result<&'p 
         };
         return Err(not_plan(wanted, why));
     }
+    let plan_names = || -> Vec<&str> {
+        plans
+            .iter()
+            .filter(|node| !node.data.contains_key("test"))
+            .map(|node| node.name.as_str())
+            .collect()
+    };
     let pattern = crate::pyre::compile(wanted).map_err(|e| {
         Error::new(
             ErrorKind::GeneralError,
-            format!("plan '{wanted}' not found, and it is not a valid regex: {e}"),
+            format!(
+                "plan '{wanted}' not found, and it is not a valid regex ({e}){}",
+                plan_hint(wanted, &plan_names())
+            ),
         )
     })?;
     let matches: Vec<&Node> = plans
@@ -661,7 +732,10 @@ fn find_plan<'p>(tree: &RawTree, plans: &'p [Node], wanted: &str) -> Result<&'p 
     match matches.as_slice() {
         [] => Err(Error::new(
             ErrorKind::GeneralError,
-            format!("plan '{wanted}' not found"),
+            format!(
+                "plan '{wanted}' not found{}",
+                plan_hint(wanted, &plan_names())
+            ),
         )),
         [one] => Ok(one),
         many => {
@@ -674,6 +748,56 @@ fn find_plan<'p>(tree: &RawTree, plans: &'p [Node], wanted: &str) -> Result<&'p 
                 ),
             ))
         }
+    }
+}
+
+/// How many names a message lists before "and N more".
+pub const LISTED_NAMES: usize = 10;
+
+/// `names` joined with `, `, the first [`LISTED_NAMES`] only, then
+/// "and N more".
+pub fn list_names(names: &[impl AsRef<str>]) -> String {
+    let mut text = names
+        .iter()
+        .take(LISTED_NAMES)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > LISTED_NAMES {
+        text.push_str(&format!(" and {} more", names.len() - LISTED_NAMES));
+    }
+    text
+}
+
+/// The rest of a "plan not found" message: the closest plan name (a
+/// typo is the usual reason) and the plans there are.
+fn plan_hint(wanted: &str, plans: &[&str]) -> String {
+    if plans.is_empty() {
+        return ": the tree has no plans (nodes with 'execute')".to_owned();
+    }
+    // Close enough to be a typo: a third of what is compared may differ.
+    // A name without `/` is compared with the plans' last segments too.
+    let distance = |name: &str| {
+        let whole = (strsim::levenshtein(wanted, name), name.chars().count());
+        let last = name.rsplit('/').next().unwrap_or(name);
+        let segment = (strsim::levenshtein(wanted, last), last.chars().count());
+        if wanted.contains('/') || whole.0 <= segment.0 {
+            whole
+        } else {
+            segment
+        }
+    };
+    let closest = plans
+        .iter()
+        .map(|name| (distance(name), *name))
+        .min_by_key(|((distance, _), _)| *distance)
+        .filter(|((distance, length), _)| *distance <= 2.max(length / 3));
+    match closest {
+        Some((_, name)) => format!(
+            "; did you mean '{name}'? The tree's plans: {}",
+            list_names(plans)
+        ),
+        None => format!("; the tree's plans: {}", list_names(plans)),
     }
 }
 

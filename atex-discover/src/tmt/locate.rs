@@ -33,27 +33,60 @@ fn locate_in_file(path: &Path, key: &str) -> Option<Location> {
 
 /// 1-based line and column of the first block-mapping key `key` in `text`.
 pub(crate) fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
-    for (index, line) in text.lines().enumerate() {
+    key_lines(text, key)
+        .next()
+        .map(|(line, column, _)| (line, column))
+}
+
+/// The location of the block-mapping key `key` whose value is written as
+/// `value` (bare or quoted, on the key's line) in the last of `sources`
+/// that has one: the place of one rule among several `when:` keys.
+pub fn locate_value(sources: &[PathBuf], key: &str, value: &str) -> Option<Location> {
+    sources.iter().rev().find_map(|path| {
+        let text = std::fs::read_to_string(path).ok()?;
+        let (line, column, _) =
+            key_lines(&text, key).find(|(_, _, rest)| unquote(rest) == value.trim())?;
+        Some(Location {
+            path: path.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+        })
+    })
+}
+
+/// The text of a scalar written on one line: without its quotes (escapes
+/// are left as written) or without a trailing comment.
+fn unquote(text: &str) -> &str {
+    let text = text.trim();
+    for quote in ['"', '\''] {
+        if let Some(rest) = text.strip_prefix(quote) {
+            return rest.find(quote).map_or(rest, |end| &rest[..end]);
+        }
+    }
+    match text.find(" #") {
+        Some(comment) => text[..comment].trim_end(),
+        None => text,
+    }
+}
+
+/// Every line of `text` where `key` is a block-mapping key: its 1-based
+/// line and column, and the text after the colon.
+fn key_lines<'t>(text: &'t str, key: &'t str) -> impl Iterator<Item = (usize, usize, &'t str)> {
+    text.lines().enumerate().filter_map(move |(index, line)| {
         // A key may follow list dashes (`- key: v`) and indentation.
         let trimmed = line.trim_start_matches([' ', '-']);
         let column = line.len() - trimmed.len() + 1;
-        let unquoted = strip_quotes(trimmed, key);
-        let Some(rest) = unquoted else { continue };
+        let rest = strip_quotes(trimmed, key)?;
         let rest = ["-~", "+", "-", "~", ""]
             .iter()
             .find_map(|suffix| {
                 rest.strip_prefix(suffix)
                     .filter(|r| r.trim_start().starts_with(':'))
             })
-            .map(str::trim_start);
-        if let Some(rest) = rest {
-            let after = &rest[1..];
-            if after.is_empty() || after.starts_with([' ', '\t']) {
-                return Some((index + 1, column));
-            }
-        }
-    }
-    None
+            .map(str::trim_start)?;
+        let after = &rest[1..];
+        (after.is_empty() || after.starts_with([' ', '\t'])).then_some((index + 1, column, after))
+    })
 }
 
 /// `text` after the key `key`, bare or quoted; the closing quote is kept out.
@@ -96,6 +129,23 @@ mod tests {
         // A value is not a key.
         assert_eq!(find_key("x: duration: 1\n", "duration"), None);
         assert_eq!(find_key("url:http\n", "url"), None);
+    }
+
+    #[test]
+    fn finds_a_key_by_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.fmf");
+        std::fs::write(
+            &path,
+            "adjust:\n  - when: arch == x86_64\n    a: 1\n  - when: 'distro =='  # bad\n",
+        )
+        .unwrap();
+        let sources = [path.clone()];
+        let location = locate_value(&sources, "when", "distro ==").unwrap();
+        assert_eq!((location.line, location.column), (Some(4), Some(5)));
+        let location = locate_value(&sources, "when", "arch == x86_64").unwrap();
+        assert_eq!(location.line, Some(2));
+        assert!(locate_value(&sources, "when", "other").is_none());
     }
 
     #[test]

@@ -7,8 +7,8 @@ use indexmap::IndexMap;
 
 use crate::context::{Context, MatchError};
 use crate::error::{Error, ErrorKind, Result};
-use crate::tmt::data_error;
 use crate::tmt::environment::{self, Environment};
+use crate::tmt::{data_error, locate};
 use crate::value::{Map, Value};
 
 /// Context dimensions and their values, as `-c DIM=V1,V2` gives them.
@@ -117,8 +117,14 @@ impl Plan {
         let when = |phases: Vec<Phase>| -> Result<Vec<Phase>> {
             let mut kept = Vec::new();
             for phase in phases {
-                let applies = phase_applies(&phase, &matcher)
-                    .map_err(|m| err("when", format!("phase '{}': {m}", phase.name)))?;
+                let applies = rules_apply(&phase, &matcher).map_err(|(message, rule)| {
+                    let error = err("when", format!("phase '{}': {message}", phase.name));
+                    // Among several `when:` keys, the one of this rule.
+                    match rule.and_then(|rule| locate::locate_value(sources, "when", &rule)) {
+                        Some(location) => error.at(location),
+                        None => error,
+                    }
+                })?;
                 if applies {
                     kept.push(phase);
                 }
@@ -182,6 +188,15 @@ impl Plan {
 /// Whether a phase's `when` (a rule or a list of rules, OR-ed) matches.
 /// No `when` always matches; `CannotDecide` is not a match.
 pub fn phase_applies(phase: &Phase, context: &Context) -> std::result::Result<bool, String> {
+    rules_apply(phase, context).map_err(|(message, _)| message)
+}
+
+/// [`phase_applies`], whose error also gives the text of the rule that
+/// does not parse, to locate it.
+fn rules_apply(
+    phase: &Phase,
+    context: &Context,
+) -> std::result::Result<bool, (String, Option<String>)> {
     let rules: Vec<&Value> = match phase.data.get("when") {
         None | Some(Value::Null) => return Ok(true),
         Some(Value::Seq(rules)) => rules.iter().collect(),
@@ -194,13 +209,16 @@ pub fn phase_applies(phase: &Phase, context: &Context) -> std::result::Result<bo
                 Ok(b) => b,
                 Err(MatchError::CannotDecide) => false,
                 Err(MatchError::InvalidRule(message)) => {
-                    return Err(format!("invalid rule '{rule}': {message}"));
+                    return Err((
+                        format!("invalid rule '{rule}': {message}"),
+                        Some(rule.clone()),
+                    ));
                 }
             },
             other => {
-                return Err(format!(
-                    "'when' rules must be strings, not {}",
-                    other.py_type_name()
+                return Err((
+                    format!("'when' rules must be strings, not {}", other.py_type_name()),
+                    None,
                 ));
             }
         };

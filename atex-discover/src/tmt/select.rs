@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::filter::{FilterError, FilterOptions, filter};
+use crate::filter::{FilterError, FilterOptions, check_regexes, filter};
 use crate::pyre::{self, PyRegex};
 use crate::tmt::plan::{DEFAULT_ORDER, Phase};
-use crate::tmt::{data_error, test::test_path};
+use crate::tmt::{data_error, locate, test::test_path};
 use crate::tree::Node;
 use crate::value::{Map, Value};
 
@@ -73,6 +73,31 @@ pub fn select<'n>(
         .collect())
 }
 
+/// A filter that raised fmf's `FilterError` (a key missing in the test's
+/// data, or a literal without `:`) on some tests, which deselects them as in
+/// tmt: shown when nothing is selected, since the filter may be a typo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterNote {
+    /// The filter expression.
+    pub filter: String,
+    /// Whether it is the section's `filter` (else a `--filter`).
+    pub from_plan: bool,
+    /// fmf's message the first time (`Invalid filter 'nosuchkey'`).
+    pub message: String,
+    /// On how many tests it raised.
+    pub tests: usize,
+}
+
+/// What a section's selection saw, to explain an empty selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectionStats {
+    /// The tests offered to the section (nodes with `test`, not disabled,
+    /// manual or stories, after adjust).
+    pub tests: usize,
+    /// The filters that raised on some test, in filter order.
+    pub filter_errors: Vec<FilterNote>,
+}
+
 /// [`select`] one node at a time: nodes are offered in climb order (so a
 /// caller can stream them and drop what is not kept), and
 /// [`Selector::finish`] then orders the kept ones exactly as [`select`]
@@ -93,6 +118,17 @@ pub struct Selector<'a> {
     needed_keys: HashMap<String, bool>,
     /// The first invalid `order`: selection stops there.
     order_error: Option<Error>,
+    /// How many of `filters` are the section's (the rest are `--filter`).
+    section_filters: usize,
+    /// The plan's name and files, to locate an invalid section filter.
+    plan_name: String,
+    plan_sources: Vec<PathBuf>,
+    section_name: String,
+    /// Tests offered (see [`SelectionStats::tests`]).
+    offered: usize,
+    /// Per filter: fmf's first `FilterError` message and how many tests
+    /// it raised on.
+    raised: Vec<Option<(String, usize)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,12 +189,14 @@ impl<'a> Selector<'a> {
         };
         let names = compile_all(&section_list("test")?, "test")?;
         let mut filters = section_list("filter")?;
+        let section_filters = filters.len();
         filters.extend(criteria.filters.iter().cloned());
         let mut excludes = compile_all(&section_list("exclude")?, "exclude")?;
         excludes.extend(compile_cli(&criteria.excludes, "--exclude")?);
         let includes = compile_all(&section_list("include")?, "include")?;
         let cli_names = compile_cli(&criteria.names, "--test")?;
-        Ok(Selector {
+        let filters_len = filters.len();
+        let selector = Selector {
             root,
             names,
             filters,
@@ -169,7 +207,20 @@ impl<'a> Selector<'a> {
             passed: 0,
             needed_keys: HashMap::new(),
             order_error: None,
-        })
+            section_filters,
+            plan_name: plan.name.to_owned(),
+            plan_sources: plan.sources.to_vec(),
+            section_name: section.name.clone(),
+            offered: 0,
+            raised: vec![None; filters_len],
+        };
+        // A broken regex is an error even where no test reaches it.
+        for (index, expr) in selector.filters.iter().enumerate() {
+            if let Err(FilterError::Regex(message)) = check_regexes(expr, true) {
+                return Err(selector.invalid_filter(index, &message));
+            }
+        }
+        Ok(selector)
     }
 
     /// Offer the next node (climb order). Returns `Some(n)` when the node
@@ -193,6 +244,7 @@ impl<'a> Selector<'a> {
                 return None;
             }
         };
+        self.offered += 1;
         let patterns: Vec<usize> = self
             .names
             .iter()
@@ -240,17 +292,22 @@ impl<'a> Selector<'a> {
                 regexp: true,
                 name: None,
             };
-            for expr in filters {
+            for (index, expr) in filters.iter().enumerate() {
                 match filter(expr, &data, options) {
                     Ok(true) => {}
-                    Ok(false) | Err(FilterError::Filter(_)) => return Outcome::Drop,
+                    Ok(false) => return Outcome::Drop,
+                    Err(FilterError::Filter(message)) => {
+                        let raised = &mut self.raised[index];
+                        match raised {
+                            Some((_, count)) => *count += 1,
+                            None => *raised = Some((message, 1)),
+                        }
+                        return Outcome::Drop;
+                    }
                     // An invalid regex is the user's mistake, not a reason
                     // to silently select nothing.
                     Err(FilterError::Regex(message)) => {
-                        return Outcome::FilterError(Error::new(
-                            ErrorKind::FilterError,
-                            format!("invalid filter '{expr}': {message}"),
-                        ));
+                        return Outcome::FilterError(self.invalid_filter(index, &message));
                     }
                 }
             }
@@ -266,6 +323,56 @@ impl<'a> Selector<'a> {
         }
         self.passed += 1;
         Outcome::Pass(self.passed - 1)
+    }
+
+    /// The error for filter `index` whose regex does not compile: a
+    /// section's filter is located in the plan's files.
+    fn invalid_filter(&self, index: usize, message: &str) -> Error {
+        let expr = &self.filters[index];
+        if index >= self.section_filters {
+            return Error::new(
+                ErrorKind::FilterError,
+                format!("invalid --filter '{expr}': {message}"),
+            );
+        }
+        let error = data_error(
+            ErrorKind::FilterError,
+            &self.plan_name,
+            &self.plan_sources,
+            "filter",
+            format!(
+                "discover phase '{}': invalid filter '{expr}': {message}",
+                self.section_name
+            ),
+        );
+        // `filter: EXPR` on one line is found exactly; a list item is
+        // located at its `filter` key.
+        match locate::locate_value(&self.plan_sources, "filter", expr) {
+            Some(location) => error.at(location),
+            None => error,
+        }
+    }
+
+    /// What the selection saw so far (see [`SelectionStats`]).
+    pub fn stats(&self) -> SelectionStats {
+        let filter_errors = self
+            .raised
+            .iter()
+            .enumerate()
+            .filter_map(|(index, raised)| {
+                let (message, tests) = raised.as_ref()?;
+                Some(FilterNote {
+                    filter: self.filters[index].clone(),
+                    from_plan: index < self.section_filters,
+                    message: message.clone(),
+                    tests: *tests,
+                })
+            })
+            .collect();
+        SelectionStats {
+            tests: self.offered,
+            filter_errors,
+        }
     }
 
     /// Take in what a copy of this selector was offered of the nodes that
@@ -285,6 +392,14 @@ impl<'a> Selector<'a> {
             }));
         self.passed += later.passed;
         self.order_error = later.order_error;
+        self.offered += later.offered;
+        for (mine, theirs) in self.raised.iter_mut().zip(later.raised) {
+            match (mine.as_mut(), theirs) {
+                (Some((_, count)), Some((_, more))) => *count += more,
+                (None, theirs) => *mine = theirs,
+                (Some(_), None) => {}
+            }
+        }
         true
     }
 

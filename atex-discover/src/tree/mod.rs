@@ -83,6 +83,11 @@ pub struct AdjustOptions {
     /// Rules applied to every node after its own rules (tmt's
     /// `adjust-tests`); each item should be a mapping.
     pub additional_rules: Vec<Value>,
+    /// The files `additional_rules` are written in, and the key holding
+    /// them there: where their errors are located.
+    pub additional_sources: Vec<PathBuf>,
+    /// See `additional_sources`.
+    pub additional_key: String,
 }
 
 impl Default for AdjustOptions {
@@ -92,6 +97,8 @@ impl Default for AdjustOptions {
             undecided: Undecided::Skip,
             case_sensitive: true,
             additional_rules: Vec::new(),
+            additional_sources: Vec::new(),
+            additional_key: "adjust-tests".to_owned(),
         }
     }
 }
@@ -157,6 +164,7 @@ impl Tree {
             adjust::adjust_node(
                 &mut node.data,
                 &node.name,
+                &node.sources,
                 &context,
                 options,
                 &mut decisions,

@@ -88,12 +88,17 @@ impl Walker<'_> {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let (is_dir, is_link) = match entry.file_type() {
-                Ok(t) if t.is_dir() => (true, false),
-                Ok(t) if t.is_symlink() => {
-                    (fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()), true)
-                }
-                _ => (false, false),
+            // `special`: a FIFO, device or socket (or a link to one). Reading
+            // /dev/zero never ends and a FIFO blocks, so only regular files
+            // (and what a read error reports, as a broken link) are read.
+            let (is_dir, is_link, special) = match entry.file_type() {
+                Ok(t) if t.is_dir() => (true, false, false),
+                Ok(t) if t.is_symlink() => match fs::metadata(entry.path()) {
+                    Ok(m) => (m.is_dir(), true, !m.is_dir() && !m.is_file()),
+                    Err(_) => (false, true, false),
+                },
+                Ok(t) => (false, false, !t.is_file()),
+                Err(_) => (false, false, false),
             };
             if is_dir {
                 if entered.is_some() && name == ".fmf" {
@@ -101,16 +106,16 @@ impl Walker<'_> {
                 }
                 dirs.push((name, is_link));
             } else if name.ends_with(".fmf") {
-                files.push(name);
+                files.push((name, special));
             }
         }
         enter(self, entered);
         files.sort_unstable();
-        if let Some(pos) = files.iter().position(|f| f == "main.fmf") {
+        if let Some(pos) = files.iter().position(|(f, _)| f == "main.fmf") {
             let main = files.remove(pos);
             files.insert(0, main);
         }
-        for file in files {
+        for (file, special) in files {
             if file.starts_with('.') {
                 match self.included(&file) {
                     Ok(true) => {}
@@ -122,6 +127,19 @@ impl Walker<'_> {
                 }
             }
             let path = dir.join(&file);
+            if special {
+                self.steps.push(Step::Fail(
+                    Error::new(
+                        ErrorKind::FileError,
+                        format!(
+                            "Failed to read '{}': not a regular file (a FIFO, device or socket)",
+                            path.display()
+                        ),
+                    )
+                    .in_file(&path),
+                ));
+                return Walk::Stop;
+            }
             let child = (file != "main.fmf").then(|| file[..file.len() - ".fmf".len()].to_owned());
             self.steps.push(Step::File {
                 path: path.clone(),

@@ -634,7 +634,11 @@ mod tests {
         }
         let fail = load(&text).expect_err("an alias bomb");
         assert!(fail.problem.contains("alias budget"), "{}", fail.problem);
-        assert!(fail.mark.line() > 4, "the alias that went over: {:?}", fail.mark);
+        assert!(
+            fail.mark.line() > 4,
+            "the alias that went over: {:?}",
+            fail.mark
+        );
         // A few reuses of an anchor stay well within it.
         assert!(load("a: &a {k: [1, 2, 3]}\nb: *a\nc: *a\nd: {<<: *a}\n").is_ok());
     }
