@@ -14,7 +14,11 @@ const ULIMIT_KB: u64 = 2_000_000;
 
 /// Run `bin args...` through bash under [`ULIMIT_KB`].
 fn limited(bin: &std::path::Path, args: &[&str]) -> Result<std::process::Output> {
-    Command::new("bash")
+    // `timeout`: a tool that blocks (on a FIFO, say) fails the test instead
+    // of hanging it.
+    Command::new("timeout")
+        .arg("60")
+        .arg("bash")
         .arg("-c")
         .arg(format!("ulimit -v {ULIMIT_KB} && exec \"$0\" \"$@\""))
         .arg(bin)
@@ -58,6 +62,36 @@ fn yaml_alias_bomb_is_bad_input_in_bounded_memory() -> Result<()> {
         ensure!(
             located && said.contains("alias budget"),
             "{args:?} must name the file and the budget:\n{said}"
+        );
+    }
+    Ok(())
+}
+
+/// Issue 10 item 13: a `.fmf` file that is a link to /dev/zero (which
+/// never ends) or a FIFO (which blocks until a writer comes) is refused by
+/// name, exit 2, at once and in bounded memory.
+#[test]
+fn fmf_files_that_are_not_regular_files_are_refused() -> Result<()> {
+    let bin = bin_path("atex-discover")?;
+    for kind in ["zero", "fifo"] {
+        let tree = Fixture::fmf_tree(&[("main.fmf", "test: ./t.sh\n")])?;
+        let special = tree.path().join("sub").join("node.fmf");
+        std::fs::create_dir_all(special.parent().context("parent")?)?;
+        if kind == "zero" {
+            std::os::unix::fs::symlink("/dev/zero", &special)?;
+        } else {
+            let made = Command::new("mkfifo").arg(&special).status()?;
+            ensure!(made.success(), "mkfifo failed");
+        }
+        let root = tree.path();
+        let out = limited(&bin, &["ls", root.to_str().context("path")?])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(2)
+                && stderr.contains(&special.display().to_string())
+                && stderr.contains("not a regular file"),
+            "{kind}: exit {:?}\n{stderr}",
+            out.status.code()
         );
     }
     Ok(())
