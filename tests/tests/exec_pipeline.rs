@@ -1,9 +1,12 @@
 //! `atex-discover tests | atex-exec` as real processes in a pipe, against a
 //! loopback sshd machine (the harness's `atex-test` login) and the local
-//! machine, plus atex-exec's refusal of bad input.
+//! machine, plus atex-exec's refusal of bad input, its exit code without
+//! tests, its refusal of a used artifacts directory, what it says on stderr
+//! (progress, an unreachable machine, an interrupt), the `--machine`
+//! shorthands and results without a status.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,8 +41,14 @@ fn fixture_tree() -> Result<Fixture> {
     ])
 }
 
-/// The three tests' results, the exit code and the artifacts.
-fn check_three_tests(out: &PipeOutput, artifacts: &Path, machine_id: &str) -> Result<()> {
+/// The three tests' results, the exit code, the artifacts and the progress
+/// lines; `platform` is what the results must carry.
+fn check_three_tests(
+    out: &PipeOutput,
+    artifacts: &Path,
+    machine_id: &str,
+    platform: &str,
+) -> Result<()> {
     assert_eq!(out.discover, Some(0));
     assert_eq!(out.code, Some(1), "one test fails; stderr: {}", out.stderr);
     let results = out.results()?;
@@ -67,6 +76,7 @@ fn check_three_tests(out: &PipeOutput, artifacts: &Path, machine_id: &str) -> Re
     let artifacts = artifacts.canonicalize()?;
     for r in &results {
         assert_eq!(r.machine, machine_id);
+        assert_eq!(r.platform, platform);
         assert!(
             r.artifacts.starts_with(&artifacts),
             "{}",
@@ -86,28 +96,100 @@ fn check_three_tests(out: &PipeOutput, artifacts: &Path, machine_id: &str) -> Re
     assert_eq!(std::fs::read_to_string(&log)?, "hello\n");
     let sub_out = results[3].artifacts.join("files/output.txt");
     assert_eq!(std::fs::read_to_string(&sub_out)?, "reported\n");
+
+    // For people: one line as each test starts, one as it ends.
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let progress: Vec<String> = lines
+        .iter()
+        .map(|l| match l.find(" (") {
+            Some(i) if !l.ends_with("started") => l[..i].to_owned(),
+            _ => (*l).to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        progress,
+        [
+            "atex-exec: [1/3] /tests/fail started",
+            "atex-exec: /tests/fail: fail",
+            "atex-exec: [2/3] /tests/pass started",
+            "atex-exec: /tests/pass: pass",
+            "atex-exec: [3/3] /tests/sub started",
+            "atex-exec: /tests/sub: pass",
+        ],
+        "stderr: {}",
+        out.stderr
+    );
+    assert!(lines[5].ends_with(" s, 2 results)"), "{}", lines[5]);
     Ok(())
 }
 
-/// Run the fixture tree on `machine` (a Machine record) and check it.
-fn run_three_tests(machine: &str, machine_id: &str) -> Result<()> {
+/// Run the fixture tree on `machine` (`--machine`'s value) and check it.
+fn run_three_tests(machine: &str, machine_id: &str, platform: &str) -> Result<()> {
     let tree = fixture_tree()?;
     let work = Fixture::new()?;
     let artifacts = work.path().join("artifacts");
     let out = pipe::tests_on(&tree.path(), &[], machine, &artifacts, DEADLINE)?;
-    check_three_tests(&out, &artifacts, machine_id)
+    check_three_tests(&out, &artifacts, machine_id, platform)
 }
 
 #[test]
 fn discover_piped_into_exec_on_loopback_sshd() -> Result<()> {
     let pool = SshdPool::start(1)?;
     let machine = pool.machines().remove(0);
-    run_three_tests(&serde_json::to_string(&machine)?, &machine.id)
+    run_three_tests(&serde_json::to_string(&machine)?, &machine.id, "loopback")
 }
 
+/// The Machine record has no platform: results name the provisioner, never
+/// `""` (issue 9, item 9).
 #[test]
 fn discover_piped_into_exec_on_the_local_machine() -> Result<()> {
-    run_three_tests(LOCAL_MACHINE, "local")
+    run_three_tests(LOCAL_MACHINE, "local", "local")
+}
+
+/// `--machine local` and `--machine @FILE` (one record, as a line of
+/// atex-provision's output) are shorthands; anything else that is not JSON
+/// says what is expected.
+#[test]
+fn machine_shorthands() -> Result<()> {
+    run_three_tests("local", "local", "local")?;
+
+    let work = Fixture::new()?;
+    let file = work.write(
+        "machine.jsonl",
+        r#"{"id":"mine","provisioner":"local","connection":{"kind":"local"},"platform":"p1"}
+"#,
+    )?;
+    let at_file = format!("@{}", file.display());
+    run_three_tests(&at_file, "mine", "p1")?;
+
+    let two = work.write(
+        "machines.jsonl",
+        &format!("{LOCAL_MACHINE}\n{LOCAL_MACHINE}\n"),
+    )?;
+    let test = br#"{"name": "/t", "root": "/nonexistent", "path": "", "test": "true"}"#;
+    let artifacts = work.path().join("artifacts");
+    let dir = artifacts.to_str().context("path")?;
+    let at_two = format!("@{}", two.display());
+    let (code, stdout, stderr) = exec_bounded(&["--machine", &at_two, "--artifacts", dir], test)?;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("machines.jsonl:2:1: more than one Machine record"),
+        "{stderr}"
+    );
+    for bad in ["lcoal", ""] {
+        let (code, stdout, stderr) = exec_bounded(&["--machine", bad, "--artifacts", dir], test)?;
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.starts_with("atex-exec: error: --machine ")
+                && stderr.contains("a Machine record (JSON) is expected, or `local`")
+                && stderr.contains("@FILE"),
+            "{stderr}"
+        );
+    }
+    assert!(!artifacts.exists(), "nothing may be started on bad input");
+    Ok(())
 }
 
 /// Run atex-exec with `args` and `stdin`, bounded.
@@ -158,12 +240,171 @@ fn bad_input_exits_2_with_nothing_started() -> Result<()> {
     Ok(())
 }
 
+/// No Test record on stdin is not a pass (issue 9, item 2): exit 4 with a
+/// message by default, `--no-tests=warn|pass` accept it; nothing is
+/// started either way.
 #[test]
-fn sigterm_kills_the_running_test_and_exits_143() -> Result<()> {
-    let tree = Fixture::fmf_tree(&[(
-        "tests/sleep/main.fmf",
-        "test: echo started; touch \"$MARKER\"; sleep 60; touch \"$MARKER.after\"\n",
-    )])?;
+fn no_test_records_is_exit_4_unless_accepted() -> Result<()> {
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let dir = artifacts.to_str().context("path")?;
+    // Unreachable: connecting would make an infra result and exit 3.
+    let machine = r#"{"id":"vm","provisioner":"ssh","connection":{"kind":"ssh","host":"127.0.0.1","port":1,"user":"nobody"}}"#;
+    let base = ["--machine", machine, "--artifacts", dir];
+
+    let (code, stdout, stderr) = exec_bounded(&base, b"")?;
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with("atex-exec: error: no test records on stdin"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let (code, stdout, stderr) = exec_bounded(&[&base[..], &["--no-tests=warn"]].concat(), b"\n")?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with("atex-exec: warning: no test records on stdin"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = exec_bounded(&[&base[..], &["--no-tests", "pass"]].concat(), b"")?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.is_empty() && stderr.is_empty(), "{stderr}");
+    assert!(!artifacts.exists(), "nothing may be started without tests");
+    Ok(())
+}
+
+/// A second run into the same `--artifacts` is refused before anything
+/// starts (issue 9, item 4): the first run's files stay as they were. An
+/// empty directory is fine.
+#[test]
+fn a_used_artifacts_directory_is_refused() -> Result<()> {
+    let tree = Fixture::fmf_tree(&[("tests/once/main.fmf", "test: echo first\n")])?;
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("out");
+    std::fs::create_dir(&artifacts)?;
+    let out = pipe::tests_on(&tree.path(), &[], "local", &artifacts, DEADLINE)?;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "an empty directory is fine: {}",
+        out.stderr
+    );
+    let output = artifacts.join("tests/once/files/output.txt");
+    assert_eq!(std::fs::read_to_string(&output)?, "first\n");
+
+    tree.write("tests/once/main.fmf", "test: echo second\n")?;
+    let out = pipe::tests_on(&tree.path(), &[], "local", &artifacts, DEADLINE)?;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        out.stderr,
+        format!(
+            "atex-exec: error: artifacts directory '{}' is not empty (an earlier run?); \
+             remove it or choose another\n",
+            artifacts.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&output)?, "first\n");
+    let files: Vec<_> = std::fs::read_dir(artifacts.join("tests/once/files"))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(files, ["output.txt"]);
+    Ok(())
+}
+
+/// The machine does not answer: besides the results' notes, one error line
+/// names it on stderr; `--quiet` drops the progress lines only.
+#[test]
+fn an_unreachable_machine_is_named_on_stderr() -> Result<()> {
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let dir = artifacts.to_str().context("path")?;
+    let machine = r#"{"id":"vm1","provisioner":"ssh","connection":{"kind":"ssh","host":"127.0.0.1","port":1,"user":"nobody"}}"#;
+    let root = work.path();
+    let root = root.to_str().context("path")?;
+    let tests = format!(
+        "{{\"name\": \"/a\", \"root\": \"{root}\", \"path\": \"\", \"test\": \"true\"}}\n\
+         {{\"name\": \"/b\", \"root\": \"{root}\", \"path\": \"\", \"test\": \"true\"}}\n"
+    );
+    let (code, stdout, stderr) = exec_bounded(
+        &["--machine", machine, "--artifacts", dir, "-q"],
+        tests.as_bytes(),
+    )?;
+    assert_eq!(code, Some(3), "{stderr}");
+    let results: Vec<TestResult> = parse_records(&stdout, "atex-exec stdout")?;
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r.status.as_deref() == Some("infra")));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("atex-exec: error: machine 'vm1' is unreachable (")
+            && lines[0].ends_with("): 2 tests recorded as infra without running"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// As ATEX 1.2: a result reported without a status keeps `"status": null`
+/// (not `""`), and such a result is not a pass: exit 1.
+#[test]
+fn a_result_without_status_stays_null_and_is_not_a_pass() -> Result<()> {
+    let tree = Fixture::fmf_tree(&[
+        ("tests/ok/main.fmf", "test: exit 0\n"),
+        (
+            "tests/nostatus/main.fmf",
+            concat!(
+                "test: |\n",
+                "  printf 'result 15\\n{\"name\": \"sub\"}' >&$ATEX_TEST_CONTROL\n",
+                "  printf 'result 2\\n{}' >&$ATEX_TEST_CONTROL\n",
+            ),
+        ),
+    ])?;
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts");
+    let out = pipe::tests_on(&tree.path(), &[], LOCAL_MACHINE, &artifacts, DEADLINE)?;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let lines: Vec<serde_json::Value> = parse_records(&out.stdout, "atex-exec stdout")?;
+    let rows: Vec<(&str, &serde_json::Value, &serde_json::Value)> = lines
+        .iter()
+        .map(|l| (l["test"].as_str().unwrap_or(""), &l["name"], &l["status"]))
+        .collect();
+    let null = serde_json::Value::Null;
+    let (sub, pass) = (serde_json::json!("sub"), serde_json::json!("pass"));
+    assert_eq!(
+        rows,
+        [
+            ("/tests/nostatus", &sub, &null),
+            ("/tests/nostatus", &null, &null),
+            ("/tests/ok", &null, &pass),
+        ],
+        "{}",
+        out.stderr
+    );
+    for line in &lines[..2] {
+        assert!(line.as_object().is_some_and(|o| o.contains_key("status")));
+    }
+    assert!(
+        out.stderr
+            .contains("atex-exec: /tests/nostatus: no status ("),
+        "{}",
+        out.stderr
+    );
+    Ok(())
+}
+
+/// What an interrupted atex-exec leaves: its exit code, its stdout and its
+/// stderr, for a run of two tests whose first sleeps until `signal` comes.
+fn interrupted_run(signal: &str) -> Result<(Option<i32>, Vec<TestResult>, String, Fixture)> {
+    let tree = Fixture::fmf_tree(&[
+        (
+            "tests/sleep/main.fmf",
+            "test: echo started; touch \"$MARKER\"; sleep 60; touch \"$MARKER.after\"\n",
+        ),
+        ("tests/later/main.fmf", "test: echo later\n"),
+    ])?;
     let work = Fixture::new()?;
     let marker = work.path().join("marker");
     let discover = Command::new(bin_path("atex-discover")?)
@@ -172,9 +413,10 @@ fn sigterm_kills_the_running_test_and_exits_143() -> Result<()> {
         .arg(tree.path())
         .output()?;
     assert_eq!(discover.status.code(), Some(0));
-    // The environment reaches the test through its record.
-    let mut test: serde_json::Value = serde_json::from_slice(&discover.stdout)?;
-    test["environment"]["MARKER"] = marker.to_str().context("path")?.into();
+    // The environment reaches the test through its record; the sleeping
+    // test first.
+    let mut records: Vec<serde_json::Value> = parse_records(&discover.stdout, "discover")?;
+    records.sort_by_key(|r| r["name"] != "/tests/sleep");
     let artifacts = work.path().join("artifacts");
     let mut exec = Command::new(bin_path("atex-exec")?)
         .arg("--machine")
@@ -183,11 +425,15 @@ fn sigterm_kills_the_running_test_and_exits_143() -> Result<()> {
         .arg(&artifacts)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
     let mut stdin = exec.stdin.take().context("stdin")?;
-    writeln!(stdin, "{test}")?;
+    for mut test in records {
+        test["environment"]["MARKER"] = marker.to_str().context("path")?.into();
+        writeln!(stdin, "{test}")?;
+    }
     drop(stdin);
+    let collector = Collector::start(&mut exec)?;
     let deadline = Instant::now() + DEADLINE;
     while !marker.exists() {
         if Instant::now() > deadline || exec.try_wait()?.is_some() {
@@ -197,22 +443,53 @@ fn sigterm_kills_the_running_test_and_exits_143() -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Command::new("kill")
-        .args(["-TERM", &exec.id().to_string()])
+        .args([&format!("-{signal}"), &exec.id().to_string()])
         .status()?;
-    let mut out = exec.stdout.take().context("stdout")?;
     let code = wait_bounded(&mut exec, deadline, "atex-exec")?;
-    let mut stdout = Vec::new();
-    out.read_to_end(&mut stdout)?;
-    assert_eq!(code, Some(143));
+    let (stdout, stderr) = collector.finish();
     let results: Vec<TestResult> = parse_records(&stdout, "atex-exec stdout")?;
-    assert_eq!(results.len(), 1);
+    Ok((code, results, stderr, work))
+}
+
+/// The stopped test's `infra` record is on stdout, and stderr ends with
+/// one line saying what was done (issue 9, item 5).
+fn check_interrupted(signal: &str, code: i32) -> Result<()> {
+    let (got, results, stderr, work) = interrupted_run(signal)?;
+    assert_eq!(got, Some(code), "{stderr}");
+    assert_eq!(results.len(), 1, "{stderr}");
+    assert_eq!(results[0].test, "/tests/sleep");
     assert_eq!(results[0].status.as_deref(), Some("infra"));
-    assert_eq!(results[0].note.as_deref(), Some("Interrupted(SIGTERM)"));
+    let note = format!("Interrupted(SIG{signal})");
+    assert_eq!(results[0].note.as_deref(), Some(note.as_str()));
     assert_eq!(results[0].files, ["output.txt"]);
     let output = std::fs::read_to_string(results[0].artifacts.join("files/output.txt"))?;
     assert_eq!(output, "started\n");
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("atex-exec: interrupted"))
+        .collect();
+    assert_eq!(
+        said,
+        [format!(
+            "atex-exec: interrupted (SIG{signal}): test /tests/sleep stopped and recorded \
+             as infra, 1 test not run; cleaned up"
+        )],
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().last(), Some(said[0]), "{stderr}");
+    assert!(!stderr.contains("/tests/later"), "{stderr}");
     // The wrapper stopped the test's session: the sleep never finished.
     std::thread::sleep(Duration::from_millis(500));
     assert!(!work.path().join("marker.after").exists());
     Ok(())
+}
+
+#[test]
+fn sigterm_kills_the_running_test_and_exits_143() -> Result<()> {
+    check_interrupted("TERM", 143)
+}
+
+#[test]
+fn sigint_kills_the_running_test_and_exits_130() -> Result<()> {
+    check_interrupted("INT", 130)
 }

@@ -254,10 +254,26 @@ const CASES: &[Case] = &[
         expect: Expect::Results(&[(None, "fail", None, OUT)]),
     },
     // Files and confinement.
+    // As ATEX: a name climbing out is kept inside, and the result stands.
     Case {
         name: "file-escape",
         fmf: "",
-        script: "report '{\"files\": [{\"name\": \"../../x\", \"length\": 1}]}'; printf x >&$C; sleep 20",
+        script: concat!(
+            "report '{\"files\": [{\"name\": \"../../x\", \"length\": 1}], \"partial\": true}'\n",
+            "printf x >&$C\n",
+            "report '{\"name\": \"../../../n\", \"status\": \"info\", ",
+            "\"files\": [{\"name\": \"a/../../../y\", \"length\": 1}]}'\n",
+            "printf y >&$C\n",
+        ),
+        expect: Expect::Results(&[
+            (Some("../../../n"), "info", None, &["y"]),
+            (None, "pass", None, &["output.txt", "x"]),
+        ]),
+    },
+    Case {
+        name: "file-nul",
+        fmf: "",
+        script: "report '{\"files\": [{\"name\": \"a\\u0000b\", \"length\": 1}]}'; printf x >&$C; sleep 20",
         expect: Expect::InfraPrefix("BadReportJSONError("),
     },
     Case {
@@ -422,7 +438,7 @@ fn control_protocol_results_and_limits_over_loopback_sshd() -> Result<()> {
             }
         }
         // A protocol error ends the test at once, not after its `sleep 20`.
-        if case.name.starts_with("bad-") || case.name == "file-escape" {
+        if case.name.starts_with("bad-") || case.name == "file-nul" {
             let last = got.last().map_or(0.0, |r| r.duration);
             assert!(last < 10.0, "{}: took {last} s", case.name);
         }
@@ -473,15 +489,30 @@ fn control_protocol_results_and_limits_over_loopback_sshd() -> Result<()> {
         Some(1)
     );
 
-    // Confinement: nothing escapes the artifacts directory.
-    let escape = &of(&by_test, "file-escape")[0];
+    // Confinement: nothing escapes the artifacts directory; what climbed
+    // out is stored inside, with a warning.
+    let escape = &of(&by_test, "file-escape")[1];
+    assert_eq!(artifact(escape, "files/x"), b"x");
+    assert_eq!(artifact(escape, "files/n/y"), b"y");
     for dir in [
         work.path(),
         artifacts.clone(),
         artifacts.join("tests"),
         escape.artifacts.clone(),
     ] {
-        assert!(!dir.join("x").exists(), "{}", dir.display());
+        for name in ["x", "y", "n"] {
+            assert!(!dir.join(name).exists(), "{}/{name}", dir.display());
+        }
+    }
+    for name in ["'../../x'", "'../../../n'", "'a/../../../y'"] {
+        assert!(
+            stderr.lines().any(
+                |l| l.starts_with("atex-exec: warning: result /tests/file-escape")
+                    && l.contains(name)
+                    && l.contains("kept inside")
+            ),
+            "{name}: {stderr}"
+        );
     }
     let absolute = &of(&by_test, "file-absolute")[0];
     assert_eq!(
