@@ -1,7 +1,9 @@
 //! atex-aggregate with the other tools and under stress: the results of
 //! `atex-discover | atex-exec` on this machine stored, files moved; a kill
 //! -9 in the middle of a 100,000-result ingest, then `--append` of the
-//! rest; the HTML page in headless Chromium (screenshot, a filter click).
+//! rest; SIGINT/SIGTERM while the producer still writes (read on until the
+//! input ends, a second signal or 5 s); the HTML page in headless Chromium
+//! (screenshot, a filter click).
 
 use std::io::Write;
 use std::path::Path;
@@ -266,5 +268,223 @@ fn html_page_in_headless_chromium() -> Result<()> {
         serde_json::json!([]),
     )?;
     assert_eq!(rows()?, 1);
+    Ok(())
+}
+
+/// atex-aggregate ingesting from a pipe the test holds (so the test
+/// decides when the input ends), stderr collected; killed if dropped
+/// running.
+struct Ingest {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    dir: std::path::PathBuf,
+}
+
+impl Ingest {
+    fn start(dir: &Path) -> Result<Ingest> {
+        let mut child = Command::new(bin_path("atex-aggregate")?)
+            .arg("--output")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("failed to start atex-aggregate")?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let mut err = child.stderr.take().context("stderr")?;
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            text
+        });
+        Ok(Ingest {
+            child,
+            stdin: Some(stdin),
+            stderr: Some(stderr),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Write `text` to the ingest's stdin (an ended ingest is an error).
+    fn send(&mut self, text: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin is closed")?;
+        stdin.write_all(text.as_bytes())?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) -> Result<()> {
+        let pid =
+            rustix::process::Pid::from_raw(i32::try_from(self.child.id())?).context("bad pid")?;
+        rustix::process::kill_process(pid, signal).context("failed to send the signal")
+    }
+
+    fn running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
+    /// Wait until the store's results file holds `n` lines.
+    fn stored(&self, n: usize) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let path = self.dir.join("results.jsonl");
+            let have = std::fs::read_to_string(&path)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if have >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the store holds {have} results after 30 s, not {n}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Close stdin when `close`, wait (at most `limit`) for the exit:
+    /// the exit code and stderr.
+    fn finish(mut self, close: bool, limit: Duration) -> Result<(Option<i32>, String)> {
+        if close {
+            self.stdin = None;
+        }
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                bail!("atex-aggregate still runs after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.stdin = None;
+        let stderr = self
+            .stderr
+            .take()
+            .context("stderr")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stderr reader panicked"))?;
+        Ok((status.code(), stderr))
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// atex-exec's last record after an interrupt: the test it stopped.
+const INTERRUPTED: &str = "{\"test\":\"/tests/slow\",\"name\":null,\"status\":\"infra\",\"note\":\"Interrupted(SIGINT)\",\"files\":[],\"platform\":\"p\",\"machine\":\"m\",\"artifacts\":\"/nowhere/slow\",\"exit_code\":null,\"started\":\"S\",\"duration\":7.5,\"attempt\":0}\n";
+
+/// One line on stderr, and nothing else.
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr}");
+    lines[0]
+}
+
+/// Ctrl-C reaches every process of `atex-exec | atex-aggregate`: the
+/// record atex-exec writes after it (the interrupted test) must still be
+/// stored, and the store finished (issue 9, item 5).
+#[test]
+fn sigint_reads_on_until_the_input_ends() -> Result<()> {
+    let work = Fixture::new()?;
+    let dir = work.path().join("store");
+    let mut ingest = Ingest::start(&dir)?;
+    ingest.send(&(0..3).map(record).collect::<String>())?;
+    ingest.stored(3)?;
+    ingest.signal(rustix::process::Signal::INT)?;
+    // atex-exec takes a moment to stop the test and report it.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ingest.running()?, "atex-aggregate ended at the signal");
+    ingest.send(INTERRUPTED)?;
+    let (code, stderr) = ingest.finish(true, Duration::from_secs(10))?;
+    assert_eq!(code, Some(130), "{stderr}");
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with("atex-aggregate: interrupted (SIGINT): read on until the input ended; stored 4 results in "),
+        "{line}"
+    );
+    let lines = stored_lines(&dir, Compression::None)?;
+    assert_eq!(lines.len(), 4);
+    assert_eq!(
+        lines[3],
+        "[\"p\", \"infra\", \"/tests/slow\", null, [], \"Interrupted(SIGINT)\"]"
+    );
+    // The reports are finished and count it.
+    let junit = std::fs::read_to_string(dir.join("junit.xml"))?;
+    assert_eq!(junit.matches("<testcase ").count(), 4, "{junit}");
+    assert!(junit.contains("<error type=\"infra\""), "{junit}");
+    assert!(std::fs::read_to_string(dir.join("index.html"))?.contains("/tests/slow"));
+    Ok(())
+}
+
+/// A producer that never ends: a second Ctrl-C stops the reading at once.
+#[test]
+fn a_second_sigint_stops_reading() -> Result<()> {
+    let work = Fixture::new()?;
+    let dir = work.path().join("store");
+    let mut ingest = Ingest::start(&dir)?;
+    ingest.send(&(0..2).map(record).collect::<String>())?;
+    ingest.stored(2)?;
+    let first = Instant::now();
+    ingest.signal(rustix::process::Signal::INT)?;
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        ingest.running()?,
+        "atex-aggregate ended at the first signal"
+    );
+    ingest.signal(rustix::process::Signal::INT)?;
+    // Well before the 5 s bound of the first signal.
+    let (code, stderr) = ingest.finish(false, Duration::from_secs(3))?;
+    assert!(
+        first.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        first.elapsed()
+    );
+    assert_eq!(code, Some(130), "{stderr}");
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with("atex-aggregate: interrupted (SIGINT), then a second signal: stopped reading; stored 2 results in "),
+        "{line}"
+    );
+    assert_eq!(stored_lines(&dir, Compression::None)?.len(), 2);
+    assert!(dir.join("junit.xml").is_file() && dir.join("index.html").is_file());
+    Ok(())
+}
+
+/// A producer that never ends, and no second signal: the reading goes on
+/// (records still arriving are stored) for 5 s after the signal, then
+/// stops.
+#[test]
+fn the_reading_after_a_signal_is_bounded() -> Result<()> {
+    let work = Fixture::new()?;
+    let dir = work.path().join("store");
+    let mut ingest = Ingest::start(&dir)?;
+    ingest.send(&record(0))?;
+    ingest.stored(1)?;
+    let signalled = Instant::now();
+    ingest.signal(rustix::process::Signal::TERM)?;
+    std::thread::sleep(Duration::from_millis(1000));
+    ingest.send(INTERRUPTED)?;
+    ingest.stored(2)?;
+    let (code, stderr) = ingest.finish(false, Duration::from_secs(20))?;
+    let waited = signalled.elapsed();
+    assert!(
+        waited >= Duration::from_millis(4900) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+    assert_eq!(code, Some(143), "{stderr}");
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with("atex-aggregate: interrupted (SIGTERM): the input was still open 5 s later, stopped reading; stored 2 results in "),
+        "{line}"
+    );
+    assert_eq!(stored_lines(&dir, Compression::None)?.len(), 2);
     Ok(())
 }
