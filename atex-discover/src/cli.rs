@@ -93,8 +93,8 @@ pub fn main() -> ExitCode {
     // records; the other commands write their output at the end, or are
     // for people at a terminal.
     match cli.command {
-        Command::Tests(_) => crate::interrupt::install("test records", "no test records written"),
-        _ => crate::interrupt::install("records", "output not complete"),
+        Command::Tests(_) => crate::interrupt::install("test record", "no test records written"),
+        _ => crate::interrupt::install("record", "output not complete"),
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

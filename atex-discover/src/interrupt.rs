@@ -39,7 +39,8 @@ pub struct Interrupts {
     signal: AtomicU8,
     /// Test records handed to stdout so far.
     written: AtomicUsize,
-    /// What the records are called in the report ("test records").
+    /// What a record is called in the report ("test record"; an `s` is
+    /// added for any count but 1).
     what: &'static str,
     /// What the report says before writing started.
     before: &'static str,
@@ -47,7 +48,7 @@ pub struct Interrupts {
 
 static INTERRUPTS: OnceLock<Interrupts> = OnceLock::new();
 
-/// Handle SIGINT and SIGTERM from now on. `what` names the records the
+/// Handle SIGINT and SIGTERM from now on. `what` names a record the
 /// command writes, for the report once writing started; `before` is what
 /// the report says before (for example "no test records written"). When
 /// the handlers cannot be installed, the default action (death) stays.
@@ -143,10 +144,16 @@ impl Interrupts {
     /// The report line, without the tool's prefix.
     pub fn report(&self, interrupt: Interrupt, written: usize) -> String {
         format!(
-            "interrupted ({}), {written} {} written",
+            "interrupted ({}), {}",
             interrupt.name(),
-            self.what
+            self.count(written)
         )
+    }
+
+    /// "N test records written".
+    fn count(&self, written: usize) -> String {
+        let plural = if written == 1 { "" } else { "s" };
+        format!("{written} {}{plural} written", self.what)
     }
 
     fn on_signal(&self, interrupt: Interrupt, signals: &mut Signals) {
@@ -182,9 +189,9 @@ impl Interrupts {
         if *phase == Phase::Writing {
             let written = self.written.load(Ordering::Relaxed);
             eprintln!(
-                "atex-discover: interrupted ({}), stdout blocked: at most {written} {} written",
+                "atex-discover: interrupted ({}), stdout blocked: at most {}",
                 interrupt.name(),
-                self.what
+                self.count(written)
             );
             std::process::exit(i32::from(interrupt.exit_code()));
         }
