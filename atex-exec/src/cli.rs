@@ -38,7 +38,7 @@ use crate::session::{self, Interrupt, Progress, ResultSink, SessionConfig, Summa
 ///     atex-discover tests --root . --plan /plans/ci \
 ///       | atex-exec --machine local --artifacts out/
 /// With a Machine record from atex-provision, in a file, and a platform name:
-///     atex-provision ssh --host vm1 > machines.jsonl
+///     atex-provision ssh root@vm1 -i ~/.ssh/id_ed25519 > machines.jsonl
 ///     atex-discover tests --root . \
 ///       | atex-exec --machine @machines.jsonl --artifacts out/ --platform fedora-41@x86_64
 /// With the record itself:
@@ -60,9 +60,15 @@ pub struct Cli {
     /// platform, else its provisioner, else its id].
     #[arg(long, value_name = "NAME")]
     pub platform: Option<String>,
-    /// What zero Test records on stdin is: `fail` (exit 4), `warn` or
-    /// `pass` (exit 0).
-    #[arg(long, value_enum, value_name = "WHAT", default_value_t)]
+    /// What zero Test records on stdin is: `fail` (exit 4), `warn` (exit 0
+    /// with a warning) or `pass` (exit 0).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHAT",
+        default_value_t,
+        hide_possible_values = true
+    )]
     pub no_tests: NoTests,
     /// No progress lines on stderr (warnings and errors still show).
     #[arg(short, long)]

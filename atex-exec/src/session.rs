@@ -542,14 +542,24 @@ impl Session<'_> {
         if let Some(boot) = &self.boot {
             setup_extra.push((reboot::MARKER_VAR.to_owned(), boot.marker.clone()));
         }
-        let files = match layout
-            .setup_test(&self.conn, test, &setup_extra, 0, 0)
-            .await
-        {
-            Ok(files) => files,
-            Err(e) => {
+        // The setup may install packages for minutes: an interrupt stops it
+        // too, and the test is reported like one stopped while running.
+        let setup = tokio::select! {
+            setup = layout.setup_test(&self.conn, test, &setup_extra, 0, 0) => Ok(setup),
+            message = &mut *interrupt => Err(message),
+        };
+        let files = match setup {
+            Ok(Ok(files)) => files,
+            Ok(Err(e)) => {
                 reporter.setup_failed(&format!("failed to {e}"));
                 return Step::Done(true);
+            }
+            Err(message) => {
+                drop(reporter);
+                let failure = Failure::new("Interrupted", message.clone());
+                self.report_interrupted(test, &failure, start, out);
+                out.summary.interrupted = Some(message);
+                return Step::Interrupted;
             }
         };
         let run_layout = run::RemoteLayout {
