@@ -90,7 +90,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print a store's totals and the results that did not pass; exit 0 all passed, 1 some failed, 3 some infra, 4 no results.
+    /// Print a store's totals and the results that did not pass; exit 0 all passed, 1 some failed, 3 some infra, 4 no results
     ///
     /// The totals per platform and status, then one line per result that
     /// did not pass (fail, error, warn, infra, an unknown status or none;
@@ -327,7 +327,22 @@ mod tests {
     #[test]
     fn help_has_examples() {
         use clap::CommandFactory;
-        let help = Cli::command().render_long_help().to_string();
+        let mut command = Cli::command();
+        let help = command.render_long_help().to_string();
         assert!(help.contains("atex-aggregate summary results/"), "{help}");
+        assert!(
+            help.contains("--no-tests=warn < maybe-empty.jsonl"),
+            "{help}"
+        );
+        assert!(help.contains("a second Ctrl-C stops at once"), "{help}");
+        let summary = command
+            .find_subcommand_mut("summary")
+            .expect("summary")
+            .render_long_help()
+            .to_string();
+        assert!(
+            summary.contains("atex-aggregate summary --no-tests=pass results/"),
+            "{summary}"
+        );
     }
 }
