@@ -370,12 +370,14 @@ fn podman_cap_commands_and_release() -> Result<()> {
             test.inspect(&name, "{{index .Config.Labels \"atex.provisioner\"}}")?,
             "podman"
         );
+        // PID 1 is podman's init, which runs the command and reaps
+        // orphans (`sleep infinity` as PID 1 reaped nothing).
         let out = run_on(
             &first,
             "echo \"in $(cat /proc/1/cmdline | tr '\\0' ' ')\"\n",
         )
         .await?;
-        assert_eq!(out, "in sleep infinity \n");
+        assert_eq!(out, "in /run/podman-init -- sleep infinity \n");
 
         pool.release(&first.id).await?;
         assert!(test.containers()?.iter().all(|n| *n != name), "removed");
@@ -461,13 +463,19 @@ fn podman_ssh_variant_is_reached_over_ssh_and_leaves_no_master() -> Result<()> {
         // The check really sees a live master.
         assert!(!ssh_processes(&port.to_string()).is_empty());
         let out = conn
-            .run_script(b"id -u; cat /proc/1/cmdline | tr '\\0' ' '\n")
+            .run_script(
+                b"id -u; cat /proc/1/comm\n\
+                  for p in $(cat /proc/1/task/1/children); do\n\
+                  tr '\\0' ' ' </proc/$p/cmdline; echo; done\n",
+            )
             .await?;
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            // The wrapper started sshd, then became the command.
-            "0\nsleep infinity "
-        );
+        let out = String::from_utf8_lossy(&out.stdout);
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("0"), "{out}");
+        assert_eq!(lines.next(), Some("podman-init"), "{out}");
+        // The wrapper started sshd, then became the command, under the
+        // init (with sshd, which daemonized).
+        assert!(lines.any(|l| l == "sleep infinity "), "{out}");
         conn.disconnect().await?;
         no_ssh_left(&port.to_string()).await?;
 
@@ -584,14 +592,28 @@ fn podman_failed_reservations_say_why_and_leave_nothing() -> Result<()> {
             rootfs: None,
             ..test.args(1)
         })?;
+        // Bad input, found before anything starts and again by the run
+        // itself (an image removed meanwhile): never retried.
+        let checked = no_image.check().await.expect_err("no such image");
         let err = no_image
             .reserve(CancellationToken::new())
             .await
             .expect_err("no such image");
-        assert!(matches!(err, ProvisionError::Command { .. }), "{err:?}");
-        let message = err.to_string();
-        assert!(message.contains("podman container run"), "{message}");
-        assert!(message.contains("atex-no-such-image"), "{message}");
+        for err in [checked, err] {
+            assert!(matches!(err, ProvisionError::Invalid(_)), "{err:?}");
+            assert!(!err.is_retryable(), "{err:?}");
+            let message = err.to_string();
+            assert!(message.contains("image not known"), "{message}");
+            assert!(message.contains("atex-no-such-image"), "{message}");
+            assert!(message.contains("podman import"), "a hint: {message}");
+        }
+        let no_rootfs = Podman::new(&podman::Args {
+            rootfs: Some("/nonexistent-atex-rootfs:O".into()),
+            ..test.args(1)
+        })?;
+        let err = no_rootfs.check().await.expect_err("no such rootfs");
+        assert!(matches!(err, ProvisionError::Invalid(_)), "{err:?}");
+        Podman::new(&test.args(1))?.check().await?;
 
         // A container whose command ends at once is never ready.
         let exits = Podman::new(&podman::Args {

@@ -36,10 +36,15 @@ struct Provision {
 
 impl Provision {
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<Provision> {
+        Self::start_with_stdin(args, envs, Stdio::piped())
+    }
+
+    /// [`Provision::start`] with `stdin` given to the process.
+    fn start_with_stdin(args: &[&str], envs: &[(&str, &str)], stdin: Stdio) -> Result<Provision> {
         let mut command = Command::new(bin_path("atex-provision")?);
         command
             .args(args)
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (key, value) in envs {
@@ -149,22 +154,44 @@ fn expected_code(signal: rustix::process::Signal) -> i32 {
     if signal == TERM { 143 } else { 130 }
 }
 
-/// After `signal` was sent: atex-provision exits 130/143 and leaves no
-/// container with the test's label and no process behind.
+fn signal_name(signal: rustix::process::Signal) -> &'static str {
+    if signal == TERM { "SIGTERM" } else { "SIGINT" }
+}
+
+/// The one line atex-provision prints when interrupted: it names the
+/// signal and starts with what was done (`released N machine(s)`...).
+fn interrupted_line(stderr: &str, signal: rustix::process::Signal) -> Result<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("interrupted"))
+        .collect();
+    let prefix = format!("atex-provision: interrupted ({}): ", signal_name(signal));
+    ensure!(
+        lines.len() == 1 && lines[0].starts_with(&prefix),
+        "one line saying what was done when interrupted: {stderr}"
+    );
+    Ok(lines[0][prefix.len()..].to_owned())
+}
+
+/// After `signal` was sent: atex-provision exits 130/143, says so in one
+/// line on stderr, and leaves no container with the test's label and no
+/// process behind; the line is returned for more checks.
 fn assert_signal_left_nothing(
     provision: Provision,
     signal: rustix::process::Signal,
     podman: &Podman,
     own: &[String],
-) -> Result<()> {
+) -> Result<String> {
     let (code, stderr) = provision.wait()?;
     ensure!(
         code == Some(expected_code(signal)),
         "exit {code:?}: {stderr}"
     );
+    let said = interrupted_line(&stderr, signal)?;
     let left = podman.containers()?;
     ensure!(left.is_empty(), "containers left: {left:?}\n{stderr}");
-    assert_no_leftover_processes(own)
+    assert_no_leftover_processes(own)?;
+    Ok(said)
 }
 
 /// A signal while 4 containers are being reserved: every container made
@@ -186,7 +213,9 @@ fn podman_signal_while_reserving(signal: rustix::process::Signal) -> Result<()> 
         printed_before < 4,
         "all 4 were ready before the signal: not a test of reserving"
     );
-    assert_signal_left_nothing(provision, signal, &podman, &own)
+    let said = assert_signal_left_nothing(provision, signal, &podman, &own)?;
+    ensure!(said.starts_with("released "), "{said}");
+    Ok(())
 }
 
 #[test]
@@ -228,7 +257,9 @@ fn podman_signal_while_held(signal: rustix::process::Signal, ssh: bool) -> Resul
         );
     }
     provision.signal(signal)?;
-    assert_signal_left_nothing(provision, signal, &podman, &own)
+    let said = assert_signal_left_nothing(provision, signal, &podman, &own)?;
+    ensure!(said == "released 4 machines", "{said}");
+    Ok(())
 }
 
 #[test]
@@ -313,8 +344,9 @@ fn podman_detach_then_release_from_the_records() -> Result<()> {
     assert_no_leftover_processes(&own)
 }
 
-/// A reservation that cannot work is retried, then reported with its
-/// cause: exit 3, nothing left.
+/// A reservation that fails (a container whose command ends at once is
+/// never ready) is retried, then reported with its cause: exit 3, nothing
+/// left.
 #[test]
 fn podman_failed_reservation_exits_3_with_the_cause() -> Result<()> {
     let podman = Podman::new()?;
@@ -323,11 +355,15 @@ fn podman_failed_reservation_exits_3_with_the_cause() -> Result<()> {
     let out = Command::new(bin_path("atex-provision")?)
         .args([
             "podman",
-            "--image",
-            "localhost/atex-no-such-image:never",
+            "--rootfs",
+            "/:O",
             "--retries",
             "1",
             &label,
+            "--command",
+            "sh",
+            "-c",
+            "echo atex-bye; exit 1",
         ])
         .env("CONTAINERS_CONF", &conf)
         .stdin(Stdio::null())
@@ -341,11 +377,53 @@ fn podman_failed_reservation_exits_3_with_the_cause() -> Result<()> {
     ensure!(out.stdout.is_empty(), "no record");
     ensure!(stderr.contains("retrying"), "the retry is logged: {stderr}");
     ensure!(
-        stderr.contains("atex-no-such-image"),
-        "the cause names the image: {stderr}"
+        stderr.contains("is not ready"),
+        "the cause is given: {stderr}"
     );
     ensure!(podman.containers()?.is_empty(), "nothing left");
     Ok(())
+}
+
+/// A podman image that does not exist is bad input: exit 2 at once, the
+/// message says "image not known" with a hint, nothing is retried or
+/// started, no record.
+#[test]
+fn podman_missing_image_is_bad_input_and_not_retried() -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let own = own_processes()?;
+    let out = Command::new(bin_path("atex-provision")?)
+        .args([
+            "podman",
+            "--image",
+            "localhost/atex-no-such-image:never",
+            "--count",
+            "2",
+            &label,
+        ])
+        .env("CONTAINERS_CONF", &conf)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(2),
+        "exit {:?}: {stderr}",
+        out.status
+    );
+    ensure!(out.stdout.is_empty(), "no record");
+    ensure!(
+        stderr.contains("atex-no-such-image:never: image not known")
+            && stderr.contains("podman import"),
+        "names the image, says why and how to get one: {stderr}"
+    );
+    ensure!(
+        !stderr.contains("retrying") && !stderr.contains("reserving"),
+        "nothing tried: {stderr}"
+    );
+    ensure!(podman.containers()?.is_empty(), "nothing left");
+    assert_no_leftover_processes(&own)
 }
 
 /// Bad options and bad records exit 2 before anything is reserved or
@@ -486,6 +564,11 @@ fn testing_farm_sigint_while_reserving_leaves_no_open_request() -> Result<()> {
     provision.signal(INT)?;
     let (code, stderr) = provision.wait()?;
     ensure!(code == Some(130), "exit {code:?}: {stderr}");
+    let said = interrupted_line(&stderr, INT)?;
+    ensure!(
+        said == "released 0 machines, 2 reservations in flight undone",
+        "{said}"
+    );
     let open = server.open_requests();
     ensure!(open.is_empty(), "open requests: {open:?}\n{stderr}");
     ensure!(
@@ -516,6 +599,8 @@ fn testing_farm_sigterm_while_held_leaves_no_open_request() -> Result<()> {
     provision.signal(TERM)?;
     let (code, stderr) = provision.wait()?;
     ensure!(code == Some(143), "exit {code:?}: {stderr}");
+    let said = interrupted_line(&stderr, TERM)?;
+    ensure!(said == "released 2 machines", "{said}");
     let open = server.open_requests();
     ensure!(open.is_empty(), "open requests: {open:?}\n{stderr}");
     assert_no_leftover_processes(&own)
@@ -642,6 +727,236 @@ fn podman_closed_stdout_releases_the_machines() -> Result<()> {
         out.status
     );
     ensure!(stderr.contains("stdout closed: releasing"), "{stderr}");
+    ensure!(podman.containers()?.is_empty(), "containers left\n{stderr}");
+    assert_no_leftover_processes(&own)
+}
+
+/// `bash -c SCRIPT`: its exit code, stdout and stderr (bounded by [`WAIT`]
+/// only through what the script runs).
+fn bash(script: &str, envs: &[(&str, &str)]) -> Result<(Option<i32>, String, String)> {
+    let mut command = Command::new("bash");
+    command.arg("-c").arg(script).stdin(Stdio::null());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let out = command.output().context("failed to run bash")?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn bin(name: &str) -> Result<String> {
+    Ok(bin_path(name)?.to_str().context("path")?.to_owned())
+}
+
+/// Issue 9, item 1: provisioners with nothing to release (local, ssh
+/// hosts) print their records and exit without reading the stdin they
+/// inherit: what is in the pipe stays for the next reader. Before, a
+/// watcher thread ate it (`0` instead of `2`).
+#[test]
+fn local_and_ssh_leave_the_stdin_they_inherit_unread() -> Result<()> {
+    let provision = bin("atex-provision")?;
+    let (code, out, err) = bash(
+        &format!("printf 'a\\nb\\n' | ('{provision}' local >/dev/null 2>&1; cat | wc -l)"),
+        &[],
+    )?;
+    ensure!(code == Some(0) && out.trim() == "2", "{out:?} {err}");
+
+    adopt_orphans()?;
+    let pool = SshdPool::start(2)?;
+    let fixture = Fixture::new()?;
+    let hosts: String = pool
+        .machines()
+        .iter()
+        .map(|m| serde_json::to_string(m).map(|line| line + "\n"))
+        .collect::<Result<_, _>>()?;
+    let file = fixture.write("hosts.jsonl", &hosts)?;
+    let own = own_processes()?;
+    for detach in ["", "--detach"] {
+        // The writer keeps the pipe open for a while: a run that held
+        // until stdin ends would show in the time, one that read would
+        // show in the count.
+        let started = Instant::now();
+        let (code, out, err) = bash(
+            &format!(
+                "(printf 'a\\nb\\nc\\n'; sleep 3) \
+                   | ('{provision}' ssh --hosts-file '{}' {detach} > '{}/records' \
+                      && cat | wc -l)",
+                file.display(),
+                fixture.path().display(),
+            ),
+            &[],
+        )?;
+        ensure!(
+            code == Some(0) && out.trim() == "3",
+            "{detach}: {out:?} {err}"
+        );
+        ensure!(
+            !err.contains("holding") && !err.contains("released"),
+            "nothing held: {err}"
+        );
+        let records = std::fs::read(fixture.path().join("records"))?;
+        let machines: Vec<Machine> = atex_tests::parse_records(&records, "records")?;
+        ensure!(machines.len() == 2, "{machines:?}");
+        eprintln!("ssh {detach}: {:?}", started.elapsed());
+    }
+    assert_no_leftover_processes(&own)
+}
+
+/// Issue 9, item 1, the README's pipeline shape: `atex-discover | atex-exec
+/// --machine "$(atex-provision local)"` gets every test's result, every
+/// time (atex-provision's stdin there is discover's output). Before, about
+/// one run in three lost records. The 50-run check of the README's exact
+/// text lives in readme.rs.
+#[test]
+fn readme_pipeline_shape_with_provision_local_gets_every_test() -> Result<()> {
+    let tests: String = (0..5)
+        .map(|i| format!("/t{i:02}:\n  test: 'true'\n"))
+        .collect();
+    let tree = Fixture::fmf_tree(&[("tests/main.fmf", &tests)])?;
+    let script = format!(
+        "set -o pipefail\n\
+         '{discover}' tests --root '{tree}' \
+           | '{exec}' --machine \"$('{provision}' local)\" --artifacts \"$1\"\n",
+        discover = bin("atex-discover")?,
+        exec = bin("atex-exec")?,
+        provision = bin("atex-provision")?,
+        tree = tree.path().display(),
+    );
+    for run in 0..10 {
+        let artifacts = Fixture::new()?;
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .arg("pipeline")
+            .arg(artifacts.path().join("out"))
+            .stdin(Stdio::null())
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let results: Vec<atex_shared::records::TestResult> =
+            atex_tests::parse_records(&out.stdout, "stdout")?;
+        ensure!(
+            out.status.code() == Some(0) && results.len() == 5,
+            "run {run}: {:?}, {} results\n{stderr}",
+            out.status,
+            results.len()
+        );
+    }
+    Ok(())
+}
+
+/// Issue 9, item 1: a holding podman provision watches its stdin pipe for
+/// its end without reading it. Data in the pipe stays there (for whoever
+/// reads it next), and the machines are still released when the writer
+/// closes, unread data and all.
+#[test]
+fn podman_holding_leaves_stdin_data_unread_and_releases_when_the_writer_closes() -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let own = own_processes()?;
+    let (reader, mut writer) = std::io::pipe()?;
+    // The test keeps a reader too, to see what is left in the pipe.
+    let mut ours = reader.try_clone()?;
+    writer.write_all(b"a\nb\n")?;
+    let provision = Provision::start_with_stdin(
+        &["podman", "--rootfs", "/:O", "--count", "1", &label],
+        &[("CONTAINERS_CONF", &conf)],
+        Stdio::from(reader),
+    )?;
+    provision.record()?;
+    // Held: a reader of stdin would have emptied the pipe by now (the old
+    // watcher started before the first reservation).
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(podman.containers()?.len() == 1, "held");
+    drop(writer);
+    let (code, stderr) = provision.wait()?;
+    ensure!(code == Some(0), "exit {code:?}: {stderr}");
+    ensure!(stderr.contains("stdin closed: releasing"), "{stderr}");
+    ensure!(podman.containers()?.is_empty(), "released\n{stderr}");
+    let mut left = String::new();
+    ours.read_to_string(&mut left)?;
+    ensure!(left == "a\nb\n", "the pipe's data was read: {left:?}");
+    assert_no_leftover_processes(&own)
+}
+
+/// The state letter of process `pid` in `container`, `None` once it is gone.
+fn process_state(podman: &Podman, container: &str, pid: &str) -> Result<Option<String>> {
+    let out = podman
+        .0
+        .command()
+        .args(["exec", container, "cat", &format!("/proc/{pid}/stat")])
+        .output()?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let stat = String::from_utf8_lossy(&out.stdout);
+    Ok(stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(str::to_owned))
+}
+
+/// Issue 9, item 6: a held container reaps what a killed test leaves: a
+/// process orphaned in the container and then killed does not stay a
+/// zombie (PID 1 was `sleep infinity`, which reaps nothing).
+#[test]
+fn podman_container_reaps_orphaned_processes() -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let own = own_processes()?;
+    let mut provision = Provision::start(
+        &["podman", "--rootfs", "/:O", "--count", "1", &label],
+        &[("CONTAINERS_CONF", &conf)],
+    )?;
+    let machine = provision.record()?;
+    let Connection::Podman { container } = &machine.connection else {
+        bail!("not a podman connection: {machine:?}");
+    };
+    let orphan = podman
+        .0
+        .command()
+        .args(["exec", container, "sh", "-c"])
+        .arg("sleep 1000 </dev/null >/dev/null 2>&1 & echo $!")
+        .output()?;
+    ensure!(orphan.status.success(), "{orphan:?}");
+    let pid = String::from_utf8_lossy(&orphan.stdout).trim().to_owned();
+    ensure!(!pid.is_empty(), "no pid: {orphan:?}");
+    let parent = podman
+        .0
+        .command()
+        .args(["exec", container, "sh", "-c"])
+        .arg(format!("cut -d' ' -f4 /proc/{pid}/stat; cat /proc/1/comm"))
+        .output()?;
+    let parent = String::from_utf8_lossy(&parent.stdout).into_owned();
+    ensure!(
+        parent.lines().next() == Some("1"),
+        "the orphan belongs to PID 1: {parent}"
+    );
+    let killed = podman
+        .0
+        .command()
+        .args(["exec", container, "kill", "-9", &pid])
+        .output()?;
+    ensure!(killed.status.success(), "{killed:?}");
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut state = process_state(&podman, container, &pid)?;
+    while state.is_some() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        state = process_state(&podman, container, &pid)?;
+    }
+    ensure!(
+        state.is_none(),
+        "process {pid} is still there (state {state:?}) under PID 1 {parent:?}"
+    );
+    provision.close_stdin();
+    let (code, stderr) = provision.wait()?;
+    ensure!(code == Some(0), "exit {code:?}: {stderr}");
     ensure!(podman.containers()?.is_empty(), "containers left\n{stderr}");
     assert_no_leftover_processes(&own)
 }
