@@ -65,6 +65,24 @@ fn reported(stderr: &str, signal: &str) -> usize {
         .unwrap()
 }
 
+/// Wait until the child's main thread sleeps writing to a full pipe, as
+/// its kernel wait channel says (`pipe_write`, `anon_pipe_write`).
+fn wait_blocked_in_pipe_write(child: &Child) {
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = std::fs::read_to_string(&wchan).unwrap_or_default();
+        if now.contains("pipe_write") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "atex-discover never blocked writing to its stdout pipe ({wchan}: {now:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn sigint_while_writing_stops_between_records() {
     // About 2 MB of records: far more than a pipe holds.
@@ -103,8 +121,10 @@ fn sigterm_with_stdout_never_read_ends_after_the_grace() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
+    // Nothing more is read: once the pipe is full, the main thread sleeps
+    // in write() and cannot get to its check.
+    wait_blocked_in_pipe_write(&child);
     signal(&child, "TERM");
-    // Nothing more is read: the writing loop cannot get to its check.
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     child
