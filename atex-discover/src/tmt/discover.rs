@@ -94,8 +94,10 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
             return discover_searching(tree, root, options);
         }
     };
-    // Plan lookup errors come only with a named plan; without one, the
-    // lookup lists the tree's plans (to say they were not used).
+    // Plan lookup errors come only with a named plan. Without one, the
+    // lookup lists the tree's plans (to say they were not used); it shares
+    // the test pass's adjusting (same context, no `adjust-tests`), so it
+    // costs no adjusting and finds no error of its own.
     let pass1 = Some(match options.plan {
         Some(_) => PlanPass::new(&options.context, false),
         None => PlanPass::names(&options.context),
