@@ -354,32 +354,41 @@ pub async fn run(
                 total,
                 test: &test.name,
             });
-            let infra = match session
+            let step = session
                 .run_one(layout, test, &mut out, &mut interrupt)
-                .await
-            {
-                Step::Done(infra) => infra,
-                Step::Interrupted => {
-                    out.summary.stopped = Some(test.name.clone());
-                    out.summary.not_run = total - done - 1;
-                    // No finish phases after an interrupt, but the work
-                    // directory goes, within a bound: a second Ctrl-C is
-                    // not heard any more.
-                    let cleanup =
-                        tokio::time::timeout(CLEANUP_LIMIT, layout.cleanup(&session.conn));
-                    match cleanup.await {
-                        Ok(Ok(())) => out.summary.cleaned_up = true,
-                        Ok(Err(e)) => out.warning(format!("failed to {e}")),
-                        Err(_) => out.warning(format!(
-                            "the work directory {} was not removed within {} s",
-                            layout.work_dir(),
-                            CLEANUP_LIMIT.as_secs()
-                        )),
-                    }
-                    break 'plans;
-                }
+                .await;
+            let infra = matches!(step, Step::Done(true));
+            if let Step::Done(_) = step {
+                out.ended(&test.name, start);
+            }
+            // A Ctrl-C in a terminal also reaches the ssh or podman client
+            // of the test, which may end the run (as infra) just before the
+            // interrupt is seen: it is looked at once more, so the run
+            // stops here, before the next test, either way.
+            let (interrupted, stopped) = match step {
+                Step::Interrupted => (true, true),
+                Step::Done(infra) => (fired(&mut interrupt, out.summary).await, infra),
             };
-            out.ended(&test.name, start);
+            if interrupted {
+                if stopped {
+                    out.summary.stopped = Some(test.name.clone());
+                }
+                out.summary.not_run = total - done - 1;
+                // No finish phases after an interrupt, but the work
+                // directory goes, within a bound: a second Ctrl-C is not
+                // heard any more.
+                let cleanup = tokio::time::timeout(CLEANUP_LIMIT, layout.cleanup(&session.conn));
+                match cleanup.await {
+                    Ok(Ok(())) => out.summary.cleaned_up = true,
+                    Ok(Err(e)) => out.warning(format!("failed to {e}")),
+                    Err(_) => out.warning(format!(
+                        "the work directory {} was not removed within {} s",
+                        layout.work_dir(),
+                        CLEANUP_LIMIT.as_secs()
+                    )),
+                }
+                break 'plans;
+            }
             done += 1;
             if infra {
                 session.check_machine().await;
@@ -394,6 +403,20 @@ pub async fn run(
     }
     let _ = session.conn.disconnect().await;
     summary
+}
+
+/// Whether the interrupt came already (its message then goes into
+/// `summary`), without waiting for it. Not called again once it did: a
+/// finished future must not be polled.
+async fn fired(interrupt: &mut Interrupt<'_>, summary: &mut Summary) -> bool {
+    tokio::select! {
+        biased;
+        message = interrupt => {
+            summary.interrupted = Some(message);
+            true
+        }
+        () = std::future::ready(()) => false,
+    }
 }
 
 enum Step<T> {
