@@ -396,12 +396,19 @@ fn a_result_without_status_stays_null_and_is_not_a_pass() -> Result<()> {
 }
 
 /// What an interrupted atex-exec leaves: its exit code, its stdout and its
-/// stderr, for a run of two tests whose first sleeps until `signal` comes.
-fn interrupted_run(signal: &str) -> Result<(Option<i32>, Vec<TestResult>, String, Fixture)> {
+/// stderr, for a run of two tests on `machine` whose first sleeps until
+/// `signal` comes. With `group`, atex-exec runs in a process group of its
+/// own and the signal goes to the whole group, as a terminal's Ctrl-C
+/// does (the ssh clients it started get it too).
+fn interrupted_run(
+    machine: &str,
+    signal: &str,
+    group: bool,
+) -> Result<(Option<i32>, Vec<TestResult>, String, Fixture)> {
     let tree = Fixture::fmf_tree(&[
         (
             "tests/sleep/main.fmf",
-            "test: echo started; touch \"$MARKER\"; sleep 60; touch \"$MARKER.after\"\n",
+            "test: echo started; touch \"$MARKER\" 2>/dev/null || :; sleep 60; touch \"$MARKER.after\"\n",
         ),
         ("tests/later/main.fmf", "test: echo later\n"),
     ])?;
@@ -418,15 +425,20 @@ fn interrupted_run(signal: &str) -> Result<(Option<i32>, Vec<TestResult>, String
     let mut records: Vec<serde_json::Value> = parse_records(&discover.stdout, "discover")?;
     records.sort_by_key(|r| r["name"] != "/tests/sleep");
     let artifacts = work.path().join("artifacts");
-    let mut exec = Command::new(bin_path("atex-exec")?)
+    let mut command = Command::new(bin_path("atex-exec")?);
+    command
         .arg("--machine")
-        .arg(LOCAL_MACHINE)
+        .arg(machine)
         .arg("--artifacts")
         .arg(&artifacts)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    if group {
+        use std::os::unix::process::CommandExt as _;
+        command.process_group(0);
+    }
+    let mut exec = command.spawn()?;
     let mut stdin = exec.stdin.take().context("stdin")?;
     for mut test in records {
         test["environment"]["MARKER"] = marker.to_str().context("path")?.into();
@@ -435,15 +447,25 @@ fn interrupted_run(signal: &str) -> Result<(Option<i32>, Vec<TestResult>, String
     drop(stdin);
     let collector = Collector::start(&mut exec)?;
     let deadline = Instant::now() + DEADLINE;
-    while !marker.exists() {
+    // The test's output so far (the marker needs a machine that can write
+    // here; the output works on any).
+    let testout = artifacts.join("tests/sleep/testout.temp");
+    while std::fs::read_to_string(&testout).unwrap_or_default() != "started\n" {
         if Instant::now() > deadline || exec.try_wait()?.is_some() {
             stop(&mut exec);
-            bail!("the test did not start");
+            let (stdout, stderr) = collector.finish();
+            let stdout = String::from_utf8_lossy(&stdout);
+            bail!("the test did not start: {stdout}{stderr}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let target = if group {
+        format!("-{}", exec.id())
+    } else {
+        exec.id().to_string()
+    };
     Command::new("kill")
-        .args([&format!("-{signal}"), &exec.id().to_string()])
+        .args([&format!("-{signal}"), "--", &target])
         .status()?;
     let code = wait_bounded(&mut exec, deadline, "atex-exec")?;
     let (stdout, stderr) = collector.finish();
@@ -454,7 +476,7 @@ fn interrupted_run(signal: &str) -> Result<(Option<i32>, Vec<TestResult>, String
 /// The stopped test's `infra` record is on stdout, and stderr ends with
 /// one line saying what was done (issue 9, item 5).
 fn check_interrupted(signal: &str, code: i32) -> Result<()> {
-    let (got, results, stderr, work) = interrupted_run(signal)?;
+    let (got, results, stderr, work) = interrupted_run(LOCAL_MACHINE, signal, false)?;
     assert_eq!(got, Some(code), "{stderr}");
     assert_eq!(results.len(), 1, "{stderr}");
     assert_eq!(results[0].test, "/tests/sleep");
@@ -492,4 +514,33 @@ fn sigterm_kills_the_running_test_and_exits_143() -> Result<()> {
 #[test]
 fn sigint_kills_the_running_test_and_exits_130() -> Result<()> {
     check_interrupted("INT", 130)
+}
+
+/// Ctrl-C reaches atex-exec and the ssh clients it started at once: the
+/// test may end through its lost connection before atex-exec sees the
+/// signal, and still the run stops there, the test recorded as infra, the
+/// next test not started.
+#[test]
+fn ctrl_c_to_the_whole_group_on_loopback_sshd() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let machine = serde_json::to_string(&pool.machines().remove(0))?;
+    for _ in 0..3 {
+        let (got, results, stderr, _work) = interrupted_run(&machine, "INT", true)?;
+        assert_eq!(got, Some(130), "{stderr}");
+        let rows: Vec<(&str, Option<&str>)> = results
+            .iter()
+            .map(|r| (r.test.as_str(), r.status.as_deref()))
+            .collect();
+        assert_eq!(rows, [("/tests/sleep", Some("infra"))], "{stderr}");
+        assert_eq!(
+            stderr.lines().last(),
+            Some(
+                "atex-exec: interrupted (SIGINT): test /tests/sleep stopped and recorded \
+                 as infra, 1 test not run; cleaned up"
+            ),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("/tests/later"), "{stderr}");
+    }
+    Ok(())
 }
