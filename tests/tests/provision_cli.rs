@@ -883,6 +883,38 @@ fn podman_holding_leaves_stdin_data_unread_and_releases_when_the_writer_closes()
     assert_no_leftover_processes(&own)
 }
 
+/// As above with a socket for stdin (what some process managers give):
+/// the peer shutting down its writing side ends holding, and what it sent
+/// stays unread.
+#[test]
+fn podman_holding_on_a_socket_leaves_its_data_unread() -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let own = own_processes()?;
+    let (theirs, mut peer) = std::os::unix::net::UnixStream::pair()?;
+    let mut ours = theirs.try_clone()?;
+    peer.write_all(b"a\nb\n")?;
+    let provision = Provision::start_with_stdin(
+        &["podman", "--rootfs", "/:O", "--count", "1", &label],
+        &[("CONTAINERS_CONF", &conf)],
+        Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+    )?;
+    provision.record()?;
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(podman.containers()?.len() == 1, "held");
+    peer.shutdown(std::net::Shutdown::Write)?;
+    let (code, stderr) = provision.wait()?;
+    ensure!(code == Some(0), "exit {code:?}: {stderr}");
+    ensure!(stderr.contains("stdin closed: releasing"), "{stderr}");
+    ensure!(podman.containers()?.is_empty(), "released\n{stderr}");
+    let mut left = String::new();
+    ours.read_to_string(&mut left)?;
+    ensure!(left == "a\nb\n", "the socket's data was read: {left:?}");
+    assert_no_leftover_processes(&own)
+}
+
 /// The state letter of process `pid` in `container`, `None` once it is gone.
 fn process_state(podman: &Podman, container: &str, pid: &str) -> Result<Option<String>> {
     let out = podman
