@@ -264,8 +264,11 @@ pub struct SessionConfig {
 }
 
 /// Run `tests` on the machine of `config`, results to `sink`, until done
-/// or `interrupt` ends (then the running test is killed and reported
-/// `infra` with the note `Interrupted(<message>)`).
+/// or `interrupt` ends: then the running test (or its setup) is killed and
+/// reported `infra` with the note `Interrupted(<message>)`, no further test
+/// starts, the plan's work directory is removed (within [`CLEANUP_LIMIT`])
+/// and the [`Summary`] says what was stopped and how many tests did not
+/// run. No test: nothing is connected.
 pub async fn run(
     config: &SessionConfig,
     tests: Vec<Test>,
