@@ -396,9 +396,9 @@ async fn reserve(
     }
 }
 
-/// Read every Machine record first (a bad line releases nothing), then
-/// release them all concurrently.
-async fn release(files: &[PathBuf]) -> u8 {
+/// Read the Machine records of `files` (stdin when none), all of them or
+/// the first error.
+fn read_records(files: &[PathBuf]) -> Result<Vec<Machine>, String> {
     let mut machines: Vec<Machine> = Vec::new();
     let mut read = |input: Box<dyn BufRead>, name: String| -> Result<(), String> {
         for record in jsonl::Reader::new(input, name) {
@@ -406,8 +406,8 @@ async fn release(files: &[PathBuf]) -> u8 {
         }
         Ok(())
     };
-    let outcome = if files.is_empty() {
-        read(Box::new(io::stdin().lock()), "<stdin>".to_owned())
+    if files.is_empty() {
+        read(Box::new(io::stdin().lock()), "<stdin>".to_owned())?;
     } else {
         files.iter().try_for_each(|path| {
             let file = std::fs::File::open(path)
@@ -416,11 +416,43 @@ async fn release(files: &[PathBuf]) -> u8 {
                 Box::new(io::BufReader::new(file)),
                 path.display().to_string(),
             )
-        })
-    };
-    if let Err(message) = outcome {
-        return invalid(message);
+        })?;
     }
+    Ok(machines)
+}
+
+/// Read every Machine record first (a bad line releases nothing), then
+/// release them all concurrently.
+async fn release(files: &[PathBuf]) -> u8 {
+    let mut signal = std::pin::pin!(atex_shared::cli::interrupted());
+    // The records are read on a plain thread, so that a signal while they
+    // are still coming (a slow pipe) is answered; the process exits
+    // without joining it.
+    let (tx, rx) = oneshot::channel();
+    let files_owned = files.to_vec();
+    let spawned = std::thread::Builder::new()
+        .name("read-records".into())
+        .spawn(move || {
+            let _ = tx.send(read_records(&files_owned));
+        });
+    if let Err(e) = spawned {
+        log(&format!("error: cannot start reading the records: {e}"));
+        return exit::INFRA;
+    }
+    let outcome = tokio::select! {
+        interrupt = &mut signal => {
+            log(&format!(
+                "interrupted ({}): released nothing (the records were still being read)",
+                interrupt.name()
+            ));
+            return interrupt.exit_code();
+        }
+        outcome = rx => outcome.unwrap_or_else(|_| Err("reading the records failed".to_owned())),
+    };
+    let machines = match outcome {
+        Ok(machines) => machines,
+        Err(message) => return invalid(message),
+    };
     if let Some(machine) = machines.iter().find(|m| !is_known_kind(&m.provisioner)) {
         return invalid(format!(
             "{}: unknown provisioner '{}' (known: {})",
@@ -439,8 +471,8 @@ async fn release(files: &[PathBuf]) -> u8 {
     }
     // A first signal lets the releases already under way finish (they
     // are bounded, and a podman killed half-way leaves processes behind);
-    // a second one stops waiting.
-    let mut signal = std::pin::pin!(atex_shared::cli::interrupted());
+    // a second one stops waiting. (`signal` is still the one that
+    // watched the reading: its handlers stay in place.)
     let mut interrupt = None;
     let mut code = exit::SUCCESS;
     let mut released = 0usize;

@@ -992,3 +992,131 @@ fn podman_container_reaps_orphaned_processes() -> Result<()> {
     ensure!(podman.containers()?.is_empty(), "containers left\n{stderr}");
     assert_no_leftover_processes(&own)
 }
+
+/// Wait until process `pid` catches SIGINT (its handler is installed), so
+/// that a SIGINT sent next is handled, not deadly.
+fn wait_for_sigint_handler(pid: u32) -> Result<()> {
+    let until = Instant::now() + WAIT;
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .unwrap_or(0);
+        // Bit N-1 is signal N; SIGINT is 2.
+        if caught & 0b10 != 0 {
+            return Ok(());
+        }
+        ensure!(Instant::now() < until, "SIGINT is never caught");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `atex-provision release` interrupted while its records are still
+/// coming: nothing released, one line saying so, exit 130.
+#[test]
+fn release_interrupted_while_reading_says_so() -> Result<()> {
+    let mut child = Command::new(bin_path("atex-provision")?)
+        .arg("release")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(
+        b"{\"id\":\"local/1\",\"provisioner\":\"local\",\"connection\":{\"kind\":\"local\"}}\n",
+    )?;
+    wait_for_sigint_handler(child.id())?;
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id())?).context("pid")?;
+    rustix::process::kill_process(pid, INT)?;
+    let out = child.wait_with_output()?;
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(130), "{:?}: {stderr}", out.status);
+    ensure!(
+        interrupted_line(&stderr, INT)? == "released nothing (the records were still being read)",
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// `atex-provision release` interrupted while podman removes the
+/// containers: the releases under way finish, one line says how many,
+/// exit 130. podman is slowed down by a wrapper first on PATH, so the
+/// signal surely comes while it runs.
+#[test]
+fn release_interrupted_finishes_the_releases_under_way() -> Result<()> {
+    adopt_orphans()?;
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let label = podman.label_option();
+    let own = own_processes()?;
+    let out = Command::new(bin_path("atex-provision")?)
+        .args([
+            "podman", "--rootfs", "/:O", "--count", "2", "--detach", &label,
+        ])
+        .env("CONTAINERS_CONF", &conf)
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(out.status.code() == Some(0), "detach: {out:?}");
+    ensure!(podman.containers()?.len() == 2, "two containers");
+    let fake = Fixture::new()?;
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v podman"])
+            .output()?
+            .stdout,
+    )?;
+    fake.write(
+        "bin/podman",
+        &format!(
+            "#!/bin/sh\ntouch \"$0.started\"\nsleep 2\nexec '{}' \"$@\"\n",
+            real.trim()
+        ),
+    )?;
+    let fake_bin = fake.path().join("bin");
+    std::fs::set_permissions(
+        fake_bin.join("podman"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let path = format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut release = Command::new(bin_path("atex-provision")?)
+        .arg("release")
+        .env("CONTAINERS_CONF", &conf)
+        .env("PATH", path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    release
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(&out.stdout)?;
+    let until = Instant::now() + WAIT;
+    while !fake_bin.join("podman.started").exists() {
+        ensure!(Instant::now() < until, "podman was never run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = rustix::process::Pid::from_raw(i32::try_from(release.id())?).context("pid")?;
+    rustix::process::kill_process(pid, INT)?;
+    let released = release.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&released.stderr);
+    ensure!(
+        released.status.code() == Some(130),
+        "{:?}: {stderr}",
+        released.status
+    );
+    let said = interrupted_line(&stderr, INT)?;
+    ensure!(
+        said == "released 2 of 2 machines (those under way were finished)",
+        "{stderr}"
+    );
+    ensure!(podman.containers()?.is_empty(), "both removed\n{stderr}");
+    assert_no_leftover_processes(&own)
+}
