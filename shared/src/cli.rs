@@ -26,8 +26,7 @@ pub enum NoTests {
     Pass,
     /// Nothing to run is a success, with a warning on stderr.
     Warn,
-    /// Nothing to run is an error: a message on stderr and
-    /// [`exit::NO_TESTS`].
+    /// Nothing to run is an error: a message on stderr and exit 4.
     #[default]
     Fail,
 }

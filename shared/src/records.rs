@@ -220,7 +220,8 @@ pub struct TestResult {
     /// The verdict: one of `pass`, `fail`, `info`, `warn`, `skip`, `error`,
     /// `infra` (infrastructure failure), or any other string a test reports.
     /// `None` (written as `null`) when the test reported a result without a
-    /// status, as ATEX 1.2 keeps it: it is neither a pass nor a failure.
+    /// status, as ATEX 1.2 keeps it; the tools count it as not passed
+    /// (exit 1), because nothing said it passed.
     #[serde(default)]
     pub status: Option<String>,
     /// A short free-form explanation.
