@@ -1013,6 +1013,33 @@ fn wait_for_sigint_handler(pid: u32) -> Result<()> {
     }
 }
 
+/// Containers run with podman's `--init`; a podman whose init binary is
+/// missing (catatonit not installed) fails with what to install.
+#[test]
+fn podman_without_its_init_binary_says_what_to_install() -> Result<()> {
+    let podman = Podman::new()?;
+    let label = podman.label_option();
+    let conf = std::fs::read_to_string(podman.0.conf())?.replace(
+        "[containers]\n",
+        "[containers]\ninit_path = \"/nonexistent/catatonit\"\n",
+    );
+    let fixture = Fixture::new()?;
+    let conf = fixture.write("containers.conf", &conf)?;
+    let out = Command::new(bin_path("atex-provision")?)
+        .args(["podman", "--rootfs", "/:O", "--retries", "0", &label])
+        .env("CONTAINERS_CONF", &conf)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(3), "{:?}: {stderr}", out.status);
+    ensure!(
+        stderr.contains("apt-get install catatonit"),
+        "says what to install: {stderr}"
+    );
+    ensure!(podman.containers()?.is_empty(), "nothing left\n{stderr}");
+    Ok(())
+}
+
 /// `atex-provision release` interrupted while its records are still
 /// coming: nothing released, one line saying so, exit 130.
 #[test]
