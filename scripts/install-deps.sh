@@ -3,7 +3,7 @@
 # non-interactive: works with CI=true and no stdin).
 #
 #   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time,
-#                                        openssh-server/-client, rsync, podman, runc,
+#                                        openssh-server/-client, rsync, podman, runc, catatonit,
 #                                        chromium, chromium-driver; and podman's
 #                                        /etc/containers/containers.conf when missing
 #   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf
@@ -74,6 +74,11 @@ if ! command -v rsync >/dev/null 2>&1; then conn_pkgs+=(rsync); fi
 # with runc).
 if ! command -v podman >/dev/null 2>&1; then conn_pkgs+=(podman); fi
 if ! command -v runc >/dev/null 2>&1; then conn_pkgs+=(runc); fi
+# `podman run --init` (atex-provision's containers reap orphaned test
+# processes) needs catatonit, which podman only recommends.
+if [ ! -x /usr/libexec/podman/catatonit ] && ! command -v catatonit >/dev/null 2>&1; then
+    conn_pkgs+=(catatonit)
+fi
 # The HTML report test drives Debian's headless Chromium through
 # ChromeDriver (tests/src/webdriver.rs).
 if [ ! -x /usr/bin/chromium ]; then conn_pkgs+=(chromium); fi
