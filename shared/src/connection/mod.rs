@@ -36,7 +36,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 
 use crate::records;
 
+pub use ssh::DEFAULT_ALIVE_TIMEOUT as SSH_DEFAULT_ALIVE_TIMEOUT;
 pub use ssh::DEFAULT_OPTIONS as SSH_DEFAULT_OPTIONS;
+pub use ssh::alive_timeout as ssh_alive_timeout;
 
 /// How long connecting, starting a command or checking the master may take
 /// before [`ConnectionError::Timeout`]; [`Connection::with_timeout`]
@@ -92,8 +94,29 @@ pub enum ConnectionError {
         /// Why it was refused.
         reason: String,
     },
+    /// A Machine record's host, user, port or container cannot be used
+    /// (e.g. a host starting with `-`, which ssh would read as an option).
+    #[error("use {field} {value:?}: invalid {field}: {reason}")]
+    Invalid {
+        /// `host`, `user`, `port` or `container`.
+        field: String,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The Machine record's identity file cannot be read.
+    #[error("read the identity file {}: {error}", path.display())]
+    IdentityFile {
+        /// The file named by the record.
+        path: std::path::PathBuf,
+        /// Why it cannot be read.
+        error: std::io::Error,
+    },
     /// A local I/O operation (starting a process, a pipe, a file) failed.
-    #[error("{action}")]
+    /// The message carries the OS reason, e.g. "start ssh: No such file or
+    /// directory (os error 2)".
+    #[error("{action}: {source}")]
     Io {
         /// What was attempted.
         action: String,
@@ -209,6 +232,34 @@ impl Output {
     /// Whether the command exited with 0.
     pub fn success(&self) -> bool {
         self.code == Some(0)
+    }
+}
+
+/// Check a Machine record's connection without connecting, so that a tool
+/// can refuse bad input before anything starts: an ssh host or user that is
+/// empty, starts with `-` (ssh would read it as an option) or holds spaces
+/// or control characters; port 0; an option that is not a plain keyword or
+/// whose value holds a line break or NUL; an identity file that cannot be
+/// opened; a podman container name that is empty or starts with `-`.
+/// [`Connection::connect`] runs the same checks.
+///
+/// ```
+/// use atex_shared::connection::{validate, ConnectionError};
+/// use atex_shared::records::Connection;
+/// let bad = Connection::Ssh {
+///     host: "-oProxyCommand=x".into(), port: 22, user: "root".into(),
+///     identity_file: None, options: Default::default(),
+/// };
+/// let err = validate(&bad).unwrap_err();
+/// assert!(matches!(err, ConnectionError::Invalid { .. }));
+/// assert!(err.to_string().contains("invalid host"));
+/// assert!(validate(&Connection::Local).is_ok());
+/// ```
+pub fn validate(record: &records::Connection) -> Result<(), ConnectionError> {
+    match Connection::new(record) {
+        Connection::Local(_) => Ok(()),
+        Connection::Ssh(s) => s.target.check(),
+        Connection::Podman(p) => ssh::check_word("container", &p.container),
     }
 }
 
@@ -338,6 +389,7 @@ impl Connection {
                 Ok(())
             }
             Connection::Podman(p) => {
+                ssh::check_word("container", &p.container)?;
                 let out = local_output(
                     &["podman", "inspect", "--format", "{{.Id}}", &p.container],
                     p.timeout,
