@@ -425,7 +425,7 @@ fn plans_listing() {
         .iter()
         .map(|d| d["name"].as_str().unwrap())
         .collect();
-    assert_eq!(sections, ["quick", "scripts"]);
+    assert_eq!(sections, ["quick"]);
     let output = run(dir.path(), &["plans", "-c", "distro=fedora"]);
     let plans: Vec<serde_json::Value> = output
         .stdout
@@ -438,7 +438,7 @@ fn plans_listing() {
         .iter()
         .map(|d| d["name"].as_str().unwrap())
         .collect();
-    assert_eq!(sections, ["quick", "rest", "scripts"]);
+    assert_eq!(sections, ["quick", "rest"]);
 }
 
 #[test]

@@ -214,12 +214,12 @@ fn an_empty_tree_is_exit_4() {
         ("t.fmf", "test: x\nenabled: false\n"),
         (
             "p.fmf",
-            "/plans/shell:\n    discover: {how: shell}\n    execute: {how: tmt}\n",
+            "/plans/never:\n    discover: {how: fmf, when: distro == rhel}\n    execute: {how: tmt}\n",
         ),
     ]);
     assert_no_tests(&run(dir.path(), &["tests"]), &["no enabled test"]);
     assert_no_tests(
-        &run(dir.path(), &["tests", "--plan", "/plans/shell"]),
+        &run(dir.path(), &["tests", "--plan", "/plans/never"]),
         &["'how: fmf'"],
     );
 }

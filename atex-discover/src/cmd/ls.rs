@@ -35,10 +35,15 @@ impl Select {
     /// Load each tree and prune it; trees in argument order, nodes in
     /// climb order.
     pub(crate) fn trees(&self) -> Result<Vec<Tree>, CliError> {
-        self.paths
+        let trees: Vec<Tree> = self
+            .paths
             .iter()
             .map(|p| Tree::load(p).map_err(CliError::Invalid))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        for tree in &trees {
+            super::warn_skipped(tree.skipped());
+        }
+        Ok(trees)
     }
 
     /// The selected nodes of one tree.

@@ -28,7 +28,9 @@ pub struct Args {
 /// `name` (`default-N` when unnamed) and `how` (`fmf` when unset) filled in.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
     let context = parse_cli_context(&args.context)?;
-    let lines: Vec<serde_json::Value> = list_plans(&args.root, &context)?
+    let (plans, skipped) = list_plans(&args.root, &context)?;
+    super::warn_skipped(&skipped);
+    let lines: Vec<serde_json::Value> = plans
         .iter()
         .map(|plan| {
             serde_json::json!({

@@ -83,6 +83,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
         },
     };
     let discovery = discover(&options)?;
+    super::warn_skipped(&discovery.skipped);
     if !discovery.plans.is_empty() {
         eprintln!(
             "atex-discover: note: no --plan given, using the default plan; this tree has plans: {} (their environment and filters are not applied)",

@@ -103,6 +103,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<u8, CliError> {
 
 fn records(args: &Args, context: &Context) -> Result<Vec<String>, Error> {
     let mut tree = Tree::load(&args.tree)?;
+    super::warn_skipped(tree.skipped());
     if !args.context.is_empty() || args.adjust || args.additional_rules.is_some() {
         let additional_rules = match &args.additional_rules {
             None => Vec::new(),

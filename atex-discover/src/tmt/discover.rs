@@ -13,7 +13,7 @@ use crate::tmt::data_error;
 use crate::tmt::plan::{self, DUMMY_PLAN_NAME, Dimensions, Plan};
 use crate::tmt::select::{Criteria, PlanSource, SelectionStats, Selector};
 use crate::tmt::test::DiscoveredTest;
-use crate::tree::{AdjustOptions, Node, RawTree, Visited};
+use crate::tree::{AdjustOptions, Node, RawTree, Skipped, Visited};
 use crate::value::{Map, Value};
 
 /// What to discover.
@@ -45,6 +45,9 @@ pub struct Discovery {
     /// Without a plan asked for: the names of the tree's own plans (after
     /// adjust with the command-line context), which were not used.
     pub plans: Vec<String>,
+    /// Directories of the tree the walk could not read (their tests are
+    /// missing), for the caller to warn about.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Load the tree at `options.root` and discover the plan's tests.
@@ -65,10 +68,12 @@ pub struct Discovery {
 /// each section's adjust, patterns, `order`, filters and test keys.
 ///
 /// Deviations: sections with `url` or `path` (remote or other trees) are
-/// rejected, and sections whose `how` is not `fmf` are ignored (ATEX).
+/// rejected, and so are discover phases whose `how` is not `fmf` (ATEX
+/// ignored them).
 pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
     let tree = RawTree::load(&options.root)?;
     let root = absolute_root(tree.root())?;
+    let skipped = tree.skipped().to_vec();
     let early = match &options.plan {
         None => Early::Known(Plan::new(
             DUMMY_PLAN_NAME,
@@ -85,13 +90,13 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
     };
     let plan_result = match early {
         Early::Known(plan_result) => plan_result,
-        Early::Search => return discover_searching(tree, root, options),
+        Early::Search => return discover_searching(tree, root, options, skipped),
         Early::Failed => {
             // The visit meets the same failure (and maybe an earlier one).
             let mut pass1 = PlanPass::new(&options.context, false);
             tree.visit(|node| pass1.offer(&node))?;
             pass1.into_candidates()?;
-            return discover_searching(tree, root, options);
+            return discover_searching(tree, root, options, skipped);
         }
     };
     // Plan lookup errors come only with a named plan. Without one, the
@@ -135,6 +140,7 @@ pub fn discover(options: &DiscoveryOptions) -> Result<Discovery> {
         tests,
         stats,
         plans,
+        skipped,
     })
 }
 
@@ -215,6 +221,7 @@ fn discover_searching(
     tree: RawTree,
     root: PathBuf,
     options: &DiscoveryOptions,
+    skipped: Vec<Skipped>,
 ) -> Result<Discovery> {
     let wanted = options.plan.as_deref().unwrap_or_default();
     let mut pass1 = PlanPass::new(&options.context, true);
@@ -240,6 +247,7 @@ fn discover_searching(
         tests,
         stats,
         plans: Vec::new(),
+        skipped,
     })
 }
 
@@ -411,6 +419,7 @@ struct SectionPass<'a> {
 impl<'a> TestPass<'a> {
     /// Check the plan's fmf sections and set up their selection.
     fn new(plan: &'a Plan, root: &'a Path, criteria: &Criteria) -> Result<TestPass<'a>> {
+        unsupported_methods(plan)?;
         let sections = plan.fmf_sections()?;
         let mut rules = Vec::with_capacity(sections.len());
         for section in &sections {
@@ -662,19 +671,57 @@ impl<'a> TestPass<'a> {
     }
 }
 
+/// The discover methods atex-discover implements.
+pub const DISCOVER_METHODS: [&str; 1] = ["fmf"];
+
+/// Refuse a plan with a discover phase (one that applies) of a method
+/// atex-discover does not implement: its tests would be silently missing
+/// from the run (ATEX ignored such phases).
+fn unsupported_methods(plan: &Plan) -> Result<()> {
+    let Some(phase) = plan
+        .discover
+        .iter()
+        .find(|phase| !DISCOVER_METHODS.contains(&phase.how.as_str()))
+    else {
+        return Ok(());
+    };
+    let error = data_error(
+        ErrorKind::FormatError,
+        &plan.name,
+        &plan.sources,
+        "discover",
+        format!(
+            "discover phase '{}': method 'how: {}' is not supported (supported: {})",
+            phase.name,
+            phase.how,
+            DISCOVER_METHODS.join(", ")
+        ),
+    );
+    // The phase's own `how:` line when it is written as a block key.
+    Err(
+        match crate::tmt::locate::locate_value(&plan.sources, "how", &phase.how) {
+            Some(location) => error.at(location),
+            None => error,
+        },
+    )
+}
+
 /// Every plan of the tree at `root` (adjusted with the command-line
-/// context), in climb order.
-pub fn list_plans(root: &Path, context: &Dimensions) -> Result<Vec<Plan>> {
+/// context), in climb order, and the directories the walk could not read.
+pub fn list_plans(root: &Path, context: &Dimensions) -> Result<(Vec<Plan>, Vec<Skipped>)> {
     let tree = RawTree::load(root)?;
     let abs_root = absolute_root(tree.root())?;
+    let skipped = tree.skipped().to_vec();
     let pass = PlanPass::new(context, true);
     let (pass, _) = run_passes(tree, Some(pass), None)?;
-    pass.map(PlanPass::into_candidates)
+    let plans = pass
+        .map(PlanPass::into_candidates)
         .transpose()?
         .unwrap_or_default()
         .iter()
         .map(|node| Plan::new(&node.name, &node.data, &node.sources, &abs_root, context))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((plans, skipped))
 }
 
 fn absolute_root(root: &Path) -> Result<PathBuf> {

@@ -17,7 +17,9 @@
 //!   directory path relative to the CWD and crashes on other types;
 //! - non-string keys at node level, and a list or scalar `main.fmf`, are
 //!   format errors (python crashes);
-//! - values are never shared: YAML aliases and adjust rules are copies.
+//! - values are never shared: YAML aliases and adjust rules are copies;
+//! - a directory the walk cannot read is skipped as in python, but listed
+//!   in [`Tree::skipped`] for the caller to warn about.
 //!
 //! The submodules: `walk` finds the root, reads `.fmf/` and lists the walk;
 //! `build` parses the files and builds the raw nodes in walk order; `raw`
@@ -53,12 +55,31 @@ pub struct Node {
     pub select: bool,
 }
 
+/// A directory the walk could not read (no permission, a path longer than
+/// `PATH_MAX`, an I/O error). Python fmf skips it without a word (os.walk);
+/// atex skips it too and hands it to the caller to warn about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The directory.
+    pub path: PathBuf,
+    /// The OS's reason (`Permission denied (os error 13)`).
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipped {}: {}", self.path.display(), self.reason)
+    }
+}
+
 /// A loaded fmf tree.
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: PathBuf,
     /// Nodes in climb order.
     nodes: Vec<Node>,
+    /// Directories the walk could not read.
+    skipped: Vec<Skipped>,
 }
 
 /// What to do with a rule whose dimension is not in the context.
@@ -125,6 +146,7 @@ impl Tree {
     pub fn load(path: &Path) -> Result<Tree> {
         let raw = RawTree::load(path)?;
         let root = raw.root().to_path_buf();
+        let skipped = raw.skipped().to_vec();
         let mut nodes = Vec::with_capacity(raw.len());
         raw.into_visit(|node| {
             nodes.push(Node {
@@ -135,12 +157,22 @@ impl Tree {
                 select: node.select,
             });
         })?;
-        Ok(Tree { root, nodes })
+        Ok(Tree {
+            root,
+            nodes,
+            skipped,
+        })
     }
 
     /// The tree's root directory (the one holding `.fmf/`).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The directories the walk could not read and skipped; see
+    /// [`Skipped`].
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// Nodes in climb order (pre-order, siblings sorted by name segment);

@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use super::Node;
 use super::build::{Builder, RawNode, parse_all, thread_count};
 use super::walk::{Walker, find_root, read_config, read_version};
+use super::{Node, Skipped};
 use crate::error::{Error, ErrorKind, Result};
 use crate::merge;
 use crate::value::{Map, Value};
@@ -24,6 +24,8 @@ pub struct RawTree {
     meta: Vec<RawMeta>,
     /// Own data of each node (suffixed keys kept), parallel to `meta`.
     raws: Vec<Map>,
+    /// Directories the walk could not read.
+    skipped: Vec<Skipped>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,9 +88,15 @@ impl RawTree {
             symlink_dirs: Vec::new(),
             steps: Vec::new(),
             files: Vec::new(),
+            skipped: Vec::new(),
         };
         walker.walk(&root, None);
-        let Walker { steps, files, .. } = walker;
+        let Walker {
+            steps,
+            files,
+            skipped,
+            ..
+        } = walker;
         let parsed = parse_all(&files);
         drop(files);
         let mut builder = Builder {
@@ -101,12 +109,23 @@ impl RawTree {
         // the layout copies the nodes: no spare room meanwhile
         builder.arena.shrink_to_fit();
         let (meta, raws) = builder.layout();
-        Ok(RawTree { root, meta, raws })
+        Ok(RawTree {
+            root,
+            meta,
+            raws,
+            skipped,
+        })
     }
 
     /// The tree's root directory (the one holding `.fmf/`).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The directories the walk could not read and skipped (as python fmf
+    /// skips them), for the caller to warn about.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// The number of nodes.

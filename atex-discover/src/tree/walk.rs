@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
+use super::Skipped;
 use crate::error::{Error, ErrorKind, Result};
 use crate::value::Value;
 use crate::yaml;
@@ -45,9 +46,19 @@ pub(super) struct Walker<'a> {
     pub(super) symlink_dirs: Vec<PathBuf>,
     pub(super) steps: Vec<Step>,
     pub(super) files: Vec<PathBuf>,
+    /// Directories (or parts of them) that could not be read.
+    pub(super) skipped: Vec<Skipped>,
 }
 
 impl Walker<'_> {
+    /// Note a directory the walk could not read.
+    fn skip(&mut self, dir: &Path, error: &std::io::Error) {
+        self.skipped.push(Skipped {
+            path: dir.to_path_buf(),
+            reason: error.to_string(),
+        });
+    }
+
     fn included(&self, name: &str) -> std::result::Result<bool, Error> {
         match self.include {
             Ok(names) => Ok(names.iter().any(|n| n == name)),
@@ -73,17 +84,32 @@ impl Walker<'_> {
             enter(self, entered);
             return Walk::Done;
         }
-        // An unreadable directory is skipped silently, as os.walk does.
-        let Ok(entries) = fs::read_dir(dir) else {
-            if nested(&entered) {
-                return Walk::Nested;
+        // An unreadable directory (no permission, a path beyond PATH_MAX)
+        // is skipped as os.walk skips it, but said: its tests would vanish
+        // without a word otherwise.
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                if nested(&entered) {
+                    return Walk::Nested;
+                }
+                self.skip(dir, &error);
+                enter(self, entered);
+                return Walk::Done;
             }
-            enter(self, entered);
-            return Walk::Done;
         };
         let mut files = Vec::new();
         let mut dirs: Vec<(String, bool)> = Vec::new();
-        for entry in entries.flatten() {
+        for entry in entries {
+            // A failed readdir ends the listing (std stops there): the
+            // entries read so far are walked, the rest is said to be lost.
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    self.skip(dir, &error);
+                    break;
+                }
+            };
             // Names that are not UTF-8 cannot be fmf node names.
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
