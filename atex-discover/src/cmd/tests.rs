@@ -26,10 +26,12 @@ Examples:
   atex-discover tests --plan /plans/ci --test \"$TESTS\" --no-tests=warn
 
 Exit status: 0 tests selected; 2 invalid input or usage (the message names
-FILE:LINE:COL: a malformed plan, filter regex or `when` rule); 4 no test
-selected (the message names the plan, --test, --filter, --exclude and
-context that selected nothing), unless --no-tests says otherwise; 130/143
-interrupted (stderr says how many records were written).")]
+FILE:LINE:COL: a malformed plan, a discover method other than fmf, a
+filter regex or `when` rule); 4 no test selected (the message names the
+plan, --test, --filter, --exclude and context that selected nothing),
+unless --no-tests says otherwise; 130/143 interrupted (stderr says how many
+records were written). A directory that cannot be read is skipped with a
+warning naming it.")]
 pub struct Args {
     /// A directory inside the fmf tree (its root is found by walking up to
     /// the directory holding `.fmf/`).
