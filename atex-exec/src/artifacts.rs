@@ -23,15 +23,26 @@
 //! Names are bytes (STYLE.md rule 8): a name that is not UTF-8 is stored
 //! under exactly its bytes.
 //!
-//! Confinement is lexical: it relies on nothing but this module creating
-//! entries under the directory, and this module only creates directories,
-//! regular files and hard links, never symlinks.
+//! Confinement is lexical, and every entry under the directory is reached
+//! from an open descriptor of the test's directory one component at a
+//! time, with `O_NOFOLLOW`: a symbolic link planted under the directory
+//! (by a test running on this machine, say) is never followed, whether it
+//! stands for the file written or for a directory on the way
+//! ([`ArtifactsError::Symlink`]). Only regular files are written to
+//! ([`ArtifactsError::NotRegular`]: a FIFO would block the executor). This
+//! module only creates directories, regular files and hard links.
+//! The root a test directory is made under (`--artifacts`) is the user's
+//! and may itself be a symbolic link.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 /// The name of the directory, under a test's artifacts directory, that holds
 /// uploaded files and linked test outputs.
@@ -72,8 +83,23 @@ pub enum ArtifactsError {
         /// Where the link was to be made.
         path: PathBuf,
     },
-    /// A file-system operation failed.
-    #[error("{action} {}", path.display())]
+    /// A symbolic link stands where a file or directory of the artifacts
+    /// is written: it is not followed.
+    #[error("refused to write through the symbolic link {}", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// Something other than a regular file (a FIFO, a device) stands where
+    /// a file is written.
+    #[error("refused to write to {}: not a regular file", path.display())]
+    NotRegular {
+        /// The entry.
+        path: PathBuf,
+    },
+    /// A file-system operation failed; the message carries the OS reason,
+    /// e.g. `write /a/files/log: No space left on device (os error 28)`.
+    #[error("{action} {}: {source}", path.display())]
     Io {
         /// What was being done, e.g. `create directory`.
         action: &'static str,
@@ -188,7 +214,8 @@ impl Lexical {
     }
 }
 
-/// The artifacts directory of one test run.
+/// The artifacts directory of one test run, held open: every entry under
+/// it is reached from this descriptor without following symbolic links.
 ///
 /// ```
 /// use std::io::Write;
@@ -207,25 +234,154 @@ impl Lexical {
 /// assert!(tmp.path().join("tests/basic/files/escape").is_file());
 /// assert!(!tmp.path().join("escape").exists());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Artifacts {
     dir: PathBuf,
+    /// The directory, open (shared by clones: one descriptor per test).
+    fd: Arc<OwnedFd>,
+}
+
+/// Two values are equal when they name the same directory.
+impl PartialEq for Artifacts {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+    }
+}
+
+impl Eq for Artifacts {}
+
+/// Open flags of a directory on the way: never through a symbolic link.
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// The mode new directories and files get (the umask applies).
+const DIR_MODE: u32 = 0o777;
+const FILE_MODE: u32 = 0o666;
+
+/// Open (and with `create`, make) the directory `name` in `parent`
+/// without following a symbolic link; `path` names it in errors.
+fn open_dir(
+    parent: &OwnedFd,
+    name: &OsStr,
+    path: &Path,
+    create: bool,
+) -> Result<OwnedFd, ArtifactsError> {
+    let mut made = false;
+    loop {
+        match rustix::fs::openat(parent, name, dir_flags(), Mode::empty()) {
+            Ok(fd) => return Ok(fd),
+            Err(rustix::io::Errno::NOENT) if create && !made => {
+                match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(DIR_MODE)) {
+                    // Made by someone else meanwhile: open it all the same.
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => made = true,
+                    Err(e) => return Err(io_error("create directory", path)(e.into())),
+                }
+            }
+            Err(e) => return Err(refusal(parent, name, path, e, "open directory")),
+        }
+    }
+}
+
+/// The error for a failed `openat` of `name` in `parent`: a symbolic link
+/// there is named as such (`O_NOFOLLOW` reports it as `ELOOP`, and with
+/// `O_DIRECTORY` possibly as `ENOTDIR`).
+fn refusal(
+    parent: &OwnedFd,
+    name: &OsStr,
+    path: &Path,
+    e: rustix::io::Errno,
+    action: &'static str,
+) -> ArtifactsError {
+    if matches!(e, rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)
+        && rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    {
+        return ArtifactsError::Symlink {
+            path: path.to_path_buf(),
+        };
+    }
+    io_error(action, path)(e.into())
+}
+
+/// Open the regular file `name` in `parent` for writing with `extra`
+/// flags, creating it; never through a symbolic link, never a FIFO.
+fn open_file(
+    parent: &OwnedFd,
+    name: &OsStr,
+    path: &Path,
+    extra: OFlags,
+) -> Result<File, ArtifactsError> {
+    // O_NONBLOCK: opening a FIFO planted there must not block; it only
+    // matters for the open, and is cleared again below.
+    let flags = OFlags::WRONLY
+        | OFlags::CREATE
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NONBLOCK
+        | extra;
+    let fd = rustix::fs::openat(parent, name, flags, Mode::from_raw_mode(FILE_MODE))
+        .map_err(|e| refusal(parent, name, path, e, "open"))?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| io_error("inspect", path)(e.into()))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(ArtifactsError::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    let set = rustix::fs::fcntl_getfl(&fd)
+        .and_then(|fl| rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK));
+    set.map_err(|e| io_error("open", path)(e.into()))?;
+    Ok(File::from(fd))
+}
+
+/// The directories of a relative path and its last component.
+fn split(relative: &Path) -> (Vec<&OsStr>, Option<&OsStr>) {
+    let mut parts: Vec<&OsStr> = relative
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(part) => Some(part),
+            _ => None,
+        })
+        .collect();
+    let last = parts.pop();
+    (parts, last)
 }
 
 impl Artifacts {
     /// Use `dir` as a test's artifacts directory, creating it (and its
-    /// parents) if needed.
+    /// parents) if needed. `dir` itself is the caller's choice and may be
+    /// reached through symbolic links.
     pub fn create(dir: impl Into<PathBuf>) -> Result<Self, ArtifactsError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
-        Ok(Self { dir })
+        let fd = rustix::fs::open(
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_error("open directory", &dir)(e.into()))?;
+        Ok(Self {
+            dir,
+            fd: Arc::new(fd),
+        })
     }
 
     /// The artifacts directory of the test named `test_name` (e.g.
     /// `/tests/basic`) under `root`: `root/tests/basic`, created if needed.
-    /// The test name is confined like any other name ([`normalize`]).
+    /// The test name is confined like any other name ([`normalize`]), and
+    /// its directories are made without following symbolic links (`root`
+    /// itself may be one).
     pub fn for_test(root: &Path, test_name: &str) -> Result<Self, ArtifactsError> {
-        Self::create(root.join(normalize(test_name.as_bytes())?))
+        let relative = normalize(test_name.as_bytes())?;
+        let mut artifacts = Self::create(root)?;
+        let mut path = root.to_path_buf();
+        for part in relative.iter() {
+            path.push(part);
+            let fd = open_dir(&artifacts.fd, part, &path, true)?;
+            artifacts.fd = Arc::new(fd);
+        }
+        artifacts.dir = path;
+        Ok(artifacts)
     }
 
     /// The directory itself.
@@ -234,19 +390,32 @@ impl Artifacts {
     }
 
     /// Where the test's output is collected while it runs
-    /// (`A/testout.temp`); the executor creates and appends to it, results
-    /// link it under a name of their choice ([`Artifacts::link_testout`]).
+    /// (`A/testout.temp`); the executor appends to it
+    /// ([`Artifacts::open_testout`]), results link it under a name of their
+    /// choice ([`Artifacts::link_testout`]).
     pub fn testout_path(&self) -> PathBuf {
         self.dir.join(TESTOUT_TEMP)
+    }
+
+    /// Open the test's output file ([`Artifacts::testout_path`]) for
+    /// appending, creating it; never through a symbolic link.
+    pub fn open_testout(&self) -> Result<File, ArtifactsError> {
+        open_file(
+            &self.fd,
+            OsStr::new(TESTOUT_TEMP),
+            &self.testout_path(),
+            OFlags::APPEND,
+        )
     }
 
     /// Remove the test's output file ([`Artifacts::testout_path`]) once the
     /// test is over; its links under `files/` keep the content. A missing
     /// file is not an error.
     pub fn remove_testout(&self) -> Result<(), ArtifactsError> {
-        let path = self.testout_path();
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("remove", &path)(e)),
+        match rustix::fs::unlinkat(&*self.fd, TESTOUT_TEMP, AtFlags::empty()) {
+            Err(e) if e != rustix::io::Errno::NOENT => {
+                Err(io_error("remove", &self.testout_path())(e.into()))
+            }
             _ => Ok(()),
         }
     }
@@ -254,7 +423,12 @@ impl Artifacts {
     /// The directory of a result's files: `A/files/<confined name>`, or
     /// `A/files` for the test itself (`None`). Nothing is created.
     pub fn result_dir(&self, result: Option<&[u8]>) -> Result<PathBuf, ArtifactsError> {
-        let base = self.dir.join(FILES_DIR);
+        Ok(self.dir.join(self.relative_dir(result)?))
+    }
+
+    /// [`Artifacts::result_dir`] relative to the test's directory.
+    fn relative_dir(&self, result: Option<&[u8]>) -> Result<PathBuf, ArtifactsError> {
+        let base = PathBuf::from(FILES_DIR);
         Ok(match result {
             Some(name) => base.join(confine(name)?),
             None => base,
@@ -268,50 +442,85 @@ impl Artifacts {
         Ok(self.result_dir(result)?.join(confine_file(file)?))
     }
 
+    /// Open (creating them) the directories of `relative` under the test's
+    /// directory, without following symbolic links; returns the last
+    /// directory and the name in it.
+    fn parent_of<'a>(&self, relative: &'a Path) -> Result<(OwnedFd, &'a OsStr), ArtifactsError> {
+        let (dirs, last) = split(relative);
+        let Some(last) = last else {
+            return Err(ArtifactsError::Empty {
+                name: relative.display().to_string(),
+            });
+        };
+        let mut path = self.dir.clone();
+        let mut fd = self
+            .fd
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io_error("open directory", &self.dir))?;
+        for part in dirs {
+            path.push(part);
+            fd = open_dir(&fd, part, &path, true)?;
+        }
+        Ok((fd, last))
+    }
+
     /// Open the file `file` of result `result` for writing at its end,
     /// creating it and its directories if needed, so that the same name
     /// reported again appends (as ATEX does). The file is not opened with
-    /// `O_APPEND` because the executor may splice into it.
+    /// `O_APPEND` because the executor may splice into it. No symbolic link
+    /// is followed on the way ([`ArtifactsError::Symlink`]).
     pub fn open_append(&self, result: Option<&[u8]>, file: &[u8]) -> Result<File, ArtifactsError> {
-        let path = self.file_path(result, file)?;
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_error("create directory", parent))?;
-        }
-        let mut handle = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_error("open", &path))?;
+        let relative = self.relative_dir(result)?.join(confine_file(file)?);
+        let path = self.dir.join(&relative);
+        let (parent, name) = self.parent_of(&relative)?;
+        let mut handle = open_file(&parent, name, &path, OFlags::empty())?;
         handle
             .seek(SeekFrom::End(0))
             .map_err(io_error("seek to the end of", &path))?;
         Ok(handle)
     }
 
-    /// Hard-link the test's output file `source` (usually
-    /// [`Artifacts::testout_path`]) as `A/files/<result name or .>/<name>`,
-    /// so output written later still shows in the link. Fails with
-    /// [`ArtifactsError::Exists`] if that name exists already. Returns the
-    /// confined name, relative to the result's directory.
+    /// Hard-link the test's output file ([`Artifacts::testout_path`]) as
+    /// `A/files/<result name or .>/<name>`, so output written later still
+    /// shows in the link. Fails with [`ArtifactsError::Exists`] if that
+    /// name exists already (a symbolic link included: it is not followed).
+    /// Returns the confined name, relative to the result's directory.
     pub fn link_testout(
         &self,
-        source: &Path,
         result: Option<&[u8]>,
         name: &[u8],
     ) -> Result<PathBuf, ArtifactsError> {
-        let relative = confine_file(name)?;
-        let path = self.result_dir(result)?.join(&relative);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_error("create directory", parent))?;
-        }
-        match fs::hard_link(source, &path) {
-            Ok(()) => Ok(relative),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(ArtifactsError::Exists {
+        let confined = confine_file(name)?;
+        let relative = self.relative_dir(result)?.join(&confined);
+        let path = self.dir.join(&relative);
+        let (parent, last) = self.parent_of(&relative)?;
+        // Flags 0: a symbolic link in place of testout.temp is linked
+        // itself, never what it points to.
+        match rustix::fs::linkat(&*self.fd, TESTOUT_TEMP, &parent, last, AtFlags::empty()) {
+            Ok(()) => Ok(confined),
+            Err(rustix::io::Errno::EXIST) => Err(ArtifactsError::Exists {
                 name: lossy(name),
                 path,
             }),
-            Err(e) => Err(io_error("link the test output to", &path)(e)),
+            Err(e) => Err(io_error("link the test output to", &path)(e.into())),
+        }
+    }
+
+    /// After an interrupt: keep the test's output as `A/files/output.txt`
+    /// (renamed, when no result linked it yet). Returns whether that file
+    /// exists now.
+    pub fn keep_testout(&self, default: &str) -> Result<bool, ArtifactsError> {
+        let relative = Path::new(FILES_DIR).join(default);
+        let path = self.dir.join(&relative);
+        let (parent, last) = self.parent_of(&relative)?;
+        if rustix::fs::statat(&parent, last, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            return Ok(true);
+        }
+        match rustix::fs::renameat(&*self.fd, TESTOUT_TEMP, &parent, last) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(io_error("keep the test output as", &path)(e.into())),
         }
     }
 }
@@ -321,6 +530,7 @@ impl Artifacts {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::fs::OpenOptions;
     use std::io::Write;
 
     /// Every path under `dir`, relative to it, sorted.
@@ -476,9 +686,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let a = Artifacts::for_test(tmp.path(), "/t").unwrap();
         fs::write(a.testout_path(), b"early ").unwrap();
-        let name = a
-            .link_testout(&a.testout_path(), Some(b"sub"), b"/out.txt")
-            .unwrap();
+        let name = a.link_testout(Some(b"sub"), b"/out.txt").unwrap();
         assert_eq!(name, Path::new("out.txt"));
         // Output written after the link shows through it.
         let mut out = OpenOptions::new()
@@ -488,14 +696,12 @@ mod tests {
         out.write_all(b"late").unwrap();
         let linked = tmp.path().join("t/files/sub/out.txt");
         assert_eq!(fs::read(&linked).unwrap(), b"early late");
-        let err = a
-            .link_testout(&a.testout_path(), Some(b"sub"), b"out.txt")
-            .unwrap_err();
+        let err = a.link_testout(Some(b"sub"), b"out.txt").unwrap_err();
         assert_eq!(err.to_string(), "file 'out.txt' already exists");
-        let name = a.link_testout(&a.testout_path(), None, b"../x").unwrap();
+        let name = a.link_testout(None, b"../x").unwrap();
         assert_eq!(name, Path::new("x"));
         assert!(tmp.path().join("t/files/x").is_file());
-        assert!(a.link_testout(&a.testout_path(), None, b"..").is_err());
+        assert!(a.link_testout(None, b"..").is_err());
     }
 
     fn component() -> impl Strategy<Value = Vec<u8>> {
@@ -528,7 +734,7 @@ mod tests {
                     prop_assert!(path.starts_with(dir.join(FILES_DIR)));
                 }
                 let _ = a.open_append(result.as_deref(), file);
-                let _ = a.link_testout(&a.testout_path(), result.as_deref(), file);
+                let _ = a.link_testout(result.as_deref(), file);
             }
             let entries: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
             prop_assert_eq!(entries.len(), 1);

@@ -12,6 +12,8 @@ use atex_shared::jsonl;
 use atex_shared::records::{Connection, Machine, Test, TestResult};
 use clap::Parser;
 
+use crate::artifacts;
+use crate::control::{self, Limits};
 use crate::reporter::{ResultView, Sink};
 use crate::session::{self, Interrupt, Progress, ResultSink, SessionConfig, Summary};
 
@@ -32,7 +34,17 @@ use crate::session::{self, Interrupt, Progress, ResultSink, SessionConfig, Summa
 /// infra, the tests after it are not run).
 ///
 /// The artifacts directory must be empty or missing: each test's directory
-/// holds one run only (use one directory per run).
+/// holds one run only (use one directory per run). Test records are all
+/// checked before anything starts: a name is `/`-separated and absolute
+/// without `.`, `..` or empty parts, a path stays inside its tree, and no
+/// test comes twice (run each plan on its own atex-exec then).
+///
+/// Limits: a control line is at most 4096 bytes (as ATEX), a `result`'s
+/// JSON at most --max-result-json, an uploaded file at most
+/// --max-file-size, the partial results a test holds at most
+/// --max-held-partial; over a limit, the test is stopped and recorded as
+/// infra. The test's output and files are written as they come: a failed
+/// write (a full disk) stops the test at once, recorded as infra.
 ///
 /// Examples:
 ///     atex-discover tests --root . --plan /plans/ci \
@@ -73,6 +85,18 @@ pub struct Cli {
     /// No progress lines on stderr (warnings and errors still show).
     #[arg(short, long)]
     pub quiet: bool,
+    /// The longest JSON one `result` may announce, in bytes [default:
+    /// 16 MiB].
+    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_RESULT_JSON)]
+    pub max_result_json: usize,
+    /// The longest file one `result` may announce, in bytes [default:
+    /// 64 GiB].
+    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_FILE_LENGTH)]
+    pub max_file_size: u64,
+    /// How many bytes of partial-result JSON one test may have held back
+    /// (in memory) at once [default: 64 MiB].
+    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_HELD_PARTIAL)]
+    pub max_held_partial: usize,
 }
 
 /// A bad input: printed as `atex-exec: error: ...`, exit 2.
@@ -130,6 +154,14 @@ pub enum ConfigError {
     /// A stdin line is not a Test record.
     #[error(transparent)]
     Input(#[from] jsonl::ReadError),
+    /// A Test record cannot be run as it is (`<stdin>:LINE: message`).
+    #[error("<stdin>:{line}: {message}")]
+    Test {
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Everything a run needs, validated.
@@ -143,6 +175,8 @@ pub struct Config {
     pub no_tests: NoTests,
     /// No progress lines on stderr.
     pub quiet: bool,
+    /// The caps on what a test's control stream announces.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -152,7 +186,14 @@ impl Config {
     pub fn new(cli: Cli, input: impl BufRead) -> Result<Config, ConfigError> {
         let machine = parse_machine(&cli.machine)?;
         check_artifacts(&cli.artifacts)?;
-        let tests = jsonl::Reader::<_, Test>::new(input, "<stdin>").collect::<Result<_, _>>()?;
+        let mut reader = jsonl::Reader::<_, Test>::new(input, "<stdin>");
+        let mut tests = Vec::new();
+        let mut lines = Vec::new();
+        while let Some(test) = reader.next() {
+            tests.push(test?);
+            lines.push(reader.line());
+        }
+        check_tests(&tests, &lines)?;
         let platform = platform(cli.platform, &machine);
         Ok(Config {
             session: SessionConfig {
@@ -163,8 +204,92 @@ impl Config {
             tests,
             no_tests: cli.no_tests,
             quiet: cli.quiet,
+            limits: Limits {
+                result_json: cli.max_result_json,
+                file: cli.max_file_size,
+                held_partial: cli.max_held_partial,
+            },
         })
     }
+}
+
+/// Check every Test record before anything starts (`lines[i]` is the
+/// stdin line of `tests[i]`): names that cannot be an artifacts directory
+/// of their own, paths that leave their tree, a test given twice.
+fn check_tests(tests: &[Test], lines: &[usize]) -> Result<(), ConfigError> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (test, &line) in tests.iter().zip(lines) {
+        let bad = |message: String| ConfigError::Test { line, message };
+        check_name(&test.name).map_err(|why| bad(format!("test name {:?} {why}", test.name)))?;
+        check_path(test)
+            .map_err(|why| bad(format!("test {}: path {:?} {why}", test.name, test.path)))?;
+        if let Some(first) = seen.insert(&test.name, line) {
+            return Err(bad(format!(
+                "test {} was given on line {first} already; its artifacts directory holds \
+                 one run (two plans selecting it? run each plan on its own atex-exec)",
+                test.name
+            )));
+        }
+    }
+    // A test named after a test's own entries (`/a/files` next to `/a`)
+    // would share its directory.
+    for (test, &line) in tests.iter().zip(lines) {
+        if let Some((parent, last)) = test.name.rsplit_once('/')
+            && matches!(last, artifacts::FILES_DIR | artifacts::TESTOUT_TEMP)
+            && let Some(&other) = seen.get(parent)
+        {
+            return Err(ConfigError::Test {
+                line,
+                message: format!(
+                    "test {} would be stored in the artifacts directory of test {parent} \
+                     (line {other})",
+                    test.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A test name names its artifacts directory: `/` then parts that are not
+/// empty, `.` or `..`, without NUL.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.contains('\0') {
+        return Err("contains a NUL byte");
+    }
+    let Some(rest) = name.strip_prefix('/') else {
+        return Err("does not start with '/'");
+    };
+    if rest.split('/').any(|part| matches!(part, "" | "." | "..")) {
+        return Err("has an empty, '.' or '..' part (a test name is like /tests/basic)");
+    }
+    Ok(())
+}
+
+/// A test's path is a directory inside its tree: relative, not climbing
+/// out, and (when it exists here) not a symbolic link out of the tree.
+fn check_path(test: &Test) -> Result<(), String> {
+    let path = &test.path;
+    if path.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    if path.starts_with('/') {
+        return Err("is absolute (it is relative to the tree's root)".into());
+    }
+    if artifacts::normalize(path.as_bytes()).is_err() {
+        return Err(format!("leaves the tree {}", test.root.display()));
+    }
+    let dir = test.root.join(path);
+    if let (Ok(real), Ok(root)) = (dir.canonicalize(), test.root.canonicalize())
+        && !real.starts_with(&root)
+    {
+        return Err(format!(
+            "leaves the tree {} through a symbolic link (to {})",
+            test.root.display(),
+            real.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The platform results carry: `--platform`, else the machine's, else its
@@ -428,6 +553,7 @@ pub fn run(config: Config) -> u8 {
         writer: jsonl::Writer::batched(io::stdout()),
         quiet: config.quiet,
     };
+    Limits::set_process(config.limits);
     let summary = runtime.block_on(async {
         let interrupt: Interrupt<'_> =
             Box::pin(async { atex_shared::cli::interrupted().await.name().to_owned() });

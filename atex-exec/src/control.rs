@@ -24,6 +24,12 @@
 //! - `result 0` is a JSON decode error; ATEX reports it as an EOF.
 //! - Messages quote JSON values as JSON, not as python reprs, and the data
 //!   quoted after "caused by:" is cut to [`QUOTE_LIMIT`] bytes.
+//! - Every length the stream announces has a cap ([`Limits`]): ATEX buffers
+//!   a `result N` JSON of any size (a test could exhaust the executor's
+//!   memory with `result 3000000000` and endless data) and takes any file
+//!   `length`. A length over its cap is a [`ControlError::BadControl`] as
+//!   soon as it is announced, before its data is read. The control line
+//!   keeps ATEX's fixed [`MAX_LINE`].
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +39,67 @@ use crate::reporter::JsonMap;
 
 /// The longest control line ATEX accepts, counting its `\n`.
 pub const MAX_LINE: usize = 4096;
+
+/// The default cap on the JSON of one `result` ([`Limits::result_json`]):
+/// 16 MiB, far above any real result, far below what hurts.
+pub const MAX_RESULT_JSON: usize = 16 << 20;
+
+/// The default cap on one file's announced `length` ([`Limits::file`]):
+/// 64 GiB. Payloads go to disk, never to memory; the cap bounds what one
+/// announcement can make the executor write.
+pub const MAX_FILE_LENGTH: u64 = 64 << 30;
+
+/// The default cap on the partial results one test run holds
+/// ([`Limits::held_partial`]): 64 MiB of their JSON.
+pub const MAX_HELD_PARTIAL: usize = 64 << 20;
+
+/// Caps on what the control stream announces, so that no test can make
+/// the executor buffer without bound.
+///
+/// ```
+/// use atex_exec::control::{ControlError, Decoder, Limits};
+/// let limits = Limits { result_json: 10, ..Limits::default() };
+/// let mut decoder = Decoder::with_limits(limits);
+/// let err = decoder.feed(b"result 11\n", |_| Ok::<(), ControlError>(())).unwrap_err();
+/// assert_eq!(err.to_string(), "result JSON of 11 bytes is over the limit of 10 bytes (--max-result-json)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest JSON of one `result` (the `N` of `result N`), in bytes.
+    pub result_json: usize,
+    /// The longest file a `result` may announce (its `length`), in bytes.
+    pub file: u64,
+    /// How many bytes of partial-result JSON one test run may hold before
+    /// they are written (they live in memory until then).
+    pub held_partial: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            result_json: MAX_RESULT_JSON,
+            file: MAX_FILE_LENGTH,
+            held_partial: MAX_HELD_PARTIAL,
+        }
+    }
+}
+
+/// The process's caps, set once by the command line.
+static PROCESS_LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+
+impl Limits {
+    /// The caps the command line set ([`Limits::set_process`]), else the
+    /// defaults: what test runs use unless given their own.
+    pub fn process() -> Limits {
+        PROCESS_LIMITS.get().copied().unwrap_or_default()
+    }
+
+    /// Set the process's caps ([`Limits::process`]); only the first call
+    /// counts (the command line makes it before any test runs).
+    pub fn set_process(limits: Limits) {
+        let _ = PROCESS_LIMITS.set(limits);
+    }
+}
 
 /// How many bytes of offending input an error message quotes at most.
 pub const QUOTE_LIMIT: usize = 1024;
@@ -102,6 +169,8 @@ pub struct FileSpec {
 pub struct ResultHeader {
     /// The result object verbatim, `files` included.
     pub json: JsonMap,
+    /// How many bytes its JSON took on the wire (the `N` of `result N`).
+    pub length: usize,
     /// The validated `files` entries, in stream order.
     pub files: Vec<FileSpec>,
 }
@@ -204,6 +273,8 @@ pub struct Decoder {
     json: Vec<u8>,
     /// File lengths of the current result.
     lengths: Vec<u64>,
+    /// The caps on announced lengths.
+    limits: Limits,
 }
 
 impl Default for Decoder {
@@ -216,13 +287,19 @@ impl Default for Decoder {
 const HANDLER_FAILED: &str = "control stream abandoned after an event handler error";
 
 impl Decoder {
-    /// A decoder at the start of a stream.
+    /// A decoder at the start of a stream, with the default [`Limits`].
     pub fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    /// A decoder at the start of a stream, with these caps.
+    pub fn with_limits(limits: Limits) -> Self {
         Self {
             state: State::Line,
             line: Vec::new(),
             json: Vec::new(),
             lengths: Vec::new(),
+            limits,
         }
     }
 
@@ -392,6 +469,12 @@ impl Decoder {
         let event = match word {
             "result" => {
                 let length = parse_json_length(arg).map_err(Fail::Protocol)?;
+                if length > self.limits.result_json {
+                    return Err(Fail::Protocol(bad_control(format!(
+                        "result JSON of {length} bytes is over the limit of {} bytes (--max-result-json)",
+                        self.limits.result_json
+                    ))));
+                }
                 self.json.clear();
                 return Ok(State::Json { length });
             }
@@ -419,6 +502,12 @@ impl Decoder {
         F: FnMut(Event<'_>) -> Result<(), E>,
     {
         let header = parse_result(json).map_err(Fail::Protocol)?;
+        if let Some(file) = header.files.iter().find(|f| f.length > self.limits.file) {
+            return Err(Fail::Protocol(bad_control(format!(
+                "file {} of {} bytes is over the limit of {} bytes (--max-file-size)",
+                file.name, file.length, self.limits.file
+            ))));
+        }
         self.lengths.clear();
         self.lengths.extend(header.files.iter().map(|f| f.length));
         on_event(Event::Result(header)).map_err(Fail::Handler)?;
@@ -576,7 +665,11 @@ fn parse_result(json: &[u8]) -> Result<ResultHeader, ControlError> {
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(bad_json(format!("'files' is not a list: {other}"))),
     };
-    Ok(ResultHeader { json: map, files })
+    Ok(ResultHeader {
+        json: map,
+        files,
+        length: json.len(),
+    })
 }
 
 /// Decode a JSON object into a [`JsonMap`] sized for a typical result's
@@ -811,6 +904,7 @@ mod tests {
                 .map(|h| ResultHeader {
                     json: map,
                     files: h.files,
+                    length: json.len(),
                 })
                 .unwrap(),
         )

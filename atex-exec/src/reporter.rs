@@ -59,6 +59,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::artifacts::{Artifacts, ArtifactsError, confine_file, needs_confining};
+use crate::control::Limits;
 
 /// A result's top-level JSON object as decoded from the control stream, key
 /// order kept.
@@ -107,7 +108,11 @@ impl ReportError {
     /// `BadReportJSONError`, or `OSError` for a failed file operation.
     pub fn class(&self) -> &'static str {
         match self {
-            Self::Artifacts(ArtifactsError::Io { .. }) => "OSError",
+            Self::Artifacts(
+                ArtifactsError::Io { .. }
+                | ArtifactsError::Symlink { .. }
+                | ArtifactsError::NotRegular { .. },
+            ) => "OSError",
             _ => "BadReportJSONError",
         }
     }
@@ -407,7 +412,13 @@ pub struct Reporter<S> {
     context: ResultContext,
     artifacts: Artifacts,
     start: Instant,
-    partial: IndexMap<Option<String>, JsonMap>,
+    /// The partial results held, with how many bytes of JSON each took
+    /// on the wire (merges included).
+    partial: IndexMap<Option<String>, (JsonMap, usize)>,
+    /// The sum of those bytes, capped by `max_held`.
+    held: usize,
+    /// [`Limits::held_partial`].
+    max_held: usize,
     nameless_result_seen: bool,
     /// `(result name, testout name)` pairs linked so far.
     linked: HashSet<(Option<String>, String)>,
@@ -430,6 +441,8 @@ impl<S: Sink> Reporter<S> {
             artifacts,
             start: Instant::now(),
             partial: IndexMap::new(),
+            held: 0,
+            max_held: Limits::process().held_partial,
             nameless_result_seen: false,
             linked: HashSet::new(),
             exit_code: None,
@@ -457,7 +470,9 @@ impl<S: Sink> Reporter<S> {
 
     /// The partial result held for `name` (`None`: the test itself).
     pub fn partial(&self, name: Option<&str>) -> Option<&JsonMap> {
-        self.partial.get(&name.map(str::to_owned))
+        self.partial
+            .get(&name.map(str::to_owned))
+            .map(|(json, _)| json)
     }
 
     /// Take one reported result: hold it if it is partial, else write it
@@ -466,10 +481,40 @@ impl<S: Sink> Reporter<S> {
     /// `files` may hold names or the wire form's `{"name": ..., "length":
     /// ...}` objects; only the names are kept.
     pub fn report(&mut self, result: JsonMap) -> Result<(), ReportError> {
-        self.report_inner(result, false)
+        self.report_inner(result, 0, false)
     }
 
-    fn report_inner(&mut self, mut result: JsonMap, replay: bool) -> Result<(), ReportError> {
+    /// [`Reporter::report`] a result whose JSON took `length` bytes on the
+    /// wire: a partial result counts them against the cap on held partial
+    /// results ([`Limits::held_partial`]); over it the result is refused.
+    pub fn report_sized(&mut self, result: JsonMap, length: usize) -> Result<(), ReportError> {
+        self.report_inner(result, length, false)
+    }
+
+    /// Hold at most `bytes` of partial-result JSON instead of the process's
+    /// cap ([`Limits::process`]).
+    #[must_use]
+    pub fn with_held_limit(mut self, bytes: usize) -> Self {
+        self.max_held = bytes;
+        self
+    }
+
+    /// The name of the test whose results these are.
+    pub fn test(&self) -> &str {
+        &self.context.test
+    }
+
+    /// Give the sink a warning about this test run.
+    pub fn warning(&mut self, message: String) {
+        self.sink.warning(message);
+    }
+
+    fn report_inner(
+        &mut self,
+        mut result: JsonMap,
+        length: usize,
+        replay: bool,
+    ) -> Result<(), ReportError> {
         // One pass to find the keys checked below (no hashing per key; a
         // test may report a million results); the checks keep their order.
         let (mut name, mut status, mut note, mut testout) = (None, None, None, None);
@@ -517,10 +562,23 @@ impl<S: Sink> Reporter<S> {
         }
         let partial = has_partial && result.shift_remove("partial").is_some_and(|v| truthy(&v));
         if partial {
+            // Held results live in memory until they are written: capped.
+            let held = self.held.saturating_add(length);
+            if held > self.max_held {
+                return Err(bad(format!(
+                    "partial results held reach {held} bytes, over the limit of {} bytes \
+                     (--max-held-partial)",
+                    self.max_held
+                )));
+            }
+            self.held = held;
             match self.partial.get_mut(&name) {
-                Some(held) => merge_partial(held, result),
+                Some((json, bytes)) => {
+                    merge_partial(json, result);
+                    *bytes += length;
+                }
                 None => {
-                    self.partial.insert(name, result);
+                    self.partial.insert(name, (result, length));
                 }
             }
             return Ok(());
@@ -531,9 +589,10 @@ impl<S: Sink> Reporter<S> {
             self.partial.shift_remove(&name)
         };
         let merged = match held {
-            Some(mut held) => {
-                merge_partial(&mut held, result);
-                held
+            Some((mut json, bytes)) => {
+                self.held -= bytes.min(self.held);
+                merge_partial(&mut json, result);
+                json
             }
             None => result,
         };
@@ -583,11 +642,7 @@ impl<S: Sink> Reporter<S> {
         files.sort();
         if let Some(Value::String(testout)) = testout_value {
             let name_bytes = name.as_deref().map(str::as_bytes);
-            let source = self.artifacts.testout_path();
-            match self
-                .artifacts
-                .link_testout(&source, name_bytes, testout.as_bytes())
-            {
+            match self.artifacts.link_testout(name_bytes, testout.as_bytes()) {
                 Ok(relative) => {
                     let relative = relative.to_string_lossy().into_owned();
                     self.linked.insert((name.clone(), relative.clone()));
@@ -671,7 +726,8 @@ impl<S: Sink> Reporter<S> {
     /// Write every partial result still held, in the order they first
     /// appeared (ATEX `replay_partial`); errors become warnings.
     pub fn stop(&mut self) {
-        for (name, result) in std::mem::take(&mut self.partial) {
+        self.held = 0;
+        for (name, (result, _)) in std::mem::take(&mut self.partial) {
             if let Err(e) = self.write(name.clone(), result, true) {
                 self.sink.warning(format!(
                     "result {}: {e}",
@@ -721,7 +777,7 @@ impl<S: Sink> Reporter<S> {
         if let Some(mut fallback) = fallback {
             fallback.insert("partial".into(), Value::Bool(true));
             self.add_testout(&mut fallback);
-            if let Err(e) = self.report_inner(fallback, true) {
+            if let Err(e) = self.report_inner(fallback, 0, true) {
                 self.sink
                     .warning(format!("failed to add the fallback result: {e}"));
             }
@@ -762,6 +818,7 @@ impl<S: Sink> Reporter<S> {
     /// give the sink back. No fallback is added.
     pub fn setup_failed(mut self, output: &str) -> S {
         self.partial.clear();
+        self.held = 0;
         let mut map = JsonMap::default();
         map.insert("status".into(), "infra".into());
         map.insert(

@@ -48,7 +48,7 @@
 //!   local ssh process and relies on the wrapper's parent-death signal, which
 //!   is what a remote launcher does too.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
@@ -56,9 +56,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::net::unix::pipe::Receiver;
 
 use crate::artifacts::{Artifacts, ArtifactsError};
-use crate::control::{ControlError, Deadline, Decoder, Event};
+use crate::control::{ControlError, Deadline, Decoder, Event, Limits};
 use crate::reporter::{Failure, JsonMap, Outcome, ReportError, Reporter, Sink};
 use crate::wrapper::{WrapperFlags, env_file, wrapper_argv};
 
@@ -68,6 +69,11 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// How long [`LocalLauncher`] waits for the wrapper to stop after SIGTERM
 /// before it sends SIGKILL (the wrapper itself gives the test one second).
 pub const LOCAL_KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// How long the test's output is still read after its wrapper ended, for
+/// the end of the output to arrive; a process the test left behind that
+/// keeps the output open is cut off after this.
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// The note of a test that ran out of time.
 pub const TIMEOUT_MESSAGE: &str = "test duration timeout reached";
@@ -283,6 +289,8 @@ pub enum RunEnd<S> {
 pub struct TestRun<S> {
     reporter: Reporter<S>,
     deadline: Deadline,
+    /// The caps on what the control stream announces.
+    limits: Limits,
     /// The environment file already holds the first attempt's environment.
     env_written: bool,
 }
@@ -306,8 +314,17 @@ impl<S: Sink> TestRun<S> {
         Self {
             reporter,
             deadline,
+            limits: Limits::process(),
             env_written: false,
         }
+    }
+
+    /// Decode the control stream with these caps instead of the process's
+    /// ([`Limits::process`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Say that the setup already wrote the environment file with exactly
@@ -355,7 +372,19 @@ impl<S: Sink> TestRun<S> {
         })
     }
 
-    fn finish(self, outcome: Outcome) -> Finished<S> {
+    fn finish(mut self, outcome: Outcome) -> Finished<S> {
+        // A file that could not be written (a full disk) is the operator's
+        // problem more than the test's: said on stderr too, at once.
+        if let Outcome::Failed { failure, .. } = &outcome
+            && failure.class == "OSError"
+        {
+            let message = format!(
+                "{}: {}; the test is recorded as infra",
+                self.reporter.test(),
+                failure.message
+            );
+            self.reporter.warning(message);
+        }
         let sink = self.reporter.finish(&outcome);
         Finished { outcome, sink }
     }
@@ -379,16 +408,32 @@ impl<S: Sink> TestRun<S> {
             let message = format!("write the environment file {}: {e}", layout.env_file);
             return Attempt::Failed(Failure::new("TestSetupError", message), None);
         }
-        let testout = self.reporter.artifacts().testout_path();
-        // O_APPEND: output accumulates across restarts, and the wrapper's
-        // writes never race with a truncation.
-        let stderr = match OpenOptions::new().append(true).create(true).open(&testout) {
-            Ok(file) => file,
-            Err(e) => {
-                let message = format!("open {}: {e}", testout.display());
-                return Attempt::Failed(Failure::new("OSError", message), None);
-            }
+        let (mut output, stderr) = match OutputCopy::start(self.reporter.artifacts()) {
+            Ok(started) => started,
+            Err(failure) => return Attempt::Failed(failure, None),
         };
+        let attempt = self.follow(launcher, layout, stderr, &mut output).await;
+        // What the test wrote up to its end is stored before its results
+        // are final; a write that fails then still makes the test infra.
+        if let Err(failure) = output.drain().await {
+            return match attempt {
+                Attempt::Failed(..) => attempt,
+                Attempt::Exited(code) => Attempt::Failed(failure, Some(code)),
+                Attempt::Reconnect => Attempt::Failed(failure, None),
+            };
+        }
+        attempt
+    }
+
+    /// Start the wrapper with its stderr into `stderr` (the pipe `output`
+    /// copies to the test's output file) and follow it to its end.
+    async fn follow<L: Launcher>(
+        &mut self,
+        launcher: &L,
+        layout: &RemoteLayout,
+        stderr: File,
+        output: &mut OutputCopy,
+    ) -> Attempt {
         let mut process = match launcher.launch(layout.argv(), stderr).await {
             Ok(process) => process,
             Err(e) => {
@@ -409,8 +454,22 @@ impl<S: Sink> TestRun<S> {
             pending: None,
             file: None,
         };
-        let mut decoder = Decoder::new();
-        if let Err(failure) = read_control(control, &mut decoder, &mut handler).await {
+        let mut decoder = Decoder::with_limits(self.limits);
+        let read = {
+            let control = read_control(control, &mut decoder, &mut handler);
+            tokio::pin!(control);
+            loop {
+                tokio::select! {
+                    read = &mut control => break read,
+                    copied = output.copy(), if !output.is_done() => {
+                        if let Err(failure) = copied {
+                            break Err(failure);
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(failure) = read {
             let exit_code = handler.exit_code;
             return abort(&mut process, failure, exit_code).await;
         }
@@ -420,9 +479,18 @@ impl<S: Sink> TestRun<S> {
         let status = if self.deadline.expired(Instant::now()) {
             None
         } else {
-            tokio::select! {
-                status = process.wait() => Some(status),
-                () = tokio::time::sleep(self.deadline.remaining(Instant::now())) => None,
+            let sleep = tokio::time::sleep(self.deadline.remaining(Instant::now()));
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    status = process.wait() => break Some(status),
+                    () = &mut sleep => break None,
+                    copied = output.copy(), if !output.is_done() => {
+                        if let Err(failure) = copied {
+                            return abort(&mut process, failure, exit_code).await;
+                        }
+                    }
+                }
             }
         };
         let code = match status {
@@ -455,6 +523,90 @@ impl<S: Sink> TestRun<S> {
                 None,
             ),
         }
+    }
+}
+
+/// The test's output on its way to its file: the wrapper's stderr is a
+/// pipe that this copies to `testout.temp`, so that a failed write (a full
+/// disk) is seen at once and fails the test, instead of stalling the
+/// transport that writes it (ATEX gives the file to the transport).
+struct OutputCopy {
+    pipe: Receiver,
+    file: File,
+    path: std::path::PathBuf,
+    buf: Vec<u8>,
+    /// EOF was read, or a write failed.
+    done: bool,
+}
+
+impl OutputCopy {
+    /// Open the test's output file and a pipe into it; the pipe's write end
+    /// is for the wrapper's stderr.
+    fn start(artifacts: &Artifacts) -> Result<(OutputCopy, File), Failure> {
+        let file = artifacts
+            .open_testout()
+            .map_err(|e| Failure::from(&ReportError::from(e)))?;
+        let os = |e: io::Error| {
+            Failure::new("OSError", format!("create a pipe for the test output: {e}"))
+        };
+        let (read, write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| os(e.into()))?;
+        let pipe = Receiver::from_owned_fd(read).map_err(os)?;
+        let copy = OutputCopy {
+            pipe,
+            file,
+            path: artifacts.testout_path(),
+            buf: vec![0; READ_CHUNK],
+            done: false,
+        };
+        Ok((copy, File::from(write)))
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Copy one chunk (waiting for it); `Ok` also at EOF ([`Self::is_done`]
+    /// then). Cancel-safe: nothing is held between the read and the write.
+    async fn copy(&mut self) -> Result<(), Failure> {
+        let n = match self.pipe.read(&mut self.buf).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => {
+                self.done = true;
+                return Err(Failure::new(
+                    "OSError",
+                    format!("read the test output: {e}"),
+                ));
+            }
+        };
+        if n == 0 {
+            self.done = true;
+            return Ok(());
+        }
+        let data = self.buf.get(..n).unwrap_or_default();
+        if let Err(source) = self.file.write_all(data) {
+            self.done = true;
+            let error = ArtifactsError::Io {
+                action: "write",
+                path: self.path.clone(),
+                source,
+            };
+            return Err(Failure::from(&ReportError::from(error)));
+        }
+        Ok(())
+    }
+
+    /// Copy what is left, until EOF or for [`OUTPUT_DRAIN`] at most.
+    async fn drain(mut self) -> Result<(), Failure> {
+        let until = tokio::time::Instant::now() + OUTPUT_DRAIN;
+        while !self.done {
+            match tokio::time::timeout_at(until, self.copy()).await {
+                Ok(copied) => copied?,
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -580,6 +732,8 @@ struct Handler<'a, S> {
 
 struct Pending {
     json: JsonMap,
+    /// How many bytes the JSON took on the wire.
+    length: usize,
     name: Option<String>,
     files: Vec<String>,
 }
@@ -603,6 +757,7 @@ impl<S: Sink> Handler<'_, S> {
                 let files = header.files.into_iter().map(|f| f.name).collect();
                 self.pending = Some(Pending {
                     json: header.json,
+                    length: header.length,
                     name,
                     files,
                 });
@@ -623,7 +778,7 @@ impl<S: Sink> Handler<'_, S> {
             Event::ResultEnd => {
                 self.file = None;
                 if let Some(pending) = self.pending.take() {
-                    self.reporter.report(pending.json)?;
+                    self.reporter.report_sized(pending.json, pending.length)?;
                 }
             }
             Event::ExitCode(code) => self.exit_code = Some(code),
