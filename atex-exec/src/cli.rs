@@ -410,6 +410,19 @@ fn parse_machine(arg: &str) -> Result<Machine, ConfigError> {
             message: "more than one Machine record; give one (e.g. `head -n1 FILE`)".to_owned(),
         });
     }
+    // What ssh would misread (a host starting with `-` is an option to
+    // it), an option value with a line break, an identity file that
+    // cannot be read: refused here, before anything starts.
+    if let Err(e) = atex_shared::connection::validate(&machine.connection) {
+        let start = text.find(|c: char| !c.is_whitespace()).unwrap_or(0);
+        let (line, column) = location(start);
+        return Err(ConfigError::Machine {
+            source_name,
+            line,
+            column,
+            message: e.to_string(),
+        });
+    }
     Ok(machine)
 }
 
