@@ -203,6 +203,18 @@ impl RemoteLayout {
     /// When the upload fails, the work dir is removed (best effort) before
     /// the error is returned.
     pub async fn prepare(conn: &Connection, tree_root: &Path) -> Result<RemoteLayout, RemoteError> {
+        let layout = RemoteLayout::create(conn).await?;
+        if let Err(e) = layout.upload_tree(conn, tree_root).await {
+            let _ = layout.cleanup(conn).await;
+            return Err(e);
+        }
+        Ok(layout)
+    }
+
+    /// The first half of [`RemoteLayout::prepare`]: make `W` and its
+    /// files, without the tree. One script, which is short: a caller that
+    /// must stop meanwhile can wait for it to learn what to remove.
+    pub async fn create(conn: &Connection) -> Result<RemoteLayout, RemoteError> {
         let out = conn.run_script(prepare_script().as_bytes()).await?;
         match out.code {
             Some(0) => {}
@@ -239,12 +251,18 @@ impl RemoteLayout {
                 answer,
             });
         }
-        let layout = RemoteLayout::new(work_dir, python);
-        if let Err(e) = conn.upload(tree_root, &layout.tests_dir()).await {
-            let _ = layout.cleanup(conn).await;
-            return Err(e.into());
-        }
-        Ok(layout)
+        Ok(RemoteLayout::new(work_dir, python))
+    }
+
+    /// The second half of [`RemoteLayout::prepare`]: upload `tree_root` to
+    /// `W/tests` (without `.git`); the work dir stays on failure.
+    pub async fn upload_tree(
+        &self,
+        conn: &Connection,
+        tree_root: &Path,
+    ) -> Result<(), RemoteError> {
+        conn.upload(tree_root, &self.tests_dir()).await?;
+        Ok(())
     }
 
     /// The work dir `W` (absolute).

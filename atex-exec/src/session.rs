@@ -105,8 +105,72 @@ pub enum Progress<'a> {
 
 impl ResultSink for Vec<TestResult> {}
 
-/// How long the work directory's removal may take after an interrupt.
+/// How long each step on the machine after an interrupt may take:
+/// stopping the running test, removing the work directory, closing the
+/// connection. A step that does not end in time means the machine does
+/// not answer, and the steps after it are skipped; a second SIGINT or
+/// SIGTERM skips them at once.
 pub const CLEANUP_LIMIT: Duration = Duration::from_secs(5);
+
+/// The steps on the machine after an interrupt (see [`CLEANUP_LIMIT`]).
+struct WindDown {
+    /// SIGINT and SIGTERM, listened to from the first interrupt on (the
+    /// caller's listener has fired and no longer hears them).
+    second: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    /// Why the remaining steps are skipped, once they are.
+    skip: Option<String>,
+}
+
+impl WindDown {
+    fn start() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Registered at once, so a second signal that comes before the
+        // first step is heard too.
+        let second = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Some((int, term)),
+            _ => None,
+        };
+        Self { second, skip: None }
+    }
+
+    /// Run `step` within [`CLEANUP_LIMIT`]; `None` when it was skipped or
+    /// cut short (then [`WindDown::skipped`] says why).
+    async fn step<T>(&mut self, step: impl Future<Output = T>) -> Option<T> {
+        if self.skip.is_some() {
+            return None;
+        }
+        let second = async {
+            match self.second.as_mut() {
+                Some((int, term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let ended = tokio::select! {
+            ended = tokio::time::timeout(CLEANUP_LIMIT, step) => ended.map_err(|_| {
+                format!("the machine did not answer within {} s", CLEANUP_LIMIT.as_secs())
+            }),
+            signal = second => Err(format!("a second signal ({signal}) came")),
+        };
+        match ended {
+            Ok(value) => Some(value),
+            Err(why) => {
+                self.skip = Some(why);
+                None
+            }
+        }
+    }
+
+    /// Why a step was skipped.
+    fn skipped(&self) -> &str {
+        self.skip.as_deref().unwrap_or("skipped")
+    }
+}
 
 /// A future that ends when the run must stop (a signal); its output is
 /// the note's message, e.g. `SIGINT`.
@@ -266,9 +330,12 @@ pub struct SessionConfig {
 /// Run `tests` on the machine of `config`, results to `sink`, until done
 /// or `interrupt` ends: then the running test (or its setup) is killed and
 /// reported `infra` with the note `Interrupted(<message>)`, no further test
-/// starts, the plan's work directory is removed (within [`CLEANUP_LIMIT`])
-/// and the [`Summary`] says what was stopped and how many tests did not
-/// run. No test: nothing is connected.
+/// starts, the plan's work directory is removed (also when the interrupt
+/// came while it was being laid out) and the [`Summary`] says what was
+/// stopped and how many tests did not run. Each of these steps on the
+/// machine is bounded by [`CLEANUP_LIMIT`]; after one that times out (a
+/// frozen machine) the rest are skipped with a warning, and a second
+/// SIGINT or SIGTERM skips them at once. No test: nothing is connected.
 pub async fn run(
     config: &SessionConfig,
     tests: Vec<Test>,
@@ -291,6 +358,7 @@ pub async fn run(
         conn: Connection::new(&config.machine.connection),
         lost: None,
         boot: None,
+        wind: None,
     };
     let connected = tokio::select! {
         r = session.conn.connect() => r,
@@ -323,6 +391,7 @@ pub async fn run(
                 continue;
             }
             Step::Interrupted => {
+                // lay_out removed what it had made.
                 out.summary.not_run = total - done;
                 break;
             }
@@ -368,43 +437,59 @@ pub async fn run(
             // of the test, which may end the run (as infra) just before the
             // interrupt is seen: it is looked at once more, so the run
             // stops here, before the next test, either way.
-            let (interrupted, stopped) = match step {
+            let (mut interrupted, mut stopped) = match step {
                 Step::Interrupted => (true, true),
                 Step::Done(infra) => (fired(&mut interrupt, out.summary).await, infra),
             };
+            // After an infra end the machine is checked (a reconnect to a
+            // frozen machine may take its whole timeout): an interrupt
+            // stops that too.
+            if !interrupted && infra {
+                interrupted = session
+                    .check_machine(&mut interrupt, out.summary)
+                    .await
+                    .is_none();
+                // The test had ended before.
+                stopped = false;
+            }
             if interrupted {
                 if stopped {
                     out.summary.stopped = Some(test.name.clone());
                 }
                 out.summary.not_run = total - done - 1;
                 // No finish phases after an interrupt, but the work
-                // directory goes, within a bound: a second Ctrl-C is not
-                // heard any more.
-                let cleanup = tokio::time::timeout(CLEANUP_LIMIT, layout.cleanup(&session.conn));
-                match cleanup.await {
-                    Ok(Ok(())) => out.summary.cleaned_up = true,
-                    Ok(Err(e)) => out.warning(format!("failed to {e}")),
-                    Err(_) => out.warning(format!(
-                        "the work directory {} was not removed within {} s",
-                        layout.work_dir(),
-                        CLEANUP_LIMIT.as_secs()
-                    )),
-                }
+                // directory goes.
+                session.remove_work_dir(layout, &mut out).await;
                 break 'plans;
             }
             done += 1;
-            if infra {
-                session.check_machine().await;
-            }
         }
         if let (Some(layout), None) = (&layout, &session.lost) {
-            session.finish_plan(layout, &tests, &mut out).await;
+            let finished = session
+                .finish_plan(layout, &tests, &mut out, &mut interrupt)
+                .await;
+            if let Step::Interrupted = finished {
+                out.summary.not_run = total - done;
+                session.remove_work_dir(layout, &mut out).await;
+                break 'plans;
+            }
         }
     }
     if let (Some(boot), None) = (session.boot.take(), &session.lost) {
-        boot.forget(&session.conn).await;
+        match session.wind.as_mut() {
+            Some(wind) => {
+                let _ = wind.step(boot.forget(&session.conn)).await;
+            }
+            None => boot.forget(&session.conn).await,
+        }
     }
-    let _ = session.conn.disconnect().await;
+    if session.wind.is_some() {
+        // The master is local and answers even for a frozen machine; it
+        // is bounded all the same.
+        let _ = tokio::time::timeout(CLEANUP_LIMIT, session.conn.disconnect()).await;
+    } else {
+        let _ = session.conn.disconnect().await;
+    }
     summary
 }
 
@@ -434,6 +519,8 @@ struct Session<'c> {
     lost: Option<String>,
     /// The boot identity recorded before the last launch.
     boot: Option<BootIdentity>,
+    /// The steps after an interrupt, once one came.
+    wind: Option<WindDown>,
 }
 
 impl Session<'_> {
@@ -453,20 +540,62 @@ impl Session<'_> {
         let Some(first) = tests.first() else {
             return Step::Done(None);
         };
+        // The work dir is made first, on its own: once the script that
+        // makes it runs, its path must come back, or an interrupt would
+        // leave it behind unnamed.
+        let created = {
+            let mut create = std::pin::pin!(RemoteLayout::create(&self.conn));
+            tokio::select! {
+                r = &mut create => Ok(r),
+                message = &mut *interrupt => {
+                    let wind = self.wind.get_or_insert_with(WindDown::start);
+                    Err((message, wind.step(create).await))
+                }
+            }
+        };
+        let created = match created {
+            Ok(created) => created,
+            Err((message, made)) => {
+                out.summary.interrupted = Some(message);
+                match made {
+                    Some(Ok(layout)) => self.remove_work_dir(&layout, out).await,
+                    // Nothing was made.
+                    Some(Err(_)) => {}
+                    None => {
+                        let why = self.wind.as_ref().map_or("", |w| w.skipped());
+                        out.warning(format!(
+                            "the work directory being made was not removed: {why}"
+                        ));
+                    }
+                }
+                return Step::Interrupted;
+            }
+        };
         let prepare = async {
-            let layout = RemoteLayout::prepare(&self.conn, root).await?;
-            if let Err(e) = layout.run_prepare(&self.conn, &first.plan).await {
+            let layout = created?;
+            let ready = async {
+                layout.upload_tree(&self.conn, root).await?;
+                layout.run_prepare(&self.conn, &first.plan).await
+            };
+            let ready = tokio::select! {
+                r = ready => r,
+                message = &mut *interrupt => return Ok(Err((layout, message))),
+            };
+            if let Err(e) = ready {
                 let _ = layout.cleanup(&self.conn).await;
                 return Err(e);
             }
-            Ok::<_, remote::RemoteError>(layout)
+            Ok::<_, remote::RemoteError>(Ok(layout))
         };
-        let prepared = tokio::select! {
-            r = prepare => r,
-            message = interrupt => {
+        let prepared = match prepare.await {
+            Ok(Ok(layout)) => Ok(layout),
+            Ok(Err((layout, message))) => {
+                // Interrupted while uploading or in a prepare phase.
                 out.summary.interrupted = Some(message);
+                self.remove_work_dir(&layout, out).await;
                 return Step::Interrupted;
             }
+            Err(e) => Err(e),
         };
         match prepared {
             Ok(layout) => Step::Done(Some(Some(layout))),
@@ -484,43 +613,89 @@ impl Session<'_> {
                 for test in tests {
                     self.report_setup_failure(test, &note, out);
                 }
-                self.check_machine().await;
-                Step::Done(None)
+                match self.check_machine(interrupt, out.summary).await {
+                    Some(()) => Step::Done(None),
+                    None => Step::Interrupted,
+                }
             }
         }
     }
 
+    /// Run the plan's finish phases and remove the work dir; an interrupt
+    /// stops the phases (the caller then removes the work dir).
     async fn finish_plan<S: ResultSink>(
         &self,
         layout: &RemoteLayout,
         tests: &[Test],
         out: &mut Counting<'_, S>,
-    ) {
-        if let Some(first) = tests.first()
-            && let Err(e) = layout.run_finish(&self.conn, &first.plan).await
-        {
-            out.warning(format!("plan {}: failed to {e}", first.plan.name));
+        interrupt: &mut Interrupt<'_>,
+    ) -> Step<()> {
+        if let Some(first) = tests.first() {
+            let finished = tokio::select! {
+                r = layout.run_finish(&self.conn, &first.plan) => r,
+                message = interrupt => {
+                    out.summary.interrupted = Some(message);
+                    return Step::Interrupted;
+                }
+            };
+            if let Err(e) = finished {
+                out.warning(format!("plan {}: failed to {e}", first.plan.name));
+            }
         }
         if let Err(e) = layout.cleanup(&self.conn).await {
             out.warning(format!("failed to {e}"));
         }
+        Step::Done(())
+    }
+
+    /// After an interrupt: remove the work dir (see [`CLEANUP_LIMIT`]),
+    /// or say why it stays.
+    async fn remove_work_dir<S: ResultSink>(
+        &mut self,
+        layout: &RemoteLayout,
+        out: &mut Counting<'_, S>,
+    ) {
+        let wind = self.wind.get_or_insert_with(WindDown::start);
+        match wind.step(layout.cleanup(&self.conn)).await {
+            Some(Ok(())) => out.summary.cleaned_up = true,
+            Some(Err(e)) => out.warning(format!("failed to {e}")),
+            None => out.warning(format!(
+                "the work directory {} was not removed: {}",
+                layout.work_dir(),
+                wind.skipped()
+            )),
+        }
     }
 
     /// After an `infra` result: is the machine still there? One reconnect
-    /// is tried; when that fails too, the machine is lost.
-    async fn check_machine(&mut self) {
+    /// is tried; when that fails too, the machine is lost. `None`: the
+    /// interrupt came meanwhile (its message is in `summary`).
+    async fn check_machine(
+        &mut self,
+        interrupt: &mut Interrupt<'_>,
+        summary: &mut Summary,
+    ) -> Option<()> {
         // An infra end may mean the machine rebooted on its own: the boot
         // identity is recorded anew before the next test, and the old
         // marker removed while the machine answers.
         let boot = self.boot.take();
-        if self.conn.check_alive().await.is_ok() {
-            if let Some(boot) = boot {
-                boot.forget(&self.conn).await;
+        let check = async {
+            if self.conn.check_alive().await.is_ok() {
+                if let Some(boot) = boot {
+                    boot.forget(&self.conn).await;
+                }
+                return;
             }
-            return;
-        }
-        if let Err(e) = self.conn.connect().await {
-            self.lost = Some(format!("failed to {e}"));
+            if let Err(e) = self.conn.connect().await {
+                self.lost = Some(format!("failed to {e}"));
+            }
+        };
+        tokio::select! {
+            () = check => Some(()),
+            message = interrupt => {
+                summary.interrupted = Some(message);
+                None
+            }
         }
     }
 
@@ -558,20 +733,25 @@ impl Session<'_> {
             }
         };
         let reporter = Reporter::new(artifacts, context, &mut *out).started_at(start);
-        // The boot identity is known before the setup, so the setup script
-        // writes the first attempt's whole environment (marker included)
-        // and the run loop need not write it again.
-        if self.boot.is_none() {
-            self.boot = BootIdentity::record(&self.conn, None).await.ok();
-        }
-        let mut setup_extra = Vec::new();
-        if let Some(boot) = &self.boot {
-            setup_extra.push((reboot::MARKER_VAR.to_owned(), boot.marker.clone()));
-        }
         // The setup may install packages for minutes: an interrupt stops it
         // too, and the test is reported like one stopped while running.
+        let boot = &mut self.boot;
+        let conn = &self.conn;
+        let setup = async {
+            // The boot identity is known before the setup, so the setup
+            // script writes the first attempt's whole environment (marker
+            // included) and the run loop need not write it again.
+            if boot.is_none() {
+                *boot = BootIdentity::record(conn, None).await.ok();
+            }
+            let mut setup_extra = Vec::new();
+            if let Some(boot) = boot.as_ref() {
+                setup_extra.push((reboot::MARKER_VAR.to_owned(), boot.marker.clone()));
+            }
+            layout.setup_test(conn, test, &setup_extra, 0, 0).await
+        };
         let setup = tokio::select! {
-            setup = layout.setup_test(&self.conn, test, &setup_extra, 0, 0) => Ok(setup),
+            setup = setup => Ok(setup),
             message = &mut *interrupt => Err(message),
         };
         let files = match setup {
@@ -627,8 +807,16 @@ impl Session<'_> {
             let end = tokio::select! {
                 end = test_run.run(&launcher, &run_layout, &environment, counters) => end,
                 message = &mut *interrupt => {
-                    if let Err(e) = launcher.kill_running().await {
-                        out.warning(format!("failed to stop the interrupted test: {e}"));
+                    let wind = self.wind.get_or_insert_with(WindDown::start);
+                    match wind.step(launcher.kill_running()).await {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => {
+                            out.warning(format!("failed to stop the interrupted test: {e}"));
+                        }
+                        None => out.warning(format!(
+                            "the interrupted test was not stopped: {}",
+                            wind.skipped()
+                        )),
                     }
                     let failure = Failure::new("Interrupted", message.clone());
                     self.report_interrupted(test, &failure, start, out);
