@@ -99,11 +99,20 @@ pub enum Command {
         common: Common,
     },
     /// Release machines from their records (stdin, or FILEs), e.g. the
-    /// output of an earlier `--detach`.
+    /// output of an earlier `--detach`. A record says which machine to
+    /// give back, never where a secret is read from or sent to: Testing
+    /// Farm machines are cancelled at the configured API with the token
+    /// of TESTING_FARM_API_TOKEN or --token-file (a record naming another
+    /// API is refused), and only containers labelled atex.provisioner=podman
+    /// are removed. Exit 0 all released, 2 a record refused, 3 a release
+    /// failed.
     Release {
         /// Files of Machine records, one per line; stdin when none.
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Where Testing Farm machines are released, with which token.
+        #[command(flatten)]
+        testing_farm: testing_farm::ReleaseArgs,
     },
 }
 
@@ -124,11 +133,17 @@ pub struct Common {
 
 /// A bad option or input: `atex-provision: error: ...`, exit 2.
 fn invalid(message: impl std::fmt::Display) -> u8 {
-    eprintln!("atex-provision: error: {message}");
+    log(&format!("error: {message}"));
     exit::INVALID
 }
 
+/// Print `atex-provision: LINE` on stderr, with the token of
+/// TESTING_FARM_API_TOKEN replaced by `***` wherever it shows (the
+/// Testing Farm provisioner redacts its own token, from a file too; this
+/// covers every other message).
 fn log(line: &str) {
+    let token = std::env::var(crate::TOKEN_VAR).unwrap_or_default();
+    let line = crate::provisioner::redact(line, token.trim());
     eprintln!("atex-provision: {line}");
 }
 
@@ -421,9 +436,20 @@ fn read_records(files: &[PathBuf]) -> Result<Vec<Machine>, String> {
     Ok(machines)
 }
 
-/// Read every Machine record first (a bad line releases nothing), then
-/// release them all concurrently.
-async fn release(files: &[PathBuf]) -> u8 {
+/// Check a record before anything is released: what can be refused
+/// without asking anybody (a foreign Testing Farm API, no token, a
+/// release field that is not the provisioner's).
+fn check_record(machine: &Machine, tf: &testing_farm::ReleaseArgs) -> Result<(), ProvisionError> {
+    match machine.provisioner.as_str() {
+        "podman" => podman::check_release(machine),
+        "testing-farm" => testing_farm::check_release(machine, tf),
+        _ => Ok(()),
+    }
+}
+
+/// Read and check every Machine record first (a bad line or a refused
+/// record releases nothing), then release them all concurrently.
+async fn release(files: &[PathBuf], tf: &testing_farm::ReleaseArgs) -> u8 {
     let mut signal = std::pin::pin!(atex_shared::cli::interrupted());
     // The records are read on a plain thread, so that a signal while they
     // are still coming (a slow pipe) is answered; the process exits
@@ -461,11 +487,17 @@ async fn release(files: &[PathBuf]) -> u8 {
             KINDS.join(", ")
         ));
     }
+    for machine in &machines {
+        if let Err(err) = check_record(machine, tf) {
+            return invalid(format!("{err} (nothing was released)"));
+        }
+    }
     let total = machines.len();
     let mut tasks = tokio::task::JoinSet::new();
     for machine in machines {
+        let tf = tf.clone();
         tasks.spawn(async move {
-            let result = release_record(&machine).await;
+            let result = release_record(&machine, &tf).await;
             (machine.id, result)
         });
     }
@@ -501,13 +533,23 @@ async fn release(files: &[PathBuf]) -> u8 {
                 released += 1;
                 log(&format!("{id}: released"));
             }
+            // A record refused (a container that is not atex's): bad
+            // input, and it decides the exit code over a failed release.
+            Ok((id, Err(ProvisionError::Invalid(message)))) => {
+                log(&format!("error: {id}: refused: {message}"));
+                code = exit::INVALID;
+            }
             Ok((id, Err(err))) => {
                 log(&format!("{id}: release failed: {err}"));
-                code = exit::INFRA;
+                if code == exit::SUCCESS {
+                    code = exit::INFRA;
+                }
             }
             Err(join) => {
                 log(&format!("release task failed: {join}"));
-                code = exit::INFRA;
+                if code == exit::SUCCESS {
+                    code = exit::INFRA;
+                }
             }
         }
     }
@@ -531,13 +573,17 @@ fn is_known_kind(kind: &str) -> bool {
     KINDS.contains(&kind)
 }
 
-/// Release one machine from its record alone.
-async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
+/// Release one machine from its record (Testing Farm ones where `tf`
+/// says).
+async fn release_record(
+    machine: &Machine,
+    tf: &testing_farm::ReleaseArgs,
+) -> Result<(), ProvisionError> {
     match machine.provisioner.as_str() {
         "local" => Ok(()),
         "ssh" => ssh::release_record(machine).await,
         "podman" => podman::release_record(machine).await,
-        "testing-farm" => testing_farm::release_record(machine).await,
+        "testing-farm" => testing_farm::release_record(machine, tf).await,
         other => Err(ProvisionError::Invalid(format!(
             "unknown provisioner '{other}'"
         ))),
@@ -553,7 +599,7 @@ pub fn run(cli: Cli) -> u8 {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("atex-provision: error: failed to start the async runtime: {e}");
+            log(&format!("error: failed to start the async runtime: {e}"));
             return exit::INFRA;
         }
     };
@@ -593,7 +639,10 @@ pub fn run(cli: Cli) -> u8 {
                 }
                 Err(e) => invalid(e),
             },
-            Command::Release { files } => release(&files).await,
+            Command::Release {
+                files,
+                testing_farm,
+            } => release(&files, &testing_farm).await,
         }
     })
 }

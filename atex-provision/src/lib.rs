@@ -12,6 +12,7 @@
 //! program driving its own provisioner through a [`Pool`].
 #![warn(missing_docs)]
 
+mod child;
 pub mod cli;
 pub mod local;
 pub mod podman;
@@ -20,6 +21,7 @@ mod provisioner;
 pub mod ssh;
 pub mod testing_farm;
 
+pub use child::TOKEN_VAR;
 pub use pool::{Log, Pool, PoolOptions};
 pub use provisioner::{BoxFuture, CancellationToken, ProvisionError, Provisioner, or_cancel};
 

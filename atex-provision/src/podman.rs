@@ -539,10 +539,16 @@ impl Provisioner for Podman {
     }
 }
 
-/// Release a podman machine from its record alone (another process):
-/// `podman container rm -f -t 0` its container and remove its ssh keys.
-/// A container that is already gone is not an error.
-pub async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
+/// Check a podman machine record before anything is released: its
+/// `release` field names a container (not empty, not starting with `-`)
+/// and, if any, an ssh directory of ours (absolute, named
+/// `atex-podman-*`). Errors are [`ProvisionError::Invalid`].
+pub fn check_release(machine: &Machine) -> Result<(), ProvisionError> {
+    release_of(machine).map(drop)
+}
+
+/// The checked `release` field of a podman machine record.
+fn release_of(machine: &Machine) -> Result<Release, ProvisionError> {
     let release: Release = serde_json::from_value(machine.release.clone()).map_err(|e| {
         ProvisionError::Invalid(format!(
             "machine {}: the release record is not a podman one: {e}",
@@ -568,26 +574,95 @@ pub async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
             )));
         }
     }
-    remove(&release).await
+    Ok(release)
 }
 
-/// Remove the container (gone already is fine), then its ssh directory.
-async fn remove(release: &Release) -> Result<(), ProvisionError> {
+/// Release a podman machine from its record alone (another process):
+/// `podman container rm -f -t 0` its container and remove its ssh keys.
+/// A container that is already gone is not an error.
+///
+/// Only a container that carries atex's label ([`LABEL`], set at
+/// creation) is touched: a record naming any other container (a crafted
+/// or mistaken one) is refused with [`ProvisionError::Invalid`], and
+/// neither the container nor the ssh directory is touched. The container
+/// is removed by the id its label was read with, so a container renamed
+/// or replaced in between is not removed.
+pub async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
+    let release = release_of(machine)?;
+    let Some(id) = labelled_id(&release).await? else {
+        // Gone already; its ssh keys still go.
+        return remove_ssh_dir(&release).await;
+    };
+    remove_container(&id, release.conf()).await?;
+    remove_ssh_dir(&release).await
+}
+
+/// The id of the record's container when it carries [`LABEL`]; `None`
+/// when there is no such container; refused when it is not atex's.
+async fn labelled_id(release: &Release) -> Result<Option<String>, ProvisionError> {
+    let (key, value) = LABEL.split_once('=').unwrap_or((LABEL, ""));
+    // `{{.Id}}` first: the label value may be empty, or anything.
+    let format = format!("{{{{.Id}}}} {{{{index .Config.Labels \"{key}\"}}}}");
     let argv = [
         "container",
-        "rm",
-        "-f",
-        "-t",
-        "0",
+        "inspect",
+        "--format",
+        format.as_str(),
+        "--",
         release.container.as_str(),
     ]
     .map(str::to_owned);
-    match podman(&argv, release.conf()).await {
-        Ok(_) => {}
+    let out = match podman(&argv, release.conf()).await {
+        Ok(out) => out,
         Err(ProvisionError::Command { stderr, .. })
-            if stderr.to_ascii_lowercase().contains("no such container") => {}
+            if stderr.to_ascii_lowercase().contains("no such container") =>
+        {
+            return Ok(None);
+        }
         Err(err) => return Err(err),
+    };
+    let text = String::from_utf8_lossy(&out);
+    let line = text.trim();
+    let (id, label) = line.split_once(' ').unwrap_or((line, ""));
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ProvisionError::Failed(format!(
+            "`podman container inspect {}` gave no container id: {line:?}",
+            release.container
+        )));
     }
+    if label.trim() != value {
+        return Err(ProvisionError::Invalid(format!(
+            "container {:?} does not carry atex's label {LABEL} (it was not made by \
+             atex-provision): not removed",
+            release.container
+        )));
+    }
+    Ok(Some(id.to_owned()))
+}
+
+/// Remove the container (gone already is fine), then its ssh directory:
+/// for containers this process named itself (a failed reservation).
+async fn remove(release: &Release) -> Result<(), ProvisionError> {
+    remove_container(&release.container, release.conf()).await?;
+    remove_ssh_dir(release).await
+}
+
+/// `podman container rm -f -t 0 NAME`; gone already is fine.
+async fn remove_container(name: &str, conf: Option<&Path>) -> Result<(), ProvisionError> {
+    let argv = ["container", "rm", "-f", "-t", "0", "--", name].map(str::to_owned);
+    match podman(&argv, conf).await {
+        Ok(_) => Ok(()),
+        Err(ProvisionError::Command { stderr, .. })
+            if stderr.to_ascii_lowercase().contains("no such container") =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Remove the record's ssh directory, if any (gone already is fine).
+async fn remove_ssh_dir(release: &Release) -> Result<(), ProvisionError> {
     if let Some(dir) = &release.ssh_dir {
         match tokio::fs::remove_dir_all(dir).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -627,7 +702,7 @@ async fn podman(argv: &[String], conf: Option<&Path>) -> Result<Vec<u8>, Provisi
 /// terminal reaches only atex-provision, which then removes what podman
 /// made, in order.
 fn podman_command(argv: &[String], conf: Option<&Path>) -> tokio::process::Command {
-    let mut podman = tokio::process::Command::new("podman");
+    let mut podman = crate::child::command("podman");
     if let Some(conf) = conf {
         podman.env("CONTAINERS_CONF", conf);
     }
@@ -840,7 +915,7 @@ async fn prepare_ssh_dir(name: &str) -> Result<PathBuf, ProvisionError> {
 }
 
 async fn keygen(path: &Path) -> Result<(), ProvisionError> {
-    let out = tokio::process::Command::new("ssh-keygen")
+    let out = crate::child::command("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "atex", "-f"])
         .arg(path)
         .stdin(Stdio::null())

@@ -176,6 +176,60 @@ impl ProvisionError {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, ProvisionError::Cancelled | ProvisionError::Invalid(_))
     }
+
+    /// The same error with every occurrence of `secret` (a token) in its
+    /// text replaced by `***`: services may echo what they were sent (an
+    /// error body reflecting the `Authorization` header), and no message
+    /// may show it. The kind of error is kept (it decides the exit code);
+    /// an error whose text holds the secret only in a part that cannot be
+    /// rewritten (an I/O or connection error's cause) becomes
+    /// [`ProvisionError::Failed`] with the redacted text.
+    ///
+    /// ```
+    /// use atex_provision::ProvisionError;
+    /// let err = ProvisionError::Invalid("HTTP 400: Bearer s3cret".into()).redacted("s3cret");
+    /// assert_eq!(err.to_string(), "HTTP 400: Bearer ***");
+    /// assert!(matches!(err, ProvisionError::Invalid(_)));
+    /// ```
+    pub fn redacted(self, secret: &str) -> ProvisionError {
+        if secret.is_empty() || !self.to_string().contains(secret) {
+            return self;
+        }
+        let r = |text: String| redact(&text, secret);
+        match self {
+            ProvisionError::Invalid(text) => ProvisionError::Invalid(r(text)),
+            ProvisionError::Timeout(text) => ProvisionError::Timeout(r(text)),
+            ProvisionError::Failed(text) => ProvisionError::Failed(r(text)),
+            ProvisionError::Command {
+                command,
+                status,
+                stderr,
+            } => ProvisionError::Command {
+                command: r(command),
+                status: r(status),
+                stderr: r(stderr),
+            },
+            ProvisionError::Api {
+                method,
+                url,
+                message,
+            } => ProvisionError::Api {
+                method: r(method),
+                url: r(url),
+                message: r(message),
+            },
+            other => ProvisionError::Failed(r(other.to_string())),
+        }
+    }
+}
+
+/// `text` with every occurrence of `secret` replaced by `***` (nothing
+/// replaced for an empty secret).
+pub(crate) fn redact(text: &str, secret: &str) -> String {
+    match secret.is_empty() {
+        true => text.to_owned(),
+        false => text.replace(secret, "***"),
+    }
 }
 
 /// Run `future` unless `cancel` fires first, in which case the result is

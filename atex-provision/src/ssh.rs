@@ -94,13 +94,27 @@ impl Ssh {
             platform: &platform,
         };
         let mut hosts = Vec::new();
-        for spec in &args.hosts {
-            hosts.push(defaults.machine(spec).map_err(ProvisionError::Invalid)?);
+        for (index, spec) in args.hosts.iter().enumerate() {
+            let machine = defaults
+                .machine(spec)
+                .and_then(|m| validate(&m).map(|()| m))
+                .map_err(|e| {
+                    ProvisionError::Invalid(format!("host argument {}: {e}", index + 1))
+                })?;
+            hosts.push(machine);
         }
         if let Some(path) = &args.hosts_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ProvisionError::io(format!("read {}", path.display()), e))?;
-            hosts.extend(parse_hosts_file(&text, path, &defaults)?);
+            let file = std::fs::File::open(path).map_err(|e| {
+                ProvisionError::Invalid(format!(
+                    "cannot open the hosts file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            hosts.extend(parse_hosts_file(
+                std::io::BufReader::new(file),
+                path,
+                &defaults,
+            )?);
         }
         if hosts.is_empty() {
             return Err(ProvisionError::Invalid(
@@ -268,50 +282,159 @@ impl Defaults<'_> {
     }
 }
 
-/// Split `user@host[:port]`: the user defaults to `root`, the port to 22;
-/// an IPv6 address with a port goes in brackets (`[::1]:2222`), one
-/// without may be bare.
+/// The longest host name (RFC 1035 allows 253 characters plus a final
+/// dot) or user name accepted.
+pub const MAX_NAME: usize = 255;
+
+/// The longest line of a hosts file (a Machine record with its options
+/// fits easily); a longer line is refused without reading it whole.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// `text` quoted for a message, at most 60 characters of it: a bad host
+/// may be megabytes long.
+fn shown(text: &str) -> String {
+    let mut quoted: String = format!("{text:?}");
+    if quoted.chars().count() > 62 {
+        quoted = quoted.chars().take(60).collect::<String>() + "...\"";
+    }
+    quoted
+}
+
+/// Split and check `[user@]host[:port]`: the user defaults to `root`, the
+/// port to 22. The host is a DNS name, an IPv4 address or an IPv6 address
+/// in brackets (`[::1]:2222`; a bare IPv6 address without a port is
+/// accepted too); names and users are at most [`MAX_NAME`] characters,
+/// never start with `-` (ssh would read an option) and hold no spaces or
+/// control characters; the port is 1-65535.
 fn parse_host(spec: &str) -> Result<(String, String, u16), String> {
     let spec = spec.trim();
+    let bad = |why: &str| format!("bad host {}: {why}", shown(spec));
+    // user + '@' + '[' + host + ']' + ':' + port
+    if spec.len() > 2 * MAX_NAME + 9 {
+        return Err(bad(&format!("longer than {} characters", 2 * MAX_NAME + 9)));
+    }
     let (user, rest) = match spec.rsplit_once('@') {
         Some((user, rest)) => (user, rest),
         None => ("root", spec),
     };
-    if user.is_empty() || user.contains(char::is_whitespace) {
-        return Err(format!(
-            "bad host {spec:?}: the user is empty or has spaces"
-        ));
-    }
+    check_user(user).map_err(|why| bad(&why))?;
     let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
         let (host, after) = inner
             .split_once(']')
-            .ok_or_else(|| format!("bad host {spec:?}: no `]` after the IPv6 address"))?;
+            .ok_or_else(|| bad("no `]` after the IPv6 address"))?;
+        if !is_ipv6(host) {
+            return Err(bad(&format!("{} is not an IPv6 address", shown(host))));
+        }
         match after {
             "" => (host, None),
             _ => match after.strip_prefix(':') {
                 Some(port) => (host, Some(port)),
-                None => return Err(format!("bad host {spec:?}: junk after `]`")),
+                None => return Err(bad("junk after `]`")),
             },
         }
-    } else if rest.matches(':').count() == 1 {
-        let (host, port) = rest.split_once(':').unwrap_or((rest, ""));
-        (host, Some(port))
     } else {
-        (rest, None)
+        match rest.matches(':').count() {
+            0 => (rest, None),
+            1 => {
+                let (host, port) = rest.split_once(':').unwrap_or((rest, ""));
+                (host, Some(port))
+            }
+            // A bare IPv6 address, without a port.
+            _ if is_ipv6(rest) => (rest, None),
+            _ => {
+                return Err(bad(
+                    "an IPv6 address goes in brackets ([::1]:22), and a name has no `:`",
+                ));
+            }
+        }
     };
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
-        return Err(format!(
-            "bad host {spec:?}: the host name is empty or invalid"
-        ));
+    if !is_ipv6(host) {
+        check_host_name(host).map_err(|why| bad(&why))?;
     }
     let port = match port {
         None => 22,
         Some(p) => match p.parse::<u16>() {
             Ok(port) if port > 0 => port,
-            _ => return Err(format!("bad host {spec:?}: the port {p:?} is not 1-65535")),
+            _ => return Err(bad(&format!("the port {} is not 1-65535", shown(p)))),
         },
     };
     Ok((user.to_owned(), host.to_owned(), port))
+}
+
+/// A user name: not empty, no leading `-`, no spaces or control
+/// characters, at most [`MAX_NAME`] characters.
+fn check_user(user: &str) -> Result<(), String> {
+    if user.is_empty() {
+        return Err("the user is empty".into());
+    }
+    if user.len() > MAX_NAME {
+        return Err(format!("the user is longer than {MAX_NAME} characters"));
+    }
+    if user.starts_with('-') {
+        return Err("the user starts with `-`".into());
+    }
+    if user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the user has spaces or control characters".into());
+    }
+    Ok(())
+}
+
+/// An IPv6 address, with an optional `%zone` (`fe80::1%eth0`).
+fn is_ipv6(text: &str) -> bool {
+    let (address, zone) = match text.split_once('%') {
+        Some((address, zone)) => (address, Some(zone)),
+        None => (text, None),
+    };
+    let zone_ok = zone.is_none_or(|z| {
+        !z.is_empty()
+            && z.len() <= 64
+            && z.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    });
+    zone_ok && address.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// A DNS name or an IPv4 address: labels of letters, digits, `-` and `_`
+/// (common in internal names), 1-63 characters, not starting or ending
+/// with `-`, joined by dots (one final dot allowed), at most [`MAX_NAME`]
+/// characters; a name of digits and dots only must be an IPv4 address.
+fn check_host_name(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host name is empty".into());
+    }
+    if host.len() > MAX_NAME {
+        return Err(format!(
+            "the host name is longer than {MAX_NAME} characters"
+        ));
+    }
+    if host.starts_with('-') {
+        return Err("the host name starts with `-`".into());
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let all_digits = name.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if all_digits {
+        return match name.parse::<std::net::Ipv4Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("{} is not an IPv4 address", shown(host))),
+        };
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(format!(
+                "{} is not a host name (letters, digits, `-` and `_` in dot-separated labels \
+                 of 1-63 characters), an IPv4 address or an [IPv6] address",
+                shown(host)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `KEY=VALUE` options, in order; a later key replaces an earlier one.
@@ -331,21 +454,45 @@ fn parse_options(options: &[String]) -> Result<IndexMap<String, String>, Provisi
     Ok(map)
 }
 
-/// The hosts of a hosts file; errors name `FILE:LINE:`.
+/// What atex-shared's connection checks say about `machine` (a host
+/// starting with `-`, option values with line breaks, an identity file
+/// that cannot be read), before anything is started.
+fn validate(machine: &Machine) -> Result<(), String> {
+    atex_shared::connection::validate(&machine.connection).map_err(|e| e.to_string())
+}
+
+/// The hosts of a hosts file, read line by line (no line over
+/// [`MAX_LINE`] bytes is held whole); errors name `FILE:LINE:`.
 fn parse_hosts_file(
-    text: &str,
+    mut input: impl std::io::BufRead,
     path: &Path,
     defaults: &Defaults<'_>,
 ) -> Result<Vec<Machine>, ProvisionError> {
+    use std::io::{BufRead as _, Read as _};
     let mut hosts = Vec::new();
-    for (number, line) in text.lines().enumerate() {
+    let mut buf = Vec::new();
+    for number in 1.. {
+        let at = |message: String| {
+            ProvisionError::Invalid(format!("{}:{number}: {message}", path.display()))
+        };
+        buf.clear();
+        let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX) + 1;
+        let read = input
+            .by_ref()
+            .take(limit)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| at(format!("failed to read: {e}")))?;
+        if read == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE {
+            return Err(at(format!("the line is longer than {MAX_LINE} bytes")));
+        }
+        let line = std::str::from_utf8(&buf).map_err(|_| at("the line is not UTF-8".into()))?;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let at = |message: String| {
-            ProvisionError::Invalid(format!("{}:{}: {message}", path.display(), number + 1))
-        };
         let machine = if line.starts_with('{') {
             let mut machine: Machine =
                 serde_json::from_str(line).map_err(|e| at(format!("not a Machine record: {e}")))?;
@@ -363,6 +510,7 @@ fn parse_hosts_file(
         } else {
             defaults.machine(line).map_err(at)?
         };
+        validate(&machine).map_err(at)?;
         hosts.push(machine);
     }
     Ok(hosts)
@@ -388,6 +536,15 @@ mod tests {
             ("a".into(), "::1".into(), 2200)
         );
         assert_eq!(parse_host("a@::1").unwrap(), ("a".into(), "::1".into(), 22));
+        assert_eq!(
+            parse_host("10.0.0.5:2222").unwrap(),
+            ("root".into(), "10.0.0.5".into(), 2222)
+        );
+        assert_eq!(
+            parse_host("u@host_1.example.org.").unwrap(),
+            ("u".into(), "host_1.example.org.".into(), 22)
+        );
+        assert_eq!(parse_host("a@[fe80::1%eth0]:22").unwrap().1, "fe80::1%eth0");
         for bad in [
             "a@host:0",
             "a@host:x",
@@ -396,9 +553,42 @@ mod tests {
             "a@[::1",
             "a@[::1]x",
             "a@h:99999",
+            // Issue 10, item 17: not a host at all.
+            "[1,2,3]",
+            "a@[nope]:22",
+            "a@1:2:3",
+            "a@-oProxyCommand=x",
+            "-u@host",
+            "a@host name",
+            "a@ho\u{7}st",
+            "a@999.1.1.1",
+            "a@1.2.3",
+            "a@-host",
+            "a@host-.org",
+            "a@a..b",
+            "a@host/path",
+            "a@h\u{e9}te",
         ] {
             assert!(parse_host(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn long_hosts_are_refused_with_a_short_message() {
+        let label = "a".repeat(63);
+        let long_ok = [&*label, &*label, &*label, &*label].join(".");
+        assert_eq!(long_ok.len(), MAX_NAME);
+        assert!(parse_host(&long_ok).is_ok());
+        assert!(
+            parse_host(&format!("{long_ok}.b")).is_err(),
+            "over {MAX_NAME}"
+        );
+        assert!(parse_host(&format!("{}.b", "a".repeat(64))).is_err());
+        let huge = "x".repeat(5_000_000);
+        let err = parse_host(&huge).unwrap_err();
+        assert!(err.len() < 200, "{err}");
+        let err = parse_host(&format!("{}@h", "u".repeat(256))).unwrap_err();
+        assert!(err.contains("user is longer"), "{err}");
     }
 
     #[test]
@@ -413,25 +603,33 @@ mod tests {
     fn hosts_file_lines_and_errors() {
         let options = IndexMap::new();
         let defaults = Defaults {
-            identity_file: Some(Path::new("/k")),
+            identity_file: None,
             options: &options,
             platform: "p",
         };
         let text = "# pool\n\n  u@h1:2\n{\"id\":\"m/1\",\"provisioner\":\"x\",\
                     \"connection\":{\"kind\":\"local\"}}\n";
-        let hosts = parse_hosts_file(text, Path::new("hosts"), &defaults).unwrap();
+        let hosts = parse_hosts_file(text.as_bytes(), Path::new("hosts"), &defaults).unwrap();
         assert_eq!(hosts.len(), 2);
         assert_eq!(hosts[0].id, "ssh/u@h1:2");
         assert_eq!(hosts[1].platform, "p");
         assert_eq!(hosts[1].provisioner, "ssh");
-        let err = parse_hosts_file("u@h\nu@h:nope\n", Path::new("hosts"), &defaults)
-            .unwrap_err()
-            .to_string();
+        let parse = |text: &str| {
+            parse_hosts_file(text.as_bytes(), Path::new("hosts"), &defaults)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = parse("u@h\nu@h:nope\n");
         assert!(err.starts_with("hosts:2: bad host"), "{err}");
-        let err = parse_hosts_file("{nope\n", Path::new("f"), &defaults)
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("f:1: not a Machine record"), "{err}");
+        let err = parse("{nope\n");
+        assert!(err.starts_with("hosts:1: not a Machine record"), "{err}");
+        let err = parse("# hosts\n[1,2,3]\n");
+        assert!(err.starts_with("hosts:2: bad host \"[1,2,3]\""), "{err}");
+        let err = parse(&format!("u@h\n{}\nu@h2\n", "x".repeat(MAX_LINE + 10)));
+        assert!(err.starts_with("hosts:2: the line is longer"), "{err}");
+        let record = r#"{"id":"m","provisioner":"ssh","connection":{"kind":"ssh","host":"-oProxyCommand=x","port":22,"user":"u"}}"#;
+        let err = parse(record);
+        assert!(err.starts_with("hosts:1: ") && err.contains("'-'"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::provisioner::{CancellationToken, ProvisionError};
+use crate::provisioner::{CancellationToken, ProvisionError, redact};
 
 /// Statuses that mean "try again later" (ATEX's urllib3 `status_forcelist`).
 const RETRY_STATUSES: &[u16] = &[408, 429, 500, 502, 503, 504];
@@ -136,10 +136,23 @@ impl Api {
         &self.base
     }
 
+    /// `text` without the token (see [`ProvisionError::redacted`]).
+    pub(crate) fn redact(&self, text: &str) -> String {
+        redact(text, &self.token.0)
+    }
+
+    /// `error` without the token. Every error the API calls return has
+    /// been through this: a service may reflect the `Authorization`
+    /// header in its error body.
+    pub(crate) fn redact_error(&self, error: ProvisionError) -> ProvisionError {
+        error.redacted(&self.token.0)
+    }
+
     /// `GET /v0.1/whoami`.
     pub(crate) async fn whoami(&self, cancel: &CancellationToken) -> Result<Value, ProvisionError> {
         self.json("GET", &self.url("/v0.1/whoami"), None, cancel)
             .await
+            .map_err(|e| self.redact_error(e))
     }
 
     /// `POST /v0.1/requests`; returns the new request's id.
@@ -149,7 +162,10 @@ impl Api {
         cancel: &CancellationToken,
     ) -> Result<String, ProvisionError> {
         let url = self.url("/v0.1/requests");
-        let reply = self.json("POST", &url, Some(spec), cancel).await?;
+        let reply = self
+            .json("POST", &url, Some(spec), cancel)
+            .await
+            .map_err(|e| self.redact_error(e))?;
         reply
             .get("id")
             .and_then(Value::as_str)
@@ -163,12 +179,20 @@ impl Api {
         id: &str,
         cancel: &CancellationToken,
     ) -> Result<Value, ProvisionError> {
-        self.json("GET", &self.request_url(id), None, cancel).await
+        self.json("GET", &self.request_url(id), None, cancel)
+            .await
+            .map_err(|e| self.redact_error(e))
     }
 
     /// `DELETE /v0.1/requests/{id}`. Idempotent: a request that is already
     /// gone, finished or being cancelled is fine.
     pub(crate) async fn cancel_request(&self, id: &str) -> Result<(), ProvisionError> {
+        self.cancel_inner(id)
+            .await
+            .map_err(|e| self.redact_error(e))
+    }
+
+    async fn cancel_inner(&self, id: &str) -> Result<(), ProvisionError> {
         let url = self.request_url(id);
         // Releasing must not itself be cancellable: it is the cleanup.
         let never = CancellationToken::new();
@@ -199,6 +223,7 @@ impl Api {
             .unwrap_or_default();
         self.retrying(method, url, None, headers, false, cancel)
             .await
+            .map_err(|e| self.redact_error(e))
     }
 
     fn url(&self, path: &str) -> String {

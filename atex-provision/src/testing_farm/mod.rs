@@ -18,9 +18,14 @@
 //! `--api-backoff`).
 //!
 //! The token comes from `TESTING_FARM_API_TOKEN` or `--token-file`; it is
-//! sent only in the `Authorization` header: never logged, never on a child's
-//! command line, never in the Machine record (the record keeps the token
-//! file's path, so `atex-provision release` can read it again).
+//! sent only in the `Authorization` header, and only to the API URL the
+//! user configured (`--api-url`, `TESTING_FARM_API_URL` or the public
+//! service): never logged (every message and error has it replaced by
+//! `***`, since a service may echo it), never in a child's environment or
+//! command line, never in the Machine record. A record says which request
+//! to cancel, never where a secret is read from nor where it is sent:
+//! [`release_record`] takes the API URL, the token file and the CA file
+//! from its [`ReleaseArgs`] and refuses a record naming another API.
 //!
 //! Deviations from ATEX 1.x (for docs/deviations.md):
 //! - the guest line may carry `HOST:PORT` (the real service never writes a
@@ -273,9 +278,8 @@ impl TestingFarm {
         let ca_file = args.ca_file.as_ref().map(absolute).transpose()?;
         let api = Api::new(&url, token, backoff(args), ca_file.as_deref())?;
         let mut args = args.clone();
-        // The record keeps these paths for `atex-provision release`, which
-        // may run in another directory.
-        args.token_file = args.token_file.as_ref().map(absolute).transpose()?;
+        // The record names the CA file (for a hint at release), which may
+        // run in another directory.
         args.ca_file = ca_file;
         Ok(TestingFarm {
             platform: args
@@ -297,9 +301,11 @@ impl TestingFarm {
         self
     }
 
+    /// Log `line`, without the token (states and summaries are the
+    /// service's words).
     fn log(&self, line: &str) {
         if let Some(log) = &self.log {
-            log(line);
+            log(&self.api.redact(line));
         }
     }
 
@@ -420,16 +426,19 @@ impl Provisioner for TestingFarm {
     }
 
     fn reserve(&self, cancel: CancellationToken) -> BoxFuture<'_, Result<Machine, ProvisionError>> {
-        Box::pin(self.reserve_one(cancel))
+        Box::pin(async move {
+            self.reserve_one(cancel)
+                .await
+                .map_err(|e| self.api.redact_error(e))
+        })
     }
 
     fn release(&self, machine: Machine) -> BoxFuture<'_, Result<(), ProvisionError>> {
         Box::pin(async move {
             let info = ReleaseInfo::from_record(&machine)?;
-            if info.api_url != self.api.base() {
-                // A machine of another service (e.g. from a record).
-                return release_record(&machine).await;
-            }
+            // A machine of another service (e.g. from a record) never gets
+            // this provisioner's token.
+            same_api(&machine, &info.api_url, self.api.base())?;
             self.api.cancel_request(&info.request_id).await?;
             self.log(&format!("{KIND}: request {} cancelled", info.request_id));
             if let Some(dir) = &info.key_dir {
@@ -440,48 +449,127 @@ impl Provisioner for TestingFarm {
     }
 }
 
-/// Release a Testing Farm machine from its record alone (for
-/// `atex-provision release` in another process): cancel its request, with
-/// the token read again from `TESTING_FARM_API_TOKEN` or the token file
-/// named in the record, and remove its generated key. Idempotent.
+/// Where `atex-provision release` sends the cancellations of Testing Farm
+/// machines, and with which credentials: always from the user (options,
+/// environment), never from a record. The defaults are those of
+/// `atex-provision testing-farm`.
+///
+/// ```
+/// let args = atex_provision::testing_farm::ReleaseArgs::default();
+/// assert!(args.api_url.is_none() && args.token_file.is_none());
+/// ```
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReleaseArgs {
+    /// The Testing Farm API the token is sent to (default:
+    /// TESTING_FARM_API_URL, else the public service at
+    /// api.testing-farm.io). A record naming another API is refused.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+
+    /// A file holding the Testing Farm API token (default: the
+    /// environment variable TESTING_FARM_API_TOKEN). Records never say
+    /// where the token comes from.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// A PEM file of CA certificates to trust for the API's https instead
+    /// of the bundled Mozilla roots (as for `testing-farm --ca-file`).
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Check a Testing Farm machine record before anything is released: it
+/// names a request, it names the API that `args` configure (a token goes
+/// nowhere else), and a token is at hand. Errors are
+/// [`ProvisionError::Invalid`] (bad input: exit 2), saying how to allow
+/// another API.
+pub fn check_release(machine: &Machine, args: &ReleaseArgs) -> Result<(), ProvisionError> {
+    let info = ReleaseInfo::from_record(machine)?;
+    let configured = api_url(args.api_url.as_deref())?;
+    same_api(machine, &info.api_url, &configured)?;
+    Token::load(args.token_file.as_ref()).map(drop)
+}
+
+/// Refuse `machine` when its record's API is not `configured`.
+fn same_api(machine: &Machine, recorded: &str, configured: &str) -> Result<(), ProvisionError> {
+    if recorded.trim_end_matches('/') == configured {
+        return Ok(());
+    }
+    // The record's words, quoted and bounded: they may be anything.
+    let recorded: String = format!("{recorded:?}").chars().take(300).collect();
+    Err(ProvisionError::Invalid(format!(
+        "machine {}: its record names the Testing Farm API {recorded}, but the configured one \
+         is {configured:?}; the token is sent only to the configured API: to release it there, \
+         pass --api-url {recorded} to release (or set TESTING_FARM_API_URL)",
+        machine.id
+    )))
+}
+
+/// Release a Testing Farm machine from its record (for `atex-provision
+/// release` in another process): cancel its request and remove its
+/// generated key. Idempotent.
+///
+/// The record only says which request to cancel: the API it goes to, the
+/// token (`--token-file` or `TESTING_FARM_API_TOKEN`) and the CA file come
+/// from `args` (see [`check_release`], which this runs first: a record
+/// naming another API than the configured one is refused, so a crafted
+/// record cannot make the token travel). The `token_file` that records of
+/// older versions carry is ignored.
 ///
 /// ```no_run
 /// # async fn demo(line: &str) -> Result<(), atex_provision::ProvisionError> {
+/// use atex_provision::testing_farm::{ReleaseArgs, release_record};
 /// let machine: atex_shared::records::Machine = serde_json::from_str(line).unwrap();
-/// atex_provision::testing_farm::release_record(&machine).await?;
+/// release_record(&machine, &ReleaseArgs::default()).await?;
 /// # Ok(()) }
 /// ```
-pub async fn release_record(machine: &Machine) -> Result<(), ProvisionError> {
+pub async fn release_record(machine: &Machine, args: &ReleaseArgs) -> Result<(), ProvisionError> {
     let info = ReleaseInfo::from_record(machine)?;
-    let token = Token::load(info.token_file.as_ref())?;
+    let configured = api_url(args.api_url.as_deref())?;
+    same_api(machine, &info.api_url, &configured)?;
+    let token = Token::load(args.token_file.as_ref())?;
     let backoff = Backoff {
         retries: 10,
         base: Duration::from_secs(2),
         max: Duration::from_secs(120),
     };
-    let api = Api::new(&info.api_url, token, backoff, info.ca_file.as_deref())?;
-    api.cancel_request(&info.request_id).await?;
+    let ca_file = args.ca_file.as_ref().map(absolute).transpose()?;
+    let api = Api::new(&configured, token, backoff, ca_file.as_deref())?;
+    let cancelled = api.cancel_request(&info.request_id).await;
+    if let Err(err) = cancelled {
+        // A record made with --ca-file: its CA is trusted only when the
+        // user says so again.
+        return Err(match (&info.ca_file, &args.ca_file) {
+            (Some(recorded), None) => ProvisionError::Failed(api.redact(&format!(
+                "{err} (the machine was reserved with --ca-file {}: pass --ca-file to release \
+                 to trust it)",
+                recorded.display()
+            ))),
+            _ => err,
+        });
+    }
     if let Some(dir) = &info.key_dir {
         reserve::remove_key_dir(dir);
     }
     Ok(())
 }
 
-/// The `release` part of a Testing Farm Machine record.
+/// The `release` part of a Testing Farm Machine record: which request,
+/// and the generated key to remove. `ca_file` is only named in a hint.
 #[derive(Debug)]
 struct ReleaseInfo {
     api_url: String,
     request_id: String,
-    token_file: Option<PathBuf>,
     key_dir: Option<PathBuf>,
     ca_file: Option<PathBuf>,
 }
 
+/// The record's `release`: never a token nor where to read one; the CA
+/// file only for the hint when a release fails without `--ca-file`.
 fn release_json(api_url: &str, id: &str, args: &Args, key_dir: Option<&std::path::Path>) -> Value {
     json!({
         "api_url": api_url,
         "request_id": id,
-        "token_file": args.token_file,
         "key_dir": key_dir,
         "ca_file": args.ca_file,
     })
@@ -510,7 +598,6 @@ impl ReleaseInfo {
         Ok(ReleaseInfo {
             api_url: text("api_url").ok_or_else(bad)?,
             request_id,
-            token_file: text("token_file").map(PathBuf::from),
             key_dir: text("key_dir").map(PathBuf::from),
             ca_file: text("ca_file").map(PathBuf::from),
         })
@@ -656,6 +743,37 @@ mod tests {
         machine.release = json!({"api_url": "http://127.0.0.1:1", "request_id": "ab-12"});
         let info = ReleaseInfo::from_record(&machine).unwrap();
         assert_eq!(info.request_id, "ab-12");
-        assert!(info.token_file.is_none());
+    }
+
+    #[test]
+    fn release_goes_only_to_the_configured_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let machine = Machine {
+            id: "testing-farm/ab".into(),
+            provisioner: KIND.into(),
+            connection: atex_shared::records::Connection::Local,
+            platform: String::new(),
+            release: json!({"api_url": "http://127.0.0.1:9/", "request_id": "ab",
+                            "token_file": "/etc/hostname"}),
+        };
+        let args = ReleaseArgs {
+            api_url: Some("http://127.0.0.1:8".into()),
+            token_file: Some(token),
+            ca_file: None,
+        };
+        let err = check_release(&machine, &args).unwrap_err();
+        assert!(matches!(err, ProvisionError::Invalid(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("pass --api-url \"http://127.0.0.1:9/\" to release"),
+            "{text}"
+        );
+        let args = ReleaseArgs {
+            api_url: Some("http://127.0.0.1:9".into()),
+            ..args
+        };
+        check_release(&machine, &args).unwrap();
     }
 }

@@ -109,7 +109,7 @@ pub(crate) async fn generate_key() -> Result<Key, ProvisionError> {
         .map_err(|e| ProvisionError::io("create a directory for the ssh key", e))?
         .keep();
     let private = dir.join("id_ed25519");
-    let result = tokio::process::Command::new("ssh-keygen")
+    let result = crate::child::command("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "atex", "-f"])
         .arg(&private)
         .stdin(std::process::Stdio::null())
@@ -154,7 +154,7 @@ pub(crate) async fn user_key(private: &Path) -> Result<Key, ProvisionError> {
     let public = match std::fs::read_to_string(&pub_path) {
         Ok(public) => public,
         Err(_) => {
-            let out = tokio::process::Command::new("ssh-keygen")
+            let out = crate::child::command("ssh-keygen")
                 .arg("-y")
                 .arg("-f")
                 .arg(&private)
@@ -317,10 +317,11 @@ impl Follower<'_> {
                 .filter(|s| !s.is_empty())
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
-            return Err(ProvisionError::Failed(format!(
+            // The state and summary are the service's words: no token.
+            return Err(ProvisionError::Failed(self.api.redact(&format!(
                 "Testing Farm request {} ended in state {:?}{summary}",
                 self.id, state
-            )));
+            ))));
         }
         Ok(Some(state))
     }
