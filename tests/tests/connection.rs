@@ -337,3 +337,148 @@ async fn podman_spawn_script_kill_and_upload() -> Result<()> {
     conn.disconnect().await?;
     Ok(())
 }
+
+/// An ssh Machine record with `host`, `user`, `identity_file` and one
+/// option.
+fn ssh_record(
+    host: &str,
+    port: u16,
+    user: &str,
+    identity_file: Option<&Path>,
+    option: Option<(&str, &str)>,
+) -> records::Connection {
+    records::Connection::Ssh {
+        host: host.into(),
+        port,
+        user: user.into(),
+        identity_file: identity_file.map(Path::to_path_buf),
+        options: option
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    }
+}
+
+/// A host or user starting with `-` would be an option to ssh (a
+/// `-oProxyCommand=...` host runs a command here): it is an "invalid host"
+/// error and ssh never runs (issue 10 item 16).
+#[tokio::test]
+async fn ssh_host_or_user_starting_with_a_dash_is_refused_before_ssh_runs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let marker = dir.path().join("ran");
+    let host = format!("-oProxyCommand=touch {}", marker.display());
+    let mut conn = Connection::new(&ssh_record(&host, 22, "root", None, None))
+        .with_timeout(Duration::from_secs(10));
+    let err = conn.connect().await.expect_err("an option, not a host");
+    let text = err.to_string();
+    assert!(text.contains("invalid host"), "{text}");
+    assert!(!marker.exists(), "ssh ran the ProxyCommand");
+    let mut conn = Connection::new(&ssh_record("127.0.0.1", 22, "-oProxyCommand=x", None, None))
+        .with_timeout(Duration::from_secs(10));
+    let text = conn.connect().await.expect_err("an option").to_string();
+    assert!(text.contains("invalid user"), "{text}");
+    Ok(())
+}
+
+/// A missing identity file is named with the OS reason, not left to ssh's
+/// "Permission denied (publickey)" (issue 10 item 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_missing_identity_file_is_named() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let port = match pool.machines().remove(0).connection {
+        records::Connection::Ssh { port, .. } => port,
+        other => anyhow::bail!("not ssh: {other:?}"),
+    };
+    let missing = pool.client_key().with_extension("missing");
+    let record = ssh_record(
+        "127.0.0.1",
+        port,
+        atex_tests::sshd::TEST_USER,
+        Some(&missing),
+        None,
+    );
+    let mut conn = Connection::new(&record).with_timeout(Duration::from_secs(20));
+    let text = conn.connect().await.expect_err("no key").to_string();
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert!(text.contains("No such file or directory"), "{text}");
+    assert!(!text.contains("Permission denied"), "{text}");
+    Ok(())
+}
+
+/// A local I/O failure carries the OS reason (issue 10 item 16: notes said
+/// `OSError(start x)` without why).
+#[tokio::test]
+async fn io_errors_carry_the_os_reason() -> Result<()> {
+    let err = std::fs::File::create("/dev/null")?;
+    let failed = local()
+        .spawn(&["/nonexistent/atex-program"], Input::Null, err)
+        .await
+        .expect_err("no such program");
+    let text = failed.to_string();
+    assert!(text.contains("/nonexistent/atex-program"), "{text}");
+    assert!(text.contains("No such file or directory"), "{text}");
+    Ok(())
+}
+
+/// atex-exec refuses a Machine record that ssh would misread with exit 2,
+/// naming what is wrong, before anything starts (issue 10 item 16).
+#[test]
+fn exec_refuses_machine_records_ssh_would_misread_with_exit_2() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let marker = dir.path().join("ran");
+    let tree = atex_tests::Fixture::fmf_tree(&[("t/main.fmf", "test: true\n")])?;
+    let test = serde_json::json!({
+        "name": "/t", "root": tree.path(), "path": "t", "test": "true",
+    })
+    .to_string();
+    let proxy = format!("-oProxyCommand=touch {}", marker.display());
+    let missing = dir.path().join("no-such-key");
+    let cases = [
+        (ssh_record(&proxy, 22, "root", None, None), "invalid host"),
+        (
+            ssh_record("127.0.0.1", 22, "-oProxyCommand=x", None, None),
+            "invalid user",
+        ),
+        (
+            ssh_record("127.0.0.1", 22, "root", None, Some(("User", "a\nb"))),
+            "line break",
+        ),
+        (
+            ssh_record("127.0.0.1", 22, "root", Some(&missing), None),
+            "No such file or directory",
+        ),
+    ];
+    for (i, (connection, expected)) in cases.into_iter().enumerate() {
+        let machine = records::Machine {
+            id: "m".into(),
+            provisioner: "ssh".into(),
+            connection,
+            platform: "p".into(),
+            release: serde_json::Value::Null,
+        };
+        let artifacts = dir.path().join(format!("artifacts-{i}"));
+        let out = atex_tests::run(
+            "atex-exec",
+            [
+                "--machine",
+                &serde_json::to_string(&machine)?,
+                "--artifacts",
+                artifacts.to_str().context("path")?,
+            ],
+            Some(format!("{test}\n").as_bytes()),
+        )?;
+        assert_eq!(out.code, Some(2), "{expected}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout_text());
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", out.stderr);
+        assert!(
+            lines[0].starts_with("atex-exec: error: --machine:1:1: ")
+                && lines[0].contains(expected),
+            "{expected}: {}",
+            out.stderr
+        );
+        assert!(!artifacts.exists(), "nothing is started");
+    }
+    assert!(!marker.exists(), "ssh ran the ProxyCommand");
+    Ok(())
+}
