@@ -85,14 +85,14 @@ pub enum ArtifactsError {
     },
     /// A symbolic link stands where a file or directory of the artifacts
     /// is written: it is not followed.
-    #[error("refused to write through the symbolic link {}", path.display())]
+    #[error("use {}: it is a symbolic link, which is not followed", path.display())]
     Symlink {
         /// The link.
         path: PathBuf,
     },
     /// Something other than a regular file (a FIFO, a device) stands where
     /// a file is written.
-    #[error("refused to write to {}: not a regular file", path.display())]
+    #[error("use {}: it is not a regular file", path.display())]
     NotRegular {
         /// The entry.
         path: PathBuf,

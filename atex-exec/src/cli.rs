@@ -86,15 +86,15 @@ pub struct Cli {
     #[arg(short, long)]
     pub quiet: bool,
     /// The longest JSON one `result` may announce, in bytes [default:
-    /// 16 MiB].
+    /// 4 MiB].
     #[arg(long, value_name = "BYTES", default_value_t = control::MAX_RESULT_JSON)]
     pub max_result_json: usize,
     /// The longest file one `result` may announce, in bytes [default:
     /// 64 GiB].
     #[arg(long, value_name = "BYTES", default_value_t = control::MAX_FILE_LENGTH)]
     pub max_file_size: u64,
-    /// How many bytes of partial-result JSON one test may have held back
-    /// (in memory) at once [default: 64 MiB].
+    /// How many bytes of memory the partial results one test holds back
+    /// may take, estimated [default: 64 MiB].
     #[arg(long, value_name = "BYTES", default_value_t = control::MAX_HELD_PARTIAL)]
     pub max_held_partial: usize,
 }

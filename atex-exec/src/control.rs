@@ -41,8 +41,9 @@ use crate::reporter::JsonMap;
 pub const MAX_LINE: usize = 4096;
 
 /// The default cap on the JSON of one `result` ([`Limits::result_json`]):
-/// 16 MiB, far above any real result, far below what hurts.
-pub const MAX_RESULT_JSON: usize = 16 << 20;
+/// 4 MiB, far above any real result (files carry the bulk), far below what
+/// hurts (decoded, a JSON list of small numbers takes 16 times its size).
+pub const MAX_RESULT_JSON: usize = 4 << 20;
 
 /// The default cap on one file's announced `length` ([`Limits::file`]):
 /// 64 GiB. Payloads go to disk, never to memory; the cap bounds what one
@@ -50,7 +51,7 @@ pub const MAX_RESULT_JSON: usize = 16 << 20;
 pub const MAX_FILE_LENGTH: u64 = 64 << 30;
 
 /// The default cap on the partial results one test run holds
-/// ([`Limits::held_partial`]): 64 MiB of their JSON.
+/// ([`Limits::held_partial`]): 64 MiB of memory (estimated).
 pub const MAX_HELD_PARTIAL: usize = 64 << 20;
 
 /// Caps on what the control stream announces, so that no test can make
@@ -69,8 +70,9 @@ pub struct Limits {
     pub result_json: usize,
     /// The longest file a `result` may announce (its `length`), in bytes.
     pub file: u64,
-    /// How many bytes of partial-result JSON one test run may hold before
-    /// they are written (they live in memory until then).
+    /// How many bytes of memory the partial results of one test run may
+    /// take before they are written (estimated; they live in memory until
+    /// then).
     pub held_partial: usize,
 }
 
@@ -169,8 +171,6 @@ pub struct FileSpec {
 pub struct ResultHeader {
     /// The result object verbatim, `files` included.
     pub json: JsonMap,
-    /// How many bytes its JSON took on the wire (the `N` of `result N`).
-    pub length: usize,
     /// The validated `files` entries, in stream order.
     pub files: Vec<FileSpec>,
 }
@@ -665,11 +665,7 @@ fn parse_result(json: &[u8]) -> Result<ResultHeader, ControlError> {
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(bad_json(format!("'files' is not a list: {other}"))),
     };
-    Ok(ResultHeader {
-        json: map,
-        files,
-        length: json.len(),
-    })
+    Ok(ResultHeader { json: map, files })
 }
 
 /// Decode a JSON object into a [`JsonMap`] sized for a typical result's
@@ -904,7 +900,6 @@ mod tests {
                 .map(|h| ResultHeader {
                     json: map,
                     files: h.files,
-                    length: json.len(),
                 })
                 .unwrap(),
         )

@@ -480,19 +480,16 @@ impl<S: Sink> Reporter<S> {
     ///
     /// `files` may hold names or the wire form's `{"name": ..., "length":
     /// ...}` objects; only the names are kept.
+    ///
+    /// Partial results are held in memory until they are written: their
+    /// size in memory (estimated, see [`weight`]) counts against a cap
+    /// ([`Limits::held_partial`]); over it the result is refused.
     pub fn report(&mut self, result: JsonMap) -> Result<(), ReportError> {
-        self.report_inner(result, 0, false)
+        self.report_inner(result, false)
     }
 
-    /// [`Reporter::report`] a result whose JSON took `length` bytes on the
-    /// wire: a partial result counts them against the cap on held partial
-    /// results ([`Limits::held_partial`]); over it the result is refused.
-    pub fn report_sized(&mut self, result: JsonMap, length: usize) -> Result<(), ReportError> {
-        self.report_inner(result, length, false)
-    }
-
-    /// Hold at most `bytes` of partial-result JSON instead of the process's
-    /// cap ([`Limits::process`]).
+    /// Hold at most `bytes` of partial results (in memory, estimated)
+    /// instead of the process's cap ([`Limits::process`]).
     #[must_use]
     pub fn with_held_limit(mut self, bytes: usize) -> Self {
         self.max_held = bytes;
@@ -509,12 +506,7 @@ impl<S: Sink> Reporter<S> {
         self.sink.warning(message);
     }
 
-    fn report_inner(
-        &mut self,
-        mut result: JsonMap,
-        length: usize,
-        replay: bool,
-    ) -> Result<(), ReportError> {
+    fn report_inner(&mut self, mut result: JsonMap, replay: bool) -> Result<(), ReportError> {
         // One pass to find the keys checked below (no hashing per key; a
         // test may report a million results); the checks keep their order.
         let (mut name, mut status, mut note, mut testout) = (None, None, None, None);
@@ -563,11 +555,16 @@ impl<S: Sink> Reporter<S> {
         let partial = has_partial && result.shift_remove("partial").is_some_and(|v| truthy(&v));
         if partial {
             // Held results live in memory until they are written: capped.
+            // A merge grows the held result by about what is merged in.
+            let length = result
+                .iter()
+                .map(|(k, v)| k.len() + weight(v))
+                .sum::<usize>();
             let held = self.held.saturating_add(length);
             if held > self.max_held {
                 return Err(bad(format!(
-                    "partial results held reach {held} bytes, over the limit of {} bytes \
-                     (--max-held-partial)",
+                    "partial results held take about {held} bytes of memory, over the limit \
+                     of {} bytes (--max-held-partial)",
                     self.max_held
                 )));
             }
@@ -777,7 +774,7 @@ impl<S: Sink> Reporter<S> {
         if let Some(mut fallback) = fallback {
             fallback.insert("partial".into(), Value::Bool(true));
             self.add_testout(&mut fallback);
-            if let Err(e) = self.report_inner(fallback, 0, true) {
+            if let Err(e) = self.report_inner(fallback, true) {
                 self.sink
                     .warning(format!("failed to add the fallback result: {e}"));
             }
@@ -880,6 +877,21 @@ fn file_names(files: &Value, confined: &mut Vec<String>) -> Result<Value, Report
         }
     }
     Ok(Value::Array(names))
+}
+
+/// About how many bytes `value` takes in memory: each value its
+/// `serde_json::Value` plus its strings and its entries, so that a list of
+/// a million small numbers (2 bytes each on the wire) counts 32 bytes each.
+pub fn weight(value: &Value) -> usize {
+    /// Per object entry, besides key and value: the map's index and hash.
+    const ENTRY: usize = 16;
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(weight).sum(),
+            Value::Object(map) => map.iter().map(|(k, v)| ENTRY + k.len() + weight(v)).sum(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
 }
 
 /// Python truthiness of a JSON value (`partial` is tested this way).

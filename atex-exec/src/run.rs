@@ -732,8 +732,6 @@ struct Handler<'a, S> {
 
 struct Pending {
     json: JsonMap,
-    /// How many bytes the JSON took on the wire.
-    length: usize,
     name: Option<String>,
     files: Vec<String>,
 }
@@ -757,7 +755,6 @@ impl<S: Sink> Handler<'_, S> {
                 let files = header.files.into_iter().map(|f| f.name).collect();
                 self.pending = Some(Pending {
                     json: header.json,
-                    length: header.length,
                     name,
                     files,
                 });
@@ -778,7 +775,7 @@ impl<S: Sink> Handler<'_, S> {
             Event::ResultEnd => {
                 self.file = None;
                 if let Some(pending) = self.pending.take() {
-                    self.reporter.report_sized(pending.json, pending.length)?;
+                    self.reporter.report(pending.json)?;
                 }
             }
             Event::ExitCode(code) => self.exit_code = Some(code),
