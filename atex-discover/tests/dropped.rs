@@ -2,8 +2,8 @@
 //! directory the walk cannot read (no permission, a path longer than
 //! PATH_MAX) is skipped with a warning naming it and the OS reason, and a
 //! plan whose discover method atex does not implement is exit 2. Also the
-//! position of an unterminated quoted string (item 16). Each test runs the
-//! real binary on a tree written to a temporary directory.
+//! position of an unterminated quoted string or last line (item 16). Each
+//! test runs the real binary on a tree written to a temporary directory.
 #![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -258,12 +258,17 @@ execute: {how: tmt}
 }
 
 #[test]
-fn an_unterminated_string_is_reported_where_it_starts() {
+fn unterminated_strings_and_lines_are_reported_where_they_are() {
     for (text, line, column) in [
         ("x: 1\ny: 2\nz: \"abc\n", 3, 4),
         ("x: 1\ny: 2\nz: 'abc", 3, 4),
         ("x: 1\nl:\n  - a\n  - \"b\n", 4, 5),
         ("x: 1\r\ny: \"abc\r\n", 2, 4),
+        // A last line without a line break: the end of the file is right
+        // after its last character (it was put on a line after it, N+1:1).
+        ("a: [b", 1, 6),
+        ("x: 1\nkey: root\nli", 3, 3),
+        ("x: 1\ny: {a: 1", 2, 9),
     ] {
         let dir = tree(&[("t.fmf", text)]);
         let output = run(dir.path(), &["ls", "."]);

@@ -87,15 +87,17 @@ impl Fail {
     }
 
     fn into_error(self, text: &str, path: &Path) -> Error {
+        let mark = within_text(text, self.mark);
         let mut lines = Vec::new();
         if let Some((context, context_mark)) = &self.context {
+            let context_mark = within_text(text, *context_mark);
             lines.push(context.clone());
-            if (context_mark.line(), context_mark.col()) != (self.mark.line(), self.mark.col()) {
-                lines.push(describe_mark(text, *context_mark));
+            if (context_mark.line(), context_mark.col()) != (mark.line(), mark.col()) {
+                lines.push(describe_mark(text, context_mark));
             }
         }
         lines.push(self.problem.clone());
-        lines.push(describe_mark(text, self.mark));
+        lines.push(describe_mark(text, mark));
         if let Some(note) = self.note {
             lines.push(note.to_owned());
         }
@@ -106,10 +108,39 @@ impl Fail {
         );
         Error::new(ErrorKind::FileError, message).at(Location {
             path: path.to_path_buf(),
-            line: Some(self.mark.line().max(1)),
-            column: Some(self.mark.col() + 1),
+            line: Some(mark.line().max(1)),
+            column: Some(mark.col() + 1),
         })
     }
+}
+
+/// `mark`, or the end of the last line when `mark` is past it. saphyr-parser
+/// puts the end of a text whose last line has no line break on the line
+/// after it (`N+1:1`, a line the file does not have: an unterminated `[`,
+/// quote or key at the end of a file was reported there); ruamel, and an
+/// editor, put it right after the last character of line N.
+fn within_text(text: &str, mark: Marker) -> Marker {
+    if text.is_empty() || text.ends_with(['\n', '\r']) {
+        return mark;
+    }
+    // Line breaks as YAML counts them: `\r\n`, `\n` or a lone `\r`.
+    let mut lines = 1;
+    let mut last_start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((index, c)) = chars.next() {
+        let lone_cr = c == '\r' && chars.peek().is_none_or(|&(_, next)| next != '\n');
+        if c == '\n' || lone_cr {
+            lines += 1;
+            last_start = index + 1;
+        }
+    }
+    if mark.line() <= lines {
+        return mark;
+    }
+    let column = text
+        .get(last_start..)
+        .map_or(0, |last| last.chars().count());
+    Marker::new(mark.index(), lines, column)
 }
 
 /// ruamel's `StringMark.__str__`: the position and a snippet of the line
@@ -199,6 +230,26 @@ mod tests {
         let (line, column, _) = fail("list: [a, b\n");
         assert_eq!((line, column), (2, 1));
         assert_eq!(fail("a: *nowhere").0, 1);
+    }
+
+    #[test]
+    fn the_end_of_an_unterminated_last_line_is_on_that_line() {
+        // ruamel: the stream ends right after the last character.
+        for (text, line, column) in [
+            ("list: [a, b", 1, 12),
+            ("x: 1\nkey: root\nli", 3, 3),
+            ("x: 1\r\nm: {a: 1", 2, 9),
+            ("x: 1\ry: [é", 2, 6),
+            // with the line break, the end is the start of the next line
+            ("x: 1\ny: [a\n", 3, 1),
+        ] {
+            let (got_line, got_column, detail) = fail(text);
+            assert_eq!((got_line, got_column), (line, column), "{text:?}");
+            assert!(
+                detail.contains(&format!("line {line}, column {column}:")),
+                "{text:?}: {detail}"
+            );
+        }
     }
 
     #[test]
