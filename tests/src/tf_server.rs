@@ -21,7 +21,10 @@
 //!
 //! Faults per test: [`Fault`] (the request errors out, the guest never
 //! shows), a storm of 503 or 429 answers ([`TfServer::storm`]), 403 before
-//! the log exists. Every exchange is recorded ([`TfServer::seen`]).
+//! the log exists, error bodies that reflect the `Authorization` header
+//! ([`Config::reflect_authorization`]). Every exchange is recorded
+//! ([`TfServer::seen`]): a second server that must get nothing checks
+//! that it saw nothing.
 //!
 //! ```no_run
 //! use atex_tests::tf_server::{Config, TfServer};
@@ -97,6 +100,11 @@ pub struct Config {
     /// Answer `POST /v0.1/requests` this late, after the request exists
     /// (a slow API).
     pub post_delay: Duration,
+    /// Answer every API call (`/v0.1/...`) with 400 and a message that
+    /// repeats the request's `Authorization` header, as a careless service
+    /// or proxy does: whoever prints error bodies as received shows the
+    /// token.
+    pub reflect_authorization: bool,
 }
 
 impl Default for Config {
@@ -113,6 +121,7 @@ impl Default for Config {
             log_forbidden: false,
             ignore_range: false,
             post_delay: Duration::ZERO,
+            reflect_authorization: false,
         }
     }
 }
@@ -571,6 +580,16 @@ fn route(state: &mut State, http: &Http) -> Answer {
             answer.headers.push(("Retry-After", "0".into()));
         }
         return answer;
+    }
+    if state.config.reflect_authorization {
+        let header = http.headers.get("authorization").map_or("", String::as_str);
+        return Answer::message(
+            400,
+            &format!(
+                "bad request {} {path} with Authorization: {header}",
+                http.method
+            ),
+        );
     }
     let expected = format!("Bearer {}", state.config.token);
     if http.headers.get("authorization") != Some(&expected) {

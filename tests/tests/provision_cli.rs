@@ -1147,3 +1147,398 @@ fn release_interrupted_finishes_the_releases_under_way() -> Result<()> {
     ensure!(podman.containers()?.is_empty(), "both removed\n{stderr}");
     assert_no_leftover_processes(&own)
 }
+
+/// `atex-provision ARGS` with `stdin`, `envs` set and the Testing Farm
+/// variables of the test's own environment removed; exit code, stdout,
+/// stderr.
+fn provision_with_env(
+    args: &[&str],
+    stdin: &[u8],
+    envs: &[(&str, &str)],
+) -> Result<(Option<i32>, Vec<u8>, String)> {
+    let mut command = Command::new(bin_path("atex-provision")?);
+    command
+        .args(args)
+        .env_remove("TESTING_FARM_API_TOKEN")
+        .env_remove("TESTING_FARM_API_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().context("failed to start atex-provision")?;
+    let mut input = child.stdin.take().context("stdin")?;
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output()?;
+    let _ = feeder.join();
+    Ok((
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// A Testing Farm Machine record line for request `id` at `api_url`, with
+/// more `release` fields from `extra`.
+fn tf_record(api_url: &str, id: &str, extra: serde_json::Value) -> Result<Vec<u8>> {
+    let mut release = serde_json::json!({"api_url": api_url, "request_id": id});
+    if let (Some(release), Some(extra)) = (release.as_object_mut(), extra.as_object()) {
+        release.extend(extra.clone());
+    }
+    let machine = Machine {
+        id: format!("testing-farm/{id}"),
+        provisioner: "testing-farm".into(),
+        connection: Connection::Local,
+        platform: "p".into(),
+        release,
+    };
+    Ok(format!("{}\n", serde_json::to_string(&machine)?).into_bytes())
+}
+
+/// Issue 10, item 3: `release` sent the environment's token to whatever
+/// `api_url` a record named, and a token read from any `token_file` it
+/// named. Now a record naming another API than the configured one
+/// (default, --api-url, TESTING_FARM_API_URL) is refused, exit 2, saying
+/// how to allow it, and that server gets no request; a record's
+/// `token_file` is never read; an old record naming the configured API is
+/// still released.
+#[test]
+fn release_sends_the_token_only_to_the_configured_api() -> Result<()> {
+    let server = TfServer::start(Config::default())?;
+    let other = TfServer::start(Config::default())?;
+    let fixture = Fixture::new()?;
+    let secret = fixture.write("secret", "one-line-secret-5e2\n")?;
+    let secret = secret.to_str().context("path")?;
+    let token = server.token();
+
+    // The environment's token, the default API: a record naming another
+    // server is refused before anything is sent.
+    let foreign = tf_record(other.url(), "abc", serde_json::json!({}))?;
+    let (code, _, stderr) = provision_with_env(
+        &["release"],
+        &foreign,
+        &[("TESTING_FARM_API_TOKEN", &token)],
+    )?;
+    ensure!(code == Some(2), "exit {code:?}: {stderr}");
+    ensure!(
+        stderr.contains(&format!("pass --api-url \"{}\" to release", other.url()))
+            && stderr.contains("TESTING_FARM_API_URL"),
+        "says how to allow it: {stderr}"
+    );
+    ensure!(other.seen().is_empty(), "sent: {:?}", other.seen());
+
+    // Another configured API (the flag) does not make it acceptable either.
+    let (code, _, stderr) = provision_with_env(
+        &["release", "--api-url", server.url()],
+        &foreign,
+        &[("TESTING_FARM_API_TOKEN", &token)],
+    )?;
+    ensure!(code == Some(2), "exit {code:?}: {stderr}");
+    ensure!(other.seen().is_empty() && server.seen().is_empty());
+
+    // A record naming a token file and no token configured: nothing read,
+    // nothing sent.
+    let with_file = tf_record(
+        server.url(),
+        "abc",
+        serde_json::json!({"token_file": secret}),
+    )?;
+    let (code, _, stderr) = provision_with_env(
+        &["release"],
+        &with_file,
+        &[("TESTING_FARM_API_URL", server.url())],
+    )?;
+    ensure!(code == Some(2), "exit {code:?}: {stderr}");
+    ensure!(stderr.contains("no Testing Farm token"), "{stderr}");
+    ensure!(server.seen().is_empty(), "sent: {:?}", server.seen());
+
+    // An old record (with a token_file) naming the configured API is
+    // released with the configured token (the request is gone: 404 is
+    // fine), the file's line never sent.
+    let (code, _, stderr) = provision_with_env(
+        &["release"],
+        &with_file,
+        &[
+            ("TESTING_FARM_API_URL", server.url()),
+            ("TESTING_FARM_API_TOKEN", &token),
+        ],
+    )?;
+    ensure!(code == Some(0), "exit {code:?}: {stderr}");
+    let seen = server.seen();
+    ensure!(
+        seen.iter().any(|s| s.method == "DELETE"),
+        "cancelled: {seen:?}"
+    );
+    for s in &seen {
+        ensure!(
+            s.authorization.as_deref() == Some(&*format!("Bearer {token}")),
+            "{s:?}"
+        );
+    }
+    // The same with --api-url and --token-file instead of the environment.
+    let token_file = fixture.write("token", &format!("{token}\n"))?;
+    let (code, _, stderr) = provision_with_env(
+        &[
+            "release",
+            "--api-url",
+            server.url(),
+            "--token-file",
+            token_file.to_str().context("path")?,
+        ],
+        &with_file,
+        &[],
+    )?;
+    ensure!(code == Some(0), "exit {code:?}: {stderr}");
+    ensure!(server.seen().len() > seen.len(), "sent again");
+    ensure!(
+        other.seen().is_empty(),
+        "the other server never heard of it"
+    );
+    Ok(())
+}
+
+/// Issue 10, item 14: a service reflecting the Authorization header in
+/// its error bodies put the token on stderr. Every message has it
+/// replaced by `***`, for reservations and releases.
+#[test]
+fn a_reflected_token_never_reaches_stderr() -> Result<()> {
+    let server = TfServer::start(Config {
+        reflect_authorization: true,
+        ..Config::default()
+    })?;
+    let token = server.token();
+    let env = [
+        ("TESTING_FARM_API_TOKEN", token.as_str()),
+        ("TESTING_FARM_API_URL", server.url()),
+    ];
+    let (code, stdout, stderr) = provision_with_env(
+        &[
+            "testing-farm",
+            "--compose",
+            "Fedora-41",
+            "--retries",
+            "1",
+            "--api-retries",
+            "0",
+            "--detach",
+        ],
+        b"",
+        &env,
+    )?;
+    ensure!(code == Some(3), "exit {code:?}: {stderr}");
+    ensure!(stdout.is_empty());
+    ensure!(
+        stderr.contains("Authorization: Bearer ***"),
+        "the service's message is shown, redacted: {stderr}"
+    );
+    ensure!(!stderr.contains(&token), "the token leaked: {stderr}");
+    let record = tf_record(server.url(), "abc", serde_json::json!({}))?;
+    let (code, _, stderr) = provision_with_env(&["release"], &record, &env)?;
+    ensure!(code == Some(3), "exit {code:?}: {stderr}");
+    ensure!(stderr.contains("Bearer ***"), "{stderr}");
+    ensure!(!stderr.contains(&token), "the token leaked: {stderr}");
+    Ok(())
+}
+
+/// A directory with executables `name` running `script` (sh), first on
+/// PATH; returns the fixture and the PATH value.
+fn fake_bin(programs: &[(&str, &str)]) -> Result<(Fixture, String)> {
+    let fake = Fixture::new()?;
+    for (name, script) in programs {
+        let path = fake.write(&format!("bin/{name}"), &format!("#!/bin/sh\n{script}"))?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let path = format!(
+        "{}:{}",
+        fake.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Ok((fake, path))
+}
+
+/// Issue 10, item 14: children inherited TESTING_FARM_API_TOKEN. podman
+/// and ssh-keygen, as atex-provision starts them, now get every variable
+/// but that one (a marker variable shows the dump worked).
+#[test]
+fn children_never_get_the_token_in_their_environment() -> Result<()> {
+    let real_keygen = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v ssh-keygen"])
+            .output()?
+            .stdout,
+    )?;
+    let (fake, path) = fake_bin(&[
+        ("podman", "env > \"$DUMP_DIR/podman.env\"\nexit 1\n"),
+        (
+            "ssh-keygen",
+            &format!(
+                "env > \"$DUMP_DIR/ssh-keygen.env\"\nexec '{}' \"$@\"\n",
+                real_keygen.trim()
+            ),
+        ),
+    ])?;
+    let dumps = fake.path();
+    let dumps = dumps.to_str().context("path")?;
+    let server = TfServer::start(Config::default())?;
+    let token = server.token();
+    let env = [
+        ("PATH", path.as_str()),
+        ("DUMP_DIR", dumps),
+        ("ATEX_ENV_MARK", "seen"),
+        ("TESTING_FARM_API_TOKEN", token.as_str()),
+        ("TESTING_FARM_API_URL", server.url()),
+    ];
+    // podman: `podman image exists` (the fake says no: exit 2).
+    let (code, _, stderr) =
+        provision_with_env(&["podman", "--image", "localhost/nope"], b"", &env)?;
+    ensure!(code == Some(2), "exit {code:?}: {stderr}");
+    // ssh-keygen: a Testing Farm reservation generates its key.
+    let (code, records, stderr) = provision_with_env(
+        &[
+            "testing-farm",
+            "--compose",
+            "Fedora-41",
+            "--poll-interval",
+            "0.05",
+            "--stagger",
+            "0",
+            "--detach",
+        ],
+        b"",
+        &env,
+    )?;
+    ensure!(code == Some(0), "exit {code:?}: {stderr}");
+    let (code, _, stderr) = provision_with_env(&["release"], &records, &env)?;
+    ensure!(code == Some(0), "release: exit {code:?}: {stderr}");
+    ensure!(server.open_requests().is_empty());
+    for child in ["podman", "ssh-keygen"] {
+        let dump = std::fs::read_to_string(fake.path().join(format!("{child}.env")))
+            .with_context(|| format!("{child} was not run"))?;
+        ensure!(dump.contains("ATEX_ENV_MARK=seen"), "{child}: {dump}");
+        ensure!(
+            !dump.contains("TESTING_FARM_API_TOKEN") && !dump.contains(&token),
+            "{child} got the token: {dump}"
+        );
+    }
+    Ok(())
+}
+
+/// Issue 10, item 6: `release` force-removed any container a record
+/// named. A container without atex's label is refused (exit 2, a clear
+/// message) and stays untouched; the records of other machines are still
+/// released.
+#[test]
+fn release_refuses_a_container_that_is_not_atex() -> Result<()> {
+    let podman = Podman::new()?;
+    let conf = podman.conf_env()?;
+    let name = atex_tests::podman::unique_name("not-atex-victim")?;
+    // The test's own label (so the harness cleans it up whatever happens),
+    // not atex's.
+    let run = podman
+        .0
+        .command()
+        .args([
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            "--label",
+            podman.0.label(),
+        ])
+        .args(["--rootfs", "/:O", "sleep", "infinity"])
+        .output()?;
+    ensure!(
+        run.status.success(),
+        "podman run: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let id = String::from_utf8(run.stdout)?.trim().to_owned();
+    let victim = Machine {
+        id: format!("podman/{name}"),
+        provisioner: "podman".into(),
+        connection: Connection::Podman {
+            container: name.clone(),
+        },
+        platform: "p".into(),
+        release: serde_json::json!({"container": name, "containers_conf": conf}),
+    };
+    let local = r#"{"id":"local/1","provisioner":"local","connection":{"kind":"local"}}"#;
+    let input = format!("{}\n{local}\n", serde_json::to_string(&victim)?);
+    let (code, _, stderr) = provision_with_env(
+        &["release"],
+        input.as_bytes(),
+        &[("CONTAINERS_CONF", &conf)],
+    )?;
+    let state = podman.0.inspect(&id, "{{.State.Status}}");
+    let removed = podman
+        .0
+        .command()
+        .args(["rm", "-f", "-t", "0", &id])
+        .output()?;
+    ensure!(code == Some(2), "exit {code:?}: {stderr}");
+    ensure!(
+        stderr.contains("does not carry atex's label atex.provisioner=podman"),
+        "{stderr}"
+    );
+    ensure!(stderr.contains("local/1: released"), "{stderr}");
+    ensure!(
+        state.as_deref().ok() == Some("running"),
+        "the container was touched: {state:?}\n{stderr}"
+    );
+    ensure!(removed.status.success(), "cleanup by id");
+    Ok(())
+}
+
+/// Issue 10, item 17: a hosts-file line `[1,2,3]` was tried as a host
+/// (exit 3), and a 50 MB line was taken as a host name (157 MB of
+/// stderr). Bad lines and bad host arguments are exit 2, naming
+/// FILE:LINE or the argument, with a short message and nothing tried.
+#[test]
+fn bad_hosts_are_bad_input_with_where() -> Result<()> {
+    let fixture = Fixture::new()?;
+    let file = fixture.write("hosts", "# pool\nroot@127.0.0.1:2222\n[1,2,3]\n")?;
+    let file = file.to_str().context("path")?;
+    let (code, stdout, stderr) = provision_with_env(&["ssh", "--hosts-file", file], b"", &[])?;
+    ensure!(code == Some(2), "exit {code:?}: {stderr}");
+    ensure!(stdout.is_empty());
+    ensure!(
+        stderr.contains(&format!("{file}:3: bad host \"[1,2,3]\"")),
+        "{stderr}"
+    );
+    ensure!(!stderr.contains("reserving"), "nothing tried: {stderr}");
+
+    let mut huge = String::from("root@127.0.0.1\n");
+    huge.push_str(&"h".repeat(50 * 1024 * 1024));
+    huge.push('\n');
+    let big = fixture.write("big", &huge)?;
+    let big = big.to_str().context("path")?;
+    let (code, _, stderr) = provision_with_env(&["ssh", "--hosts-file", big], b"", &[])?;
+    ensure!(code == Some(2), "exit {code:?}");
+    ensure!(
+        stderr.len() < 1024,
+        "{} bytes of stderr: {}",
+        stderr.len(),
+        &stderr[..stderr.len().min(300)]
+    );
+    ensure!(stderr.contains(&format!("{big}:2: ")), "{stderr}");
+
+    for (arg, says) in [
+        ("[1,2,3]", "not an IPv6 address"),
+        ("-oProxyCommand=touch x", "bad host"),
+        ("root@host:0", "not 1-65535"),
+    ] {
+        let (code, _, stderr) =
+            provision_with_env(&["ssh", "root@127.0.0.1", "--", arg], b"", &[])?;
+        ensure!(code == Some(2), "{arg}: exit {code:?}: {stderr}");
+        ensure!(
+            stderr.contains("host argument 2: bad host") && stderr.contains(says),
+            "{arg}: {stderr}"
+        );
+        ensure!(!stderr.contains("reserving"), "nothing tried: {stderr}");
+    }
+    Ok(())
+}

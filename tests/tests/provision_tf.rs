@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use atex_provision::testing_farm::{Args, TestingFarm, release_record};
+use atex_provision::testing_farm::{Args, ReleaseArgs, TestingFarm, release_record};
 use atex_provision::{CancellationToken, Pool, PoolOptions, ProvisionError, Provisioner};
 use atex_shared::connection::Connection;
 use atex_shared::records::{self, Machine};
@@ -162,14 +162,110 @@ async fn release_record_works_from_the_record_alone() -> Result<()> {
     // As `atex-provision release` would get it: a JSON line.
     let line = serde_json::to_string(&machine)?;
     let parsed: Machine = serde_json::from_str(&line)?;
-    assert_eq!(
-        parsed.release["token_file"].as_str(),
-        Some(dir.path().join("token").to_str().context("utf-8")?)
-    );
-    release_record(&parsed).await?;
+    // The record never says where a secret is read from.
+    assert!(parsed.release.get("token_file").is_none(), "{line}");
+    let release = ReleaseArgs {
+        api_url: Some(server.url().to_owned()),
+        token_file: Some(dir.path().join("token")),
+        ca_file: None,
+    };
+    release_record(&parsed, &release).await?;
     assert!(server.open_requests().is_empty());
     assert!(!key_dir(&parsed).context("no key dir")?.exists());
-    release_record(&parsed).await?;
+    release_record(&parsed, &release).await?;
+    Ok(())
+}
+
+/// A record from another server (a crafted machines.jsonl): the token goes
+/// only to the configured API, so the record is refused as bad input and
+/// its server sees nothing; a `token_file` in a record is never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_record_sends_the_token_only_to_the_configured_api() -> Result<()> {
+    let server = TfServer::start(Config::default())?;
+    let other = TfServer::start(Config::default())?;
+    let dir = tempfile::tempdir()?;
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{}\n", server.token()))?;
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "one-line-secret-9c1\n")?;
+    let machine = |api_url: &str| Machine {
+        id: "testing-farm/abc".into(),
+        provisioner: "testing-farm".into(),
+        connection: records::Connection::Local,
+        platform: String::new(),
+        release: serde_json::json!({
+            "api_url": api_url,
+            "request_id": "abc",
+            "token_file": secret,
+        }),
+    };
+    let release = ReleaseArgs {
+        api_url: Some(server.url().to_owned()),
+        token_file: Some(token),
+        ca_file: None,
+    };
+    let err = release_record(&machine(other.url()), &release)
+        .await
+        .expect_err("another API");
+    let text = err.to_string();
+    assert!(matches!(err, ProvisionError::Invalid(_)), "{text}");
+    assert!(
+        text.contains(&format!("pass --api-url \"{}\" to release", other.url())),
+        "{text}"
+    );
+    assert!(other.seen().is_empty(), "{:?}", other.seen());
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
+    // Naming the configured API (with the trailing slash of a hand-written
+    // record) it is released, with the configured token, not the file's.
+    release_record(&machine(&format!("{}/", server.url())), &release).await?;
+    let seen = server.seen();
+    assert!(!seen.is_empty());
+    for s in &seen {
+        assert_eq!(
+            s.authorization.as_deref(),
+            Some(&*format!("Bearer {}", server.token())),
+            "{s:?}"
+        );
+    }
+    assert!(other.seen().is_empty());
+    Ok(())
+}
+
+/// A service that reflects the Authorization header in its error bodies:
+/// no error the provisioner returns shows the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_never_show_a_reflected_token() -> Result<()> {
+    let server = TfServer::start(Config {
+        reflect_authorization: true,
+        ..Config::default()
+    })?;
+    let dir = tempfile::tempdir()?;
+    let args = args(&server, dir.path())?;
+    let tf = TestingFarm::new(&args)?;
+    let err = tf.reserve(CancellationToken::new()).await.expect_err("400");
+    let text = err.to_string();
+    assert!(text.contains("Authorization: Bearer ***"), "{text}");
+    assert!(!text.contains(&server.token()), "{text}");
+    let seen = server.seen();
+    assert!(seen.iter().all(|s| s.status == 400), "{seen:?}");
+    let machine = Machine {
+        id: "testing-farm/abc".into(),
+        provisioner: "testing-farm".into(),
+        connection: records::Connection::Local,
+        platform: String::new(),
+        release: serde_json::json!({"api_url": server.url(), "request_id": "abc"}),
+    };
+    let release = ReleaseArgs {
+        api_url: Some(server.url().to_owned()),
+        token_file: args.token_file.clone(),
+        ca_file: None,
+    };
+    let err = release_record(&machine, &release)
+        .await
+        .expect_err("400")
+        .to_string();
+    assert!(err.contains("Bearer ***"), "{err}");
+    assert!(!err.contains(&server.token()), "{err}");
     Ok(())
 }
 
