@@ -479,18 +479,28 @@ impl<S: Sink> TestRun<S> {
         let status = if self.deadline.expired(Instant::now()) {
             None
         } else {
-            let sleep = tokio::time::sleep(self.deadline.remaining(Instant::now()));
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    status = process.wait() => break Some(status),
-                    () = &mut sleep => break None,
-                    copied = output.copy(), if !output.is_done() => {
-                        if let Err(failure) = copied {
-                            return abort(&mut process, failure, exit_code).await;
+            // The wait is made once and kept across the output's chunks: a
+            // wait dropped half-way may lose the child (the connection's
+            // local processes are killed when their handle goes).
+            let waited = {
+                let wait = process.wait();
+                let sleep = tokio::time::sleep(self.deadline.remaining(Instant::now()));
+                tokio::pin!(wait, sleep);
+                loop {
+                    tokio::select! {
+                        status = &mut wait => break Ok(Some(status)),
+                        () = &mut sleep => break Ok(None),
+                        copied = output.copy(), if !output.is_done() => {
+                            if let Err(failure) = copied {
+                                break Err(failure);
+                            }
                         }
                     }
                 }
+            };
+            match waited {
+                Ok(status) => status,
+                Err(failure) => return abort(&mut process, failure, exit_code).await,
             }
         };
         let code = match status {
