@@ -491,13 +491,16 @@ fn machine_json(pool: &SshdPool, options: &[(&str, &str)]) -> Result<String> {
 fn sleeper(in_prepare: bool) -> Result<(Fixture, Vec<serde_json::Value>)> {
     let tree = Fixture::fmf_tree(&[(
         "tests/sleep/main.fmf",
-        "test: dirname \"$TMT_TREE\" > \"$SHARED/workdir\"; echo started; sleep 30\n",
+        // Renamed into place: the marker is never seen half written.
+        "test: dirname \"$TMT_TREE\" > \"$SHARED/w\"; mv \"$SHARED/w\" \"$SHARED/workdir\"; \
+         echo started; sleep 30\n",
     )])?;
     let mut records = exec::discover(&tree.path())?;
     if in_prepare {
         records[0]["plan"]["prepare"] = serde_json::json!([{
             "how": "shell",
-            "script": "dirname \"$TMT_PLAN_ENVIRONMENT_FILE\" > \"$SHARED/workdir\"; sleep 30",
+            "script": "dirname \"$TMT_PLAN_ENVIRONMENT_FILE\" > \"$SHARED/w\"; \
+                       mv \"$SHARED/w\" \"$SHARED/workdir\"; sleep 30",
         }]);
     }
     Ok((tree, records))
