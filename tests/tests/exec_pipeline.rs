@@ -544,3 +544,71 @@ fn ctrl_c_to_the_whole_group_on_loopback_sshd() -> Result<()> {
     }
     Ok(())
 }
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Issue 10 item 7 over ssh: the artifacts are on a full filesystem (a
+/// 1 MB tmpfs). The test writing 2 MB of output was stuck until its
+/// duration ran out (ssh stopped reading the channel once its stderr
+/// writes failed), then `infra` "duration timeout"; the next test passed
+/// with an empty output.txt. Now each is `infra` at once with the OS
+/// reason in its note and on stderr.
+#[test]
+fn a_full_artifacts_filesystem_over_ssh_is_infra_at_once() -> Result<()> {
+    let tree = Fixture::fmf_tree(&[
+        (
+            "tests/flood/main.fmf",
+            "test: head -c 2000000 /dev/zero; sleep 100\nduration: 100s\n",
+        ),
+        ("tests/next/main.fmf", "test: echo hello\nduration: 100s\n"),
+    ])?;
+    let work = Fixture::new()?;
+    let disk = work.path().join("disk");
+    std::fs::create_dir_all(&disk)?;
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&disk)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        bail!(
+            "this test needs a full filesystem: it mounts a 1 MB tmpfs \
+             (`mount -t tmpfs -o size=1m tmpfs DIR`), which needs root or CAP_SYS_ADMIN"
+        );
+    }
+    let _tmpfs = Tmpfs(disk.clone());
+    let pool = SshdPool::start(1)?;
+    let machine = serde_json::to_string(&pool.machines().remove(0))?;
+    let artifacts = disk.join("out");
+    let out = pipe::tests_on(&tree.path(), &[], &machine, &artifacts, DEADLINE)?;
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let results = out.results()?;
+    for test in ["/tests/flood", "/tests/next"] {
+        let r = results
+            .iter()
+            .rev()
+            .find(|r| r.test == test && r.name.is_none())
+            .with_context(|| format!("no result of {test}: {}", out.stderr))?;
+        let note = r.note.as_deref().unwrap_or_default();
+        assert_eq!(r.status.as_deref(), Some("infra"), "{test}: {note}");
+        assert!(
+            note.starts_with("OSError(") && note.contains("No space left on device"),
+            "{test}: {note}"
+        );
+        assert!(r.duration < 30.0, "{test}: {} s", r.duration);
+        assert!(
+            out.stderr.lines().any(|l| l
+                .starts_with(&format!("atex-exec: warning: {test}: "))
+                && l.contains("No space left on device")),
+            "{test}: {}",
+            out.stderr
+        );
+    }
+    Ok(())
+}
