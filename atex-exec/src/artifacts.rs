@@ -285,7 +285,7 @@ fn open_dir(
 
 /// The error for a failed `openat` of `name` in `parent`: a symbolic link
 /// there is named as such (`O_NOFOLLOW` reports it as `ELOOP`, and with
-/// `O_DIRECTORY` possibly as `ENOTDIR`).
+/// `O_DIRECTORY` possibly as `ENOTDIR`), and so is a FIFO or a device.
 fn refusal(
     parent: &OwnedFd,
     name: &OsStr,
@@ -293,15 +293,24 @@ fn refusal(
     e: rustix::io::Errno,
     action: &'static str,
 ) -> ArtifactsError {
-    if matches!(e, rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)
-        && rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
-    {
-        return ArtifactsError::Symlink {
+    let kind = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| FileType::from_raw_mode(st.st_mode));
+    match kind {
+        Ok(FileType::Symlink)
+            if matches!(e, rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) =>
+        {
+            ArtifactsError::Symlink {
+                path: path.to_path_buf(),
+            }
+        }
+        // A FIFO without a reader (ENXIO with O_NONBLOCK), a device...
+        Ok(
+            FileType::Fifo | FileType::Socket | FileType::CharacterDevice | FileType::BlockDevice,
+        ) => ArtifactsError::NotRegular {
             path: path.to_path_buf(),
-        };
+        },
+        _ => io_error(action, path)(e.into()),
     }
-    io_error(action, path)(e.into())
 }
 
 /// Open the regular file `name` in `parent` for writing with `extra`
@@ -702,6 +711,74 @@ mod tests {
         assert_eq!(name, Path::new("x"));
         assert!(tmp.path().join("t/files/x").is_file());
         assert!(a.link_testout(None, b"..").is_err());
+    }
+
+    #[test]
+    fn symbolic_links_are_never_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("file"), b"original").unwrap();
+        let a = Artifacts::for_test(tmp.path(), "/t").unwrap();
+        let files = a.dir().join(FILES_DIR);
+        fs::create_dir(&files).unwrap();
+        std::os::unix::fs::symlink(outside.join("file"), files.join("x")).unwrap();
+        std::os::unix::fs::symlink(&outside, files.join("d")).unwrap();
+        let refused = |e: ArtifactsError, link: &str| match e {
+            ArtifactsError::Symlink { path } => assert_eq!(path, files.join(link)),
+            other => panic!("{link}: {other}"),
+        };
+        refused(a.open_append(None, b"x").unwrap_err(), "x");
+        refused(a.open_append(None, b"d/file").unwrap_err(), "d");
+        refused(a.open_append(Some(b"d"), b"new").unwrap_err(), "d");
+        refused(a.link_testout(Some(b"d"), b"out").unwrap_err(), "d");
+        // The link's own name exists: not replaced, not followed.
+        fs::write(a.testout_path(), b"out").unwrap();
+        assert!(matches!(
+            a.link_testout(None, b"x"),
+            Err(ArtifactsError::Exists { .. })
+        ));
+        assert_eq!(fs::read(outside.join("file")).unwrap(), b"original");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+        // A test's own directory planted as a link, and its output file.
+        std::os::unix::fs::symlink(&outside, tmp.path().join("u")).unwrap();
+        assert!(matches!(
+            Artifacts::for_test(tmp.path(), "/u/v"),
+            Err(ArtifactsError::Symlink { .. })
+        ));
+        fs::remove_file(a.testout_path()).unwrap();
+        std::os::unix::fs::symlink(outside.join("file"), a.testout_path()).unwrap();
+        assert!(matches!(
+            a.open_testout(),
+            Err(ArtifactsError::Symlink { .. })
+        ));
+        // A FIFO is not opened (it would block).
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            files.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            a.open_append(None, b"fifo"),
+            Err(ArtifactsError::NotRegular { .. })
+        ));
+        assert_eq!(fs::read(outside.join("file")).unwrap(), b"original");
+    }
+
+    #[test]
+    fn io_errors_carry_the_os_reason() {
+        let e = ArtifactsError::Io {
+            action: "write",
+            path: PathBuf::from("/a/files/log"),
+            source: io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(
+            e.to_string(),
+            "write /a/files/log: No space left on device (os error 28)"
+        );
     }
 
     fn component() -> impl Strategy<Value = Vec<u8>> {

@@ -87,15 +87,15 @@ pub struct Cli {
     pub quiet: bool,
     /// The longest JSON one `result` may announce, in bytes [default:
     /// 4 MiB].
-    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_RESULT_JSON)]
+    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_RESULT_JSON, hide_default_value = true)]
     pub max_result_json: usize,
     /// The longest file one `result` may announce, in bytes [default:
     /// 64 GiB].
-    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_FILE_LENGTH)]
+    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_FILE_LENGTH, hide_default_value = true)]
     pub max_file_size: u64,
     /// How many bytes of memory the partial results one test holds back
     /// may take, estimated [default: 64 MiB].
-    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_HELD_PARTIAL)]
+    #[arg(long, value_name = "BYTES", default_value_t = control::MAX_HELD_PARTIAL, hide_default_value = true)]
     pub max_held_partial: usize,
 }
 
@@ -739,6 +739,56 @@ mod tests {
             interrupted_line("SIGTERM", &summary),
             "atex-exec: interrupted (SIGTERM): no test was running, 1 test not run"
         );
+    }
+
+    #[test]
+    fn test_records_are_checked_with_their_line() {
+        let record = |name: &str, path: &str| {
+            serde_json::json!({"name": name, "root": "/nonexistent", "path": path, "test": "true"})
+                .to_string()
+        };
+        let check = |lines: &[String]| {
+            let input = lines.join("\n\n");
+            Config::new(cli(LOCAL), input.as_bytes()).map(|c| c.tests.len())
+        };
+        let good = record("/a", "a");
+        assert_eq!(check(&[good.clone(), record("/a/b", "")]).ok(), Some(2));
+        for (bad, message) in [
+            (
+                record("", "a"),
+                "<stdin>:3: test name \"\" does not start with '/'",
+            ),
+            (record("/", "a"), "<stdin>:3: test name \"/\" has an empty"),
+            (
+                record("/x/../a", "a"),
+                "<stdin>:3: test name \"/x/../a\" has an empty",
+            ),
+            (
+                record("/x\0", "a"),
+                "<stdin>:3: test name \"/x\\0\" contains a NUL byte",
+            ),
+            (
+                record("/x", "../../../../etc"),
+                "<stdin>:3: test /x: path \"../../../../etc\" leaves the tree",
+            ),
+            (
+                record("/x", "/etc"),
+                "<stdin>:3: test /x: path \"/etc\" is absolute",
+            ),
+            (
+                record("/a", "b"),
+                "<stdin>:3: test /a was given on line 1 already",
+            ),
+            (
+                record("/a/testout.temp", "b"),
+                "<stdin>:3: test /a/testout.temp would be stored in the artifacts directory of test /a (line 1)",
+            ),
+        ] {
+            let err = check(&[good.clone(), bad.clone()])
+                .expect_err(&bad)
+                .to_string();
+            assert!(err.starts_with(message), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1063,6 +1063,51 @@ result 2\n{}disconnect now please\nnoop\ngarbage\n";
     }
 
     #[test]
+    fn announced_lengths_have_caps() {
+        let limits = Limits {
+            result_json: 20,
+            file: 5,
+            held_partial: 0,
+        };
+        let feed = |stream: &[u8]| {
+            let mut decoder = Decoder::with_limits(limits);
+            decoder.feed(stream, |_| Ok::<(), ControlError>(()))
+        };
+        // At the cap is fine; over it fails as soon as the length is read,
+        // whatever follows (here: nothing).
+        assert!(feed(b"result 20\n").is_ok());
+        assert_eq!(
+            feed(b"result 3000000000\n"),
+            Err(ControlError::BadControl(
+                "result JSON of 3000000000 bytes is over the limit of 20 bytes (--max-result-json)"
+                    .into()
+            ))
+        );
+        let json = |n: u64| format!(r#"{{"files":[{{"name":"f","length":{n}}}]}}"#);
+        let ok = json(5);
+        let ok = format!("result {}\n{ok}", ok.len());
+        assert!(
+            Decoder::new()
+                .feed(ok.as_bytes(), |_| Ok::<(), ControlError>(()))
+                .is_ok()
+        );
+        let over = json(6);
+        let mut decoder = Decoder::with_limits(Limits {
+            result_json: 100,
+            ..limits
+        });
+        assert_eq!(
+            decoder.feed(format!("result {}\n{over}", over.len()).as_bytes(), |_| {
+                Ok::<(), ControlError>(())
+            }),
+            Err(ControlError::BadControl(
+                "file f of 6 bytes is over the limit of 5 bytes (--max-file-size)".into()
+            ))
+        );
+        assert_eq!(Decoder::new().limits, Limits::default());
+    }
+
+    #[test]
     fn utf8_errors() {
         let err = err_of(b"noop \xff\xfe\n");
         let ControlError::BadControl(msg) = err else {

@@ -1135,6 +1135,30 @@ mod tests {
     }
 
     #[test]
+    fn held_partial_results_are_capped_by_their_memory() {
+        let (_run, reporter) = setup();
+        let list = |n: usize| obj(json!({"partial": true, "l": vec![1; n]}));
+        // 100 small numbers weigh about 100 values, not 200 bytes of JSON.
+        let one = weight(&json!(vec![1; 100]));
+        assert!(one >= 100 * std::mem::size_of::<Value>(), "{one}");
+        let mut reporter = reporter.with_held_limit(3 * one);
+        reporter.report(list(100)).unwrap();
+        reporter.report(list(100)).unwrap();
+        let err = reporter.report(list(100)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("partial results held take about ")
+                && err.to_string().ends_with(" (--max-held-partial)"),
+            "{err}"
+        );
+        assert_eq!(err.class(), "BadReportJSONError");
+        // A final result writes what was held, which no longer counts.
+        reporter.report(obj(json!({"status": "pass"}))).unwrap();
+        reporter.report(list(100)).unwrap();
+        reporter.report(list(100)).unwrap();
+    }
+
+    #[test]
     fn partial_then_final_is_one_merged_result() {
         let (_run, mut reporter) = setup();
         reporter
