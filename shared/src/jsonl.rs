@@ -98,10 +98,16 @@ impl<R: BufRead, T: DeserializeOwned> Iterator for Reader<R, T> {
                     if self.buf.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
+                    // Without its line break: a string left open at the end
+                    // of the line is then "EOF while parsing a string" at
+                    // the line's end, not a control character at 2:0 that
+                    // reads as 1:1.
+                    let text = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+                    let text = text.strip_suffix(b"\r").unwrap_or(text);
                     // Bytes, not str: serde_json reports invalid UTF-8 with
                     // its column like any other syntax error.
                     return Some(
-                        serde_json::from_slice(&self.buf).map_err(|e| ReadError::Parse {
+                        serde_json::from_slice(text).map_err(|e| ReadError::Parse {
                             source_name: self.source_name.clone(),
                             line: self.line,
                             column: e.column().max(1),
@@ -304,6 +310,14 @@ mod tests {
         assert!(first.contains("`test`"), "{first}");
         let second = items[1].as_ref().unwrap_err().to_string();
         assert!(second.starts_with("in.jsonl:2:2: "), "{second}");
+    }
+
+    #[test]
+    fn an_unterminated_string_is_located_at_the_end_of_its_line() {
+        let items: Vec<Result<TestResult, _>> =
+            read_all(b"{\"test\": \"/a\", \"status\": \"pass\"}\n{\"test\": \"/b\n");
+        let err = items[1].as_ref().unwrap_err().to_string();
+        assert!(err.starts_with("in.jsonl:2:12: EOF while parsing a string"), "{err}");
     }
 
     #[test]

@@ -96,3 +96,43 @@ fn fmf_files_that_are_not_regular_files_are_refused() -> Result<()> {
     }
     Ok(())
 }
+
+/// Issue 10 item 16: a record line whose string is left open was reported
+/// at 1:1 (serde_json saw the line break as a control character on the
+/// next line); it is located at the end of its line, for every tool that
+/// reads records.
+#[test]
+fn an_unterminated_record_line_is_located_at_its_end() -> Result<()> {
+    let out = atex_tests::run(
+        "atex-exec",
+        [
+            "--machine",
+            "local",
+            "--artifacts",
+            "/nonexistent/never-made",
+        ],
+        Some(b"{\"name\": \"/b\n"),
+    )?;
+    ensure!(
+        out.code == Some(2)
+            && out
+                .stderr
+                .contains("<stdin>:1:12: EOF while parsing a string"),
+        "exit {:?}\n{}",
+        out.code,
+        out.stderr
+    );
+    let store = Fixture::new()?;
+    let out = atex_tests::run(
+        "atex-aggregate",
+        ["--output".as_ref(), store.path().join("s").as_os_str()],
+        Some(b"{\"test\": \"/b\n"),
+    )?;
+    ensure!(
+        out.code == Some(2) && out.stderr.contains(":1:12: EOF while parsing a string"),
+        "exit {:?}\n{}",
+        out.code,
+        out.stderr
+    );
+    Ok(())
+}
