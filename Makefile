@@ -52,9 +52,10 @@ lint:
 
 .PHONY: fuzz
 FUZZ_SECONDS ?= 120
-# fuzz: replay the fuzz corpus, then mutate it for FUZZ_SECONDS (120) per target: control stream, record lines, fmf YAML; failing inputs go to fuzz/artifacts/
+FUZZ_SEED ?= random
+# fuzz: replay the fuzz corpus, then mutate it with a new seed for FUZZ_SECONDS (120) per target: control stream, record lines, fmf YAML; failing inputs go to fuzz/artifacts/
 fuzz:
-	ATEX_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) nextest run -p atex-fuzz -E 'binary(fuzz)' --success-output immediate
+	ATEX_FUZZ_SECONDS=$(FUZZ_SECONDS) ATEX_FUZZ_SEED=$(FUZZ_SEED) $(CARGO) nextest run -p atex-fuzz -E 'binary(fuzz)' --success-output immediate
 
 # bench: time atex-discover on a generated 10,000-test tree (and python fmf, if .venv-fmf exists), then atex-exec (bench-exec), then atex-aggregate (bench-aggregate)
 bench:
