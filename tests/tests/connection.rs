@@ -482,3 +482,62 @@ fn exec_refuses_machine_records_ssh_would_misread_with_exit_2() -> Result<()> {
     assert!(!marker.exists(), "ssh ran the ProxyCommand");
     Ok(())
 }
+
+/// The messages of a failed connect keep ssh's words: a closed port says
+/// "Connection refused", a key the machine does not accept says
+/// "Permission denied (publickey...)", both as [`ConnectionError::Connect`]
+/// naming the machine, and no master is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_connect_failures_keep_ssh_words() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+    let port = match pool.machines().remove(0).connection {
+        records::Connection::Ssh { port, .. } => port,
+        other => anyhow::bail!("not ssh: {other:?}"),
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let record = ssh_record("127.0.0.1", closed, "nobody", None, None);
+    let mut conn = Connection::new(&record).with_timeout(Duration::from_secs(10));
+    let err = conn.connect().await.expect_err("nothing listens");
+    let text = err.to_string();
+    eprintln!("{text}");
+    assert!(matches!(err, ConnectionError::Connect { .. }), "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "connect to nobody@127.0.0.1:{closed}: failed to connect to the remote host: \
+             connect to host 127.0.0.1 port {closed}: Connection refused"
+        )
+    );
+
+    // A key of our own that the machine does not know.
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("stranger");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()?;
+    anyhow::ensure!(made.status.success(), "ssh-keygen failed");
+    let record = ssh_record(
+        "127.0.0.1",
+        port,
+        atex_tests::sshd::TEST_USER,
+        Some(&key),
+        None,
+    );
+    let mut conn = Connection::new(&record).with_timeout(Duration::from_secs(20));
+    let err = conn.connect().await.expect_err("the key is refused");
+    let text = err.to_string();
+    eprintln!("{text}");
+    assert!(matches!(err, ConnectionError::Connect { .. }), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "connect to {}@127.0.0.1:{port}: failed to connect to the remote host: ",
+            atex_tests::sshd::TEST_USER
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Permission denied (publickey"), "{text}");
+    Ok(())
+}

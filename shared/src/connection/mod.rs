@@ -29,7 +29,6 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -49,6 +48,33 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// later: the ssh mux protocol and `podman exec` give no way to signal a
 /// remote process. `exec` keeps the pid, so the number is the command's.
 const PID_WRAPPER: &str = "echo \"$$\"; exec \"$@\"";
+
+/// Environment variables that no process a connection starts inherits:
+/// the ssh master, rsync, tar, podman, the helpers, and the commands and
+/// tests run on a local connection. They hold secrets the tools read
+/// (`TESTING_FARM_API_TOKEN`: atex-provision's Testing Farm token), which a
+/// child has no use for and whatever it runs could read.
+///
+/// ```
+/// assert!(atex_shared::connection::WITHHELD_ENV.contains(&"TESTING_FARM_API_TOKEN"));
+/// ```
+pub const WITHHELD_ENV: &[&str] = &["TESTING_FARM_API_TOKEN"];
+
+/// `program` as a local child process, without the [`WITHHELD_ENV`]
+/// variables. Every process this module starts is made here (a tokio
+/// command is made from it with `tokio::process::Command::from`).
+fn child_command(program: impl AsRef<OsStr>) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    for name in WITHHELD_ENV {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// [`child_command`] for tokio.
+fn async_command(program: impl AsRef<OsStr>) -> tokio::process::Command {
+    tokio::process::Command::from(child_command(program))
+}
 
 /// A failure of a connection; messages read after "failed to".
 #[derive(Debug, thiserror::Error)]
@@ -362,7 +388,7 @@ impl Connection {
         match self {
             Connection::Ssh(Ssh {
                 master: Some(m), ..
-            }) => Some(m.session.control_socket()),
+            }) => Some(m.control_socket()),
             _ => None,
         }
     }
@@ -423,7 +449,7 @@ impl Connection {
             Connection::Local(_) => Ok(()),
             Connection::Ssh(s) => {
                 let master = s.master()?;
-                tokio::time::timeout(s.timeout, master.session.check())
+                tokio::time::timeout(s.timeout, master.check())
                     .await
                     .map_err(|_| ConnectionError::Timeout {
                         action: format!("check the ssh master of {}", s.target.display()),
@@ -583,22 +609,9 @@ impl Connection {
                 let Some(master) = s.master.take() else {
                     return Ok(());
                 };
-                let target = s.target.display();
-                match Arc::try_unwrap(master.session) {
-                    Ok(session) => {
-                        // A master that is already gone has nothing to close.
-                        match tokio::time::timeout(s.timeout, session.close()).await {
-                            Ok(Ok(())) | Ok(Err(_)) => Ok(()),
-                            Err(_) => Err(ConnectionError::Timeout {
-                                action: format!("close the ssh master of {target}"),
-                                after: s.timeout,
-                            }),
-                        }
-                    }
-                    // Processes still hold the session: dropping the last
-                    // one shuts the master down.
-                    Err(_) => Ok(()),
-                }
+                // Processes still holding the master stop it when the
+                // last of them is dropped.
+                master.close(s.timeout).await
             }
         }
     }
@@ -625,7 +638,7 @@ impl Connection {
         let mut dest = OsString::from("atex:");
         dest.push(remote_dir);
         dest.push("/");
-        let out = tokio::process::Command::new("rsync")
+        let out = async_command("rsync")
             .args(["-rlpt", "--exclude=.git", "--protect-args", "-e"])
             .arg(ssh::rsync_shell(master))
             .arg(source)
@@ -649,7 +662,7 @@ impl Connection {
     }
 
     async fn tar_upload(&self, local_dir: &Path, remote_dir: &str) -> Result<(), ConnectionError> {
-        let mut tar = tokio::process::Command::new("tar")
+        let mut tar = async_command("tar")
             .arg("-C")
             .arg(local_dir)
             .args(["--exclude=.git", "-cf", "-", "."])
@@ -724,7 +737,7 @@ impl Connection {
         };
         match self {
             Connection::Local(_) => {
-                let mut command = tokio::process::Command::new(program);
+                let mut command = async_command(program);
                 command.args(args);
                 // Its own process group, so that kill() reaches what it starts.
                 command.process_group(0);
@@ -734,7 +747,7 @@ impl Connection {
             }
             Connection::Podman(p) => {
                 let id = p.id()?;
-                let mut command = tokio::process::Command::new("podman");
+                let mut command = async_command("podman");
                 command
                     .args(["exec", "-i", id, "sh", "-c", PID_WRAPPER, "atex"])
                     .arg(program)
@@ -746,7 +759,7 @@ impl Connection {
             }
             Connection::Ssh(s) => {
                 let master = s.master()?;
-                let mut command = master.session.clone().arc_raw_command("sh");
+                let mut command = openssh::Session::to_raw_command(master.clone(), "sh");
                 command
                     .raw_arg("-c")
                     .raw_arg(sh_quote(OsStr::new(PID_WRAPPER)));
@@ -788,7 +801,7 @@ impl Connection {
                         return Err(e);
                     }
                 };
-                let session = master.session.clone();
+                let session = master.clone();
                 Ok(Process {
                     stdin,
                     stdout: Some(Box::pin(stdout)),
@@ -827,7 +840,7 @@ impl Ssh {
 
     async fn alive(&self) -> Result<(), ConnectionError> {
         let master = self.master()?;
-        match tokio::time::timeout(self.timeout, master.session.check()).await {
+        match tokio::time::timeout(self.timeout, master.check()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.lost(&e)),
             Err(_) => Err(ConnectionError::Timeout {
@@ -872,7 +885,7 @@ impl std::fmt::Debug for Process {
 enum Child {
     Local(tokio::process::Child),
     Ssh {
-        child: openssh::Child<Arc<openssh::Session>>,
+        child: openssh::Child<ssh::Master>,
         target: String,
     },
 }
@@ -1025,7 +1038,7 @@ pub struct Killer(KillerKind);
 enum KillerKind {
     Local(u32),
     Ssh {
-        session: Arc<openssh::Session>,
+        session: ssh::Master,
         pid: u32,
         timeout: Duration,
     },
@@ -1094,7 +1107,7 @@ impl Killer {
             KillerKind::Ssh {
                 session, timeout, ..
             } => {
-                let mut command = session.clone().arc_raw_command("sh");
+                let mut command = openssh::Session::to_raw_command(session.clone(), "sh");
                 command.raw_arg("-c").raw_arg(sh_quote(OsStr::new(&script)));
                 command
                     .stdin(openssh::Stdio::null())
@@ -1185,7 +1198,7 @@ async fn local_output(argv: &[&str], timeout: Duration) -> Result<Output, Connec
         action: "run a helper".into(),
         message: "empty command".into(),
     })?;
-    let run = tokio::process::Command::new(program)
+    let run = async_command(program)
         .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -1261,6 +1274,20 @@ mod tests {
         assert_eq!(out.code, Some(7));
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn children_are_made_without_the_withheld_variables() {
+        let removed = |command: &std::process::Command| -> Vec<OsString> {
+            command
+                .get_envs()
+                .filter(|(_, value)| value.is_none())
+                .map(|(name, _)| name.to_owned())
+                .collect()
+        };
+        let token = OsString::from("TESTING_FARM_API_TOKEN");
+        assert!(removed(&child_command("ssh")).contains(&token));
+        assert!(removed(async_command("podman").as_std()).contains(&token));
     }
 
     #[tokio::test]

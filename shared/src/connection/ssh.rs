@@ -3,11 +3,12 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::Session;
 
 use super::ConnectionError;
 
@@ -126,28 +127,129 @@ pub(crate) fn check_options(options: &IndexMap<String, String>) -> Result<(), Co
     Ok(())
 }
 
-/// How the builder must check host keys: it always passes
-/// `StrictHostKeyChecking` on the command line, which beats the config
-/// file, so the record's value (or ATEX's `no`) goes through it.
-fn known_hosts(options: &IndexMap<String, String>) -> KnownHosts {
+/// The `StrictHostKeyChecking` option of the master's command line (which
+/// beats the config file): the record's value where it is one openssh's
+/// builder offered (`yes`; `accept-new` or `ask` become `accept-new`: the
+/// master cannot ask), else ATEX's `no`.
+fn known_hosts(options: &IndexMap<String, String>) -> &'static str {
     let value = options
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("StrictHostKeyChecking"))
         .map(|(_, v)| v.to_ascii_lowercase());
     match value.as_deref() {
-        Some("yes") => KnownHosts::Strict,
-        Some("accept-new") | Some("ask") => KnownHosts::Add,
-        _ => KnownHosts::Accept,
+        Some("yes") => "StrictHostKeyChecking=yes",
+        Some("accept-new") | Some("ask") => "StrictHostKeyChecking=accept-new",
+        _ => "StrictHostKeyChecking=no",
     }
 }
 
-/// A live master connection and the files it needs.
+/// A live master connection and the files it needs. Clones share it
+/// (every running command holds one); when the last one goes, the master
+/// is stopped by its pid ([`MasterInner`]'s drop), and the directory with
+/// the config file and the control socket is removed.
+#[derive(Debug, Clone)]
+pub(crate) struct Master(Arc<MasterInner>);
+
 #[derive(Debug)]
-pub(crate) struct Master {
-    pub(crate) session: Arc<Session>,
-    pub(crate) config: PathBuf,
-    // Holds the config file and the control socket; removed on drop.
+pub(crate) struct MasterInner {
+    // Attached with `resume_mux`: it never stops the master itself.
+    session: Session,
+    process: MasterProcess,
+    config: PathBuf,
+    host: String,
+    // Holds the config file, the log and the control socket; removed on
+    // drop, after the master was stopped.
     _dir: tempfile::TempDir,
+}
+
+/// The master's pid, and its start time (`/proc/PID/stat` field 22, in
+/// clock ticks since boot) so that a pid reused after the master ended is
+/// never signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MasterProcess {
+    pid: u32,
+    started: Option<u64>,
+}
+
+impl MasterProcess {
+    /// Whether the master still runs: its pid shows the start time read
+    /// when it was found. Without `/proc` nothing can be told apart, and
+    /// the answer is no.
+    fn alive(&self) -> bool {
+        self.started.is_some() && process_started(self.pid) == self.started
+    }
+}
+
+/// The start time of process `pid` (`/proc/PID/stat` field 22).
+fn process_started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parens, the
+    // fields after it do not; starttime is the 20th after comm.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl std::ops::Deref for Master {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.0.session
+    }
+}
+
+impl Master {
+    /// The generated ssh config file the master was started with.
+    pub(crate) fn config(&self) -> &Path {
+        &self.0.config
+    }
+
+    /// Stop the master when no command holds it any more (else the last
+    /// one to end stops it): `ssh -O exit` through the control socket,
+    /// waiting at most `timeout`; a master still there after that is
+    /// killed by its pid when this returns.
+    pub(crate) async fn close(self, timeout: Duration) -> Result<(), ConnectionError> {
+        let Ok(inner) = Arc::try_unwrap(self.0) else {
+            return Ok(());
+        };
+        let mut exit = super::async_command("ssh");
+        exit.arg("-S")
+            .arg(inner.session.control_socket())
+            .arg("-F")
+            .arg(&inner.config)
+            .args(["-O", "exit"])
+            .arg(&inner.host)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        // A master that is already gone has nothing to close: ssh's
+        // complaint about a missing socket is not an error of ours.
+        match tokio::time::timeout(timeout, exit.status()).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ConnectionError::Timeout {
+                action: format!("close the ssh master of {}", inner.host),
+                after: timeout,
+            }),
+        }
+        // `inner` drops here: SIGTERM to a master that did not exit.
+    }
+}
+
+impl Drop for MasterInner {
+    fn drop(&mut self) {
+        // After `ssh -O exit` the master is usually gone already; else (a
+        // connection dropped without disconnect, a close that timed out)
+        // it is told to end here. `kill` rather than `ssh -O exit`, which
+        // could wait on a master that does not answer.
+        if self.process.alive() {
+            let _ = super::child_command("kill")
+                .args(["-TERM", &self.process.pid.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// Parameters of an ssh connection, from the Machine record.
@@ -205,33 +307,125 @@ impl Target {
             action: format!("write {}", config.display()),
             source,
         })?;
-        let mut builder = SessionBuilder::default();
-        builder
-            .user(self.user.clone())
-            .port(self.port)
-            .known_hosts_check(known_hosts(&self.options))
-            .control_directory(dir.path())
-            .config_file(&config)
-            .connect_timeout(timeout);
+        let ctl = dir.path().join("master");
+        let log = dir.path().join("log");
+        // Started here rather than by openssh's SessionBuilder (which
+        // passes these same options), because its builder cannot take
+        // variables out of the master's environment: the master would
+        // inherit WITHHELD_ENV. `-f`: ssh forks into the background once
+        // authenticated, with the control socket listening, and the
+        // process started here exits; the master then lives on its own
+        // (its own session, so Ctrl-C on the tool does not reach it).
+        let mut ssh = super::async_command("ssh");
+        ssh.arg("-E")
+            .arg(&log)
+            .arg("-S")
+            .arg(&ctl)
+            .args(["-M", "-f", "-N"])
+            .args(["-o", "ControlPersist=yes", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(known_hosts(&self.options))
+            // ssh counts whole seconds, and 0 would mean its default.
+            .arg("-o")
+            .arg(format!("ConnectTimeout={}", timeout.as_secs().max(1)))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-l")
+            .arg(&self.user);
         if let Some(key) = &self.identity_file {
-            builder.keyfile(key);
+            // The given key only, as openssh's builder does.
+            ssh.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(key);
         }
-        let session = tokio::time::timeout(timeout, builder.connect_mux(&self.host))
+        ssh.arg("-F")
+            .arg(&config)
+            .arg(&self.host)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // A connect that times out leaves no ssh behind to become a
+            // master later.
+            .kill_on_drop(true);
+        let connect_error = |message: String| ConnectionError::Connect {
+            target: self.display(),
+            message: format!("failed to connect to the remote host: {message}"),
+        };
+        let status = tokio::time::timeout(timeout, ssh.status())
             .await
             .map_err(|_| ConnectionError::Timeout {
                 action: format!("connect to {}", self.display()),
                 after: timeout,
             })?
-            .map_err(|e| ConnectionError::Connect {
-                target: self.display(),
-                message: error_chain(&e),
-            })?;
-        Ok(Master {
-            session: Arc::new(session),
+            .map_err(|e| connect_error(format!("start ssh: {e}")))?;
+        if !status.success() {
+            let message = match std::fs::read(&log) {
+                Ok(text) => log_message(&String::from_utf8_lossy(&text)),
+                Err(e) => format!("ssh failed ({status}) and its log is unreadable: {e}"),
+            };
+            return Err(connect_error(message));
+        }
+        let pid = master_pid(&ctl, &config, &self.host, timeout)
+            .await
+            .map_err(|message| connect_error(format!("find the ssh master's pid: {message}")))?;
+        let process = MasterProcess {
+            pid,
+            started: process_started(pid),
+        };
+        let session = Session::resume_mux(ctl.into_boxed_path(), Some(log.into_boxed_path()));
+        Ok(Master(Arc::new(MasterInner {
+            session,
+            process,
             config,
+            host: self.host.clone(),
             _dir: dir,
-        })
+        })))
     }
+}
+
+/// What ssh wrote to its log when the master failed, as openssh's builder
+/// reported it: trimmed, without a leading `ssh: ` and without the
+/// "Warning: Permanently added" line of a new host key.
+fn log_message(log: &str) -> String {
+    let mut text = log.trim();
+    text = text.strip_prefix("ssh: ").unwrap_or(text);
+    if text.starts_with("Warning: Permanently added ") {
+        text = text
+            .split_once('\n')
+            .map(|(_, rest)| rest.trim())
+            .unwrap_or("");
+    }
+    text.to_string()
+}
+
+/// The pid of the master listening on `ctl`: `ssh -O check` says "Master
+/// running (pid=N)". The error is a message for people.
+async fn master_pid(
+    ctl: &Path,
+    config: &Path,
+    host: &str,
+    timeout: Duration,
+) -> Result<u32, String> {
+    let mut check = super::async_command("ssh");
+    check
+        .arg("-S")
+        .arg(ctl)
+        .arg("-F")
+        .arg(config)
+        .args(["-O", "check"])
+        .arg(host)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, check.output())
+        .await
+        .map_err(|_| format!("ssh -O check gave no answer within {timeout:?}"))?
+        .map_err(|e| format!("start ssh: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    parse_master_pid(&text).ok_or_else(|| format!("ssh -O check said {:?}", text.trim()))
+}
+
+/// The pid in ssh's "Master running (pid=N)".
+fn parse_master_pid(text: &str) -> Option<u32> {
+    let (_, rest) = text.split_once("(pid=")?;
+    rest.split_once(')')?.0.parse().ok()
 }
 
 /// Refuse a host, user or container name that is empty, starts with `-`
@@ -274,8 +468,8 @@ fn check_identity_file(path: &Path) -> Result<(), ConnectionError> {
 pub(crate) fn rsync_shell(master: &Master) -> String {
     format!(
         "ssh -F {} -S {} -o ControlMaster=no -o BatchMode=yes",
-        rsync_quote(&master.config),
-        rsync_quote(master.session.control_socket())
+        rsync_quote(master.config()),
+        rsync_quote(master.control_socket())
     )
 }
 
@@ -400,10 +594,64 @@ mod tests {
     }
 
     #[test]
+    fn failed_master_logs_read_as_openssh_reported_them() {
+        assert_eq!(
+            log_message("ssh: connect to host h port 1: Connection refused\r\n"),
+            "connect to host h port 1: Connection refused"
+        );
+        assert_eq!(
+            log_message(
+                "Warning: Permanently added 'h' (ED25519) to the list of known hosts.\r\n\
+                 u@h: Permission denied (publickey).\r\n"
+            ),
+            "u@h: Permission denied (publickey)."
+        );
+    }
+
+    #[test]
+    fn master_pid_is_read_from_ssh_check() {
+        assert_eq!(
+            parse_master_pid("Master running (pid=4242)\r\n"),
+            Some(4242)
+        );
+        assert_eq!(
+            parse_master_pid("Control socket connect(x): No such file"),
+            None
+        );
+        assert_eq!(parse_master_pid("Master running (pid=x)"), None);
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_master() {
+        let me = std::process::id();
+        let started = process_started(me);
+        assert!(started.is_some(), "no /proc/{me}/stat start time");
+        assert!(MasterProcess { pid: me, started }.alive());
+        let other = started.map(|t| t + 1);
+        assert!(
+            !MasterProcess {
+                pid: me,
+                started: other
+            }
+            .alive()
+        );
+        assert!(
+            !MasterProcess {
+                pid: me,
+                started: None
+            }
+            .alive()
+        );
+    }
+
+    #[test]
     fn host_key_checking_follows_the_record() {
         let mut options = IndexMap::new();
-        assert!(matches!(known_hosts(&options), KnownHosts::Accept));
+        assert_eq!(known_hosts(&options), "StrictHostKeyChecking=no");
         options.insert("StrictHostKeyChecking".to_string(), "yes".to_string());
-        assert!(matches!(known_hosts(&options), KnownHosts::Strict));
+        assert_eq!(known_hosts(&options), "StrictHostKeyChecking=yes");
+        options.insert("stricthostkeychecking".to_string(), "ask".to_string());
+        options.shift_remove("StrictHostKeyChecking");
+        assert_eq!(known_hosts(&options), "StrictHostKeyChecking=accept-new");
     }
 }
