@@ -541,3 +541,185 @@ async fn ssh_connect_failures_keep_ssh_words() -> Result<()> {
     assert!(text.contains("Permission denied (publickey"), "{text}");
     Ok(())
 }
+
+/// The secret atex-exec is given in these tests' runs; no process a
+/// connection starts may carry it (issue 10 item 14).
+const TOKEN: &str = "marker-secret";
+
+/// An atex-exec run with `TESTING_FARM_API_TOKEN` set in its environment
+/// only (the test's own stays as it is); killed on drop if still running.
+struct TokenExec {
+    child: std::process::Child,
+}
+
+impl TokenExec {
+    /// Start atex-exec on `machine` (a Machine record as JSON) with the
+    /// Test `records` on stdin.
+    fn start(machine: &str, artifacts: &Path, records: &[serde_json::Value]) -> Result<TokenExec> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(atex_tests::bin_path("atex-exec")?)
+            .args(["--quiet", "--machine", machine, "--artifacts"])
+            .arg(artifacts)
+            .env("TESTING_FARM_API_TOKEN", TOKEN)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("start atex-exec")?;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        for record in records {
+            writeln!(stdin, "{record}")?;
+        }
+        drop(stdin);
+        Ok(TokenExec { child })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the end, at most 60 s: the exit code, the Result
+    /// records, stderr.
+    fn finish(mut self) -> Result<(Option<i32>, Vec<records::TestResult>, String)> {
+        let until = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            anyhow::ensure!(Instant::now() < until, "atex-exec did not end within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = String::new();
+        use std::io::Read as _;
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_end(&mut stdout)?;
+        }
+        if let Some(mut err) = self.child.stderr.take() {
+            err.read_to_string(&mut stderr)?;
+        }
+        let code = self.child.wait()?.code();
+        let results = atex_tests::parse_records(&stdout, "atex-exec stdout")?;
+        Ok((code, results, stderr))
+    }
+}
+
+impl Drop for TokenExec {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The environment of process `pid`, one `NAME=value` per entry.
+fn environ(pid: u32) -> Result<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ"))
+        .with_context(|| format!("read /proc/{pid}/environ"))?;
+    Ok(raw
+        .split(|b| *b == 0)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| String::from_utf8_lossy(entry).into_owned())
+        .collect())
+}
+
+/// Whether an environment carries the token, by name or by value.
+fn carries_token(env: &[String]) -> bool {
+    env.iter()
+        .any(|e| e.starts_with("TESTING_FARM_API_TOKEN=") || e.contains(TOKEN))
+}
+
+/// The ssh master atex-exec starts for a machine does not inherit
+/// `TESTING_FARM_API_TOKEN` from atex-exec, a test still runs over it,
+/// and it is gone when atex-exec ends (issue 10 item 14). The master
+/// daemonizes (`ssh -f`): this test process is made the subreaper, so the
+/// master becomes its child, and is found by that parentage (every new
+/// child of this process that is not atex-exec), by pid.
+#[test]
+fn ssh_master_does_not_inherit_the_token() -> Result<()> {
+    atex_tests::procs::adopt_orphans()?;
+    let pool = SshdPool::start(1)?;
+    let own = atex_tests::procs::own_processes()?;
+    let work = atex_tests::Fixture::new()?;
+    // The test's login (an unprivileged user) writes its markers here.
+    let shared = work.path().join("shared");
+    std::fs::create_dir(&shared)?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777))?;
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
+    }
+    // The test holds the connection open until this process looked at
+    // the master (60 s at most), then passes.
+    let script = "touch \"$SHARED/started\"; i=0; \
+                  while [ ! -e \"$SHARED/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+                  [ -e \"$SHARED/go\" ]";
+    let tree = atex_tests::Fixture::fmf_tree(&[("t/main.fmf", "summary: waits\n")])?;
+    let test = serde_json::json!({
+        "name": "/t", "root": tree.path(), "path": "t", "test": script,
+        "environment": {"SHARED": shared},
+    });
+    let machine = serde_json::to_string(&pool.machines().remove(0))?;
+    let exec = TokenExec::start(&machine, &work.path().join("artifacts"), &[test])?;
+    assert!(
+        carries_token(&environ(exec.pid())?),
+        "atex-exec itself must have the token for this test to mean anything"
+    );
+
+    let until = Instant::now() + Duration::from_secs(60);
+    while !shared.join("started").exists() {
+        anyhow::ensure!(Instant::now() < until, "the test did not start within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let own_pid = |line: &String| line.split(' ').next().and_then(|p| p.parse::<u32>().ok());
+    let own_pids: Vec<u32> = own.iter().filter_map(own_pid).collect();
+    let mut masters = Vec::new();
+    for line in atex_tests::procs::leftover_processes()? {
+        let Some(pid) = own_pid(&line) else { continue };
+        if pid == exec.pid() || own_pids.contains(&pid) {
+            continue;
+        }
+        let env = environ(pid)?;
+        masters.push((line, carries_token(&env)));
+    }
+    std::fs::write(shared.join("go"), "")?;
+    eprintln!("new children of the test while the test ran: {masters:#?}");
+    assert!(
+        masters.iter().any(|(line, _)| line.contains(" -M ")),
+        "no ssh master among the new children: {masters:#?}"
+    );
+    let leaking: Vec<_> = masters.iter().filter(|(_, leaks)| *leaks).collect();
+    assert!(
+        leaking.is_empty(),
+        "the token was inherited by {leaking:#?}"
+    );
+
+    let (code, results, stderr) = exec.finish()?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status.as_deref(), Some("pass"), "{results:?}");
+    atex_tests::procs::assert_no_leftover_processes(&own)
+}
+
+/// A test on a local connection gets an environment without
+/// `TESTING_FARM_API_TOKEN`, though atex-exec has it (issue 10 item 14).
+#[test]
+fn local_tests_do_not_inherit_the_token() -> Result<()> {
+    let work = atex_tests::Fixture::new()?;
+    let tree = atex_tests::Fixture::fmf_tree(&[("t/main.fmf", "summary: env\n")])?;
+    let test = serde_json::json!({
+        "name": "/t", "root": tree.path(), "path": "t", "test": "env",
+    });
+    let machine = r#"{"id":"local","provisioner":"local","connection":{"kind":"local"}}"#;
+    let exec = TokenExec::start(machine, &work.path().join("artifacts"), &[test])?;
+    let (code, results, stderr) = exec.finish()?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status.as_deref(), Some("pass"), "{results:?}");
+    let output = std::fs::read_to_string(results[0].artifacts.join("files/output.txt"))?;
+    let env: Vec<String> = output.lines().map(str::to_owned).collect();
+    assert!(
+        env.iter().any(|e| e.starts_with("PATH=")),
+        "env printed: {output}"
+    );
+    assert!(!carries_token(&env), "the token reached the test: {output}");
+    Ok(())
+}
