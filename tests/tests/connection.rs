@@ -180,26 +180,95 @@ async fn ssh_many_commands_share_one_master() -> Result<()> {
     Ok(())
 }
 
+/// The pid of the connection's ssh master, as `ssh -O check` says.
+fn master_pid(conn: &Connection) -> Result<u32> {
+    let socket = conn.control_socket().context("control socket")?;
+    let check = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "check", "atex"])
+        .output()?;
+    let text = String::from_utf8_lossy(&check.stderr).into_owned();
+    text.split("pid=")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no master pid in {text:?}"))
+}
+
+/// Wait up to 10 s for process `pid` to be gone (a master told to exit
+/// takes a moment); whether it went.
+async fn gone(pid: u32) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        // A zombie has exited: what is left is only its entry.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        let running = state
+            .as_deref()
+            .and_then(|stat| stat.rsplit_once(')'))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z");
+        if !running {
+            return true;
+        }
+        if Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The master is stopped on disconnect, and also when a connection is
+/// dropped without one; while a command still runs over it, disconnect
+/// leaves it to that command, and dropping the command stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_master_is_stopped_on_disconnect_and_on_drop() -> Result<()> {
+    let pool = SshdPool::start(1)?;
+
+    let mut conn = ssh_connection(&pool).await?;
+    let pid = master_pid(&conn)?;
+    conn.disconnect().await?;
+    assert!(gone(pid).await, "master {pid} runs after disconnect");
+
+    let conn = ssh_connection(&pool).await?;
+    let pid = master_pid(&conn)?;
+    let socket = conn.control_socket().context("socket")?.to_path_buf();
+    drop(conn);
+    assert!(gone(pid).await, "master {pid} runs after the drop");
+    assert!(!socket.exists(), "{} is left", socket.display());
+
+    let mut conn = ssh_connection(&pool).await?;
+    let pid = master_pid(&conn)?;
+    let err = std::fs::File::create("/dev/null")?;
+    let mut process = conn
+        .spawn(
+            &["sh", "-c", "echo started; read line; echo \"got $line\""],
+            Input::Piped,
+            err,
+        )
+        .await?;
+    conn.disconnect().await?;
+    let mut stdin = process.take_stdin().context("stdin")?;
+    stdin.write_all(b"more\n").await?;
+    drop(stdin);
+    let mut out = String::new();
+    process
+        .take_stdout()
+        .context("stdout")?
+        .read_to_string(&mut out)
+        .await?;
+    assert_eq!(out, "started\ngot more\n");
+    assert_eq!(process.wait().await?, Some(0));
+    drop(process);
+    assert!(gone(pid).await, "master {pid} runs after its last command");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_lost_master_is_a_typed_error_within_a_bound() -> Result<()> {
     let mut pool = SshdPool::start(1)?;
     let conn = ssh_connection(&pool).await?;
-    let socket = conn
-        .control_socket()
-        .context("control socket")?
-        .to_path_buf();
-    let check = std::process::Command::new("ssh")
-        .arg("-S")
-        .arg(&socket)
-        .args(["-O", "check", "atex"])
-        .output()?;
-    let text = String::from_utf8_lossy(&check.stderr).into_owned();
-    let pid: u32 = text
-        .split("pid=")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no master pid in {text:?}"))?;
+    let pid = master_pid(&conn)?;
     pool.servers_mut()[0].stop();
     std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])

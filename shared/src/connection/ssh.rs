@@ -145,18 +145,20 @@ fn known_hosts(options: &IndexMap<String, String>) -> &'static str {
 
 /// A live master connection and the files it needs. Clones share it
 /// (every running command holds one); when the last one goes, the master
-/// is stopped by its pid ([`MasterInner`]'s drop), and the directory with
+/// is stopped by its pid (`MasterInner`'s drop), and the directory with
 /// the config file and the control socket is removed.
 #[derive(Debug, Clone)]
 pub(crate) struct Master(Arc<MasterInner>);
 
 #[derive(Debug)]
-pub(crate) struct MasterInner {
+struct MasterInner {
     // Attached with `resume_mux`: it never stops the master itself.
     session: Session,
     process: MasterProcess,
     config: PathBuf,
     host: String,
+    // `user@host:port`, for messages.
+    target: String,
     // Holds the config file, the log and the control socket; removed on
     // drop, after the master was stopped.
     _dir: tempfile::TempDir,
@@ -211,23 +213,19 @@ impl Master {
         let Ok(inner) = Arc::try_unwrap(self.0) else {
             return Ok(());
         };
-        let mut exit = super::async_command("ssh");
-        exit.arg("-S")
-            .arg(inner.session.control_socket())
-            .arg("-F")
-            .arg(&inner.config)
-            .args(["-O", "exit"])
-            .arg(&inner.host)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
+        let mut exit = control_command(
+            inner.session.control_socket(),
+            &inner.config,
+            &inner.host,
+            "exit",
+        );
+        exit.stdout(Stdio::null()).stderr(Stdio::null());
         // A master that is already gone has nothing to close: ssh's
         // complaint about a missing socket is not an error of ours.
         match tokio::time::timeout(timeout, exit.status()).await {
             Ok(_) => Ok(()),
             Err(_) => Err(ConnectionError::Timeout {
-                action: format!("close the ssh master of {}", inner.host),
+                action: format!("close the ssh master of {}", inner.target),
                 after: timeout,
             }),
         }
@@ -239,11 +237,13 @@ impl Drop for MasterInner {
     fn drop(&mut self) {
         // After `ssh -O exit` the master is usually gone already; else (a
         // connection dropped without disconnect, a close that timed out)
-        // it is told to end here. `kill` rather than `ssh -O exit`, which
-        // could wait on a master that does not answer.
+        // it is told to end here. A signal rather than `ssh -O exit`,
+        // which could wait on a master that does not answer; sh's `kill`
+        // builtin, which every system has.
         if self.process.alive() {
-            let _ = super::child_command("kill")
-                .args(["-TERM", &self.process.pid.to_string()])
+            let _ = super::child_command("sh")
+                .args(["-c", "kill -TERM \"$1\"", "atex-kill"])
+                .arg(self.process.pid.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -349,7 +349,9 @@ impl Target {
             target: self.display(),
             message: format!("failed to connect to the remote host: {message}"),
         };
-        let status = tokio::time::timeout(timeout, ssh.status())
+        // One bound for starting the master and finding its pid.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let status = tokio::time::timeout_at(deadline, ssh.status())
             .await
             .map_err(|_| ConnectionError::Timeout {
                 action: format!("connect to {}", self.display()),
@@ -363,9 +365,19 @@ impl Target {
             };
             return Err(connect_error(message));
         }
-        let pid = master_pid(&ctl, &config, &self.host, timeout)
-            .await
-            .map_err(|message| connect_error(format!("find the ssh master's pid: {message}")))?;
+        let pid = match master_pid(&ctl, &config, &self.host, deadline).await {
+            Ok(pid) => pid,
+            Err(message) => {
+                // The master runs, but could not be stopped by its pid
+                // later: it is told to exit now.
+                let mut exit = control_command(&ctl, &config, &self.host, "exit");
+                exit.stdout(Stdio::null()).stderr(Stdio::null());
+                let _ = tokio::time::timeout(timeout, exit.status()).await;
+                return Err(connect_error(format!(
+                    "find the ssh master's pid: {message}"
+                )));
+            }
+        };
         let process = MasterProcess {
             pid,
             started: process_started(pid),
@@ -376,6 +388,7 @@ impl Target {
             process,
             config,
             host: self.host.clone(),
+            target: self.display(),
             _dir: dir,
         })))
     }
@@ -402,24 +415,39 @@ async fn master_pid(
     ctl: &Path,
     config: &Path,
     host: &str,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<u32, String> {
-    let mut check = super::async_command("ssh");
-    check
+    let out = tokio::time::timeout_at(
+        deadline,
+        control_command(ctl, config, host, "check").output(),
+    )
+    .await
+    .map_err(|_| "ssh -O check gave no answer in time".to_string())?
+    .map_err(|e| format!("start ssh: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    parse_master_pid(&text).ok_or_else(|| format!("ssh -O check said {:?}", text.trim()))
+}
+
+/// `ssh -S CTL -F CONFIG -O OPERATION HOST`: a request to the master
+/// through its control socket (`check`, `exit`); stdin from /dev/null,
+/// killed when dropped.
+fn control_command(
+    ctl: &Path,
+    config: &Path,
+    host: &str,
+    operation: &str,
+) -> tokio::process::Command {
+    let mut command = super::async_command("ssh");
+    command
         .arg("-S")
         .arg(ctl)
         .arg("-F")
         .arg(config)
-        .args(["-O", "check"])
+        .args(["-O", operation])
         .arg(host)
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(timeout, check.output())
-        .await
-        .map_err(|_| format!("ssh -O check gave no answer within {timeout:?}"))?
-        .map_err(|e| format!("start ssh: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    parse_master_pid(&text).ok_or_else(|| format!("ssh -O check said {:?}", text.trim()))
+    command
 }
 
 /// The pid in ssh's "Master running (pid=N)".
