@@ -15,7 +15,9 @@ use clap::Parser;
 use crate::artifacts;
 use crate::control::{self, Limits};
 use crate::reporter::{ResultView, Sink};
-use crate::session::{self, Interrupt, Progress, ResultSink, SessionConfig, Summary};
+use crate::session::{
+    Interrupt, OpenError, Progress, ResultSink, Session, SessionConfig, Summary, report_not_run,
+};
 
 /// Run test records on one machine and stream result records, storing artifacts.
 ///
@@ -175,8 +177,6 @@ pub struct Config {
     pub no_tests: NoTests,
     /// No progress lines on stderr.
     pub quiet: bool,
-    /// The caps on what a test's control stream announces.
-    pub limits: Limits,
 }
 
 impl Config {
@@ -200,15 +200,15 @@ impl Config {
                 machine,
                 platform,
                 artifacts: absolute(cli.artifacts),
+                limits: Limits {
+                    result_json: cli.max_result_json,
+                    file: cli.max_file_size,
+                    held_partial: cli.max_held_partial,
+                },
             },
             tests,
             no_tests: cli.no_tests,
             quiet: cli.quiet,
-            limits: Limits {
-                result_json: cli.max_result_json,
-                file: cli.max_file_size,
-                held_partial: cli.max_held_partial,
-            },
         })
     }
 }
@@ -431,6 +431,12 @@ struct Stdout<W: Write> {
     writer: jsonl::Writer<W>,
     /// No progress lines.
     quiet: bool,
+    /// The statuses of the results written, the interrupt.
+    summary: Summary,
+    /// The 1-based position of the test being run, for its started line.
+    index: usize,
+    /// How many tests were read.
+    total: usize,
 }
 
 impl<W: Write> Stdout<W> {
@@ -446,10 +452,12 @@ impl<W: Write> Stdout<W> {
 
 impl<W: Write> Sink for Stdout<W> {
     fn result(&mut self, result: TestResult) {
+        self.summary.count(result.status.as_deref());
         self.write(&result);
     }
 
     fn result_view(&mut self, result: ResultView<'_>) {
+        self.summary.count(result.status);
         match self.writer.write_with(|buf| result.write_json(buf)) {
             Ok(()) => {}
             Err(e) if e.is_broken_pipe() => {}
@@ -481,15 +489,16 @@ impl<W: Write> ResultSink for Stdout<W> {
         } else if self.quiet {
             return;
         }
-        eprintln!("{}", progress_line(&event));
+        eprintln!("{}", progress_line(&event, self.index, self.total));
     }
 }
 
 /// The stderr line of a progress event, e.g. `atex-exec: [3/10] /tests/foo
-/// started` or `atex-exec: /tests/foo: fail (1.2 s)`.
-pub fn progress_line(event: &Progress<'_>) -> String {
+/// started` (`index` of `total`, for [`Progress::Started`] only) or
+/// `atex-exec: /tests/foo: fail (1.2 s)`.
+pub fn progress_line(event: &Progress<'_>, index: usize, total: usize) -> String {
     match *event {
-        Progress::Started { index, total, test } => {
+        Progress::Started { test } => {
             format!("atex-exec: [{index}/{total}] {test} started")
         }
         Progress::Ended {
@@ -565,18 +574,17 @@ pub fn run(config: Config) -> u8 {
         // flushes after every chunk of the control stream it handled.
         writer: jsonl::Writer::batched(io::stdout()),
         quiet: config.quiet,
+        summary: Summary::default(),
+        index: 0,
+        total: config.tests.len(),
     };
-    Limits::set_process(config.limits);
-    let summary = runtime.block_on(async {
-        let interrupt: Interrupt<'_> =
-            Box::pin(async { atex_shared::cli::interrupted().await.name().to_owned() });
-        session::run(&config.session, config.tests, &mut out, interrupt).await
-    });
+    runtime.block_on(run_tests(config.session, config.tests, &mut out));
     // The interrupted test's record is out before the line that says so.
     out.flush();
+    let summary = &out.summary;
     match summary.interrupted.as_deref() {
         Some(signal) => {
-            eprintln!("{}", interrupted_line(signal, &summary));
+            eprintln!("{}", interrupted_line(signal, summary));
             if signal == "SIGTERM" {
                 exit::SIGTERM
             } else {
@@ -585,6 +593,117 @@ pub fn run(config: Config) -> u8 {
         }
         None => summary.exit_code(),
     }
+}
+
+/// Run `tests` on one [`Session`], one after the other: grouped by plan
+/// (name and tree root) in the order each plan first appears, in input
+/// order within a plan, each plan finished after its last test. Until done
+/// or SIGINT/SIGTERM; what happened goes to `out.summary`.
+async fn run_tests<W: Write>(config: SessionConfig, tests: Vec<Test>, out: &mut Stdout<W>) {
+    let total = tests.len();
+    let mut interrupt: Interrupt<'static> =
+        Box::pin(async { atex_shared::cli::interrupted().await.name().to_owned() });
+    let mut plans: indexmap::IndexMap<(&str, &Path), Vec<&Test>> = indexmap::IndexMap::new();
+    for test in &tests {
+        let key = (test.plan.name.as_str(), test.root.as_path());
+        plans.entry(key).or_default().push(test);
+    }
+    let unreachable = |note: &str| {
+        format!(
+            "machine '{}' is unreachable ({})",
+            config.machine.id,
+            note.lines().next().unwrap_or_default()
+        )
+    };
+    let mut session = match Session::open(config.clone(), &mut interrupt).await {
+        Ok(session) => session,
+        Err(OpenError::Interrupted(message)) => {
+            out.summary.interrupted = Some(message);
+            out.summary.not_run = total;
+            return;
+        }
+        Err(e) => {
+            // Every test is reported infra without running.
+            let note = e.to_string();
+            out.progress(Progress::NotRun {
+                tests: total,
+                why: &unreachable(&note),
+            });
+            for test in plans.values().flatten() {
+                if out.is_closed() {
+                    break;
+                }
+                report_not_run(&config, test, 0, &note, out);
+            }
+            return;
+        }
+    };
+    // Tests reported so far (run or not), and whether the machine's loss
+    // was told.
+    let mut done = 0;
+    let mut lost_told = false;
+    'plans: for tests in plans.values() {
+        // The plan's setup failed: its tests are reported with that note
+        // (the loss of the machine, if it follows, is told for the next
+        // plans).
+        let mut plan_failed = false;
+        for &test in tests {
+            if out.is_closed() {
+                break 'plans;
+            }
+            if let Some(lost) = session.lost()
+                && !plan_failed
+                && !std::mem::replace(&mut lost_told, true)
+            {
+                let why = unreachable(lost);
+                out.progress(Progress::NotRun {
+                    tests: total - done,
+                    why: &why,
+                });
+            }
+            out.index = done + 1;
+            let outcome = session.run_test(test, 0, out, &mut interrupt).await;
+            if let Some(why) = &outcome.prepare_failed {
+                plan_failed = true;
+                out.progress(Progress::NotRun {
+                    tests: tests.len(),
+                    why,
+                });
+            }
+            if outcome.ended {
+                out.progress(Progress::Ended {
+                    test: &test.name,
+                    status: outcome.status.as_deref(),
+                    note: outcome.note.as_deref(),
+                    duration: outcome.duration,
+                    results: outcome.results,
+                    not_passed: outcome.not_passed,
+                });
+            }
+            if let Some(message) = outcome.interrupted {
+                out.summary.interrupted = Some(message);
+                if outcome.stopped {
+                    out.summary.stopped = Some(test.name.clone());
+                }
+                out.summary.not_run = total - done - usize::from(outcome.reported);
+                break 'plans;
+            }
+            done += 1;
+        }
+        if let Some(&last) = tests.last()
+            && let Err(message) = session.finish_plan(last, out, &mut interrupt).await
+        {
+            out.summary.interrupted = Some(message);
+            out.summary.not_run = total - done;
+            break;
+        }
+    }
+    let closed = session.close(out, &mut interrupt).await;
+    if let Some(message) = closed.interrupted {
+        out.summary.interrupted = Some(message);
+        out.summary.not_run = total - done;
+    }
+    out.summary.cleaned_up = closed.cleaned_up;
 }
 
 /// The process entry point.
@@ -697,21 +816,21 @@ mod tests {
 
     #[test]
     fn progress_lines() {
-        let line = progress_line(&Progress::Started {
-            index: 3,
-            total: 10,
-            test: "/tests/foo",
-        });
+        let line = progress_line(&Progress::Started { test: "/tests/foo" }, 3, 10);
         assert_eq!(line, "atex-exec: [3/10] /tests/foo started");
         let ended = |status, results, not_passed| {
-            progress_line(&Progress::Ended {
-                test: "/t",
-                status,
-                note: Some("TestAbortedError(test duration timeout reached)\nmore"),
-                duration: std::time::Duration::from_millis(1234),
-                results,
-                not_passed,
-            })
+            progress_line(
+                &Progress::Ended {
+                    test: "/t",
+                    status,
+                    note: Some("TestAbortedError(test duration timeout reached)\nmore"),
+                    duration: std::time::Duration::from_millis(1234),
+                    results,
+                    not_passed,
+                },
+                0,
+                0,
+            )
         };
         assert_eq!(ended(Some("pass"), 1, 0), "atex-exec: /t: pass (1.2 s)");
         assert_eq!(

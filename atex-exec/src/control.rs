@@ -86,23 +86,6 @@ impl Default for Limits {
     }
 }
 
-/// The process's caps, set once by the command line.
-static PROCESS_LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
-
-impl Limits {
-    /// The caps the command line set ([`Limits::set_process`]), else the
-    /// defaults: what test runs use unless given their own.
-    pub fn process() -> Limits {
-        PROCESS_LIMITS.get().copied().unwrap_or_default()
-    }
-
-    /// Set the process's caps ([`Limits::process`]); only the first call
-    /// counts (the command line makes it before any test runs).
-    pub fn set_process(limits: Limits) {
-        let _ = PROCESS_LIMITS.set(limits);
-    }
-}
-
 /// How many bytes of offending input an error message quotes at most.
 pub const QUOTE_LIMIT: usize = 1024;
 

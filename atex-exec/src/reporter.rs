@@ -442,7 +442,7 @@ impl<S: Sink> Reporter<S> {
             start: Instant::now(),
             partial: IndexMap::new(),
             held: 0,
-            max_held: Limits::process().held_partial,
+            max_held: Limits::default().held_partial,
             nameless_result_seen: false,
             linked: HashSet::new(),
             exit_code: None,
@@ -489,7 +489,7 @@ impl<S: Sink> Reporter<S> {
     }
 
     /// Hold at most `bytes` of partial results (in memory, estimated)
-    /// instead of the process's cap ([`Limits::process`]).
+    /// instead of the default cap ([`Limits::held_partial`]).
     #[must_use]
     pub fn with_held_limit(mut self, bytes: usize) -> Self {
         self.max_held = bytes;

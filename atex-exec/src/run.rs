@@ -314,13 +314,13 @@ impl<S: Sink> TestRun<S> {
         Self {
             reporter,
             deadline,
-            limits: Limits::process(),
+            limits: Limits::default(),
             env_written: false,
         }
     }
 
-    /// Decode the control stream with these caps instead of the process's
-    /// ([`Limits::process`]).
+    /// Decode the control stream with these caps instead of the defaults
+    /// ([`Limits::default`]).
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

@@ -1,17 +1,23 @@
-//! Running a stream of Test records on one machine: connect, lay the
-//! machine out once per plan and tree, run the plan's prepare phases before
-//! its first test and its finish phases after its last, run every test with
-//! the per-test loop ([`crate::run`]) and hand each result to a
-//! [`ResultSink`] as soon as it is reported.
+//! One machine's session, driven one test at a time: [`Session::open`]
+//! connects, [`Session::run_test`] runs one test (laying the machine out
+//! and running the plan's prepare phases the first time a plan is seen),
+//! [`Session::finish_plan`] and [`Session::close`] run the finish phases of
+//! the plans prepared here and remove their work directories. Results go to
+//! a [`ResultSink`] as soon as they are reported; each test's own summary
+//! comes back as a [`TestOutcome`]. The `atex-exec` command is a loop over
+//! this session (see [`crate::cli`]); an orchestrator holds one per
+//! machine (a session is [`Send`]).
 //!
-//! Tests are grouped by plan (name and tree root), in the order each plan
-//! first appears; within a plan they run in input order.
+//! Each plan (name and tree root) gets its own work directory on the
+//! machine, made and uploaded before its first test.
 //!
 //! Failures that are not the test's own become `infra` results of the test
-//! they hit: a setup failure, a failed prepare (every test of that plan), a
-//! lost connection. After an `infra` result the machine is asked whether it
-//! still answers (and reconnected once if not); when it does not, every
-//! remaining test is reported `infra` without running.
+//! they hit: a setup failure, a failed prepare (that test, and every later
+//! test of that plan without running), a lost connection. After an `infra`
+//! result the machine is asked whether it still answers (and reconnected
+//! once if not); when it does not, the session is lost
+//! ([`Session::lost`]) and every later test is reported `infra` without
+//! running.
 //!
 //! Reboots ([`RunEnd::NeedsReconnect`]: the test sent `disconnect` and its
 //! wrapper then exited non-zero) are handled by [`crate::reboot`]: the
@@ -24,24 +30,57 @@
 //! `RebootError(...)` note.
 //!
 //! A failed finish phase or cleanup has no test to be reported on; it is
-//! a warning on stderr.
+//! a warning to the sink.
 //!
-//! For people watching, the session also tells its [`ResultSink`] what it
-//! is doing ([`Progress`]): a test starts, a test ended (the status of its
-//! own last result), the machine is lost. These come once per test, never
-//! per result, so they cost nothing next to a test's million results.
+//! Interrupts: every step takes the caller's [`Interrupt`]. When it ends,
+//! the running test (or its setup) is killed and reported `infra` with the
+//! note `Interrupted(<message>)`, the step returns saying so, and
+//! [`Session::close`] then removes the work directories without running
+//! finish phases. Each step on the machine after an interrupt is bounded by
+//! [`CLEANUP_LIMIT`]; after one that times out (a frozen machine) the rest
+//! are skipped with a warning, and a second SIGINT or SIGTERM skips them at
+//! once.
+//!
+//! ```no_run
+//! use atex_exec::session::{Interrupt, Session, SessionConfig};
+//! use atex_shared::records::{Connection, Machine, Test, TestResult};
+//!
+//! # async fn demo(tests: Vec<Test>) -> Result<(), Box<dyn std::error::Error>> {
+//! let machine = Machine {
+//!     id: "local".into(),
+//!     provisioner: "local".into(),
+//!     connection: Connection::Local,
+//!     platform: String::new(),
+//!     release: serde_json::Value::Null,
+//! };
+//! let config = SessionConfig::new(machine, "local", "/tmp/artifacts");
+//! // Never fires here; a caller would end it on a signal or a cancel.
+//! let mut interrupt: Interrupt<'static> = Box::pin(std::future::pending());
+//! let mut results: Vec<TestResult> = Vec::new();
+//! let mut session = Session::open(config, &mut interrupt).await?;
+//! for test in &tests {
+//!     let outcome = session.run_test(test, 0, &mut results, &mut interrupt).await;
+//!     if !outcome.reusable() {
+//!         // An orchestrator would destroy this machine and use another.
+//!         break;
+//!     }
+//! }
+//! session.close(&mut results, &mut interrupt).await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime};
 
-use atex_shared::connection::Connection;
-use atex_shared::records::{Machine, Test, TestResult};
+use atex_shared::connection::{Connection, ConnectionError};
+use atex_shared::records::{Machine, Plan, Test, TestResult};
 use indexmap::IndexMap;
 
 use crate::artifacts::Artifacts;
-use crate::control::Deadline;
+use crate::control::{Deadline, Limits};
 use crate::launch::ConnectionLauncher;
 use crate::reboot::{self, BootIdentity};
 use crate::remote::{self, RemoteLayout};
@@ -50,7 +89,8 @@ use crate::run::{self, Counters, RunEnd, TestRun};
 use crate::wrapper::WrapperFlags;
 
 /// Where results go: a [`Sink`] that can also say the reader went away
-/// (then no further test is started) and hear about the run's progress.
+/// (then the caller starts no further test) and hear about the session's
+/// progress.
 pub trait ResultSink: Sink {
     /// Whether results can still be delivered.
     fn is_closed(&self) -> bool {
@@ -65,15 +105,15 @@ pub trait ResultSink: Sink {
 }
 
 /// What a session is doing, for people (see [`ResultSink::progress`]).
+/// The session sends [`Progress::Started`]; the others are made by its
+/// caller from [`TestOutcome`]s and [`Session::lost`] (atex-exec prints
+/// them all).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Progress<'a> {
-    /// A test starts: the `index`-th (from 1) of the `total` tests read.
+    /// A test starts on the machine (its plan is prepared): sent by
+    /// [`Session::run_test`] right before the test's setup.
     Started {
-        /// 1-based position in the run.
-        index: usize,
-        /// How many tests the session has.
-        total: usize,
         /// The test's name.
         test: &'a str,
     },
@@ -172,11 +212,14 @@ impl WindDown {
     }
 }
 
-/// A future that ends when the run must stop (a signal); its output is
-/// the note's message, e.g. `SIGINT`.
-pub type Interrupt<'a> = Pin<Box<dyn Future<Output = String> + 'a>>;
+/// A future that ends when the session must stop (a signal, a cancel);
+/// its output is the note's message, e.g. `SIGINT`. The caller keeps one
+/// for the whole session and passes it to every step: once it has ended,
+/// the session does not poll it again.
+pub type Interrupt<'a> = Pin<Box<dyn Future<Output = String> + Send + 'a>>;
 
-/// What a session did, for the exit code.
+/// What a run did, for the exit code (the command line keeps it; a
+/// session reports per test in [`TestOutcome`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Results seen with status `pass`, `info` or `skip`.
@@ -231,16 +274,15 @@ fn passes(status: Option<&str>) -> bool {
     matches!(status, Some("pass" | "info" | "skip"))
 }
 
-/// A sink counting statuses before passing results on.
+/// A sink keeping one test's [`Tally`] before passing results on.
 struct Counting<'a, S> {
     inner: &'a mut S,
-    summary: &'a mut Summary,
-    /// The running test's results so far, for [`Progress::Ended`].
     tally: Tally,
 }
 
-/// One test's results as far as people are told (buffers reused from test
-/// to test: a test may report a million nameless results).
+/// One test's results as far as its [`TestOutcome`] tells (a test may
+/// report a million nameless results: only counts and its own last status
+/// are kept).
 #[derive(Debug, Default)]
 struct Tally {
     results: usize,
@@ -275,34 +317,17 @@ fn set(slot: &mut Option<String>, value: Option<&str>) {
     }
 }
 
-impl<S: ResultSink> Counting<'_, S> {
-    /// Tell the sink that `test` (started at `start`) ended, and reset the
-    /// tally.
-    fn ended(&mut self, test: &str, start: Instant) {
-        let tally = std::mem::take(&mut self.tally);
-        let (status, note) = tally.own.unwrap_or_default();
-        self.inner.progress(Progress::Ended {
-            test,
-            status: status.as_deref(),
-            note: note.as_deref(),
-            duration: start.elapsed(),
-            results: tally.results,
-            not_passed: tally.not_passed,
-        });
-    }
-}
-
 impl<S: ResultSink> Sink for Counting<'_, S> {
     fn result(&mut self, result: TestResult) {
-        let status = result.status.as_deref();
-        self.summary.count(status);
-        self.tally
-            .count(result.name.as_deref(), status, result.note.as_deref());
+        self.tally.count(
+            result.name.as_deref(),
+            result.status.as_deref(),
+            result.note.as_deref(),
+        );
         self.inner.result(result);
     }
 
     fn result_view(&mut self, result: ResultView<'_>) {
-        self.summary.count(result.status);
         self.tally.count(result.name, result.status, result.note);
         self.inner.result_view(result);
     }
@@ -318,6 +343,7 @@ impl<S: ResultSink> Sink for Counting<'_, S> {
 
 /// What one session runs with.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// The machine.
     pub machine: Machine,
@@ -325,185 +351,169 @@ pub struct SessionConfig {
     pub platform: String,
     /// The artifacts root: each test's files go to `<root>/<test name>/`.
     pub artifacts: PathBuf,
+    /// The caps on what a test's control stream announces.
+    pub limits: Limits,
 }
 
-/// Run `tests` on the machine of `config`, results to `sink`, until done
-/// or `interrupt` ends: then the running test (or its setup) is killed and
-/// reported `infra` with the note `Interrupted(<message>)`, no further test
-/// starts, the plan's work directory is removed (also when the interrupt
-/// came while it was being laid out) and the [`Summary`] says what was
-/// stopped and how many tests did not run. Each of these steps on the
-/// machine is bounded by [`CLEANUP_LIMIT`]; after one that times out (a
-/// frozen machine) the rest are skipped with a warning, and a second
-/// SIGINT or SIGTERM skips them at once. No test: nothing is connected.
-pub async fn run(
-    config: &SessionConfig,
-    tests: Vec<Test>,
-    sink: &mut impl ResultSink,
-    mut interrupt: Interrupt<'_>,
-) -> Summary {
-    let mut summary = Summary::default();
-    if tests.is_empty() {
-        // Nothing to run: the machine is not even connected.
-        return summary;
-    }
-    let total = tests.len();
-    let mut out = Counting {
-        inner: sink,
-        summary: &mut summary,
-        tally: Tally::default(),
-    };
-    let mut session = Session {
-        config,
-        conn: Connection::new(&config.machine.connection),
-        lost: None,
-        boot: None,
-        wind: None,
-    };
-    let connected = tokio::select! {
-        r = session.conn.connect() => r,
-        message = &mut interrupt => {
-            out.summary.interrupted = Some(message);
-            out.summary.not_run = total;
-            return summary;
-        }
-    };
-    if let Err(e) = connected {
-        session.lost = Some(format!("failed to {e}"));
-    }
-    let mut plans: IndexMap<(String, PathBuf), Vec<Test>> = IndexMap::new();
-    for test in tests {
-        let key = (test.plan.name.clone(), test.root.clone());
-        plans.entry(key).or_default().push(test);
-    }
-    // Tests reported so far (run or not), and whether the machine's loss
-    // was told.
-    let mut done = 0;
-    let mut lost_told = false;
-    'plans: for ((_, root), tests) in plans {
-        let layout = match session
-            .lay_out(&root, &tests, &mut out, &mut interrupt)
-            .await
-        {
-            Step::Done(Some(layout)) => layout,
-            Step::Done(None) => {
-                done += tests.len();
-                continue;
-            }
-            Step::Interrupted => {
-                // lay_out removed what it had made.
-                out.summary.not_run = total - done;
-                break;
-            }
-        };
-        for test in &tests {
-            if out.inner.is_closed() {
-                break;
-            }
-            let Some(layout) = &layout else {
-                // The machine is lost: report without running.
-                let note = session.lost.clone().unwrap_or_default();
-                if !std::mem::replace(&mut lost_told, true) {
-                    let why = format!(
-                        "machine '{}' is unreachable ({})",
-                        config.machine.id,
-                        note.lines().next().unwrap_or_default()
-                    );
-                    out.inner.progress(Progress::NotRun {
-                        tests: total - done,
-                        why: &why,
-                    });
-                }
-                session.report_setup_failure(test, &note, &mut out);
-                out.flush();
-                done += 1;
-                continue;
-            };
-            let start = Instant::now();
-            out.tally = Tally::default();
-            out.inner.progress(Progress::Started {
-                index: done + 1,
-                total,
-                test: &test.name,
-            });
-            let step = session
-                .run_one(layout, test, &mut out, &mut interrupt)
-                .await;
-            let infra = matches!(step, Step::Done(true));
-            if let Step::Done(_) = step {
-                out.ended(&test.name, start);
-            }
-            // A Ctrl-C in a terminal also reaches the ssh or podman client
-            // of the test, which may end the run (as infra) just before the
-            // interrupt is seen: it is looked at once more, so the run
-            // stops here, before the next test, either way.
-            let (mut interrupted, mut stopped) = match step {
-                Step::Interrupted => (true, true),
-                Step::Done(infra) => (fired(&mut interrupt, out.summary).await, infra),
-            };
-            // After an infra end the machine is checked (a reconnect to a
-            // frozen machine may take its whole timeout): an interrupt
-            // stops that too.
-            if !interrupted && infra {
-                interrupted = session
-                    .check_machine(&mut interrupt, out.summary)
-                    .await
-                    .is_none();
-                // The test had ended before.
-                stopped = false;
-            }
-            if interrupted {
-                if stopped {
-                    out.summary.stopped = Some(test.name.clone());
-                }
-                out.summary.not_run = total - done - 1;
-                // No finish phases after an interrupt, but the work
-                // directory goes.
-                session.remove_work_dir(layout, &mut out).await;
-                break 'plans;
-            }
-            done += 1;
-        }
-        if let (Some(layout), None) = (&layout, &session.lost) {
-            let finished = session
-                .finish_plan(layout, &tests, &mut out, &mut interrupt)
-                .await;
-            if let Step::Interrupted = finished {
-                out.summary.not_run = total - done;
-                session.remove_work_dir(layout, &mut out).await;
-                break 'plans;
-            }
+impl SessionConfig {
+    /// A configuration with the default [`Limits`].
+    pub fn new(
+        machine: Machine,
+        platform: impl Into<String>,
+        artifacts: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            machine,
+            platform: platform.into(),
+            artifacts: artifacts.into(),
+            limits: Limits::default(),
         }
     }
-    if let (Some(boot), None) = (session.boot.take(), &session.lost) {
-        match session.wind.as_mut() {
-            Some(wind) => {
-                let _ = wind.step(boot.forget(&session.conn)).await;
-            }
-            None => boot.forget(&session.conn).await,
-        }
+
+    /// The same with these caps.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
-    if session.wind.is_some() {
-        // The master is local and answers even for a frozen machine; it
-        // is bounded all the same.
-        let _ = tokio::time::timeout(CLEANUP_LIMIT, session.conn.disconnect()).await;
-    } else {
-        let _ = session.conn.disconnect().await;
-    }
-    summary
 }
 
-/// Whether the interrupt came already (its message then goes into
-/// `summary`), without waiting for it. Not called again once it did: a
-/// finished future must not be polled.
-async fn fired(interrupt: &mut Interrupt<'_>, summary: &mut Summary) -> bool {
+/// Why [`Session::open`] gave no session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The machine cannot be connected to.
+    #[error("failed to {0}")]
+    Connect(#[source] ConnectionError),
+    /// The interrupt came while connecting (its message).
+    #[error("interrupted ({0})")]
+    Interrupted(String),
+}
+
+/// How one [`Session::run_test`] went: the test's own last status, and
+/// what the caller should do with the machine and the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TestOutcome {
+    /// The test got its records (`false` only when the interrupt came
+    /// before it started, or came before).
+    pub reported: bool,
+    /// It was started on the machine (`false`: reported `infra` without
+    /// running, as when its plan's prepare failed before or the machine
+    /// is lost).
+    pub started: bool,
+    /// It ran to its end, or failed on its own (`false`: not started, or
+    /// killed by the interrupt).
+    pub ended: bool,
+    /// It was running when the interrupt came: it was stopped and
+    /// reported `infra` (with an `Interrupted(...)` note, unless it ended
+    /// `infra` on its own just before, as when a Ctrl-C reached its ssh).
+    pub stopped: bool,
+    /// It ended `infra` (it could not run to its end): the machine may be
+    /// broken.
+    pub infra: bool,
+    /// The status of its own last result (`None`: that result had none,
+    /// or it gave none).
+    pub status: Option<String>,
+    /// The note of that result.
+    pub note: Option<String>,
+    /// The exit code the test's script ended with, when it ended.
+    pub exit_code: Option<i32>,
+    /// From start to end, setup included.
+    pub duration: Duration,
+    /// How many results it gave (its own and its subresults').
+    pub results: usize,
+    /// How many of them are not `pass`, `info` or `skip`.
+    pub not_passed: usize,
+    /// Its plan's prepare ran in this call and failed: why (`plan 'NAME'
+    /// could not be set up (...)`). The session's later tests of that plan
+    /// are reported `infra` without running.
+    pub prepare_failed: Option<String>,
+    /// The interrupt came (its message): the caller starts no further
+    /// test and calls [`Session::close`].
+    pub interrupted: Option<String>,
+    /// Why the machine does not answer any more (a reconnect failed too):
+    /// later tests are reported `infra` without running.
+    pub lost: Option<String>,
+}
+
+impl TestOutcome {
+    /// Whether the machine may run another test: the test did not end
+    /// `infra`, its plan was set up, the machine answers and no interrupt
+    /// came. An orchestrator destroys a machine that is not.
+    pub fn reusable(&self) -> bool {
+        !self.infra
+            && self.prepare_failed.is_none()
+            && self.lost.is_none()
+            && self.interrupted.is_none()
+    }
+}
+
+/// What [`Session::close`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Closed {
+    /// The interrupt came during the finish phases (its message); the work
+    /// directories were then removed without the rest of them.
+    pub interrupted: Option<String>,
+    /// After an interrupt (then or before): every work directory made
+    /// here was removed.
+    pub cleaned_up: bool,
+}
+
+/// A plan as the session knows it: `(name, tree root)`.
+type PlanKey = (String, PathBuf);
+
+/// One plan on this machine.
+enum PlanState {
+    /// Laid out and prepared: its finish phases run before the session
+    /// ends. (Boxed: plans are few, and the failed ones small.)
+    Ready {
+        layout: RemoteLayout,
+        plan: Box<Plan>,
+    },
+    /// Its setup failed (the note its tests are reported with).
+    Failed(String),
+}
+
+/// One machine's session (see the [module docs](self)).
+pub struct Session {
+    config: SessionConfig,
+    conn: Connection,
+    /// The plans seen here, in the order they were.
+    plans: IndexMap<PlanKey, PlanState>,
+    /// Why the machine is considered gone, once it is.
+    lost: Option<String>,
+    /// The boot identity recorded before the last launch.
+    boot: Option<BootIdentity>,
+    /// The steps after an interrupt, once one came.
+    wind: Option<WindDown>,
+    /// The interrupt's message, once it came (the interrupt is not polled
+    /// again).
+    interrupted: Option<String>,
+    /// After an interrupt: `Some(true)` when work directories were removed
+    /// and none failed to be, `Some(false)` when one stayed.
+    cleaned: Option<bool>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("machine", &self.config.machine.id)
+            .field("plans", &self.plans.len())
+            .field("lost", &self.lost)
+            .field("interrupted", &self.interrupted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the interrupt came already (its message is returned), without
+/// waiting for it.
+async fn fired(interrupt: &mut Interrupt<'_>) -> Option<String> {
     tokio::select! {
         biased;
-        message = interrupt => {
-            summary.interrupted = Some(message);
-            true
-        }
-        () = std::future::ready(()) => false,
+        message = interrupt => Some(message),
+        () = std::future::ready(()) => None,
     }
 }
 
@@ -512,34 +522,289 @@ enum Step<T> {
     Interrupted,
 }
 
-struct Session<'c> {
-    config: &'c SessionConfig,
-    conn: Connection,
-    /// Why the machine is considered gone, once it is.
-    lost: Option<String>,
-    /// The boot identity recorded before the last launch.
-    boot: Option<BootIdentity>,
-    /// The steps after an interrupt, once one came.
-    wind: Option<WindDown>,
+/// How [`Session::run_one`] ended (`Step::Done`).
+struct Ended {
+    infra: bool,
+    exit_code: Option<i32>,
 }
 
-impl Session<'_> {
-    /// Lay the machine out for one plan and run its prepare phases; when
-    /// that fails, every test of the plan is reported `infra`
-    /// (`Done(None)`). `Done(Some(None))`: the machine is lost.
-    async fn lay_out<S: ResultSink>(
-        &mut self,
-        root: &Path,
-        tests: &[Test],
-        out: &mut Counting<'_, S>,
+impl Ended {
+    const INFRA: Ended = Ended {
+        infra: true,
+        exit_code: None,
+    };
+}
+
+impl Session {
+    /// Connect to the machine of `config`. Nothing is laid out yet: each
+    /// plan's work directory is made before its first test.
+    pub async fn open(
+        config: SessionConfig,
         interrupt: &mut Interrupt<'_>,
-    ) -> Step<Option<Option<RemoteLayout>>> {
-        if self.lost.is_some() {
-            return Step::Done(Some(None));
-        }
-        let Some(first) = tests.first() else {
-            return Step::Done(None);
+    ) -> Result<Session, OpenError> {
+        let mut conn = Connection::new(&config.machine.connection);
+        let connected = tokio::select! {
+            r = conn.connect() => r,
+            message = interrupt => return Err(OpenError::Interrupted(message)),
         };
+        if let Err(e) = connected {
+            let _ = conn.disconnect().await;
+            return Err(OpenError::Connect(e));
+        }
+        Ok(Session {
+            config,
+            conn,
+            plans: IndexMap::new(),
+            lost: None,
+            boot: None,
+            wind: None,
+            interrupted: None,
+            cleaned: None,
+        })
+    }
+
+    /// The configuration the session runs with.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Why the machine is lost (it did not answer after an `infra` end and
+    /// a reconnect failed), once it is.
+    pub fn lost(&self) -> Option<&str> {
+        self.lost.as_deref()
+    }
+
+    /// Run `test` (its `attempt`-th run, 0 for the first) and report its
+    /// results to `sink`. The first time its plan is seen here, the
+    /// plan's work directory is made, its tree uploaded and its prepare
+    /// phases run first; when that fails, the test is reported `infra`
+    /// (as every later test of the plan will be, without running). A lost
+    /// machine reports the test `infra` without running.
+    ///
+    /// When `interrupt` ends, the test (or the plan's setup) is stopped and
+    /// reported `infra`, and the outcome says so: call [`Session::close`]
+    /// then (it removes the work directories). After an interrupt, no test
+    /// runs: the outcome only repeats it.
+    pub async fn run_test<S: ResultSink>(
+        &mut self,
+        test: &Test,
+        attempt: u32,
+        sink: &mut S,
+        interrupt: &mut Interrupt<'_>,
+    ) -> TestOutcome {
+        let mut outcome = TestOutcome {
+            interrupted: self.interrupted.clone(),
+            ..TestOutcome::default()
+        };
+        if self.interrupted.is_some() {
+            return outcome;
+        }
+        let mut out = Counting {
+            inner: sink,
+            tally: Tally::default(),
+        };
+        let start = Instant::now();
+        let key = (test.plan.name.clone(), test.root.clone());
+        let failed = match self.plans.get(&key) {
+            Some(PlanState::Failed(note)) => Some(note.clone()),
+            Some(PlanState::Ready { .. }) => None,
+            None => self.lost.clone(),
+        };
+        if let Some(note) = failed {
+            report_not_run(&self.config, test, attempt, &note, &mut out);
+            outcome.reported = true;
+            outcome.infra = true;
+            outcome.lost.clone_from(&self.lost);
+            return Self::finish_outcome(outcome, out.tally, start.elapsed());
+        }
+        if !self.plans.contains_key(&key) {
+            match self.prepare(&key, test, &mut out, interrupt).await {
+                Step::Done(Ok(())) => {}
+                Step::Done(Err(note)) => {
+                    outcome.prepare_failed = Some(format!(
+                        "plan '{}' could not be set up ({})",
+                        test.plan.name,
+                        note.lines().next().unwrap_or_default()
+                    ));
+                    report_not_run(&self.config, test, attempt, &note, &mut out);
+                    self.plans.insert(key, PlanState::Failed(note));
+                    outcome.reported = true;
+                    outcome.infra = true;
+                    if self.check_machine(interrupt).await.is_none() {
+                        outcome.interrupted.clone_from(&self.interrupted);
+                    }
+                    outcome.lost.clone_from(&self.lost);
+                    return Self::finish_outcome(outcome, out.tally, start.elapsed());
+                }
+                Step::Interrupted => {
+                    outcome.interrupted.clone_from(&self.interrupted);
+                    return outcome;
+                }
+            }
+        }
+        let Some(PlanState::Ready { layout, .. }) = self.plans.get(&key) else {
+            return outcome;
+        };
+        let layout = layout.clone();
+        out.inner.progress(Progress::Started { test: &test.name });
+        let start = Instant::now();
+        let duration;
+        outcome.started = true;
+        outcome.reported = true;
+        match self
+            .run_one(&layout, test, attempt, &mut out, interrupt)
+            .await
+        {
+            Step::Done(ended) => {
+                duration = start.elapsed();
+                outcome.ended = true;
+                outcome.infra = ended.infra;
+                outcome.exit_code = ended.exit_code;
+                // A Ctrl-C in a terminal also reaches the ssh or podman
+                // client of the test, which may end the run (as infra)
+                // just before the interrupt is seen: it is looked at once
+                // more, so the caller stops here either way.
+                if let Some(message) = fired(interrupt).await {
+                    outcome.stopped = ended.infra;
+                    self.interrupt_came(message);
+                } else if ended.infra {
+                    // The machine is checked (a reconnect to a frozen
+                    // machine may take its whole timeout): an interrupt
+                    // stops that too.
+                    let _ = self.check_machine(interrupt).await;
+                }
+            }
+            Step::Interrupted => {
+                duration = start.elapsed();
+                outcome.stopped = true;
+            }
+        }
+        outcome.interrupted.clone_from(&self.interrupted);
+        outcome.lost.clone_from(&self.lost);
+        Self::finish_outcome(outcome, out.tally, duration)
+    }
+
+    /// Fill `outcome` from the test's tally.
+    fn finish_outcome(mut outcome: TestOutcome, tally: Tally, duration: Duration) -> TestOutcome {
+        outcome.duration = duration;
+        outcome.results = tally.results;
+        outcome.not_passed = tally.not_passed;
+        if let Some((status, note)) = tally.own {
+            outcome.status = status;
+            outcome.note = note;
+        }
+        outcome
+    }
+
+    /// Note the interrupt's message; the steps after it are bounded.
+    fn interrupt_came(&mut self, message: String) {
+        self.interrupted = Some(message);
+    }
+
+    /// Run the finish phases of the plan of `test` (when it was prepared
+    /// here) and remove its work directory; a later test of the plan lays
+    /// it out anew. Failures are warnings to `sink`. `Err` with the
+    /// interrupt's message when it came meanwhile: the work directory is
+    /// then removed by [`Session::close`].
+    pub async fn finish_plan<S: ResultSink>(
+        &mut self,
+        test: &Test,
+        sink: &mut S,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Result<(), String> {
+        let key = (test.plan.name.clone(), test.root.clone());
+        self.finish_key(&key, sink, interrupt).await
+    }
+
+    /// [`Session::finish_plan`] of the plan `key`.
+    async fn finish_key(
+        &mut self,
+        key: &PlanKey,
+        sink: &mut impl Sink,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Result<(), String> {
+        if let Some(message) = &self.interrupted {
+            return Err(message.clone());
+        }
+        let Some(PlanState::Ready { layout, plan }) = self.plans.get(key) else {
+            self.plans.shift_remove(key);
+            return Ok(());
+        };
+        if self.lost.is_none() {
+            let finished = tokio::select! {
+                r = layout.run_finish(&self.conn, plan) => r,
+                message = &mut *interrupt => {
+                    self.interrupt_came(message.clone());
+                    return Err(message);
+                }
+            };
+            if let Err(e) = finished {
+                sink.warning(format!("plan {}: failed to {e}", plan.name));
+            }
+            if let Err(e) = layout.cleanup(&self.conn).await {
+                sink.warning(format!("failed to {e}"));
+            }
+        }
+        self.plans.shift_remove(key);
+        Ok(())
+    }
+
+    /// End the session: the finish phases of every plan prepared here (in
+    /// the order they were prepared) and the removal of their work
+    /// directories, then the connection is closed. After an interrupt
+    /// (before or during this), no finish phase runs: the work directories
+    /// are removed, each step bounded by [`CLEANUP_LIMIT`].
+    pub async fn close<S: ResultSink>(
+        mut self,
+        sink: &mut S,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Closed {
+        let mut closed = Closed::default();
+        while self.interrupted.is_none() {
+            let Some(key) = self.plans.keys().next().cloned() else {
+                break;
+            };
+            if let Err(message) = self.finish_key(&key, sink, interrupt).await {
+                closed.interrupted = Some(message);
+            }
+        }
+        if self.interrupted.is_some() {
+            let plans = std::mem::take(&mut self.plans);
+            for state in plans.into_values() {
+                if let PlanState::Ready { layout, .. } = state {
+                    self.remove_work_dir(&layout, sink).await;
+                }
+            }
+            closed.cleaned_up = self.cleaned == Some(true);
+        }
+        if let (Some(boot), None) = (self.boot.take(), &self.lost) {
+            match self.wind.as_mut() {
+                Some(wind) => {
+                    let _ = wind.step(boot.forget(&self.conn)).await;
+                }
+                None => boot.forget(&self.conn).await,
+            }
+        }
+        if self.wind.is_some() {
+            // The master is local and answers even for a frozen machine;
+            // it is bounded all the same.
+            let _ = tokio::time::timeout(CLEANUP_LIMIT, self.conn.disconnect()).await;
+        } else {
+            let _ = self.conn.disconnect().await;
+        }
+        closed
+    }
+
+    /// Lay the machine out for the plan of `test` and run its prepare
+    /// phases; `Done(Err(note))` when that fails (nothing is left behind).
+    /// An interrupt removes what was made.
+    async fn prepare(
+        &mut self,
+        key: &PlanKey,
+        test: &Test,
+        out: &mut impl Sink,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Step<Result<(), String>> {
         // The work dir is made first, on its own: once the script that
         // makes it runs, its path must come back, or an interrupt would
         // leave it behind unnamed.
@@ -556,12 +821,13 @@ impl Session<'_> {
         let created = match created {
             Ok(created) => created,
             Err((message, made)) => {
-                out.summary.interrupted = Some(message);
+                self.interrupt_came(message);
                 match made {
                     Some(Ok(layout)) => self.remove_work_dir(&layout, out).await,
                     // Nothing was made.
                     Some(Err(_)) => {}
                     None => {
+                        self.cleaned = Some(false);
                         let why = self.wind.as_ref().map_or("", |w| w.skipped());
                         out.warning(format!(
                             "the work directory being made was not removed: {why}"
@@ -571,11 +837,12 @@ impl Session<'_> {
                 return Step::Interrupted;
             }
         };
-        let prepare = async {
+        let root = &test.root;
+        let prepared = async {
             let layout = created?;
             let ready = async {
                 layout.upload_tree(&self.conn, root).await?;
-                layout.run_prepare(&self.conn, &first.plan).await
+                layout.run_prepare(&self.conn, &test.plan).await
             };
             let ready = tokio::select! {
                 r = ready => r,
@@ -587,94 +854,54 @@ impl Session<'_> {
             }
             Ok::<_, remote::RemoteError>(Ok(layout))
         };
-        let prepared = match prepare.await {
-            Ok(Ok(layout)) => Ok(layout),
+        match prepared.await {
+            Ok(Ok(layout)) => {
+                self.plans.insert(
+                    key.clone(),
+                    PlanState::Ready {
+                        layout,
+                        plan: Box::new(test.plan.clone()),
+                    },
+                );
+                Step::Done(Ok(()))
+            }
             Ok(Err((layout, message))) => {
                 // Interrupted while uploading or in a prepare phase.
-                out.summary.interrupted = Some(message);
+                self.interrupt_came(message);
                 self.remove_work_dir(&layout, out).await;
-                return Step::Interrupted;
+                Step::Interrupted
             }
-            Err(e) => Err(e),
-        };
-        match prepared {
-            Ok(layout) => Step::Done(Some(Some(layout))),
-            Err(e) => {
-                let note = format!("failed to {e}");
-                let why = format!(
-                    "plan '{}' could not be set up ({})",
-                    first.plan.name,
-                    note.lines().next().unwrap_or_default()
-                );
-                out.inner.progress(Progress::NotRun {
-                    tests: tests.len(),
-                    why: &why,
-                });
-                for test in tests {
-                    self.report_setup_failure(test, &note, out);
-                }
-                match self.check_machine(interrupt, out.summary).await {
-                    Some(()) => Step::Done(None),
-                    None => Step::Interrupted,
-                }
-            }
+            Err(e) => Step::Done(Err(format!("failed to {e}"))),
         }
-    }
-
-    /// Run the plan's finish phases and remove the work dir; an interrupt
-    /// stops the phases (the caller then removes the work dir).
-    async fn finish_plan<S: ResultSink>(
-        &self,
-        layout: &RemoteLayout,
-        tests: &[Test],
-        out: &mut Counting<'_, S>,
-        interrupt: &mut Interrupt<'_>,
-    ) -> Step<()> {
-        if let Some(first) = tests.first() {
-            let finished = tokio::select! {
-                r = layout.run_finish(&self.conn, &first.plan) => r,
-                message = interrupt => {
-                    out.summary.interrupted = Some(message);
-                    return Step::Interrupted;
-                }
-            };
-            if let Err(e) = finished {
-                out.warning(format!("plan {}: failed to {e}", first.plan.name));
-            }
-        }
-        if let Err(e) = layout.cleanup(&self.conn).await {
-            out.warning(format!("failed to {e}"));
-        }
-        Step::Done(())
     }
 
     /// After an interrupt: remove the work dir (see [`CLEANUP_LIMIT`]),
     /// or say why it stays.
-    async fn remove_work_dir<S: ResultSink>(
-        &mut self,
-        layout: &RemoteLayout,
-        out: &mut Counting<'_, S>,
-    ) {
+    async fn remove_work_dir(&mut self, layout: &RemoteLayout, out: &mut impl Sink) {
         let wind = self.wind.get_or_insert_with(WindDown::start);
         match wind.step(layout.cleanup(&self.conn)).await {
-            Some(Ok(())) => out.summary.cleaned_up = true,
-            Some(Err(e)) => out.warning(format!("failed to {e}")),
-            None => out.warning(format!(
-                "the work directory {} was not removed: {}",
-                layout.work_dir(),
-                wind.skipped()
-            )),
+            Some(Ok(())) => {
+                self.cleaned.get_or_insert(true);
+            }
+            Some(Err(e)) => {
+                self.cleaned = Some(false);
+                out.warning(format!("failed to {e}"));
+            }
+            None => {
+                self.cleaned = Some(false);
+                out.warning(format!(
+                    "the work directory {} was not removed: {}",
+                    layout.work_dir(),
+                    wind.skipped()
+                ));
+            }
         }
     }
 
     /// After an `infra` result: is the machine still there? One reconnect
     /// is tried; when that fails too, the machine is lost. `None`: the
-    /// interrupt came meanwhile (its message is in `summary`).
-    async fn check_machine(
-        &mut self,
-        interrupt: &mut Interrupt<'_>,
-        summary: &mut Summary,
-    ) -> Option<()> {
+    /// interrupt came meanwhile.
+    async fn check_machine(&mut self, interrupt: &mut Interrupt<'_>) -> Option<()> {
         // An infra end may mean the machine rebooted on its own: the boot
         // identity is recorded anew before the next test, and the old
         // marker removed while the machine answers.
@@ -690,36 +917,26 @@ impl Session<'_> {
                 self.lost = Some(format!("failed to {e}"));
             }
         };
-        tokio::select! {
-            () = check => Some(()),
-            message = interrupt => {
-                summary.interrupted = Some(message);
-                None
-            }
-        }
+        let message = tokio::select! {
+            () = check => return Some(()),
+            message = interrupt => message,
+        };
+        self.interrupt_came(message);
+        None
     }
 
-    fn context(&self, test: &Test) -> ResultContext {
-        ResultContext {
-            test: test.name.clone(),
-            platform: self.config.platform.clone(),
-            machine: self.config.machine.id.clone(),
-            started: rfc3339(SystemTime::now()),
-            attempt: 0,
-        }
-    }
-
-    /// Run one test, across its reboots; `Done(true)` when it ended
-    /// `infra`. An interrupt kills it and reports it `infra`.
+    /// Run one test, across its reboots. An interrupt kills it and reports
+    /// it `infra`.
     async fn run_one<S: ResultSink>(
         &mut self,
         layout: &RemoteLayout,
         test: &Test,
+        attempt: u32,
         out: &mut Counting<'_, S>,
         interrupt: &mut Interrupt<'_>,
-    ) -> Step<bool> {
+    ) -> Step<Ended> {
         let start = Instant::now();
-        let context = self.context(test);
+        let context = context(&self.config, test, attempt);
         let artifacts = match Artifacts::for_test(&self.config.artifacts, &test.name) {
             Ok(artifacts) => artifacts,
             Err(e) => {
@@ -729,10 +946,13 @@ impl Session<'_> {
                     format!("OSError(failed to {e})"),
                 ));
                 out.flush();
-                return Step::Done(true);
+                return Step::Done(Ended::INFRA);
             }
         };
-        let reporter = Reporter::new(artifacts, context, &mut *out).started_at(start);
+        let limits = self.config.limits;
+        let reporter = Reporter::new(artifacts, context, &mut *out)
+            .started_at(start)
+            .with_held_limit(limits.held_partial);
         // The setup may install packages for minutes: an interrupt stops it
         // too, and the test is reported like one stopped while running.
         let boot = &mut self.boot;
@@ -758,13 +978,13 @@ impl Session<'_> {
             Ok(Ok(files)) => files,
             Ok(Err(e)) => {
                 reporter.setup_failed(&format!("failed to {e}"));
-                return Step::Done(true);
+                return Step::Done(Ended::INFRA);
             }
             Err(message) => {
                 drop(reporter);
                 let failure = Failure::new("Interrupted", message.clone());
-                self.report_interrupted(test, &failure, start, out);
-                out.summary.interrupted = Some(message);
+                self.report_interrupted(test, attempt, &failure, start, out);
+                self.interrupt_came(message);
                 return Step::Interrupted;
             }
         };
@@ -780,7 +1000,8 @@ impl Session<'_> {
             },
         };
         let duration = Duration::from_secs(test.duration);
-        let mut test_run = TestRun::with_deadline(reporter, Deadline::new(start, duration));
+        let mut test_run =
+            TestRun::with_deadline(reporter, Deadline::new(start, duration)).with_limits(limits);
         if self.boot.is_some() {
             // The loop below uses this same boot identity for the first
             // launch, so the setup wrote exactly its environment.
@@ -819,14 +1040,19 @@ impl Session<'_> {
                         )),
                     }
                     let failure = Failure::new("Interrupted", message.clone());
-                    self.report_interrupted(test, &failure, start, out);
-                    out.summary.interrupted = Some(message);
+                    self.report_interrupted(test, attempt, &failure, start, out);
+                    self.interrupt_came(message);
                     return Step::Interrupted;
                 }
             };
             drop(launcher);
             let paused = match end {
-                RunEnd::Finished(finished) => return Step::Done(finished.is_infra()),
+                RunEnd::Finished(finished) => {
+                    return Step::Done(Ended {
+                        infra: finished.is_infra(),
+                        exit_code: finished.exit_code(),
+                    });
+                }
                 RunEnd::NeedsReconnect(paused) => paused,
             };
             let boot = match boot {
@@ -834,7 +1060,7 @@ impl Session<'_> {
                 Err(e) => {
                     let message = format!("cannot tell a reboot without a boot identity: {e}");
                     paused.abort(Failure::new("RebootError", message));
-                    return Step::Done(true);
+                    return Step::Done(Ended::INFRA);
                 }
             };
             // The duration clock keeps running while the machine reboots.
@@ -844,39 +1070,19 @@ impl Session<'_> {
                 waited = reboot::wait_for_reboot(&mut self.conn, &boot, layout.work_dir(), until) => waited,
                 message = &mut *interrupt => {
                     paused.abort(Failure::new("Interrupted", message.clone()));
-                    out.summary.interrupted = Some(message);
+                    self.interrupt_came(message);
                     return Step::Interrupted;
                 }
             };
             if let Err(e) = waited {
                 paused.abort(Failure::new("RebootError", e.to_string()));
-                return Step::Done(true);
+                return Step::Done(Ended::INFRA);
             }
             counters.reboot += 1;
             counters.restart += 1;
             // The old marker went with the old boot: record the new boot.
             self.boot = None;
             test_run = *paused;
-        }
-    }
-
-    /// Report `test` as one `infra` result with a `TestSetupError` note.
-    fn report_setup_failure<S: ResultSink>(
-        &self,
-        test: &Test,
-        note: &str,
-        out: &mut Counting<'_, S>,
-    ) {
-        let context = self.context(test);
-        match Artifacts::for_test(&self.config.artifacts, &test.name) {
-            Ok(artifacts) => {
-                Reporter::new(artifacts, context, &mut *out).setup_failed(note);
-            }
-            Err(e) => {
-                let note = format!("TestSetupError({note}; and failed to {e})");
-                out.result(bare_result(test, &context, note));
-                out.flush();
-            }
         }
     }
 
@@ -888,25 +1094,23 @@ impl Session<'_> {
     fn report_interrupted<S: ResultSink>(
         &self,
         test: &Test,
+        attempt: u32,
         failure: &Failure,
         start: Instant,
         out: &mut Counting<'_, S>,
     ) {
-        let context = self.context(test);
+        let context = context(&self.config, test, attempt);
         let mut result = bare_result(test, &context, failure.note());
         result.duration = start.elapsed().as_secs_f64();
         match Artifacts::for_test(&self.config.artifacts, &test.name) {
             Ok(artifacts) => {
                 result.artifacts = artifacts.dir().to_path_buf();
-                let testout = artifacts.testout_path();
-                let linked = artifacts.dir().join("files").join(DEFAULT_TESTOUT);
-                let kept = linked.exists()
-                    || (testout.exists()
-                        && std::fs::create_dir_all(artifacts.dir().join("files"))
-                            .and_then(|()| std::fs::rename(&testout, &linked))
-                            .is_ok());
-                if kept {
-                    result.files.push(DEFAULT_TESTOUT.to_owned());
+                // Through the directory's handle, never a path: a link
+                // planted meanwhile is not followed.
+                match artifacts.keep_testout(DEFAULT_TESTOUT) {
+                    Ok(true) => result.files.push(DEFAULT_TESTOUT.to_owned()),
+                    Ok(false) => {}
+                    Err(e) => out.warning(format!("failed to {e}")),
                 }
                 if let Err(e) = artifacts.remove_testout() {
                     out.warning(format!("failed to {e}"));
@@ -918,6 +1122,41 @@ impl Session<'_> {
         }
         out.result(result);
         out.flush();
+    }
+}
+
+/// Report `test` (its `attempt`-th run) to `sink` as one `infra` result
+/// with a `TestSetupError(note)` note, without running it: what a test of
+/// a plan whose setup failed, or of a lost machine, gets. Its artifacts
+/// directory is made (and keeps the note), as for a test that ran.
+pub fn report_not_run(
+    config: &SessionConfig,
+    test: &Test,
+    attempt: u32,
+    note: &str,
+    sink: &mut impl Sink,
+) {
+    let context = context(config, test, attempt);
+    match Artifacts::for_test(&config.artifacts, &test.name) {
+        Ok(artifacts) => {
+            Reporter::new(artifacts, context, &mut *sink).setup_failed(note);
+        }
+        Err(e) => {
+            let note = format!("TestSetupError({note}; and failed to {e})");
+            sink.result(bare_result(test, &context, note));
+        }
+    }
+    sink.flush();
+}
+
+/// The fields results of `test` share.
+fn context(config: &SessionConfig, test: &Test, attempt: u32) -> ResultContext {
+    ResultContext {
+        test: test.name.clone(),
+        platform: config.platform.clone(),
+        machine: config.machine.id.clone(),
+        started: rfc3339(SystemTime::now()),
+        attempt,
     }
 }
 
@@ -935,7 +1174,7 @@ fn bare_result(test: &Test, context: &ResultContext, note: String) -> TestResult
         exit_code: None,
         started: context.started.clone(),
         duration: 0.0,
-        attempt: 0,
+        attempt: context.attempt,
         extra: IndexMap::new(),
     }
 }
