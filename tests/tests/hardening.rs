@@ -136,3 +136,26 @@ fn an_unterminated_record_line_is_located_at_its_end() -> Result<()> {
     );
     Ok(())
 }
+
+/// A 64 KB file of nested sequences (`- - - ... x`) overflowed
+/// atex-discover's stack (found by the fmf_yaml fuzz target): nesting has
+/// a cap, and deeper is exit 2 with file:line:col.
+#[test]
+fn deep_yaml_nesting_is_bad_input_not_a_crash() -> Result<()> {
+    let text = format!("a:\n{}x\n", "- ".repeat(32_000));
+    let tree = Fixture::fmf_tree(&[("main.fmf", &text)])?;
+    let root = tree.path();
+    let out = limited(
+        &bin_path("atex-discover")?,
+        &["ls", root.to_str().context("path")?],
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(2)
+            && stderr.contains(&format!("{}:2:", root.join("main.fmf").display()))
+            && stderr.contains("nested deeper"),
+        "exit {:?}\n{stderr}",
+        out.status.code()
+    );
+    Ok(())
+}

@@ -92,6 +92,7 @@ pub(super) fn load(text: &str) -> Result<Value, Fail> {
             }
             Event::SequenceStart(anchor, tag) => {
                 loader.written += 1;
+                check_depth(loader.stack.len(), mark)?;
                 let kind = sequence_kind(tag.as_deref(), mark)?;
                 loader.stack.push(Frame {
                     kind,
@@ -104,6 +105,7 @@ pub(super) fn load(text: &str) -> Result<Value, Fail> {
             }
             Event::MappingStart(anchor, tag) => {
                 loader.written += 1;
+                check_depth(loader.stack.len(), mark)?;
                 let kind = mapping_kind(tag.as_deref(), mark)?;
                 loader.stack.push(Frame {
                     kind,
@@ -211,6 +213,24 @@ pub(super) struct Loader {
     written: usize,
     /// Nodes copied by aliases so far, checked against [`alias_budget`].
     copied: usize,
+}
+
+/// The deepest nesting of collections a file may have. Values are built,
+/// merged, adjusted and dropped by recursion on threads with 2 MiB stacks;
+/// 64 KB of `- - - ...` overflowed them. Python fmf gives up far earlier
+/// (its recursion limit is 1,000 frames, several per level), and real
+/// metadata nests a handful of levels.
+const MAX_DEPTH: usize = 256;
+
+/// Refuse a collection opened inside `open` others beyond [`MAX_DEPTH`].
+fn check_depth(open: usize, mark: Marker) -> Result<(), Fail> {
+    if open >= MAX_DEPTH {
+        return Err(Fail::at(
+            mark,
+            format!("collections nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    Ok(())
 }
 
 /// How many nodes aliases may copy in all, for a file of `written` nodes:
@@ -621,6 +641,18 @@ mod tests {
         assert_eq!(k("'true'"), s("true"));
         assert_eq!(k("\"~\""), s("~"));
         assert_eq!(k("http://example.com/x#y"), s("http://example.com/x#y"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_its_position() {
+        let deep = format!("a:\n{}x\n", "- ".repeat(32_000));
+        let fail = load(&deep).expect_err("too deep");
+        assert!(fail.problem.contains("nested deeper"), "{}", fail.problem);
+        assert_eq!(fail.mark.line(), 2);
+        let flow = format!("a: {}{}\n", "[".repeat(300), "]".repeat(300));
+        assert!(load(&flow).is_err());
+        let ok = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert!(load(&ok).is_ok());
     }
 
     #[test]
