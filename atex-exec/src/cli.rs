@@ -643,28 +643,26 @@ async fn run_tests<W: Write>(config: SessionConfig, tests: Vec<Test>, out: &mut 
     let mut done = 0;
     let mut lost_told = false;
     'plans: for tests in plans.values() {
-        // The plan's setup failed: its tests are reported with that note
-        // (the loss of the machine, if it follows, is told for the next
-        // plans).
-        let mut plan_failed = false;
+        // A plan that starts on a lost machine is not set up: its tests
+        // and the later plans' are reported without running (the tests of
+        // a plan set up before are still tried).
+        if let Some(lost) = session.lost()
+            && !out.is_closed()
+            && !std::mem::replace(&mut lost_told, true)
+        {
+            let why = unreachable(lost);
+            out.progress(Progress::NotRun {
+                tests: total - done,
+                why: &why,
+            });
+        }
         for &test in tests {
             if out.is_closed() {
                 break 'plans;
             }
-            if let Some(lost) = session.lost()
-                && !plan_failed
-                && !std::mem::replace(&mut lost_told, true)
-            {
-                let why = unreachable(lost);
-                out.progress(Progress::NotRun {
-                    tests: total - done,
-                    why: &why,
-                });
-            }
             out.index = done + 1;
             let outcome = session.run_test(test, 0, out, &mut interrupt).await;
             if let Some(why) = &outcome.prepare_failed {
-                plan_failed = true;
                 out.progress(Progress::NotRun {
                     tests: tests.len(),
                     why,

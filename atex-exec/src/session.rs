@@ -16,8 +16,8 @@
 //! test of that plan without running), a lost connection. After an `infra`
 //! result the machine is asked whether it still answers (and reconnected
 //! once if not); when it does not, the session is lost
-//! ([`Session::lost`]) and every later test is reported `infra` without
-//! running.
+//! ([`Session::lost`]): the tests of plans not set up yet are reported
+//! `infra` without running. A caller should then close the session.
 //!
 //! Reboots ([`RunEnd::NeedsReconnect`]: the test sent `disconnect` and its
 //! wrapper then exited non-zero) are handled by [`crate::reboot`]: the
@@ -578,8 +578,10 @@ impl Session {
     /// results to `sink`. The first time its plan is seen here, the
     /// plan's work directory is made, its tree uploaded and its prepare
     /// phases run first; when that fails, the test is reported `infra`
-    /// (as every later test of the plan will be, without running). A lost
-    /// machine reports the test `infra` without running.
+    /// (as every later test of the plan will be, without running). On a
+    /// lost machine ([`Session::lost`]), a test whose plan is not set up
+    /// yet is reported `infra` without running; one of a plan set up before
+    /// is still tried (it ends `infra` unless the machine answers again).
     ///
     /// When `interrupt` ends, the test (or the plan's setup) is stopped and
     /// reported `infra`, and the outcome says so: call [`Session::close`]
