@@ -1,42 +1,221 @@
-//! atex-orchestrate: the command-line interface; the tool itself is not built yet, so
-//! every use but `--help` and `--version` is refused (exit 2).
+//! atex-orchestrate: run Test records on a pool of provisioned machines,
+//! handing the next test to whichever machine is free ([`run`]), with
+//! machines from `--provision SPEC`s ([`spec`]) and the default policy in
+//! [`queue`]. The command line is here.
 #![warn(missing_docs)]
 
-use std::ffi::OsString;
+pub mod queue;
+pub mod run;
+pub mod spec;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use atex_shared::cli::NoTests;
+use atex_shared::exit;
+use atex_shared::jsonl;
 use clap::Parser;
+
+use crate::run::{Output, RunConfig};
+use crate::spec::{DEFAULT_SPEC, Spec};
 
 /// Run test records on a pool of provisioned machines, handing the next test to whichever machine is free.
 ///
-/// Read Test records (line-JSON) on stdin, provision a pool of machines from
-/// provisioner specs, give the next test (longest expected first) to whichever
-/// machine is free, rerun failures, and aggregate the results, all in one
-/// process.
+/// Read Test records (line-JSON) on stdin, provision machines from each
+/// --provision SPEC (an atex-provision command line without the program
+/// name; at most its --max, or number of hosts, at once), and give the next
+/// test (higher extra-priority first, then longest duration first) to
+/// whichever machine is free. A test that ends infra destroys its machine
+/// (a replacement is asked for while tests remain). Result records stream
+/// on stdout; one line per event on stderr.
+///
+/// Exit codes: 0 all passed, 1 some test failed, 2 bad input or SPEC
+/// (nothing provisioned), 3 infrastructure error (a test ended infra, or
+/// tests could not run), 4 no test records on stdin (see --no-tests),
+/// 130/143 interrupted by SIGINT/SIGTERM.
 ///
 /// Example:
 ///     atex-discover tests --plan /plans/ci -c distro=fedora-41 \
-///       | atex-orchestrate --provision 'podman image=localhost/sut max=8' \
-///                          --reruns 1 --output results/
+///       | atex-orchestrate --provision 'podman --image localhost/sut --max 4' \
+///                          --reruns 1
 #[derive(Debug, Parser)]
 #[command(name = "atex-orchestrate", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// Arguments of the future interface (not implemented yet).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<OsString>,
+    /// Where machines come from: an atex-provision command line without
+    /// the program name, e.g. 'podman --rootfs /:O --max 4' or
+    /// 'ssh root@host1 root@host2'; `local --max N` runs N tests at once
+    /// on this machine. Repeatable [default: local].
+    #[arg(long, value_name = "SPEC")]
+    pub provision: Vec<String>,
+    /// Where test files are stored: one directory per machine (numbered
+    /// in the order they became ready), holding one per test. It must be
+    /// empty or missing.
+    #[arg(long, value_name = "DIR", default_value = "atex-artifacts")]
+    pub artifacts: PathBuf,
+    /// How many more times a test that ends fail, error or infra runs, on
+    /// a machine it has not run on yet.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reruns: u32,
+    /// How many machine setups may fail (each is replaced) before the run
+    /// stops with exit 3.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_failed_setups: usize,
+    /// What zero Test records on stdin is: `fail` (exit 4), `warn` (exit 0
+    /// with a warning) or `pass` (exit 0).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHAT",
+        default_value_t,
+        hide_possible_values = true
+    )]
+    pub no_tests: NoTests,
 }
 
-/// The process entry point: until the tool exists, `--help` and `--version`
-/// work and every other use exits [`atex_shared::exit::INVALID`] with nothing
-/// on stdout.
+/// Results on stdout, events on stderr.
+struct Terminal {
+    writer: jsonl::Writer<io::Stdout>,
+}
+
+impl Output for Terminal {
+    fn result(&mut self, line: &[u8]) {
+        let written = self.writer.write_with(|buf| {
+            buf.extend_from_slice(line);
+            Ok(())
+        });
+        match written.and_then(|()| self.writer.flush()) {
+            Ok(()) => {}
+            // Quietly: the reader went away; no further test starts.
+            Err(e) if e.is_broken_pipe() => {}
+            Err(e) => eprintln!("atex-orchestrate: warning: failed to write a result: {e}"),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.writer.is_closed()
+    }
+
+    fn event(&mut self, line: &str) {
+        eprintln!("atex-orchestrate: {line}");
+    }
+}
+
+/// A bad option or input: `atex-orchestrate: error: ...`, exit 2.
+fn invalid(message: impl std::fmt::Display) -> u8 {
+    eprintln!("atex-orchestrate: error: {message}");
+    exit::INVALID
+}
+
+/// Run a parsed command line, reading tests from `input`; returns the
+/// exit code.
+pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
+    let texts = if cli.provision.is_empty() {
+        vec![DEFAULT_SPEC.to_owned()]
+    } else {
+        cli.provision.clone()
+    };
+    let mut specs = Vec::new();
+    for text in &texts {
+        match Spec::parse(text) {
+            Ok(spec) => specs.push(spec),
+            Err(e) => return invalid(e),
+        }
+    }
+    // atex-exec's own checks of the artifacts directory and of every Test
+    // record (names, paths, duplicates), with its locations in messages.
+    let exec = atex_exec::Cli::try_parse_from([
+        "atex-exec".as_ref(),
+        "--machine".as_ref(),
+        "local".as_ref(),
+        "--artifacts".as_ref(),
+        cli.artifacts.as_os_str(),
+    ]);
+    let exec = match exec {
+        Ok(exec) => exec,
+        Err(e) => return invalid(e.to_string().trim()),
+    };
+    let config = match atex_exec::cli::Config::new(exec, input) {
+        Ok(config) => config,
+        Err(e) => return invalid(e),
+    };
+    if config.tests.is_empty() {
+        // Nothing is provisioned for an empty input.
+        let what = "no test records on stdin (did atex-discover select no test?)";
+        return cli.no_tests.report("atex-orchestrate", what);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("atex-orchestrate: error: failed to start the async runtime: {e}");
+            return exit::INFRA;
+        }
+    };
+    runtime.block_on(async {
+        for spec in &specs {
+            match spec.check().await {
+                Ok(()) => {}
+                Err(atex_provision::ProvisionError::Invalid(message)) => {
+                    return invalid(format!("--provision {:?}: {message}", spec.text));
+                }
+                Err(e) => {
+                    eprintln!("atex-orchestrate: error: --provision {:?}: {e}", spec.text);
+                    return exit::INFRA;
+                }
+            }
+        }
+        let run_config = RunConfig {
+            specs,
+            artifacts: config.session.artifacts.clone(),
+            reruns: cli.reruns,
+            max_failed_setups: cli.max_failed_setups,
+        };
+        let mut out = Terminal {
+            writer: jsonl::Writer::new(io::stdout()),
+        };
+        let totals = run::run(run_config, config.tests, &mut out).await;
+        let _ = io::stderr().flush();
+        let mut line = format!(
+            "atex-orchestrate: {} passed, {} failed, {} infra",
+            totals.passed, totals.failed, totals.infra
+        );
+        if totals.flaky > 0 {
+            line.push_str(&format!(", {} flaky", totals.flaky));
+        }
+        if totals.not_run > 0 {
+            line.push_str(&format!(", {} not run", totals.not_run));
+        }
+        if let Some(why) = &totals.broken {
+            line.push_str(&format!(" (stopped: {why})"));
+        }
+        eprintln!("{line}");
+        totals.exit_code()
+    })
+}
+
+/// The process entry point.
 pub fn main() -> ExitCode {
-    atex_shared::placeholder::main::<Cli>("atex-orchestrate")
+    let cli: Cli = match atex_shared::cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
+    ExitCode::from(run(cli, io::stdin().lock()))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn help_version_and_refusal() {
-        atex_shared::placeholder::assert_placeholder::<super::Cli>("atex-orchestrate");
+    fn help_has_the_options() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for option in ["--provision", "--artifacts", "--reruns", "--no-tests"] {
+            assert!(help.contains(option), "{option} missing from --help");
+        }
     }
 }

@@ -1,0 +1,187 @@
+//! The real `atex-orchestrate` binary on `local` machines: tests spread
+//! over a pool and run at once, every test reported once, reruns on
+//! another machine, the queue order, empty input and bad specs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (STYLE.md)
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+/// Run the binary in `dir` with `args`, `input` on stdin.
+fn orchestrate(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atex-orchestrate"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn atex-orchestrate");
+    // A bad spec exits before reading stdin: a broken pipe is expected.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+/// One Test record line.
+fn test(root: &Path, name: &str, script: &str, extra: Value) -> String {
+    let mut record = json!({
+        "name": name, "root": root, "path": "", "test": script, "duration": 60,
+    });
+    if let (Value::Object(record), Value::Object(extra)) = (&mut record, extra) {
+        record.extend(extra);
+    }
+    format!("{record}\n")
+}
+
+fn results(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON result"))
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn six_tests_run_at_once_on_three_machines() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    // Each test waits (up to 30 s) until three tests have started: the
+    // run passes only when three machines run tests at the same time.
+    let script = format!(
+        "touch {m}/$$; for i in $(seq 300); do \
+         [ $(ls {m} | wc -l) -ge 3 ] && exit 0; sleep 0.1; done; exit 1",
+        m = marks.display()
+    );
+    let input: String = (1..=6)
+        .map(|i| test(dir.path(), &format!("/t{i}"), &script, json!({})))
+        .collect();
+    let output = orchestrate(dir.path(), &["--provision", "local --max 3"], &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let results = results(&output);
+    let mut names: Vec<&str> = results
+        .iter()
+        .map(|r| r["test"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["/t1", "/t2", "/t3", "/t4", "/t5", "/t6"], "{err}");
+    assert!(results.iter().all(|r| r["status"] == "pass"), "{results:?}");
+    let mut machines: Vec<&str> = results
+        .iter()
+        .map(|r| r["machine"].as_str().unwrap())
+        .collect();
+    machines.sort_unstable();
+    machines.dedup();
+    assert_eq!(machines.len(), 3, "{machines:?}");
+    // The timeline: three tests started on three machines before any ended.
+    let mut started_on = Vec::new();
+    for line in err.lines() {
+        if line.contains(" ended: ") {
+            break;
+        }
+        if line.ends_with(" started") {
+            started_on.push(line.split(": ").nth(1).unwrap().to_owned());
+        }
+    }
+    started_on.sort_unstable();
+    started_on.dedup();
+    assert_eq!(started_on.len(), 3, "{err}");
+    assert!(err.contains("6 passed, 0 failed, 0 infra"), "{err}");
+}
+
+#[test]
+fn queue_order_is_priority_then_longest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = [
+        test(dir.path(), "/short", "true", json!({"duration": 10})),
+        test(dir.path(), "/long", "true", json!({"duration": 100})),
+        test(
+            dir.path(),
+            "/last",
+            "true",
+            json!({"data": {"extra-priority": -1}}),
+        ),
+        test(
+            dir.path(),
+            "/first",
+            "true",
+            json!({"duration": 1, "data": {"extra-priority": 5}}),
+        ),
+    ]
+    .concat();
+    let output = orchestrate(dir.path(), &[], &input);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let order: Vec<String> = results(&output)
+        .iter()
+        .map(|r| r["test"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order, ["/first", "/long", "/short", "/last"]);
+}
+
+#[test]
+fn a_failed_test_is_rerun_on_another_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag");
+    // Fails the first time, passes after.
+    let script = format!(
+        "if [ -e {f} ]; then exit 0; else touch {f}; exit 1; fi",
+        f = flag.display()
+    );
+    let input = test(dir.path(), "/flaky", &script, json!({}));
+    let output = orchestrate(dir.path(), &["--reruns", "1"], &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let results = results(&output);
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(
+        (&results[0]["status"], &results[0]["attempt"]),
+        (&json!("fail"), &json!(0))
+    );
+    assert_eq!(
+        (&results[1]["status"], &results[1]["attempt"]),
+        (&json!("pass"), &json!(1))
+    );
+    assert_ne!(results[0]["machine"], results[1]["machine"]);
+    assert!(err.contains("1 flaky"), "{err}");
+
+    // Without reruns the failure stands: exit 1.
+    let dir = tempfile::tempdir().unwrap();
+    let input = test(dir.path(), "/fails", "exit 1", json!({}));
+    let output = orchestrate(dir.path(), &[], &input);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(results_len(&output), 1);
+}
+
+fn results_len(output: &Output) -> usize {
+    results(output).len()
+}
+
+#[test]
+fn empty_input_is_exit_4_and_bad_specs_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = orchestrate(dir.path(), &[], "");
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+    let output = orchestrate(dir.path(), &["--no-tests", "pass"], "");
+    assert_eq!(output.status.code(), Some(0));
+
+    let input = test(dir.path(), "/t", "true", json!({}));
+    for spec in ["nope", "local --max", "local 'x", "podman"] {
+        let output = orchestrate(dir.path(), &["--provision", spec], &input);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{spec}: {err}");
+        assert!(
+            err.starts_with("atex-orchestrate: error: --provision"),
+            "{err}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+    // Nothing was run: no artifacts.
+    assert!(!dir.path().join("atex-artifacts").exists());
+}
