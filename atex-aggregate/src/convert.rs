@@ -24,16 +24,27 @@ pub enum Kind {
 /// Why a conversion failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The input is not in the format it was said to be.
+    /// A line of the input is not in the format it was said to be.
     #[error("{source_name}:{line}: {message}")]
     Input {
         /// The input's name.
         source_name: String,
-        /// 1-based line (0: the whole document).
+        /// 1-based line.
         line: u64,
         /// What is wrong.
         message: String,
     },
+    /// The tmt document as a whole is not a list of results.
+    #[error("{source_name}: {message}")]
+    Document {
+        /// The input's name.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tmt document is not YAML: `file:line:col: problem`, one line.
+    #[error("{0}")]
+    Yaml(String),
     /// tmt's format is only read.
     #[error("tmt's results.yaml can only be read (--to atex or --to records)")]
     TmtOutput,
@@ -169,13 +180,14 @@ pub fn run(
 /// subresults as subtests; `note` lists are joined with `; `, `log` paths
 /// become the files, `duration` (`hh:mm:ss`) seconds.
 pub fn from_tmt(text: &str, source_name: &str, platform: Option<&str>) -> Result<Vec<Line>, Error> {
-    let bad = |message: String| Error::Input {
+    let bad = |message: String| Error::Document {
         source_name: source_name.to_owned(),
-        line: 0,
         message,
     };
-    let value =
-        atex_discover::yaml::parse(text, Path::new(source_name)).map_err(|e| bad(e.to_string()))?;
+    // The loader's one-line form: the problem at its file:line:col,
+    // without ruamel's excerpt lines.
+    let value = atex_discover::yaml::parse(text, Path::new(source_name))
+        .map_err(|e| Error::Yaml(e.one_line()))?;
     let json = value.to_json();
     let list = match &json {
         serde_json::Value::Array(list) => list.as_slice(),

@@ -89,6 +89,14 @@ pub enum Error {
     /// is in the store.
     #[error(transparent)]
     Input(#[from] ReadError),
+    /// `--output` names a file, or a path under one.
+    #[error("--output {}: {} is not a directory", .output.display(), .file.display())]
+    NotADirectory {
+        /// The `--output` path.
+        output: PathBuf,
+        /// The file in the way (`output` itself or one of its parents).
+        file: PathBuf,
+    },
     /// The directory already holds a store and `--append` was not given.
     #[error("{0} already holds a results store (use --append to continue it)")]
     Exists(PathBuf),
@@ -305,6 +313,18 @@ impl Aggregator {
     /// `config.append`.
     pub fn open(config: &Config) -> Result<Aggregator, Error> {
         let dir = &config.output;
+        // A file where the store should be is a usage error, not a failure
+        // to write the store.
+        if let Some(file) = dir
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()))
+        {
+            return Err(Error::NotADirectory {
+                output: dir.clone(),
+                file: file.to_path_buf(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         let dir = dir.canonicalize().map_err(io_err("resolve", dir))?;
         let existing = store::find_results(&dir);
@@ -348,6 +368,11 @@ impl Aggregator {
         };
         if existing.is_some() {
             agg.recover(&results_path, compression)?;
+            // The repair may have replaced the file (a rewrite renamed
+            // over it): appending through the handle opened before would
+            // write to the old, unlinked file and lose every result.
+            agg.results = ResultsWriter::open(&results_path, compression)
+                .map_err(io_err("open", &results_path))?;
         }
         Ok(agg)
     }
@@ -446,7 +471,24 @@ impl Aggregator {
                 }
             )));
         }
-        store::repair(path, compression, &back).map_err(io_err("repair", path))?;
+        if back.damaged {
+            let kept = store::repair(path, compression, &back, &self.parts)
+                .map_err(io_err("repair", path))?;
+            let (what, aside) = if compression == Compression::None {
+                ("a cut-off last line", "the cut-off part")
+            } else {
+                ("a cut-off, damaged or foreign part", "the file as it was")
+            };
+            eprintln!(
+                "atex-aggregate: warning: {} is damaged ({} of its {} bytes unreadable: {what}); kept the {} it holds and continued it{}",
+                path.display(),
+                back.unreadable,
+                back.file_len,
+                lines(back.lines),
+                kept.map(|k| format!("; {aside} is kept as {}", k.display()))
+                    .unwrap_or_default()
+            );
+        }
         // Parts longer than the results (flushed before a crash cut the
         // results) are cut back.
         store::trim_lines(&self.rows.path, Some(back.lines))
@@ -689,6 +731,11 @@ impl Aggregator {
     pub fn ingested(&self) -> u64 {
         self.ingested
     }
+}
+
+/// "1 line", "12 lines".
+fn lines(n: u64) -> String {
+    format!("{n} line{}", if n == 1 { "" } else { "s" })
 }
 
 /// Where a result's files sit under `files/<platform>/`: the test name

@@ -4,7 +4,7 @@
 //! off by a crash.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::Compression as GzLevel;
@@ -97,6 +97,8 @@ impl Compression {
 #[derive(Debug)]
 pub struct ResultsWriter {
     file: File,
+    /// The file's length after the last complete flush.
+    len: u64,
     path: PathBuf,
     compression: Compression,
     pending: Vec<u8>,
@@ -106,8 +108,10 @@ impl ResultsWriter {
     /// Append to `path` (created if missing).
     pub fn open(path: &Path, compression: Compression) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
         Ok(ResultsWriter {
             file,
+            len,
             path: path.to_path_buf(),
             compression,
             pending: Vec::with_capacity(1 << 20),
@@ -129,18 +133,25 @@ impl ResultsWriter {
         &self.path
     }
 
-    /// Write what is pending.
+    /// Write what is pending. A write that fails (a full disk) is undone,
+    /// so the file never keeps half a flush.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        match self.compression {
-            Compression::None => self.file.write_all(&self.pending)?,
-            c => {
-                let data = c.compress(&self.pending)?;
-                self.file.write_all(&data)?;
-            }
+        let written = match self.compression {
+            Compression::None => self.file.write_all(&self.pending),
+            c => c
+                .compress(&self.pending)
+                .and_then(|data| self.file.write_all(&data)),
+        };
+        if let Err(e) = written {
+            // Best effort: if even this fails, the next --append cuts the
+            // half flush off when it reads the file back.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
         }
+        self.len = self.file.metadata()?.len();
         self.pending.clear();
         Ok(())
     }
@@ -151,24 +162,43 @@ impl ResultsWriter {
 pub struct ReadBack {
     /// Complete lines read (blank lines included).
     pub lines: u64,
-    /// Whether the file ends in a cut-off line or a truncated or damaged
-    /// member: what a killed writer leaves.
+    /// Whether the file ends in a cut-off line or holds a truncated,
+    /// damaged or foreign part: what a killed writer or a full disk leaves.
     pub damaged: bool,
     /// For an uncompressed file, the length of its complete lines.
     pub valid_len: u64,
+    /// The file's length when it was read.
+    pub file_len: u64,
+    /// Bytes of the file that gave no line: a cut-off line, a damaged
+    /// member or stream, garbage between or after them.
+    pub unreadable: u64,
 }
 
 /// Call `each` with every complete line of the results file at `path`
-/// (without its newline), stopping quietly at a cut-off end; `each` may
-/// stop the reading with an error.
+/// (without its newline), skipping what cannot be read (see
+/// [`ReadBack::damaged`]); `each` may stop the reading with an error.
+///
+/// A compressed file is read one gzip member or xz stream at a time, so a
+/// damaged one costs only its own lines: the reading resumes at the next
+/// member's magic bytes. A member's lines count once it decoded whole
+/// (its checksum matched), except for the file's last member, whose
+/// complete lines are kept when it is cut off (what a kill in the middle
+/// of a flush leaves).
 pub fn read_lines<E: From<io::Error>>(
     path: &Path,
     compression: Compression,
     mut each: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<ReadBack, E> {
     let file = File::open(path)?;
-    let mut reader = BufReader::with_capacity(1 << 18, compression.decoder(BufReader::new(file)));
-    let mut back = ReadBack::default();
+    let file_len = file.metadata()?.len();
+    if compression != Compression::None {
+        return read_members(file, file_len, compression, &mut each);
+    }
+    let mut reader = BufReader::with_capacity(1 << 18, file);
+    let mut back = ReadBack {
+        file_len,
+        ..ReadBack::default()
+    };
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -185,22 +215,248 @@ pub fn read_lines<E: From<io::Error>>(
                 break;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if compression != Compression::None
-                    && matches!(
-                        e.kind(),
-                        io::ErrorKind::UnexpectedEof
-                            | io::ErrorKind::InvalidData
-                            | io::ErrorKind::InvalidInput
-                            | io::ErrorKind::Other
-                    ) =>
-            {
-                back.damaged = true;
-                break;
-            }
             Err(e) => return Err(e.into()),
         }
     }
+    back.unreadable = file_len.saturating_sub(back.valid_len);
+    Ok(back)
+}
+
+/// A member's output held back until its checksum is checked, at most
+/// this much: past it the member is taken as genuine (a false magic
+/// does not decode megabytes) and its lines go out as they come.
+const MEMBER_HOLD: usize = 2 << 20;
+
+/// The first bytes of a gzip member (with the deflate method) and of an
+/// xz stream.
+fn magic(c: Compression) -> &'static [u8] {
+    match c {
+        Compression::Gz => &[0x1f, 0x8b, 0x08],
+        Compression::Xz => &[0xfd, b'7', b'z', b'X', b'Z', 0],
+        Compression::None => &[],
+    }
+}
+
+/// A buffered file reader that knows its position, so the end of each
+/// member is known (flate2's and lzma-rust2's decoders read a member's
+/// bytes and no more).
+struct Tracked {
+    inner: BufReader<File>,
+    pos: u64,
+}
+
+impl Read for Tracked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl BufRead for Tracked {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.inner.consume(amount);
+        self.pos += amount as u64;
+    }
+}
+
+impl Tracked {
+    fn seek_to(&mut self, pos: u64) -> io::Result<()> {
+        self.inner.seek(io::SeekFrom::Start(pos))?;
+        self.pos = pos;
+        Ok(())
+    }
+
+    /// Where the next `magic` starts, at `from` or later.
+    fn find(&mut self, from: u64, magic: &[u8]) -> io::Result<Option<u64>> {
+        self.seek_to(from)?;
+        let mut window: Vec<u8> = Vec::with_capacity(1 << 16);
+        let mut window_start = from;
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let n = buf.len();
+            window.extend_from_slice(buf);
+            self.consume(n);
+            if let Some(i) = window.windows(magic.len()).position(|w| w == magic) {
+                return Ok(Some(window_start + i as u64));
+            }
+            // Keep the last bytes: a magic may straddle two reads.
+            let keep = window.len().min(magic.len() - 1);
+            window_start += (window.len() - keep) as u64;
+            window.drain(..window.len() - keep);
+        }
+    }
+}
+
+/// Complete lines out of decoded bytes, a line possibly spanning members.
+struct Lines {
+    /// The line being assembled.
+    line: Vec<u8>,
+    lines: u64,
+}
+
+impl Lines {
+    fn feed<E>(
+        &mut self,
+        data: &[u8],
+        each: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rest = data;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(i);
+            if self.line.is_empty() {
+                each(head)?;
+            } else {
+                self.line.extend_from_slice(head);
+                each(&self.line)?;
+                self.line.clear();
+            }
+            self.lines += 1;
+            rest = &tail[1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(())
+    }
+}
+
+/// How decoding one member went.
+enum Member {
+    /// Decoded whole, checksum matched.
+    Whole,
+    /// Cut off or damaged.
+    Broken,
+}
+
+/// Decode the member at the reader's position into `held`, passing its
+/// lines on once more than [`MEMBER_HOLD`] is held.
+fn decode_member<E>(
+    t: &mut Tracked,
+    c: Compression,
+    held: &mut Vec<u8>,
+    lines: &mut Lines,
+    each: &mut impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<Member, E> {
+    let mut decoder: Box<dyn Read + '_> = match c {
+        Compression::Gz => Box::new(flate2::bufread::GzDecoder::new(&mut *t)),
+        Compression::Xz => Box::new(XzReader::new(&mut *t, false)),
+        Compression::None => Box::new(&mut *t),
+    };
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match decoder.read(&mut chunk) {
+            Ok(0) => return Ok(Member::Whole),
+            Ok(n) => {
+                held.extend_from_slice(&chunk[..n]);
+                if held.len() > MEMBER_HOLD {
+                    lines.feed(held, each)?;
+                    held.clear();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Every other error is the member's: cut off, a bad header,
+            // a bad checksum, an I/O error of its bytes.
+            Err(_) => return Ok(Member::Broken),
+        }
+    }
+}
+
+/// [`read_lines`] of a compressed file: member by member, resuming after
+/// damage at the next magic.
+fn read_members<E: From<io::Error>>(
+    file: File,
+    file_len: u64,
+    c: Compression,
+    each: &mut impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<ReadBack, E> {
+    let magic = magic(c);
+    let mut t = Tracked {
+        inner: BufReader::with_capacity(1 << 18, file),
+        pos: 0,
+    };
+    let mut back = ReadBack {
+        file_len,
+        ..ReadBack::default()
+    };
+    let mut lines = Lines {
+        line: Vec::new(),
+        lines: 0,
+    };
+    let mut held = Vec::new();
+    // Bytes that gave lines: whole members, and a cut-off last one.
+    let mut readable = 0u64;
+    let mut pos = 0u64;
+    loop {
+        // xz allows zero padding between streams.
+        t.seek_to(pos)?;
+        if c == Compression::Xz {
+            loop {
+                let buf = t.fill_buf()?;
+                let zeros = buf.iter().take_while(|&&b| b == 0).count();
+                if zeros == 0 {
+                    break;
+                }
+                t.consume(zeros);
+                readable += zeros as u64;
+            }
+        }
+        let start = t.pos;
+        if start >= file_len {
+            break;
+        }
+        let at_magic = {
+            let buf = t.fill_buf()?;
+            buf.len() >= magic.len() && buf.starts_with(magic)
+        };
+        let member_start = if at_magic {
+            Some(start)
+        } else {
+            // Garbage where a member should start: look further.
+            back.damaged = true;
+            t.find(start + 1, magic)?
+        };
+        let Some(member_start) = member_start else {
+            break;
+        };
+        t.seek_to(member_start)?;
+        held.clear();
+        match decode_member(&mut t, c, &mut held, &mut lines, each)? {
+            Member::Whole => {
+                lines.feed(&held, each)?;
+                readable += t.pos - member_start;
+                pos = t.pos;
+            }
+            Member::Broken => {
+                back.damaged = true;
+                match t.find(member_start + 1, magic)? {
+                    Some(next) => {
+                        // Its decoded bytes may hold garbage: only a
+                        // member that decoded whole counts; the line it
+                        // was in is lost with it.
+                        lines.line.clear();
+                        pos = next;
+                    }
+                    None => {
+                        // The last member, cut off: its complete lines
+                        // (its bytes count as unreadable all the same).
+                        lines.feed(&held, each)?;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if !lines.line.is_empty() {
+        back.damaged = true;
+    }
+    back.lines = lines.lines;
+    back.unreadable = file_len.saturating_sub(readable);
     Ok(back)
 }
 
@@ -212,19 +468,59 @@ pub fn find_results(dir: &Path) -> Option<(PathBuf, Compression)> {
         .find(|(p, _)| p.exists())
 }
 
-/// Make a damaged results file whole again: cut an uncompressed file after
-/// its last complete line; rewrite a compressed one with its complete
-/// lines (write a temp file, then rename over).
-pub fn repair(path: &Path, compression: Compression, back: &ReadBack) -> io::Result<()> {
+/// Make a damaged results file whole again (see [`read_lines`]), keeping
+/// the file as it was in `aside_dir` first, so that nothing stored is
+/// lost even when what could not be read is wanted later. An uncompressed
+/// file is cut after its last complete line (its cut-off tail is what is
+/// kept aside); a compressed one is rewritten with every line read (a
+/// temp file in `aside_dir`, renamed over) and the original kept as a
+/// hard link (no copy). Returns where the original (or tail) was kept.
+///
+/// The caller must not hold the file open for writing across this: a
+/// writer would keep appending to the replaced file.
+pub fn repair(
+    path: &Path,
+    compression: Compression,
+    back: &ReadBack,
+    aside_dir: &Path,
+) -> io::Result<Option<PathBuf>> {
     if !back.damaged {
-        return Ok(());
+        return Ok(None);
     }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results".to_owned());
+    let aside = (1u32..)
+        .map(|n| aside_dir.join(format!("damaged-{name}.{n}")))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .ok_or_else(|| io::Error::other("no free name for the damaged file"))?;
     if compression == Compression::None {
-        let file = OpenOptions::new().write(true).open(path)?;
-        return file.set_len(back.valid_len);
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        file.seek(io::SeekFrom::Start(back.valid_len))?;
+        let mut tail = Vec::new();
+        (&mut file).take(back.unreadable).read_to_end(&mut tail)?;
+        std::fs::write(&aside, &tail)?;
+        file.set_len(back.valid_len)?;
+        return Ok(Some(aside));
     }
-    let tmp = path.with_extension("repair.tmp");
-    let mut writer = ResultsWriter::open(&tmp, compression)?;
+    if std::fs::hard_link(path, &aside).is_err() {
+        std::fs::copy(path, &aside)?;
+    }
+    let tmp = aside_dir.join(format!("{name}.repair.tmp"));
+    let rewritten = rewrite(path, compression, &tmp);
+    if rewritten.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    rewritten?;
+    std::fs::rename(&tmp, path)?;
+    Ok(Some(aside))
+}
+
+/// Write every line [`read_lines`] gives of `path` into a new file `tmp`.
+fn rewrite(path: &Path, compression: Compression, tmp: &Path) -> io::Result<()> {
+    let _ = std::fs::remove_file(tmp);
+    let mut writer = ResultsWriter::open(tmp, compression)?;
     read_lines::<io::Error>(path, compression, |line| {
         writer.pending().extend_from_slice(line);
         writer.pending().push(b'\n');
@@ -234,8 +530,7 @@ pub fn repair(path: &Path, compression: Compression, back: &ReadBack) -> io::Res
         Ok(())
     })?;
     writer.flush()?;
-    drop(writer);
-    std::fs::rename(&tmp, path)
+    writer.file.sync_all()
 }
 
 /// Count the complete lines of a plain file, cutting off a last line
@@ -305,7 +600,7 @@ mod tests {
                 lines.len()
             );
             assert_eq!(lines[199], "[\"b1\", 99]");
-            repair(&path, c, &back).unwrap();
+            repair(&path, c, &back, dir.path()).unwrap();
             let (again, back) = lines_of(&path, c);
             assert_eq!((again, back.damaged), (lines, false), "{c:?}");
         }

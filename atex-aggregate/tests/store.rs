@@ -493,3 +493,178 @@ fn no_results_is_not_a_pass() {
     assert_eq!(o.status.code(), Some(1), "the store's verdict");
     assert!(stderr(&o).starts_with("atex-aggregate: warning: no Result record on stdin"));
 }
+
+/// `n` failing records of tests `/t<from>`.. on platform `p`.
+fn failing(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("{{\"test\": \"/t{i}\", \"status\": \"fail\", \"platform\": \"p\"}}\n"))
+        .collect()
+}
+
+/// The tests of a store as `summary` counts them.
+fn summary_count(dir: &str) -> String {
+    let s = aggregate(&["summary", "--no-tests=pass", dir], "");
+    stdout(&s).lines().next().unwrap_or_default().to_owned()
+}
+
+/// Issue 10 item 4: `--append` to an empty compressed results file (what
+/// `--no-tests=pass` with no input writes, and what a kill -9 before the
+/// first flush leaves) kept the file 0 bytes: the damage repair renamed a
+/// rewritten copy over the file the writer already had open, so every
+/// appended result went to an unlinked inode. Now they are all stored.
+#[test]
+fn append_to_an_empty_compressed_store_keeps_every_result() {
+    for how in ["gz", "xz"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("store");
+        let dir = out.to_str().unwrap();
+        let o = aggregate(&["--output", dir, "--compress", how, "--no-tests=pass"], "");
+        assert_eq!(o.status.code(), Some(0), "{how}: {}", stderr(&o));
+        let results = out.join(format!("results.jsonl.{how}"));
+        assert_eq!(fs::metadata(&results).unwrap().len(), 0, "{how}");
+        let o = aggregate(&["--output", dir, "--append"], &failing(0, 1));
+        assert_eq!(o.status.code(), Some(1), "{how}: {}", stderr(&o));
+        // An empty file is no damage: nothing to warn about.
+        assert_eq!(stderr(&o), "", "{how}");
+        assert_eq!(summary_count(dir), "p: 1 result: 1 fail", "{how}");
+        assert!(fs::metadata(&results).unwrap().len() > 0, "{how}");
+
+        // A kill -9 before the first flush: the file exists, 0 bytes.
+        let out = tmp.path().join("killed");
+        fs::create_dir_all(&out).unwrap();
+        fs::write(out.join(format!("results.jsonl.{how}")), "").unwrap();
+        let dir = out.to_str().unwrap();
+        let o = aggregate(&["--output", dir, "--append"], &failing(0, 20_000));
+        assert_eq!(o.status.code(), Some(1), "{how}: {}", stderr(&o));
+        assert_eq!(summary_count(dir), "p: 20000 results: 20000 fail", "{how}");
+    }
+}
+
+/// Issue 10 item 4, the other states a compressed results file can be in:
+/// a truncated last member or stream (a kill -9 in the middle of a
+/// flush), garbage after the last member, a damaged member followed by
+/// good ones. What can be read is kept, the damage is named in a warning
+/// (and the file as it was is kept aside), and the appended results are
+/// stored after it.
+#[test]
+fn append_to_a_damaged_compressed_store_keeps_what_is_readable() {
+    use atex_aggregate::store::Compression;
+    for c in [Compression::Gz, Compression::Xz] {
+        let how = &c.suffix()[1..];
+        let member = |from: usize, n: usize| {
+            let lines: String = (from..from + n)
+                .map(|i| format!("[\"p\", \"pass\", \"/t{i}\", null, [], null]\n"))
+                .collect();
+            c.compress(lines.as_bytes()).unwrap()
+        };
+        let (first, second) = (member(0, 100), member(100, 100));
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "truncated",
+                [&first[..], &second[..second.len() - 20]].concat(),
+                "p: 101 results: 100 pass, 1 fail",
+            ),
+            (
+                "garbage",
+                [&first[..], &second[..], b"\x00garbage\xff\n"].concat(),
+                "p: 201 results: 200 pass, 1 fail",
+            ),
+            (
+                "middle",
+                [&first[..], &first[..first.len() / 2], &second[..]].concat(),
+                "p: 201 results: 200 pass, 1 fail",
+            ),
+        ];
+        for (case, bytes, want) in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let out = tmp.path().join("store");
+            fs::create_dir_all(&out).unwrap();
+            let results = out.join(format!("results.jsonl.{how}"));
+            fs::write(&results, &bytes).unwrap();
+            let dir = out.to_str().unwrap();
+            let o = aggregate(&["--output", dir, "--append"], &failing(1000, 1));
+            assert_eq!(o.status.code(), Some(1), "{how} {case}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert!(
+                err.starts_with("atex-aggregate: warning: ") && err.contains("damaged"),
+                "{how} {case}: {err}"
+            );
+            // Everything read back, the damaged part of the middle member
+            // aside, and the new result after it.
+            let s = summary_count(dir);
+            if case == "truncated" {
+                // The cut member gives back its complete lines, at most 100.
+                assert!(s.starts_with("p: "), "{how} {case}: {s}");
+                let n: usize = s[3..].split(' ').next().unwrap().parse().unwrap();
+                assert!((101..=201).contains(&n), "{how} {case}: {s}");
+            } else {
+                assert_eq!(s, want, "{how} {case}");
+            }
+            assert!(summary_count(dir).contains("1 fail"), "{how} {case}");
+            // The file as it was is kept for whoever wants the rest.
+            let kept: Vec<_> = fs::read_dir(out.join(".atex-aggregate"))
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("damaged-"))
+                .collect();
+            assert_eq!(kept.len(), 1, "{how} {case}");
+            assert_eq!(fs::read(kept[0].path()).unwrap(), bytes, "{how} {case}");
+            // A second append finds a whole file: no warning.
+            let o = aggregate(&["--output", dir, "--append"], &failing(2000, 1));
+            assert_eq!(
+                (o.status.code(), stderr(&o)),
+                (Some(1), String::new()),
+                "{how} {case}"
+            );
+            assert!(summary_count(dir).contains("2 fail"), "{how} {case}");
+        }
+    }
+}
+
+/// Issue 10 item 16: bad YAML given to `convert --from tmt` is one line
+/// with its file:line:col (it was ruamel's multi-line text after `:0:`).
+#[test]
+fn convert_bad_tmt_yaml_is_one_line_with_its_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("results.yaml");
+    fs::write(&file, "- name: /a\n  result: [pass\n").unwrap();
+    let path = file.to_str().unwrap();
+    let o = aggregate(&["convert", "--from", "tmt", "--to", "atex", path], "");
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("atex-aggregate: error: {path}:3:1: ")),
+        "{err}"
+    );
+    assert!(!err.contains(":0:"), "{err}");
+    // A document that is not a list has no line to name.
+    fs::write(&file, "a: 1\n").unwrap();
+    let o = aggregate(&["convert", "--from", "tmt", "--to", "atex", path], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!("atex-aggregate: error: {path}: not a list of results\n")
+    );
+}
+
+/// Issue 10 item 16: `--output` naming a file (or a path under one) is a
+/// usage error, exit 2, said plainly (it was exit 3, "File exists").
+#[test]
+fn output_that_is_a_file_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    fs::write(&file, "x").unwrap();
+    for out in [file.clone(), file.join("sub")] {
+        let dir = out.to_str().unwrap();
+        let o = aggregate(&["--output", dir], &failing(0, 1));
+        assert_eq!(o.status.code(), Some(2), "{dir}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with(&format!("atex-aggregate: error: --output {dir}: ")),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
+    }
+    assert_eq!(read(&file), "x");
+}
