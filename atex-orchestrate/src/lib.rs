@@ -8,10 +8,11 @@ pub mod queue;
 pub mod run;
 pub mod spec;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use atex_aggregate::ingest::{self, Aggregator};
 use atex_shared::cli::NoTests;
 use atex_shared::exit;
 use atex_shared::jsonl;
@@ -48,6 +49,11 @@ pub struct Cli {
     /// on this machine. Repeatable [default: local].
     #[arg(long, value_name = "SPEC")]
     pub provision: Vec<String>,
+    /// Also write atex-aggregate's results store here (the layout, JUnit
+    /// and HTML of `atex-aggregate --output`), flushed after every result.
+    /// With stdout a terminal, records are then not printed there.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
     /// Where test files are stored: one directory per machine (numbered
     /// in the order they became ready), holding one per test. It must be
     /// empty or missing.
@@ -73,13 +79,41 @@ pub struct Cli {
     pub no_tests: NoTests,
 }
 
-/// Results on stdout, events on stderr.
+/// Results on stdout (unless `print` is off) and into the store, events
+/// on stderr.
 struct Terminal {
     writer: jsonl::Writer<io::Stdout>,
+    print: bool,
+    store: Option<Aggregator>,
+    /// Results ingested, for the store's error locations.
+    ingested: usize,
+    /// The store failed (then nothing more goes there): exit 3.
+    store_failed: bool,
+}
+
+impl Terminal {
+    fn ingest(&mut self, line: &[u8]) {
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        self.ingested += 1;
+        let done = store
+            .ingest_line(line, "atex-orchestrate", self.ingested)
+            .and_then(|()| store.flush());
+        if let Err(e) = done {
+            eprintln!("atex-orchestrate: error: results store: {e}");
+            self.store = None;
+            self.store_failed = true;
+        }
+    }
 }
 
 impl Output for Terminal {
     fn result(&mut self, line: &[u8]) {
+        self.ingest(line);
+        if !self.print {
+            return;
+        }
         let written = self.writer.write_with(|buf| {
             buf.extend_from_slice(line);
             Ok(())
@@ -93,7 +127,8 @@ impl Output for Terminal {
     }
 
     fn is_closed(&self) -> bool {
-        self.writer.is_closed()
+        // A closed stdout stops the run only when it is the only output.
+        self.writer.is_closed() && self.store.is_none() && !self.store_failed
     }
 
     fn event(&mut self, line: &str) {
@@ -168,6 +203,16 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
                 }
             }
         }
+        let store = match &cli.output {
+            Some(dir) => match Aggregator::open(&ingest::Config::new(dir)) {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    eprintln!("atex-orchestrate: error: --output: {e}");
+                    return e.exit_code();
+                }
+            },
+            None => None,
+        };
         let run_config = RunConfig {
             specs,
             artifacts: config.session.artifacts.clone(),
@@ -176,8 +221,19 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         };
         let mut out = Terminal {
             writer: jsonl::Writer::new(io::stdout()),
+            // A person at the terminal reads the events and the store.
+            print: store.is_none() || !io::stdout().is_terminal(),
+            store,
+            ingested: 0,
+            store_failed: false,
         };
         let totals = run::run(run_config, config.tests, &mut out).await;
+        if let Some(store) = &mut out.store
+            && let Err(e) = store.render()
+        {
+            eprintln!("atex-orchestrate: error: results store: {e}");
+            out.store_failed = true;
+        }
         let _ = io::stderr().flush();
         let mut line = format!(
             "atex-orchestrate: {} passed, {} failed, {} infra",
@@ -193,7 +249,10 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             line.push_str(&format!(" (stopped: {why})"));
         }
         eprintln!("{line}");
-        totals.exit_code()
+        match totals.exit_code() {
+            exit::SUCCESS | exit::TEST_FAILED if out.store_failed => exit::INFRA,
+            code => code,
+        }
     })
 }
 

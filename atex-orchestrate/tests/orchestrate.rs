@@ -185,3 +185,79 @@ fn empty_input_is_exit_4_and_bad_specs_exit_2() {
     // Nothing was run: no artifacts.
     assert!(!dir.path().join("atex-artifacts").exists());
 }
+
+#[test]
+fn an_infra_test_destroys_its_machine_and_a_replacement_runs_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    // Killing the test's wrapper makes the test end infra.
+    let input = [
+        test(
+            dir.path(),
+            "/boom",
+            "kill -9 $PPID",
+            json!({"duration": 100}),
+        ),
+        test(dir.path(), "/ok", "true", json!({"duration": 10})),
+    ]
+    .concat();
+    let output = orchestrate(dir.path(), &[], &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    let results = results(&output);
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(
+        (&results[0]["test"], &results[0]["status"]),
+        (&json!("/boom"), &json!("infra"))
+    );
+    assert_eq!(
+        (&results[1]["test"], &results[1]["status"]),
+        (&json!("/ok"), &json!("pass"))
+    );
+    // One machine at a time (the default `local`): the second is the
+    // replacement of the destroyed first.
+    assert_ne!(results[0]["machine"], results[1]["machine"]);
+    let destroyed = format!(
+        "{}: machine destroyed",
+        results[0]["machine"].as_str().unwrap()
+    );
+    assert!(err.contains(&destroyed), "{err}");
+    assert!(err.contains("1 passed, 0 failed, 1 infra"), "{err}");
+}
+
+#[test]
+fn output_writes_the_results_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = [
+        test(dir.path(), "/a", "echo a", json!({})),
+        test(dir.path(), "/b", "exit 1", json!({})),
+    ]
+    .concat();
+    let args = ["--provision", "local --max 2", "--output", "store"];
+    let output = orchestrate(dir.path(), &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    // Not a terminal: the records are on stdout too.
+    assert_eq!(results(&output).len(), 2);
+    let store = dir.path().join("store");
+    let lines = std::fs::read_to_string(store.join("results.jsonl")).unwrap();
+    let mut rows: Vec<Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    rows.sort_by_key(|row| row[2].as_str().unwrap().to_owned());
+    assert_eq!(rows.len(), 2, "{lines}");
+    assert_eq!((&rows[0][1], &rows[0][2]), (&json!("pass"), &json!("/a")));
+    assert_eq!((&rows[1][1], &rows[1][2]), (&json!("fail"), &json!("/b")));
+    let copied = std::fs::read_to_string(store.join("files/local/a/output.txt")).unwrap();
+    assert_eq!(copied, "a\n");
+    assert!(store.join("junit.xml").is_file());
+    assert!(store.join("index.html").is_file());
+
+    // The store is not overwritten: bad usage, nothing run.
+    let again = tempfile::tempdir().unwrap();
+    let args = ["--output", store.to_str().unwrap()];
+    let output = orchestrate(again.path(), &args, &input);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+    assert!(!again.path().join("atex-artifacts").exists());
+}
