@@ -63,6 +63,17 @@ pub struct Cli {
     /// a machine it has not run on yet.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub reruns: u32,
+    /// The exit codes of a test after which its machine runs the next
+    /// test (comma-separated); after any other, or a test tagged
+    /// `destructive`, the machine is released and a fresh one asked for.
+    #[arg(
+        long,
+        value_name = "CODES",
+        value_delimiter = ',',
+        default_value = "0",
+        allow_negative_numbers = true
+    )]
+    pub reuse_on_exit: Vec<i32>,
     /// How many machine setups may fail (each is replaced) before the run
     /// stops with exit 3.
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -218,6 +229,7 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             artifacts: config.session.artifacts.clone(),
             reruns: cli.reruns,
             max_failed_setups: cli.max_failed_setups,
+            reuse_on_exit: cli.reuse_on_exit.clone(),
         };
         let mut out = Terminal {
             writer: jsonl::Writer::new(io::stdout()),

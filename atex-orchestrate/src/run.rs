@@ -43,6 +43,9 @@ pub struct RunConfig {
     pub reruns: u32,
     /// How many machine setups may fail before the run stops.
     pub max_failed_setups: usize,
+    /// The exit codes of a test after which its machine runs the next
+    /// test; any other destroys it (ATEX's default: only 0).
+    pub reuse_on_exit: Vec<i32>,
 }
 
 /// How a run ended, per test's final attempt.
@@ -185,6 +188,7 @@ impl ResultSink for ChannelSink {
 struct Shared {
     queue: Mutex<Queue>,
     reruns: u32,
+    reuse_on_exit: Vec<i32>,
     events: mpsc::UnboundedSender<Event>,
     interrupt: watch::Receiver<Option<&'static str>>,
     closed: Arc<std::sync::atomic::AtomicBool>,
@@ -250,8 +254,12 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
         let Some(queued) = picked else { break };
         sink.verdict = Verdict::Pass;
         let started = Instant::now();
+        // The test sees which run of it this is.
+        let mut test = queued.test.clone();
+        test.environment
+            .insert("ATEX_ATTEMPT".to_owned(), queued.attempt.to_string());
         let outcome = session
-            .run_test(&queued.test, queued.attempt, &mut sink, &mut interrupt)
+            .run_test(&test, queued.attempt, &mut sink, &mut interrupt)
             .await;
         let verdict = sink.verdict;
         let name = queued.test.name.clone();
@@ -272,19 +280,26 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
             && verdict != Verdict::Pass
             && queued.attempt < shared.reruns;
         let _ = shared.events.send(Event::Ended { name, verdict });
-        let reusable = outcome.reusable();
+        let destroyed = if !outcome.reusable() {
+            outcome
+                .lost
+                .clone()
+                .or(outcome.prepare_failed.clone())
+                .or_else(|| outcome.infra.then(|| "the test ended infra".to_owned()))
+        } else if test.tag.iter().any(|tag| tag == "destructive") {
+            Some("the test is destructive".to_owned())
+        } else {
+            outcome
+                .exit_code
+                .filter(|code| !shared.reuse_on_exit.contains(code))
+                .map(|code| format!("the test exited {code}, not one of --reuse-on-exit"))
+        };
         requeue(&shared, queued, rerun, &id);
-        if !reusable {
-            if outcome.interrupted.is_none() {
-                sink.send_line(format!(
-                    "{id}: machine destroyed ({})",
-                    outcome
-                        .lost
-                        .as_deref()
-                        .or(outcome.prepare_failed.as_deref())
-                        .unwrap_or("the test ended infra")
-                ));
-            }
+        if outcome.interrupted.is_some() {
+            break;
+        }
+        if let Some(why) = destroyed {
+            sink.send_line(format!("{id}: machine destroyed ({why})"));
             break;
         }
     }
@@ -372,6 +387,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::new(tests)),
         reruns: config.reruns,
+        reuse_on_exit: config.reuse_on_exit.clone(),
         events: events_tx.clone(),
         interrupt: interrupt_rx,
         closed: closed.clone(),

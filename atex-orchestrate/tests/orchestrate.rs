@@ -127,13 +127,9 @@ fn queue_order_is_priority_then_longest_first() {
 #[test]
 fn a_failed_test_is_rerun_on_another_machine() {
     let dir = tempfile::tempdir().unwrap();
-    let flag = dir.path().join("flag");
-    // Fails the first time, passes after.
-    let script = format!(
-        "if [ -e {f} ]; then exit 0; else touch {f}; exit 1; fi",
-        f = flag.display()
-    );
-    let input = test(dir.path(), "/flaky", &script, json!({}));
+    // Fails on its first run, passes on its second (ATEX_ATTEMPT says which).
+    let script = "exit $((1 - ATEX_ATTEMPT))";
+    let input = test(dir.path(), "/flaky", script, json!({}));
     let output = orchestrate(dir.path(), &["--reruns", "1"], &input);
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{err}");
@@ -260,4 +256,60 @@ fn output_writes_the_results_store() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(output.stdout.is_empty());
     assert!(!again.path().join("atex-artifacts").exists());
+}
+
+/// The machine each result ran on, by test name.
+fn machines(output: &Output) -> std::collections::HashMap<String, String> {
+    results(output)
+        .iter()
+        .map(|r| {
+            let name = r["test"].as_str().unwrap().to_owned();
+            (name, r["machine"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn exit_codes_and_destructive_tests_decide_machine_reuse() {
+    let run = |input: &str, args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let input = input.replace("ROOT", dir.path().to_str().unwrap());
+        let output = orchestrate(dir.path(), args, &input);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{err}");
+        (machines(&output), err)
+    };
+    let root = Path::new("ROOT");
+    // First the test exiting 2 (the longer), then one that passes.
+    let input = [
+        test(root, "/two", "exit 2", json!({"duration": 100})),
+        test(root, "/ok", "true", json!({"duration": 10})),
+    ]
+    .concat();
+    let (m, err) = run(&input, &[]);
+    assert_ne!(m["/two"], m["/ok"], "exit 2 destroys by default: {err}");
+    assert!(
+        err.contains("machine destroyed (the test exited 2"),
+        "{err}"
+    );
+    let (m, err) = run(&input, &["--reuse-on-exit", "0,2"]);
+    assert_eq!(m["/two"], m["/ok"], "exit 2 is reused when asked: {err}");
+
+    // A destructive test that passes destroys its machine too.
+    let input = [
+        test(
+            root,
+            "/destroys",
+            "true",
+            json!({"duration": 100, "tag": ["destructive"]}),
+        ),
+        test(root, "/fails", "exit 1", json!({"duration": 10})),
+    ]
+    .concat();
+    let (m, err) = run(&input, &[]);
+    assert_ne!(m["/destroys"], m["/fails"], "{err}");
+    assert!(
+        err.contains("machine destroyed (the test is destructive)"),
+        "{err}"
+    );
 }
