@@ -313,3 +313,49 @@ fn exit_codes_and_destructive_tests_decide_machine_reuse() {
         "{err}"
     );
 }
+
+#[test]
+fn sigint_stops_the_running_tests_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let script = format!("touch {}/$$; sleep 60", marks.display());
+    let input: String = (1..=4)
+        .map(|i| test(dir.path(), &format!("/s{i}"), &script, json!({})))
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atex-orchestrate"))
+        .args(["--provision", "local --max 2"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    // Interrupt once both machines run a test.
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&marks).unwrap().count() < 2 {
+        assert!(started.elapsed().as_secs() < 30, "the tests did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    let results = results(&output);
+    assert_eq!(results.len(), 2, "{results:?}");
+    for r in &results {
+        assert_eq!(r["status"], "infra", "{r}");
+        assert_eq!(r["note"], "Interrupted(SIGINT)", "{r}");
+    }
+    assert!(err.contains("2 infra, 2 not run"), "{err}");
+}
