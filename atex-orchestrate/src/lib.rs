@@ -90,38 +90,89 @@ pub struct Cli {
     pub no_tests: NoTests,
 }
 
-/// Results on stdout (unless `print` is off) and into the store, events
+/// Results on stdout (unless `print` is off) and into the stores, events
 /// on stderr.
 struct Terminal {
     writer: jsonl::Writer<io::Stdout>,
     print: bool,
-    store: Option<Aggregator>,
-    /// Results ingested, for the store's error locations.
-    ingested: usize,
-    /// The store failed (then nothing more goes there): exit 3.
-    store_failed: bool,
+    /// Each test's final attempt.
+    store: Store,
+    /// Earlier attempts, in `<output>/attempts/` (ATEX's `old_aggregator`),
+    /// opened at the first rerun.
+    attempts: Store,
+    /// Where the attempts store goes.
+    attempts_dir: Option<PathBuf>,
 }
 
-impl Terminal {
-    fn ingest(&mut self, line: &[u8]) {
-        let Some(store) = &mut self.store else {
+/// A results store being written, or why not.
+#[derive(Default)]
+struct Store {
+    aggregator: Option<Aggregator>,
+    /// Results ingested, for the store's error locations.
+    ingested: usize,
+    /// It failed (then nothing more goes there): exit 3.
+    failed: bool,
+}
+
+impl Store {
+    /// Ingest one attempt's results and flush them.
+    fn ingest(&mut self, results: &[Vec<u8>]) {
+        let Some(store) = &mut self.aggregator else {
             return;
         };
-        self.ingested += 1;
-        let done = store
-            .ingest_line(line, "atex-orchestrate", self.ingested)
-            .and_then(|()| store.flush());
-        if let Err(e) = done {
-            eprintln!("atex-orchestrate: error: results store: {e}");
-            self.store = None;
-            self.store_failed = true;
+        let mut done = Ok(());
+        for line in results {
+            self.ingested += 1;
+            done = store.ingest_line(line, "atex-orchestrate", self.ingested);
+            if done.is_err() {
+                break;
+            }
         }
+        if let Err(e) = done.and_then(|()| store.flush()) {
+            self.fail(&e);
+        }
+    }
+
+    /// Write junit.xml and index.html.
+    fn render(&mut self) {
+        if let Some(store) = &mut self.aggregator
+            && let Err(e) = store.render()
+        {
+            self.fail(&e);
+        }
+    }
+
+    fn fail(&mut self, e: &ingest::Error) {
+        eprintln!("atex-orchestrate: error: results store: {e}");
+        self.aggregator = None;
+        self.failed = true;
+    }
+}
+
+impl std::fmt::Debug for Terminal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Terminal")
+            .field("print", &self.print)
+            .finish()
     }
 }
 
 impl Output for Terminal {
+    fn attempt_ended(&mut self, results: Vec<Vec<u8>>, rerun: bool) {
+        if !rerun {
+            self.store.ingest(&results);
+            return;
+        }
+        if let Some(dir) = self.attempts_dir.take() {
+            match Aggregator::open(&ingest::Config::new(dir)) {
+                Ok(store) => self.attempts.aggregator = Some(store),
+                Err(e) => self.attempts.fail(&e),
+            }
+        }
+        self.attempts.ingest(&results);
+    }
+
     fn result(&mut self, line: &[u8]) {
-        self.ingest(line);
         if !self.print {
             return;
         }
@@ -139,7 +190,7 @@ impl Output for Terminal {
 
     fn is_closed(&self) -> bool {
         // A closed stdout stops the run only when it is the only output.
-        self.writer.is_closed() && self.store.is_none() && !self.store_failed
+        self.writer.is_closed() && self.store.aggregator.is_none() && !self.store.failed
     }
 
     fn event(&mut self, line: &str) {
@@ -235,17 +286,16 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             writer: jsonl::Writer::new(io::stdout()),
             // A person at the terminal reads the events and the store.
             print: store.is_none() || !io::stdout().is_terminal(),
-            store,
-            ingested: 0,
-            store_failed: false,
+            store: Store {
+                aggregator: store,
+                ..Store::default()
+            },
+            attempts: Store::default(),
+            attempts_dir: cli.output.as_ref().map(|dir| dir.join("attempts")),
         };
         let totals = run::run(run_config, config.tests, &mut out).await;
-        if let Some(store) = &mut out.store
-            && let Err(e) = store.render()
-        {
-            eprintln!("atex-orchestrate: error: results store: {e}");
-            out.store_failed = true;
-        }
+        out.store.render();
+        out.attempts.render();
         let _ = io::stderr().flush();
         let mut line = format!(
             "atex-orchestrate: {} passed, {} failed, {} infra",
@@ -262,7 +312,9 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         }
         eprintln!("{line}");
         match totals.exit_code() {
-            exit::SUCCESS | exit::TEST_FAILED if out.store_failed => exit::INFRA,
+            exit::SUCCESS | exit::TEST_FAILED if out.store.failed || out.attempts.failed => {
+                exit::INFRA
+            }
             code => code,
         }
     })

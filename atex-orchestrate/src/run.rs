@@ -22,8 +22,15 @@ use crate::spec::Spec;
 
 /// Where the run's records and lines go.
 pub trait Output {
-    /// One Result record, serialized (one JSON object, no newline).
+    /// One Result record, serialized (one JSON object, no newline), as
+    /// soon as it is reported.
     fn result(&mut self, line: &[u8]);
+    /// One attempt of a test ended with these results (those given to
+    /// [`Output::result`] since it started); `rerun` when it runs again,
+    /// so they are not its final ones.
+    fn attempt_ended(&mut self, results: Vec<Vec<u8>>, rerun: bool) {
+        let _ = (results, rerun);
+    }
     /// Whether the reader of the records went away (no test starts then).
     fn is_closed(&self) -> bool {
         false
@@ -87,12 +94,14 @@ impl Totals {
 enum Event {
     Ready(usize, Box<Machine>),
     ProvisionFailed(usize, ProvisionError),
-    Result(Vec<u8>),
+    /// A result of the named test's running attempt.
+    Result(String, Vec<u8>),
     Line(String),
     /// A test's attempt ended: its verdict, and whether it runs again.
     Ended {
         name: String,
         verdict: Verdict,
+        rerun: bool,
     },
     /// A machine's task ended; `destroyed` when it must not be reused,
     /// `setup` when its session could not be opened.
@@ -135,6 +144,8 @@ enum PoolCommand {
 struct ChannelSink {
     events: mpsc::UnboundedSender<Event>,
     machine: String,
+    /// The test running.
+    test: String,
     verdict: Verdict,
     closed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -150,7 +161,7 @@ impl Sink for ChannelSink {
         self.verdict.count(result.status.as_deref());
         match serde_json::to_vec(&result) {
             Ok(line) => {
-                let _ = self.events.send(Event::Result(line));
+                let _ = self.events.send(Event::Result(self.test.clone(), line));
             }
             Err(e) => self.send_line(format!("warning: failed to write a result: {e}")),
         }
@@ -161,7 +172,7 @@ impl Sink for ChannelSink {
         let mut line = Vec::new();
         match result.write_json(&mut line) {
             Ok(()) => {
-                let _ = self.events.send(Event::Result(line));
+                let _ = self.events.send(Event::Result(self.test.clone(), line));
             }
             Err(e) => self.send_line(format!("warning: failed to write a result: {e}")),
         }
@@ -223,6 +234,7 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
     let mut sink = ChannelSink {
         events: shared.events.clone(),
         machine: id.clone(),
+        test: String::new(),
         verdict: Verdict::Pass,
         closed: shared.closed.clone(),
     };
@@ -253,6 +265,7 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
             .pick(&id);
         let Some(queued) = picked else { break };
         sink.verdict = Verdict::Pass;
+        sink.test.clone_from(&queued.test.name);
         let started = Instant::now();
         // The test sees which run of it this is.
         let mut test = queued.test.clone();
@@ -279,7 +292,11 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
             && outcome.interrupted.is_none()
             && verdict != Verdict::Pass
             && queued.attempt < shared.reruns;
-        let _ = shared.events.send(Event::Ended { name, verdict });
+        let _ = shared.events.send(Event::Ended {
+            name,
+            verdict,
+            rerun,
+        });
         let destroyed = if !outcome.reusable() {
             outcome
                 .lost
@@ -420,6 +437,9 @@ pub async fn run(
     let mut totals = Totals::default();
     let mut finals: std::collections::HashMap<String, (Verdict, bool)> =
         std::collections::HashMap::new();
+    // The results of each test's running attempt, until it ends.
+    let mut attempts: std::collections::HashMap<String, Vec<Vec<u8>>> =
+        std::collections::HashMap::new();
     let mut failed_setups = 0;
     let mut serial = 0usize;
     let mut workers = tokio::task::JoinSet::new();
@@ -460,14 +480,20 @@ pub async fn run(
         };
         let Some(event) = event else { break };
         match event {
-            Event::Result(line) => {
+            Event::Result(test, line) => {
                 out.result(&line);
+                attempts.entry(test).or_default().push(line);
                 if out.is_closed() {
                     closed.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             Event::Line(line) => out.event(&line),
-            Event::Ended { name, verdict } => {
+            Event::Ended {
+                name,
+                verdict,
+                rerun,
+            } => {
+                out.attempt_ended(attempts.remove(&name).unwrap_or_default(), rerun);
                 // The second flag: an attempt before did not pass (flaky
                 // when the last one passes).
                 match finals.get_mut(&name) {
@@ -541,10 +567,17 @@ pub async fn run(
     drop(shared);
     while let Some(event) = events.recv().await {
         match event {
-            Event::Result(line) => out.result(&line),
+            Event::Result(test, line) => {
+                out.result(&line);
+                attempts.entry(test).or_default().push(line);
+            }
             Event::Line(line) => out.event(&line),
             _ => {}
         }
+    }
+    // Results of attempts that did not end (none, but nothing is lost).
+    for (_, results) in attempts.drain() {
+        out.attempt_ended(results, false);
     }
     while pool_tasks.join_next().await.is_some() {}
     for (verdict, failed_before) in finals.values() {

@@ -359,3 +359,51 @@ fn sigint_stops_the_running_tests_and_exits_130() {
     }
     assert!(err.contains("2 infra, 2 not run"), "{err}");
 }
+
+#[test]
+fn the_store_keeps_final_attempts_and_earlier_ones_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = [
+        test(
+            dir.path(),
+            "/flaky",
+            "exit $((1 - ATEX_ATTEMPT))",
+            json!({}),
+        ),
+        test(dir.path(), "/ok", "true", json!({})),
+    ]
+    .concat();
+    let args = ["--reruns", "1", "--output", "store"];
+    let output = orchestrate(dir.path(), &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    // stdout has every attempt.
+    assert_eq!(results(&output).len(), 3, "{err}");
+    let rows = |path: &Path| -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let row: Value = serde_json::from_str(line).unwrap();
+                (
+                    row[2].as_str().unwrap().into(),
+                    row[1].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let store = dir.path().join("store");
+    assert_eq!(
+        rows(&store.join("results.jsonl")),
+        [
+            ("/flaky".into(), "pass".into()),
+            ("/ok".into(), "pass".into())
+        ]
+    );
+    assert_eq!(
+        rows(&store.join("attempts/results.jsonl")),
+        [("/flaky".into(), "fail".into())]
+    );
+}
