@@ -407,3 +407,20 @@ fn the_store_keeps_final_attempts_and_earlier_ones_apart() {
         [("/flaky".into(), "fail".into())]
     );
 }
+
+#[test]
+fn no_machine_at_all_is_exit_3_with_the_tests_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = test(dir.path(), "/t", "true", json!({}));
+    // Nothing listens on port 1: every reservation fails.
+    let args = ["--provision", "ssh root@127.0.0.1:1 --retries 0"];
+    let output = orchestrate(dir.path(), &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(output.stdout.is_empty());
+    assert!(err.contains("no machine: "), "{err}");
+    assert!(
+        err.contains("1 not run (stopped: no machine could be provisioned)"),
+        "{err}"
+    );
+}
