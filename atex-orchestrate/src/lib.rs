@@ -43,6 +43,28 @@ use crate::spec::{DEFAULT_SPEC, Spec};
 #[derive(Debug, Parser)]
 #[command(name = "atex-orchestrate", version, verbatim_doc_comment)]
 pub struct Cli {
+    /// Discover the tests here instead of reading stdin (as
+    /// `atex-discover tests --root DIR`; also with --plan alone, from `.`).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// With self-discovery: the plan (as `atex-discover tests --plan`).
+    #[arg(long, value_name = "NAME")]
+    pub plan: Option<String>,
+    /// With self-discovery: a context dimension, `DIM=VALUE[,VALUE...]`.
+    /// Repeatable.
+    #[arg(short = 'c', long = "context", value_name = "DIM=VAL")]
+    pub context: Vec<String>,
+    /// With self-discovery: keep only tests whose name matches one of
+    /// these regexes. Repeatable.
+    #[arg(long = "test", value_name = "RE")]
+    pub tests: Vec<String>,
+    /// With self-discovery: an fmf filter every test must pass. Repeatable.
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// With self-discovery: drop tests whose name matches this regex.
+    /// Repeatable.
+    #[arg(long = "exclude", value_name = "RE")]
+    pub excludes: Vec<String>,
     /// Where machines come from: an atex-provision command line without
     /// the program name, e.g. 'podman --rootfs /:O --max 4' or
     /// 'ssh root@host1 root@host2'; `local --max N` runs N tests at once
@@ -204,9 +226,48 @@ fn invalid(message: impl std::fmt::Display) -> u8 {
     exit::INVALID
 }
 
-/// Run a parsed command line, reading tests from `input`; returns the
-/// exit code.
+/// Discover the tests as `atex-discover tests` would, through its
+/// library; the Test records as lines, or the error message.
+fn discover(cli: &Cli) -> Result<Vec<u8>, String> {
+    use atex_discover::tmt::{discover, plan, select};
+    let options = discover::DiscoveryOptions {
+        root: cli.root.clone().unwrap_or_else(|| PathBuf::from(".")),
+        plan: cli.plan.clone(),
+        context: plan::parse_cli_context(&cli.context).map_err(|e| e.to_string())?,
+        criteria: select::Criteria {
+            names: cli.tests.clone(),
+            filters: cli.filters.clone(),
+            excludes: cli.excludes.clone(),
+        },
+    };
+    let discovery = discover::discover(&options).map_err(|e| e.to_string())?;
+    let mut writer = jsonl::Writer::new(Vec::new());
+    for record in discovery.records() {
+        writer.write(&record).map_err(|e| e.to_string())?;
+    }
+    writer.flush().map_err(|e| e.to_string())?;
+    Ok(writer.into_inner())
+}
+
+/// Run a parsed command line, reading tests from `input` (unless --root
+/// or --plan ask for self-discovery); returns the exit code.
 pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
+    let discovered = if cli.root.is_some() || cli.plan.is_some() {
+        match discover(&cli) {
+            Ok(lines) => Some(lines),
+            Err(message) => return invalid(message),
+        }
+    } else if !(cli.context.is_empty()
+        && cli.tests.is_empty()
+        && cli.filters.is_empty()
+        && cli.excludes.is_empty())
+    {
+        return invalid(
+            "-c, --test, --filter and --exclude select tests to discover: give --root or --plan too",
+        );
+    } else {
+        None
+    };
     let texts = if cli.provision.is_empty() {
         vec![DEFAULT_SPEC.to_owned()]
     } else {
@@ -232,13 +293,20 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         Ok(exec) => exec,
         Err(e) => return invalid(e.to_string().trim()),
     };
-    let config = match atex_exec::cli::Config::new(exec, input) {
+    let config = match &discovered {
+        Some(lines) => atex_exec::cli::Config::new(exec, &lines[..]),
+        None => atex_exec::cli::Config::new(exec, input),
+    };
+    let config = match config {
         Ok(config) => config,
         Err(e) => return invalid(e),
     };
     if config.tests.is_empty() {
         // Nothing is provisioned for an empty input.
-        let what = "no test records on stdin (did atex-discover select no test?)";
+        let what = match discovered {
+            Some(_) => "no test selected (see --plan, --test, --filter, --exclude, -c)",
+            None => "no test records on stdin (did atex-discover select no test?)",
+        };
         return cli.no_tests.report("atex-orchestrate", what);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

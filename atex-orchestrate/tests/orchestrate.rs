@@ -424,3 +424,52 @@ fn no_machine_at_all_is_exit_3_with_the_tests_not_run() {
         "{err}"
     );
 }
+
+#[test]
+fn it_discovers_the_tests_itself_with_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join(".fmf")).unwrap();
+    std::fs::write(tree.join(".fmf/version"), "1\n").unwrap();
+    std::fs::write(tree.join("a.fmf"), "test: echo a\n").unwrap();
+    std::fs::write(tree.join("b.fmf"), "test: echo b\ntag: [slow]\n").unwrap();
+    let names = |output: &Output| {
+        let mut names: Vec<String> = results(output)
+            .iter()
+            .map(|r| r["test"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // stdin is not read when discovering.
+    let run = |args: &[&str]| orchestrate(dir.path(), args, "not a record\n");
+    let output = run(&["--root", "tree", "--provision", "local --max 2"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(names(&output), ["/a", "/b"]);
+
+    let output = run(&[
+        "--root",
+        "tree",
+        "--filter",
+        "tag: slow",
+        "--artifacts",
+        "a2",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(names(&output), ["/b"]);
+
+    let output = run(&[
+        "--root",
+        "tree",
+        "--test",
+        "nothing-matches",
+        "--artifacts",
+        "a3",
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let output = run(&["--filter", "tag: slow"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let output = run(&["--root", "tree", "--plan", "/no/such/plan"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+}
