@@ -346,9 +346,11 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         let run_config = RunConfig {
             specs,
             artifacts: config.session.artifacts.clone(),
-            reruns: cli.reruns,
+            policy: std::sync::Arc::new(queue::DefaultPolicy {
+                reruns: cli.reruns,
+                reuse_on_exit: cli.reuse_on_exit.clone(),
+            }),
             max_failed_setups: cli.max_failed_setups,
-            reuse_on_exit: cli.reuse_on_exit.clone(),
         };
         let mut out = Terminal {
             writer: jsonl::Writer::new(io::stdout()),

@@ -1,11 +1,81 @@
-//! The tests left to run and the default policy picking the next one for
-//! a free machine: `extra-priority` higher first (ATEX's mixin: negative
-//! runs last), then the longest `duration` first, then input order. A
-//! rerun never goes back to a machine that already ran the test (ATEX
-//! "preferably on a different machine"; atex-exec's artifacts are one
-//! directory per test name and session, so it also keeps attempts apart).
+//! The tests left to run, and the [`Policy`] a library user may replace:
+//! which test a free machine takes, whether a finished test destroys its
+//! machine, whether it runs again. [`DefaultPolicy`]: `extra-priority`
+//! higher first (ATEX's mixin: negative runs last), then the longest
+//! `duration` first, then input order; a rerun never goes back to a
+//! machine that already ran the test (ATEX "preferably on a different
+//! machine"; atex-exec's artifacts are one directory per test name and
+//! session, so it also keeps attempts apart).
 
+use atex_exec::session::TestOutcome;
 use atex_shared::records::Test;
+
+/// The decisions of the ad-hoc pool. Called from the machines' tasks, so
+/// `Send + Sync`.
+pub trait Policy: Send + Sync + std::fmt::Debug {
+    /// The index in `waiting` of the test the free machine `machine` (its
+    /// id) takes next, or `None`: then the machine is released (nothing
+    /// fits it) and a fresh one is asked for while tests wait.
+    fn pick(&self, waiting: &[Queued], machine: &str) -> Option<usize>;
+
+    /// Why `test`'s machine must not run another test after `outcome`
+    /// (it is released and replaced), or `None` to keep it. An outcome
+    /// that is not [`TestOutcome::reusable`] destroys it whatever this says.
+    fn destroys(&self, test: &Test, outcome: &TestOutcome) -> Option<String>;
+
+    /// Whether `queued`, which just ended with `outcome` (`passed`: every
+    /// result of it passed), runs again (attempt + 1).
+    fn rerun(&self, queued: &Queued, outcome: &TestOutcome, passed: bool) -> bool;
+}
+
+/// ATEX's behaviour with its mixins (see the module's doc).
+#[derive(Debug, Clone)]
+pub struct DefaultPolicy {
+    /// How many more times a test that did not pass runs.
+    pub reruns: u32,
+    /// The exit codes after which a machine is kept (ATEX: only 0).
+    pub reuse_on_exit: Vec<i32>,
+}
+
+impl Default for DefaultPolicy {
+    fn default() -> Self {
+        DefaultPolicy {
+            reruns: 0,
+            reuse_on_exit: vec![0],
+        }
+    }
+}
+
+impl Policy for DefaultPolicy {
+    fn pick(&self, waiting: &[Queued], machine: &str) -> Option<usize> {
+        waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.ran_on.iter().any(|m| m == machine))
+            .max_by(|(_, a), (_, b)| {
+                (priority(&a.test), a.test.duration)
+                    .cmp(&(priority(&b.test), b.test.duration))
+                    // Earlier input first on ties: max_by keeps the last
+                    // maximum, so the later index must compare smaller.
+                    .then(b.index.cmp(&a.index))
+            })
+            .map(|(at, _)| at)
+    }
+
+    fn destroys(&self, test: &Test, outcome: &TestOutcome) -> Option<String> {
+        if test.tag.iter().any(|tag| tag == "destructive") {
+            return Some("the test is destructive".to_owned());
+        }
+        outcome
+            .exit_code
+            .filter(|code| !self.reuse_on_exit.contains(code))
+            .map(|code| format!("the test exited {code}, not one of --reuse-on-exit"))
+    }
+
+    fn rerun(&self, queued: &Queued, _outcome: &TestOutcome, passed: bool) -> bool {
+        !passed && queued.attempt < self.reruns
+    }
+}
 
 /// One test waiting to run.
 #[derive(Debug, Clone)]
@@ -21,6 +91,11 @@ pub struct Queued {
 }
 
 impl Queued {
+    /// Its position in the input (0 for the first test read).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// Machines it ran on, the last one last.
     pub fn ran_on(&self) -> &[String] {
         &self.ran_on
@@ -67,23 +142,15 @@ impl Queue {
         self.waiting.is_empty()
     }
 
-    /// Take the next test for machine `machine`: the best one it has not
-    /// run yet, or `None`.
-    pub fn pick(&mut self, machine: &str) -> Option<Queued> {
-        let best = self
-            .waiting
-            .iter()
-            .enumerate()
-            .filter(|(_, q)| !q.ran_on.iter().any(|m| m == machine))
-            .max_by(|(_, a), (_, b)| {
-                (priority(&a.test), a.test.duration)
-                    .cmp(&(priority(&b.test), b.test.duration))
-                    // Earlier input first on ties: max_by keeps the last
-                    // maximum, so the later index must compare smaller.
-                    .then(b.index.cmp(&a.index))
-            })
-            .map(|(at, _)| at)?;
-        Some(self.waiting.remove(best))
+    /// The tests waiting, in the order they were queued.
+    pub fn waiting(&self) -> &[Queued] {
+        &self.waiting
+    }
+
+    /// Take the test `policy` picks for machine `machine`, or `None`.
+    pub fn pick(&mut self, policy: &dyn Policy, machine: &str) -> Option<Queued> {
+        let at = policy.pick(&self.waiting, machine)?;
+        (at < self.waiting.len()).then(|| self.waiting.remove(at))
     }
 
     /// Put `queued` back for its next attempt, after it ran on `machine`.
@@ -120,7 +187,7 @@ mod tests {
             test("/d", 5, Some(2)),
             test("/e", 50, None),
         ]);
-        let order: Vec<String> = std::iter::from_fn(|| queue.pick("m"))
+        let order: Vec<String> = std::iter::from_fn(|| queue.pick(&DefaultPolicy::default(), "m"))
             .map(|q| q.test.name)
             .collect();
         assert_eq!(order, ["/d", "/b", "/e", "/a", "/c"]);
@@ -129,10 +196,11 @@ mod tests {
     #[test]
     fn a_rerun_goes_to_another_machine() {
         let mut queue = Queue::new(vec![test("/a", 10, None)]);
-        let first = queue.pick("m1").unwrap();
+        let policy = DefaultPolicy::default();
+        let first = queue.pick(&policy, "m1").unwrap();
         queue.rerun(first, "m1");
-        assert!(queue.pick("m1").is_none());
-        let again = queue.pick("m2").unwrap();
+        assert!(queue.pick(&policy, "m1").is_none());
+        let again = queue.pick(&policy, "m2").unwrap();
         assert_eq!((again.attempt, again.ran_on()), (1, &["m1".to_owned()][..]));
     }
 }

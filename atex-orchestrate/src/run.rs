@@ -17,7 +17,7 @@ use atex_provision::{Pool, PoolOptions, ProvisionError};
 use atex_shared::records::{Machine, TestResult};
 use tokio::sync::{mpsc, watch};
 
-use crate::queue::{Queue, Queued};
+use crate::queue::{Policy, Queue, Queued};
 use crate::spec::Spec;
 
 /// Where the run's records and lines go.
@@ -46,13 +46,11 @@ pub struct RunConfig {
     pub specs: Vec<Spec>,
     /// The artifacts root: each machine's session gets `<root>/<n>/`.
     pub artifacts: PathBuf,
-    /// How many more times a test that ends fail/error/infra runs.
-    pub reruns: u32,
+    /// Which test a free machine takes, which machines are destroyed,
+    /// which tests run again.
+    pub policy: Arc<dyn Policy>,
     /// How many machine setups may fail before the run stops.
     pub max_failed_setups: usize,
-    /// The exit codes of a test after which its machine runs the next
-    /// test; any other destroys it (ATEX's default: only 0).
-    pub reuse_on_exit: Vec<i32>,
 }
 
 /// How a run ended, per test's final attempt.
@@ -198,8 +196,7 @@ impl ResultSink for ChannelSink {
 /// What every worker shares.
 struct Shared {
     queue: Mutex<Queue>,
-    reruns: u32,
-    reuse_on_exit: Vec<i32>,
+    policy: Arc<dyn Policy>,
     events: mpsc::UnboundedSender<Event>,
     interrupt: watch::Receiver<Option<&'static str>>,
     closed: Arc<std::sync::atomic::AtomicBool>,
@@ -262,7 +259,7 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
             .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pick(&id);
+            .pick(shared.policy.as_ref(), &id);
         let Some(queued) = picked else { break };
         sink.verdict = Verdict::Pass;
         sink.test.clone_from(&queued.test.name);
@@ -290,8 +287,9 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
         }
         let rerun = outcome.reported
             && outcome.interrupted.is_none()
-            && verdict != Verdict::Pass
-            && queued.attempt < shared.reruns;
+            && shared
+                .policy
+                .rerun(&queued, &outcome, verdict == Verdict::Pass);
         let _ = shared.events.send(Event::Ended {
             name,
             verdict,
@@ -303,13 +301,8 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
                 .clone()
                 .or(outcome.prepare_failed.clone())
                 .or_else(|| outcome.infra.then(|| "the test ended infra".to_owned()))
-        } else if test.tag.iter().any(|tag| tag == "destructive") {
-            Some("the test is destructive".to_owned())
         } else {
-            outcome
-                .exit_code
-                .filter(|code| !shared.reuse_on_exit.contains(code))
-                .map(|code| format!("the test exited {code}, not one of --reuse-on-exit"))
+            shared.policy.destroys(&test, &outcome)
         };
         requeue(&shared, queued, rerun, &id);
         if outcome.interrupted.is_some() {
@@ -403,8 +396,7 @@ pub async fn run(
     let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::new(tests)),
-        reruns: config.reruns,
-        reuse_on_exit: config.reuse_on_exit.clone(),
+        policy: config.policy.clone(),
         events: events_tx.clone(),
         interrupt: interrupt_rx,
         closed: closed.clone(),
