@@ -13,9 +13,12 @@ use atex_shared::records::Test;
 /// The decisions of the ad-hoc pool. Called from the machines' tasks, so
 /// `Send + Sync`.
 pub trait Policy: Send + Sync + std::fmt::Debug {
-    /// The index in `waiting` of the test the free machine `machine` (its
-    /// id) takes next, or `None`: then the machine is released (nothing
-    /// fits it) and a fresh one is asked for while tests wait.
+    /// The index in `waiting` of the test the free machine `machine` takes
+    /// next, or `None`: then the machine is released (nothing fits it)
+    /// and a fresh one is asked for while tests wait. `machine` is
+    /// `<n> <machine id>`, `n` numbering the run's sessions (as
+    /// [`Queued::ran_on`] records them): the same host given again after
+    /// a release is a new session.
     fn pick(&self, waiting: &[Queued], machine: &str) -> Option<usize>;
 
     /// Why `test`'s machine must not run another test after `outcome`
@@ -96,7 +99,8 @@ impl Queued {
         self.index
     }
 
-    /// Machines it ran on, the last one last.
+    /// The sessions it ran in (`<n> <machine id>`, see [`Policy::pick`]),
+    /// the last one last.
     pub fn ran_on(&self) -> &[String] {
         &self.ran_on
     }

@@ -213,8 +213,18 @@ fn platform(machine: &Machine) -> String {
 
 /// One machine: open a session, run tests while it is usable and tests
 /// are left, close it.
-async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: PathBuf) {
+async fn worker(
+    shared: Arc<Shared>,
+    spec: usize,
+    machine: Machine,
+    artifacts: PathBuf,
+    session_number: usize,
+) {
     let id = machine.id.clone();
+    // What the policy knows this session by: a host given again after a
+    // release (ssh) is a new session, so a test kept from the old one
+    // (a rerun) can run there and the run always ends.
+    let key = format!("{session_number} {id}");
     let mut rx = shared.interrupt.clone();
     let mut interrupt: Interrupt<'static> = Box::pin(async move {
         // The guard of `wait_for` is not Send: read it and let it go.
@@ -259,7 +269,7 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
             .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pick(shared.policy.as_ref(), &id);
+            .pick(shared.policy.as_ref(), &key);
         let Some(queued) = picked else { break };
         sink.verdict = Verdict::Pass;
         sink.test.clone_from(&queued.test.name);
@@ -304,7 +314,7 @@ async fn worker(shared: Arc<Shared>, spec: usize, machine: Machine, artifacts: P
         } else {
             shared.policy.destroys(&test, &outcome)
         };
-        requeue(&shared, queued, rerun, &id);
+        requeue(&shared, queued, rerun, &key);
         if outcome.interrupted.is_some() {
             break;
         }
@@ -504,8 +514,8 @@ pub async fn run(
                 }
                 spec.working += 1;
                 let artifacts = config.artifacts.join(serial.to_string());
+                workers.spawn(worker(shared.clone(), index, *machine, artifacts, serial));
                 serial += 1;
-                workers.spawn(worker(shared.clone(), index, *machine, artifacts));
             }
             Event::ProvisionFailed(index, e) => {
                 let spec = &mut specs[index];
