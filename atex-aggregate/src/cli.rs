@@ -85,6 +85,10 @@ pub struct Cli {
     /// (exit as the store's results call for).
     #[arg(long, value_enum, default_value_t, value_name = "WHAT")]
     pub no_tests: NoTests,
+    /// The longest input line, in bytes; a longer one is bad input (exit
+    /// 2, what came before is stored) [default: 64 MiB].
+    #[arg(long, value_name = "BYTES", default_value_t = ingest::MAX_LINE, hide_default_value = true)]
+    pub max_line_size: usize,
 }
 
 /// The subcommands.
@@ -139,6 +143,7 @@ pub fn config(cli: &Cli) -> Option<Config> {
         exclude: cli.compress_files_exclude.clone(),
     };
     config.append = cli.append;
+    config.max_line = cli.max_line_size;
     Some(config)
 }
 

@@ -7,8 +7,9 @@
 //! layout); a result's `files` are relative to that directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::store::Compression;
 
@@ -76,35 +77,93 @@ pub fn tail(path: &Path) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Move `files` from `src_dir` to `dst_dir` following `policy`.
+/// A failure to write into the store (a full disk, a read-only file
+/// system): the store cannot take the result, so the ingest stops with it.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to store {} as {}: {source}", src.display(), dst.display())]
+pub struct StoreError {
+    /// The file being stored.
+    pub src: PathBuf,
+    /// Where in the store.
+    pub dst: PathBuf,
+    /// Why (the OS reason: "No space left on device").
+    #[source]
+    pub source: io::Error,
+}
+
+/// Why one file was not stored.
+enum Problem {
+    /// Something about the source (missing, unreadable, a refused name):
+    /// a warning, the name kept as reported.
+    Source(String),
+    /// Writing into the store failed.
+    Store(StoreError),
+}
+
+/// Move `files` from `src_dir` to `dst_dir` following `policy`; `tmp_dir`
+/// (in the store, on its file system) holds copies while they are made.
 ///
-/// A file already in the store (listed by an earlier result: the same
-/// output linked twice, a file uploaded in parts) gets the new content
-/// appended, which is what ATEX's moving the whole directory at the end
-/// of the test gives; a compressed one gets a new gzip member or xz stream.
-/// A file missing from `src_dir` but present in the store is simply
-/// listed.
+/// A file is never seen half written in the store: a copy (across file
+/// systems, or compressed) is made under a temporary name in `tmp_dir` and
+/// renamed into place when complete, so a full disk leaves nothing behind
+/// and a retry stores the file whole (it used to append the whole file to
+/// the partial copy). A file already in the store (listed by an earlier
+/// result: the same output linked twice, a file uploaded in parts) gets
+/// the new content appended, which is what ATEX's moving the whole
+/// directory at the end of the test gives (a compressed one gets a new
+/// gzip member or xz stream); an append that fails is cut back off. A
+/// file missing from `src_dir` but present in the store is simply listed.
+///
+/// Problems with a source are returned for warnings (the name is then
+/// kept as reported); a failure to write into the store is an error, at
+/// once, with the file's source left where it was.
 pub fn store(
     src_dir: &Path,
     dst_dir: &Path,
     files: &[impl AsRef<str>],
     policy: &FilePolicy,
-) -> Stored {
+    tmp_dir: &Path,
+) -> Result<Stored, StoreError> {
     let mut stored = Stored {
         names: Vec::with_capacity(files.len()),
         problems: Vec::new(),
     };
     for name in files {
         let name = name.as_ref();
-        match store_one(src_dir, dst_dir, name, policy) {
+        match store_one(src_dir, dst_dir, name, policy, tmp_dir) {
             Ok(stored_name) => stored.names.push(stored_name),
-            Err(problem) => {
+            Err(Problem::Source(problem)) => {
                 stored.problems.push(problem);
                 stored.names.push(name.to_owned());
             }
+            Err(Problem::Store(e)) => return Err(e),
         }
     }
-    stored
+    Ok(stored)
+}
+
+/// A writer that remembers whether a write failed, to tell the store's
+/// errors from the source's in a copy.
+struct Watched<W> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Write for Watched<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
+}
+
+/// Temporary names in `tmp_dir`, unique in this process (the directory
+/// is emptied when a store is opened).
+fn tmp_path(tmp_dir: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    tmp_dir.join(format!("copy-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
 fn store_one(
@@ -112,10 +171,13 @@ fn store_one(
     dst_dir: &Path,
     name: &str,
     policy: &FilePolicy,
-) -> Result<String, String> {
-    let rel = normalize(name)
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| format!("file name {name:?} escapes its directory or names no file"))?;
+    tmp_dir: &Path,
+) -> Result<String, Problem> {
+    let rel = normalize(name).filter(|r| !r.is_empty()).ok_or_else(|| {
+        Problem::Source(format!(
+            "file name {name:?} escapes its directory or names no file"
+        ))
+    })?;
     let src = src_dir.join(&rel);
     let dst = dst_dir.join(&rel);
     let meta = fs::symlink_metadata(&src);
@@ -134,69 +196,152 @@ fn store_one(
             if fs::symlink_metadata(&dst).is_ok() {
                 return Ok(stored_name);
             }
-            return Err(format!("file {} not found", src.display()));
+            return Err(Problem::Source(format!("file {} not found", src.display())));
         }
-        Err(e) => return Err(format!("failed to read {}: {e}", src.display())),
+        Err(e) => {
+            return Err(Problem::Source(format!(
+                "failed to read {}: {e}",
+                src.display()
+            )));
+        }
     };
-    let fail = |action: &str, e: io::Error| format!("failed to {action} {}: {e}", src.display());
+    let source = |action: &str, e: io::Error| {
+        Problem::Source(format!("failed to {action} {}: {e}", src.display()))
+    };
+    let store_err = |e: io::Error| {
+        Problem::Store(StoreError {
+            src: src.clone(),
+            dst: dst.clone(),
+            source: e,
+        })
+    };
     if let Some(parent) = dst.parent() {
-        fs::create_dir_all(parent).map_err(|e| fail("create the directory for", e))?;
+        fs::create_dir_all(parent).map_err(store_err)?;
     }
+    let dst_is_file = fs::symlink_metadata(&dst)
+        .map(|m| m.is_file())
+        .unwrap_or(false);
     match compress {
         Some(c) => {
-            let mut input = File::open(&src).map_err(|e| fail("open", e))?;
-            let mut out = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&dst)
-                .map_err(|e| fail("store", e))?;
-            let mut writer = io::BufWriter::with_capacity(1 << 16, &mut out);
-            c.compress_into(&mut input, &mut writer)
-                .map_err(|e| fail("compress", e))?;
-            io::Write::flush(&mut writer).map_err(|e| fail("compress", e))?;
-            fs::remove_file(&src).map_err(|e| fail("remove", e))?;
+            let mut input = File::open(&src).map_err(|e| source("open", e))?;
+            if dst_is_file {
+                append(&dst, |out| c.compress_into(&mut input, out))
+            } else {
+                copy_new(&dst, tmp_dir, |out| c.compress_into(&mut input, out))
+            }
+            .map_err(|(e, store)| {
+                if store {
+                    store_err(e)
+                } else {
+                    source("compress", e)
+                }
+            })?;
+            fs::remove_file(&src).map_err(|e| source("remove", e))?;
         }
-        None if meta.is_file()
-            && fs::symlink_metadata(&dst)
-                .map(|m| m.is_file())
-                .unwrap_or(false) =>
-        {
-            let mut input = File::open(&src).map_err(|e| fail("open", e))?;
-            let mut out = OpenOptions::new()
-                .append(true)
-                .open(&dst)
-                .map_err(|e| fail("store", e))?;
-            io::copy(&mut input, &mut out).map_err(|e| fail("append", e))?;
-            fs::remove_file(&src).map_err(|e| fail("remove", e))?;
+        None if meta.is_file() && dst_is_file => {
+            let mut input = File::open(&src).map_err(|e| source("open", e))?;
+            append(&dst, |out| io::copy(&mut input, out).map(drop)).map_err(|(e, store)| {
+                if store {
+                    store_err(e)
+                } else {
+                    source("read", e)
+                }
+            })?;
+            fs::remove_file(&src).map_err(|e| source("remove", e))?;
         }
-        None => move_path(&src, &dst, &meta).map_err(|e| fail("move", e))?,
+        None => match fs::rename(&src, &dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                if meta.file_type().is_symlink() {
+                    let target = fs::read_link(&src).map_err(|e| source("read", e))?;
+                    let tmp = tmp_path(tmp_dir);
+                    std::os::unix::fs::symlink(target, &tmp)
+                        .and_then(|()| fs::rename(&tmp, &dst))
+                        .inspect_err(|_| {
+                            let _ = fs::remove_file(&tmp);
+                        })
+                        .map_err(store_err)?;
+                } else if meta.is_dir() {
+                    return Err(source(
+                        "move",
+                        io::Error::other("is a directory on another file system"),
+                    ));
+                } else {
+                    let mut input = File::open(&src).map_err(|e| source("open", e))?;
+                    copy_new(&dst, tmp_dir, |out| io::copy(&mut input, out).map(drop)).map_err(
+                        |(e, store)| {
+                            if store {
+                                store_err(e)
+                            } else {
+                                source("read", e)
+                            }
+                        },
+                    )?;
+                }
+                fs::remove_file(&src).map_err(|e| source("remove", e))?;
+            }
+            Err(e) => return Err(source("move", e)),
+        },
     }
     Ok(stored_name)
+}
+
+/// Write a new file at `dst` with what `fill` writes, through a temporary
+/// name in `tmp_dir`: `dst` appears only complete. The error says whether
+/// the store's side failed (`true`) or the source's.
+fn copy_new(
+    dst: &Path,
+    tmp_dir: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), (io::Error, bool)> {
+    let tmp = tmp_path(tmp_dir);
+    let made = (|| {
+        let file = File::create(&tmp).map_err(|e| (e, true))?;
+        let mut out = Watched {
+            inner: io::BufWriter::with_capacity(1 << 16, file),
+            failed: false,
+        };
+        fill(&mut out).map_err(|e| (e, out.failed))?;
+        out.flush().map_err(|e| (e, true))?;
+        drop(out);
+        fs::rename(&tmp, dst).map_err(|e| (e, true))
+    })();
+    if made.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    made
+}
+
+/// Append what `fill` writes to the file `dst`; when that fails, cut the
+/// file back to its length before, so a retry never appends to half an
+/// append. The error says whether the store's side failed.
+fn append(
+    dst: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), (io::Error, bool)> {
+    let file = OpenOptions::new()
+        .append(true)
+        .open(dst)
+        .map_err(|e| (e, true))?;
+    let len = file.metadata().map_err(|e| (e, true))?.len();
+    let mut out = Watched {
+        inner: io::BufWriter::with_capacity(1 << 16, &file),
+        failed: false,
+    };
+    let written = fill(&mut out)
+        .map_err(|e| (e, out.failed))
+        .and_then(|()| out.flush().map_err(|e| (e, true)));
+    drop(out);
+    if written.is_err() {
+        let _ = file.set_len(len);
+    }
+    written
 }
 
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
-}
-
-/// Rename; across file systems, copy (a symlink as a symlink) and remove.
-fn move_path(src: &Path, dst: &Path, meta: &fs::Metadata) -> io::Result<()> {
-    match fs::rename(src, dst) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-            if meta.file_type().is_symlink() {
-                let target = fs::read_link(src)?;
-                std::os::unix::fs::symlink(target, dst)?;
-            } else if meta.is_dir() {
-                return Err(io::Error::other("is a directory on another file system"));
-            } else {
-                fs::copy(src, dst)?;
-            }
-            fs::remove_file(src)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]
@@ -217,6 +362,8 @@ mod tests {
             compress: Some(Compression::Gz),
             exclude: vec!["keep.bin".into()],
         };
+        let tmp_dir = tmp.path().join("tmp");
+        fs::create_dir_all(&tmp_dir).unwrap();
         let s = store(
             &src,
             &dst,
@@ -229,7 +376,9 @@ mod tests {
                 "../x",
             ],
             &policy,
-        );
+            &tmp_dir,
+        )
+        .unwrap();
         assert_eq!(
             s.names,
             [
@@ -251,7 +400,7 @@ mod tests {
         assert!(!src.join("output.txt").exists());
         // Listed again, with more output: a second member, read back whole.
         fs::write(src.join("output.txt"), "more\n").unwrap();
-        let again = store(&src, &dst, &["output.txt"], &policy);
+        let again = store(&src, &dst, &["output.txt"], &policy, &tmp_dir).unwrap();
         assert_eq!(
             (again.names, again.problems.len()),
             (vec!["output.txt.gz".to_owned()], 0)
@@ -263,7 +412,7 @@ mod tests {
             .unwrap();
         assert_eq!(text, "out\nmore\n");
         // Listed again with nothing new: just listed.
-        let third = store(&src, &dst, &["output.txt"], &policy);
+        let third = store(&src, &dst, &["output.txt"], &policy, &tmp_dir).unwrap();
         assert!(third.problems.is_empty());
     }
 
@@ -273,10 +422,12 @@ mod tests {
         let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
         fs::create_dir_all(&src).unwrap();
         fs::write(src.join("a"), "1").unwrap();
-        let s = store(&src, &dst, &["a"], &FilePolicy::default());
+        let tmp_dir = tmp.path().join("tmp");
+        fs::create_dir_all(&tmp_dir).unwrap();
+        let s = store(&src, &dst, &["a"], &FilePolicy::default(), &tmp_dir).unwrap();
         assert_eq!(s.names, ["a"]);
         fs::write(src.join("a"), "2").unwrap();
-        store(&src, &dst, &["a"], &FilePolicy::default());
+        store(&src, &dst, &["a"], &FilePolicy::default(), &tmp_dir).unwrap();
         assert_eq!(fs::read_to_string(dst.join("a")).unwrap(), "12");
     }
 }

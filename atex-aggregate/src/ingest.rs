@@ -55,11 +55,19 @@ pub struct Config {
     pub flush_interval: Duration,
     /// How often junit.xml and index.html are rewritten while ingesting.
     pub render_interval: Duration,
+    /// The longest input line, in bytes (without its newline): a longer
+    /// one is bad input (exit 2) and is not read further.
+    pub max_line: usize,
     /// After SIGINT/SIGTERM, how long the input is still read while it
     /// stays open (see [`run`]); zero stops at once (the command line uses
     /// that when stdin is a terminal: nobody is writing records there).
     pub interrupt_wait: Duration,
 }
+
+/// The default longest input line: 64 MiB, far above any Result record
+/// atex-exec writes (its `--max-result-json` is 4 MiB), low enough that
+/// one line cannot take the memory of a long run.
+pub const MAX_LINE: usize = 64 << 20;
 
 /// How long an interrupted ingest keeps reading an open input: long
 /// enough for atex-exec to report the test it interrupted, short enough
@@ -77,6 +85,7 @@ impl Config {
             append: false,
             flush_interval: Duration::from_secs(1),
             render_interval: Duration::from_secs(5),
+            max_line: MAX_LINE,
             interrupt_wait: INTERRUPT_WAIT,
         }
     }
@@ -110,6 +119,10 @@ pub enum Error {
     /// Reading the existing store failed.
     #[error("failed to read the store: {0}")]
     Read(#[from] io::Error),
+    /// Storing a result's file failed (a full disk): nothing of it is in
+    /// the store, its source is where it was.
+    #[error(transparent)]
+    Store(#[from] files::StoreError),
     /// Writing the store failed.
     #[error("failed to {action} {}: {source}", path.display())]
     Io {
@@ -128,7 +141,7 @@ impl Error {
     /// the store could not be written.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Io { .. } | Error::Read(_) => atex_shared::exit::INFRA,
+            Error::Io { .. } | Error::Read(_) | Error::Store(_) => atex_shared::exit::INFRA,
             _ => atex_shared::exit::INVALID,
         }
     }
@@ -216,6 +229,8 @@ pub struct Outcome {
 
 /// The hidden directory of part files.
 pub const PARTS_DIR: &str = ".atex-aggregate";
+/// Under [`PARTS_DIR`]: files being copied into the store.
+const TMP_DIR: &str = "tmp";
 
 struct Platform {
     name: String,
@@ -251,6 +266,10 @@ impl Part {
             io::Write::write_all(&mut self.file, &self.pending)
                 .map_err(io_err("write", &self.path))?;
             self.pending.clear();
+            // What a long line grew is given back.
+            if self.pending.capacity() > HOLD_MAX {
+                self.pending = Vec::with_capacity(1 << 16);
+            }
         }
         Ok(())
     }
@@ -279,7 +298,6 @@ pub struct Aggregator {
     last_platform: usize,
     runs: HashMap<u64, RunState, foldhash::fast::FixedState>,
     hasher: foldhash::fast::FixedState,
-    line: Vec<u8>,
     warnings: u64,
     ingested: u64,
 }
@@ -294,6 +312,10 @@ impl std::fmt::Debug for Aggregator {
 }
 
 const MAX_WARNINGS: u64 = 20;
+
+/// A pending buffer longer than this (a long line's) is written out at
+/// once and its memory given back.
+const HOLD_MAX: usize = store::HOLD_MAX;
 
 /// Split a stored test name `"/t (3)"` into `("/t", 3)`.
 pub fn split_suffix(test: &str) -> (&str, u32) {
@@ -349,6 +371,11 @@ impl Aggregator {
             let _ = std::fs::remove_dir_all(&parts);
         }
         std::fs::create_dir_all(&parts).map_err(io_err("create", &parts))?;
+        // Copies an earlier run did not finish (killed): never part of the
+        // store, gone.
+        let tmp = parts.join(TMP_DIR);
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         let results_path = dir.join(compression.results_name());
         let mut agg = Aggregator {
             results: ResultsWriter::open(&results_path, compression)
@@ -362,7 +389,6 @@ impl Aggregator {
             last_platform: 0,
             runs: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x61746578)),
             hasher: foldhash::fast::FixedState::with_seed(0x61746578),
-            line: Vec::with_capacity(1024),
             warnings: 0,
             ingested: 0,
         };
@@ -615,7 +641,8 @@ impl Aggregator {
                         .find(|f| f.as_ref() == "output.txt")
                         .and_then(|f| files::tail(&src.join(f.as_ref())));
                 }
-                let s = files::store(&src, &dst, &r.files, &self.policy);
+                let tmp = self.parts.join(TMP_DIR);
+                let s = files::store(&src, &dst, &r.files, &self.policy, &tmp)?;
                 for problem in s.problems {
                     self.warn(&format!("{}: {problem}", r.test));
                 }
@@ -623,10 +650,27 @@ impl Aggregator {
             }
             dir = Some(d);
         }
-        self.line.clear();
+        // A long line: each buffer it goes into is sized once, not
+        // doubled past it (the address space stays near two copies).
+        let size = r.note.as_deref().map_or(0, str::len)
+            + test.len()
+            + r.name.as_deref().map_or(0, str::len)
+            + stored.iter().map(|f| f.len() + 4).sum::<usize>()
+            + r.platform.len()
+            + 4096;
+        let reserve = |buffer: &mut Vec<u8>| {
+            if size > HOLD_MAX {
+                buffer.reserve_exact(size);
+            }
+        };
+        // Straight into the pending buffer: a long line is not copied
+        // once more on its way.
+        let pending = self.results.pending();
+        reserve(pending);
+        let mark = pending.len();
         match self.format {
             Format::Atex => record::write_atex_line(
-                &mut self.line,
+                pending,
                 &r.platform,
                 status,
                 &test,
@@ -648,12 +692,19 @@ impl Aggregator {
                     files: &stored,
                     artifacts: &artifacts,
                 };
-                record::write_record(&mut self.line, &out)
-                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                if let Err(e) = record::write_record(pending, &out) {
+                    pending.truncate(mark);
+                    return Err(Error::Corrupt(e.to_string()));
+                }
             }
         }
-        self.line.push(b'\n');
-        self.results.pending().extend_from_slice(&self.line);
+        pending.push(b'\n');
+        // A long line is written out at once rather than held with its
+        // row and testcase: memory stays near two copies of the line.
+        if self.results.pending_len() > HOLD_MAX {
+            let path = self.results.path().to_path_buf();
+            self.results.flush().map_err(io_err("write", &path))?;
+        }
         let row = Row {
             platform: &r.platform,
             status,
@@ -665,9 +716,17 @@ impl Aggregator {
             duration: r.duration,
             output: output.as_deref(),
         };
+        reserve(&mut self.rows.pending);
         report::html_row(&mut self.rows.pending, &row);
+        if self.rows.pending.len() > HOLD_MAX {
+            self.rows.flush()?;
+        }
         let plat = &mut self.platforms[p];
+        reserve(&mut plat.junit.pending);
         report::junit_testcase(&mut plat.junit.pending, &row);
+        if plat.junit.pending.len() > HOLD_MAX {
+            plat.junit.flush()?;
+        }
         plat.totals.add(status.unwrap_or(""), r.duration);
         self.ingested += 1;
         Ok(())
@@ -771,12 +830,14 @@ pub fn run<R: Read + Send + 'static>(
     signals: &Signals,
 ) -> Result<Outcome, Error> {
     let mut agg = Aggregator::open(config)?;
-    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+    let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>, ReadFail>>(4);
+    let (ack_tx, ack_rx) = mpsc::channel::<()>();
+    let max_line = config.max_line;
     // A reader thread: blocking reads do not keep the loop from flushing
     // on time or noticing a signal, and reading overlaps ingesting.
     std::thread::Builder::new()
         .name("stdin".into())
-        .spawn(move || read_blocks(input, tx))
+        .spawn(move || read_blocks(input, max_line, &tx, &ack_rx))
         .map_err(io_err("start the reader of", Path::new(source)))?;
     let compressed = agg.results.path().extension().is_some_and(|e| e != "jsonl");
     let mut line_no = 0usize;
@@ -809,6 +870,10 @@ pub fn run<R: Read + Send + 'static>(
                 let mut failed = None;
                 for line in block.split(|&b| b == b'\n') {
                     line_no += 1;
+                    if line.len() > config.max_line {
+                        failed = Some(too_long(source, line_no, config.max_line));
+                        break;
+                    }
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
@@ -819,6 +884,11 @@ pub fn run<R: Read + Send + 'static>(
                 }
                 // The block ends with a newline: its last split is empty.
                 line_no -= 1;
+                if block.len() > BIG_BLOCK {
+                    // The reader waits for this before it reads on.
+                    let _ = ack_tx.send(());
+                }
+                drop(block);
                 if let Some(e) = failed {
                     break Err(e);
                 }
@@ -828,12 +898,15 @@ pub fn run<R: Read + Send + 'static>(
                     oldest = None;
                 }
             }
-            Ok(Err(e)) => {
+            Ok(Err(ReadFail::Io(e))) => {
                 break Err(Error::Input(ReadError::Io {
                     source_name: source.to_owned(),
                     line: line_no + 1,
                     error: e,
                 }));
+            }
+            Ok(Err(ReadFail::TooLong)) => {
+                break Err(too_long(source, line_no + 1, config.max_line));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -870,24 +943,81 @@ pub fn run<R: Read + Send + 'static>(
     })
 }
 
+/// Why the reader thread stopped early.
+#[derive(Debug)]
+enum ReadFail {
+    /// Reading failed.
+    Io(io::Error),
+    /// The line being read is longer than the cap.
+    TooLong,
+}
+
+/// A block longer than this holds a long line: the reader waits until it
+/// is ingested before reading on, so at most one such block is in flight
+/// besides the line being read (memory stays within a few times the cap).
+const BIG_BLOCK: usize = 4 * BLOCK;
+
+/// The error for line `line_no`, longer than `max_line` bytes.
+fn too_long(source: &str, line_no: usize, max_line: usize) -> Error {
+    Error::Input(ReadError::Parse {
+        source_name: source.to_owned(),
+        line: line_no,
+        column: max_line.saturating_add(1),
+        message: match human_bytes(max_line) {
+            Some(human) => {
+                format!("the line is longer than {max_line} bytes ({human}; --max-line-size)")
+            }
+            None => format!("the line is longer than {max_line} bytes (--max-line-size)"),
+        },
+    })
+}
+
+/// `67108864` as "64 MiB": whole MiB or KiB only.
+fn human_bytes(n: usize) -> Option<String> {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        Some(format!("{} MiB", n >> 20))
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        Some(format!("{} KiB", n >> 10))
+    } else {
+        None
+    }
+}
+
 /// Read `input` in blocks that end at a newline (the last block gets one
-/// when the input lacks it) and send them.
-fn read_blocks<R: Read>(mut input: R, tx: mpsc::SyncSender<io::Result<Vec<u8>>>) {
-    let mut carry: Vec<u8> = Vec::new();
+/// when the input lacks it) and send them; stop with [`ReadFail::TooLong`]
+/// when the line being read grows over `max_line` bytes.
+///
+/// Linear in the input: a long line grows one buffer (amortised doubling)
+/// and only the bytes just read are searched for a newline (copying and
+/// searching the whole partial line per read made a 80 MB line take 14 s).
+fn read_blocks<R: Read>(
+    mut input: R,
+    max_line: usize,
+    tx: &mpsc::SyncSender<Result<Vec<u8>, ReadFail>>,
+    ack: &mpsc::Receiver<()>,
+) {
+    // The bytes read after the last newline sent: the line being read.
+    let mut block: Vec<u8> = Vec::with_capacity(BLOCK);
     loop {
-        let mut block = Vec::with_capacity(BLOCK + carry.len());
-        block.append(&mut carry);
         let start = block.len();
+        if block.capacity() < start + BLOCK {
+            // Doubling (linear overall), but never far past the cap: the
+            // address space taken stays within the cap and two blocks.
+            let want = start
+                .saturating_mul(2)
+                .min(max_line.saturating_add(2 * BLOCK))
+                .max(start + BLOCK);
+            block.reserve_exact(want - start);
+        }
         block.resize(start + BLOCK, 0);
         let n = match input.read(&mut block[start..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 block.truncate(start);
-                carry = block;
                 continue;
             }
             Err(e) => {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Err(ReadFail::Io(e)));
                 return;
             }
         };
@@ -899,14 +1029,22 @@ fn read_blocks<R: Read>(mut input: R, tx: mpsc::SyncSender<io::Result<Vec<u8>>>)
             }
             return;
         }
-        match block.iter().rposition(|&b| b == b'\n') {
-            Some(i) => {
-                carry = block.split_off(i + 1);
-                if tx.send(Ok(block)).is_err() {
-                    return;
-                }
+        if let Some(i) = block[start..].iter().rposition(|&b| b == b'\n') {
+            let rest = block[start + i + 1..].to_vec();
+            block.truncate(start + i + 1);
+            let big = block.len() > BIG_BLOCK;
+            if tx.send(Ok(block)).is_err() || (big && ack.recv().is_err()) {
+                return;
             }
-            None => carry = block,
+            block = Vec::with_capacity(BLOCK.max(rest.len()) + BLOCK);
+            block.extend_from_slice(&rest);
+        }
+        // The line being read (the whole block when no newline came in
+        // it) is checked here; complete lines by the ingest loop.
+        let partial = block.len();
+        if partial > max_line {
+            let _ = tx.send(Err(ReadFail::TooLong));
+            return;
         }
     }
 }
@@ -928,8 +1066,10 @@ mod tests {
     #[test]
     fn blocks_end_at_newlines() {
         let (tx, rx) = mpsc::sync_channel(100);
+        let (_ack_tx, ack_rx) = mpsc::channel();
         let input = b"{\"a\":1}\n{\"b\":2}".repeat(50_000);
-        read_blocks(&input[..], tx);
+        read_blocks(&input[..], MAX_LINE, &tx, &ack_rx);
+        drop(tx);
         let all: Vec<u8> = rx.iter().flat_map(|b| b.unwrap()).collect();
         let mut want = input.clone();
         want.push(b'\n');

@@ -90,6 +90,10 @@ impl Compression {
     }
 }
 
+/// A pending buffer that grew past this (for a long line) is given back
+/// after its flush; the ingest writes one out at once past it.
+pub const HOLD_MAX: usize = 8 << 20;
+
 /// Appends lines to a results file; each [`ResultsWriter::flush`] writes
 /// the lines collected since the last one in one `write`, as one gzip
 /// member or xz stream when compressed, so the file is always a sequence of
@@ -153,6 +157,10 @@ impl ResultsWriter {
         }
         self.len = self.file.metadata()?.len();
         self.pending.clear();
+        // What a long line grew is given back.
+        if self.pending.capacity() > HOLD_MAX {
+            self.pending = Vec::with_capacity(1 << 20);
+        }
         Ok(())
     }
 }

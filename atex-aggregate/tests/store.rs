@@ -668,3 +668,60 @@ fn output_that_is_a_file_is_a_usage_error() {
     }
     assert_eq!(read(&file), "x");
 }
+
+/// Issue 10 item 11: a line over `--max-line-size` is bad input for that
+/// line (exit 2, `<stdin>:LINE:COL`), what came before is stored; a line
+/// of exactly the cap is taken, wherever it falls in the reads.
+#[test]
+fn a_line_over_the_cap_is_bad_input_for_that_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let record = |note_len: usize| {
+        let head = "{\"test\": \"/long\", \"status\": \"pass\", \"platform\": \"p\", \"note\": \"";
+        format!("{head}{}\"}}\n", "n".repeat(note_len))
+    };
+    let cap = 300_000;
+    let exactly = record(cap - record(0).len() + 1);
+    assert_eq!(exactly.len(), cap + 1);
+    for (i, (long, code)) in [(exactly.clone(), 0), (record(cap), 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let out = tmp.path().join(format!("store{i}"));
+        let dir = out.to_str().unwrap();
+        let input = failing(0, 1) + &long + &failing(1, 1);
+        let o = aggregate(
+            &["--output", dir, "--max-line-size", &cap.to_string()],
+            &input,
+        );
+        let err = stderr(&o);
+        if code == 0 {
+            assert_eq!(o.status.code(), Some(1), "{err}");
+            assert_eq!(summary_count(dir), "p: 3 results: 2 fail, 1 pass");
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{err}");
+            assert_eq!(
+                err,
+                format!(
+                    "atex-aggregate: error: <stdin>:2:{}: the line is longer than {cap} bytes (--max-line-size)\n",
+                    cap + 1
+                )
+            );
+            assert_eq!(summary_count(dir), "p: 1 result: 1 fail");
+        }
+    }
+    // The line still being read when it passes the cap (no newline yet).
+    let out = tmp.path().join("endless");
+    let dir = out.to_str().unwrap();
+    let input = failing(0, 1) + &"x".repeat(5 * cap);
+    let o = aggregate(
+        &["--output", dir, "--max-line-size", &cap.to_string()],
+        &input,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("<stdin>:2:300001: the line is longer"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(summary_count(dir), "p: 1 result: 1 fail");
+}

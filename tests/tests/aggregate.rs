@@ -3,7 +3,8 @@
 //! -9 in the middle of a 100,000-result ingest, then `--append` of the
 //! rest; SIGINT/SIGTERM while the producer still writes (read on until the
 //! input ends, a second signal or 5 s); the HTML page in headless Chromium
-//! (screenshot, a filter click).
+//! (screenshot, a filter click); a full store file system, then `--append`
+//! (a small tmpfs); a line over the length cap under `ulimit -v`.
 
 use std::io::Write;
 use std::path::Path;
@@ -486,5 +487,227 @@ fn the_reading_after_a_signal_is_bounded() -> Result<()> {
         "{line}"
     );
     assert_eq!(stored_lines(&dir, Compression::None)?.len(), 2);
+    Ok(())
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (mount's syntax: `20k`) on `dir`; an error
+    /// saying why when that is impossible (this test needs it).
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs> {
+        std::fs::create_dir_all(dir)?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status();
+        if !mounted.is_ok_and(|s| s.success()) {
+            bail!(
+                "this test needs a full file system: it mounts a {size} tmpfs \
+                 (`mount -t tmpfs -o size={size} tmpfs DIR`), which needs root or CAP_SYS_ADMIN"
+            );
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Give it `size` instead.
+    fn resize(&self, size: &str) -> Result<()> {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()?;
+        if !status.success() {
+            bail!("failed to remount {} with size={size}", self.0.display());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Every regular file under `dir`, with its length.
+fn files_under(dir: &Path) -> Result<Vec<(std::path::PathBuf, u64)>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            out.extend(files_under(&entry.path())?);
+        } else {
+            out.push((entry.path(), meta.len()));
+        }
+    }
+    Ok(out)
+}
+
+/// Issue 10 item 8: the store is on a full file system (a 20 KB tmpfs),
+/// the artifacts elsewhere, so a result's 50,000-byte file is copied.
+/// The copy stopped at 20,480 bytes and stayed in the store, and the
+/// `--append` after space was made appended the whole file to it (70,480
+/// bytes). Now the copy goes to a temporary name, the failure is reported
+/// at once with the OS reason (exit 3), nothing partial is left, and the
+/// retry stores the file whole.
+#[test]
+fn a_full_store_then_append_stores_each_file_whole() -> Result<()> {
+    let work = Fixture::new()?;
+    let artifacts = work.path().join("artifacts/t");
+    std::fs::create_dir_all(artifacts.join("files"))?;
+    let content: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let src = artifacts.join("files/out.bin");
+    std::fs::write(&src, &content)?;
+    let disk = work.path().join("disk");
+    let tmpfs = Tmpfs::mount(&disk, "20k")?;
+    let dir = disk.join("store");
+    let record = serde_json::json!({
+        "test": "/t", "status": "pass", "platform": "p", "files": ["out.bin"],
+        "artifacts": artifacts, "started": "S", "machine": "m"
+    })
+    .to_string()
+        + "\n";
+    let out = run(
+        "atex-aggregate",
+        ["--output".as_ref(), dir.as_os_str()],
+        Some(record.as_bytes()),
+    )?;
+    // Nothing partial anywhere in the store; the source is still there.
+    let partial: Vec<_> = files_under(&dir)?
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("out.bin") || p.starts_with(dir.join("files")))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
+    assert_eq!(std::fs::read(&src)?, content);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("atex-aggregate: error: ")
+            && out.stderr.contains("No space left on device"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("out.bin"),
+        "names the file: {}",
+        out.stderr
+    );
+
+    tmpfs.resize("1m")?;
+    let out = run(
+        "atex-aggregate",
+        ["--output".as_ref(), dir.as_os_str(), "--append".as_ref()],
+        Some(record.as_bytes()),
+    )?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let stored = dir.join("files/p/t/out.bin");
+    assert_eq!(std::fs::read(&stored)?.len(), 50_000);
+    assert_eq!(std::fs::read(&stored)?, content);
+    assert!(!src.exists(), "moved");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("results.jsonl"))?,
+        "[\"p\", \"pass\", \"/t\", null, [\"out.bin\"], null]\n"
+    );
+    Ok(())
+}
+
+/// The default longest input line (`--max-line-size`), 64 MiB.
+const MAX_LINE: usize = 64 << 20;
+
+/// Address space for atex-aggregate with lines at the cap: a few times
+/// the cap (it holds about two copies of a line), far below what the
+/// unbounded reading took (the old code needed over 400 MB for a 64 MiB
+/// line and aborted under this limit).
+const LINE_ULIMIT_KB: u64 = 400_000;
+
+/// Run atex-aggregate `args` under [`LINE_ULIMIT_KB`] with `input` written
+/// to its stdin by `feed` (a thread: the input is large).
+fn aggregate_limited(
+    args: &[&std::ffi::OsStr],
+    feed: impl FnOnce(&mut dyn Write) + Send + 'static,
+) -> Result<(Option<i32>, String)> {
+    let bin = bin_path("atex-aggregate")?;
+    let mut child = Command::new("timeout")
+        .args(["120", "bash", "-c"])
+        .arg(format!("ulimit -v {LINE_ULIMIT_KB} && exec \"$0\" \"$@\""))
+        .arg(&bin)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let feeder = std::thread::spawn(move || feed(&mut stdin));
+    let out = child.wait_with_output()?;
+    let _ = feeder.join();
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// A Result record of exactly `len` bytes (without its newline) whose
+/// note makes up the length.
+fn record_of_len(len: usize) -> String {
+    let head = "{\"test\": \"/long\", \"status\": \"pass\", \"platform\": \"p\", \"note\": \"";
+    let tail = "\"}";
+    format!("{head}{}{tail}", "n".repeat(len - head.len() - tail.len()))
+}
+
+/// Issue 10 item 11: a line was read in time quadratic in its length and
+/// taken whatever its size. Now a line of the default cap (64 MiB) is
+/// stored under a memory limit of a few times the cap, and one byte more
+/// is refused as bad input for that line: exit 2 with its
+/// `<stdin>:LINE:COL`, what came before stored, the rest not read; a line
+/// that never ends is refused once it passes the cap, in the same memory.
+#[test]
+fn a_line_over_the_length_cap_is_refused_in_bounded_memory() -> Result<()> {
+    let work = Fixture::new()?;
+    let before = "{\"test\": \"/before\", \"status\": \"fail\", \"platform\": \"p\"}\n";
+    let after = "{\"test\": \"/after\", \"status\": \"fail\", \"platform\": \"p\"}\n";
+    for (name, len, code) in [("at", MAX_LINE, 1), ("over", MAX_LINE + 1, 2)] {
+        let dir = work.path().join(name);
+        let input = format!("{before}{}\n{after}", record_of_len(len));
+        let (got, stderr) = aggregate_limited(&["--output".as_ref(), dir.as_os_str()], move |w| {
+            let _ = w.write_all(input.as_bytes());
+        })?;
+        assert_eq!(got, Some(code), "{name}: {stderr}");
+        let lines = stored_lines(&dir, Compression::None)?;
+        if code == 1 {
+            assert_eq!(stderr, "", "{name}");
+            assert_eq!(lines.len(), 3, "{name}");
+        } else {
+            assert_eq!(
+                stderr,
+                format!(
+                    "atex-aggregate: error: <stdin>:2:{}: the line is longer than {MAX_LINE} bytes (64 MiB; --max-line-size)\n",
+                    MAX_LINE + 1
+                ),
+                "{name}"
+            );
+            assert_eq!(lines, ["[\"p\", \"fail\", \"/before\", null, [], null]"], "{name}");
+        }
+    }
+    // A line that never ends (256 MiB without a newline, and more).
+    let dir = work.path().join("endless");
+    let (got, stderr) = aggregate_limited(&["--output".as_ref(), dir.as_os_str()], move |w| {
+        let _ = w.write_all(before.as_bytes());
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    })?;
+    assert_eq!(got, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("<stdin>:2:{}: the line is longer than", MAX_LINE + 1)),
+        "{stderr}"
+    );
+    assert_eq!(stored_lines(&dir, Compression::None)?.len(), 1);
     Ok(())
 }
