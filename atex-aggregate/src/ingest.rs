@@ -300,6 +300,11 @@ pub struct Aggregator {
     hasher: foldhash::fast::FixedState,
     warnings: u64,
     ingested: u64,
+    /// Where a (short) stored line is made.
+    line: Vec<u8>,
+    /// The length of the input line being ingested (0 when a record is
+    /// given as such): a long one has its buffers sized at once.
+    line_len: usize,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -391,6 +396,8 @@ impl Aggregator {
             hasher: foldhash::fast::FixedState::with_seed(0x61746578),
             warnings: 0,
             ingested: 0,
+            line_len: 0,
+            line: Vec::with_capacity(1024),
         };
         if existing.is_some() {
             agg.recover(&results_path, compression)?;
@@ -572,6 +579,7 @@ impl Aggregator {
     /// Ingest one line of input (a Result record); `line_no` and `source`
     /// locate errors.
     pub fn ingest_line(&mut self, bytes: &[u8], source: &str, line_no: usize) -> Result<(), Error> {
+        self.line_len = bytes.len();
         let r: Incoming<'_> = serde_json::from_slice(bytes).map_err(|e| {
             let message = e.to_string();
             let message = match message.rfind(" at line ") {
@@ -585,7 +593,9 @@ impl Aggregator {
                 message,
             }
         })?;
-        self.ingest(&r)
+        let ingested = self.ingest(&r);
+        self.line_len = 0;
+        ingested
     }
 
     /// Ingest one Result record.
@@ -652,21 +662,25 @@ impl Aggregator {
         }
         // A long line: each buffer it goes into is sized once, not
         // doubled past it (the address space stays near two copies).
-        let size = r.note.as_deref().map_or(0, str::len)
-            + test.len()
-            + r.name.as_deref().map_or(0, str::len)
-            + stored.iter().map(|f| f.len() + 4).sum::<usize>()
-            + r.platform.len()
-            + 4096;
+        let long = self.line_len > HOLD_MAX;
+        let size = self.line_len;
         let reserve = |buffer: &mut Vec<u8>| {
-            if size > HOLD_MAX {
-                buffer.reserve_exact(size);
+            if long {
+                reserve_long(buffer, size);
             }
         };
-        // Straight into the pending buffer: a long line is not copied
-        // once more on its way.
-        let pending = self.results.pending();
-        reserve(pending);
+        // A short line is made in a small buffer that stays in the cache,
+        // then copied; a long one straight into the pending buffer, not
+        // copied once more on its way.
+        let mut scratch = std::mem::take(&mut self.line);
+        scratch.clear();
+        let pending = if long {
+            let pending = self.results.pending();
+            reserve(pending);
+            pending
+        } else {
+            &mut scratch
+        };
         let mark = pending.len();
         match self.format {
             Format::Atex => record::write_atex_line(
@@ -699,6 +713,10 @@ impl Aggregator {
             }
         }
         pending.push(b'\n');
+        if !long {
+            self.results.pending().extend_from_slice(&scratch);
+        }
+        self.line = scratch;
         // A long line is written out at once rather than held with its
         // row and testcase: memory stays near two copies of the line.
         if self.results.pending_len() > HOLD_MAX {
@@ -790,6 +808,13 @@ impl Aggregator {
     pub fn ingested(&self) -> u64 {
         self.ingested
     }
+}
+
+/// Make room in `buffer` for what a long input line of `len` bytes gives
+/// (about as long: ATEX's line and the rows hold its strings escaped).
+#[cold]
+fn reserve_long(buffer: &mut Vec<u8>, len: usize) {
+    buffer.reserve_exact(len.saturating_add(4096));
 }
 
 /// "1 line", "12 lines".
@@ -888,7 +913,6 @@ pub fn run<R: Read + Send + 'static>(
                     // The reader waits for this before it reads on.
                     let _ = ack_tx.send(());
                 }
-                drop(block);
                 if let Some(e) = failed {
                     break Err(e);
                 }
@@ -1036,7 +1060,7 @@ fn read_blocks<R: Read>(
             if tx.send(Ok(block)).is_err() || (big && ack.recv().is_err()) {
                 return;
             }
-            block = Vec::with_capacity(BLOCK.max(rest.len()) + BLOCK);
+            block = Vec::with_capacity(rest.len() + BLOCK);
             block.extend_from_slice(&rest);
         }
         // The line being read (the whole block when no newline came in

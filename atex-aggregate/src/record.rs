@@ -231,20 +231,13 @@ impl Line {
 pub fn push_json_str(out: &mut Vec<u8>, s: &str, html_safe: bool) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // One look-up per byte decides (four comparisons did: the hottest
+    // loop of an ingest).
+    let table = if html_safe { &ESCAPE_HTML } else { &ESCAPE };
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let plain = (0x20..0x7f).contains(&b)
-            && b != b'"'
-            && b != b'\\'
-            && !(html_safe && (b == b'<' || b == b'>' || b == b'&'));
-        if plain {
+        if !table[usize::from(b)] {
             continue;
-        }
-        if b >= 0x80 {
-            // Handled per char below; only start bytes begin an escape.
-            if b & 0xC0 == 0x80 {
-                continue;
-            }
         }
         out.extend_from_slice(&bytes[start..i]);
         match b {
@@ -256,6 +249,8 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str, html_safe: bool) {
             0x08 => out.extend_from_slice(b"\\b"),
             0x0c => out.extend_from_slice(b"\\f"),
             b if b < 0x80 => push_u_escape(out, u16::from(b)),
+            // The first byte of a character beyond ASCII (the table skips
+            // continuation bytes).
             _ => {
                 let c = s[i..].chars().next().unwrap_or('\u{fffd}');
                 let mut units = [0u16; 2];
@@ -270,6 +265,29 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str, html_safe: bool) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Which bytes [`push_json_str`] escapes: controls, `"`, `\\`, DEL, and
+/// the first byte of each non-ASCII character (continuation bytes are
+/// passed over: the character is escaped from its first byte).
+const ESCAPE: [bool; 256] = escape_table(false);
+/// [`ESCAPE`] plus `<`, `>` and `&`.
+const ESCAPE_HTML: [bool; 256] = escape_table(true);
+
+const fn escape_table(html_safe: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte < 0x20
+            || byte == b'"'
+            || byte == b'\\'
+            || byte == 0x7f
+            || byte >= 0xc0
+            || (html_safe && (byte == b'<' || byte == b'>' || byte == b'&'));
+        b += 1;
+    }
+    table
 }
 
 fn push_u_escape(out: &mut Vec<u8>, unit: u16) {

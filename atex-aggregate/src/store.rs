@@ -144,18 +144,24 @@ impl ResultsWriter {
             return Ok(());
         }
         let written = match self.compression {
-            Compression::None => self.file.write_all(&self.pending),
+            Compression::None => self
+                .file
+                .write_all(&self.pending)
+                .map(|()| self.pending.len()),
             c => c
                 .compress(&self.pending)
-                .and_then(|data| self.file.write_all(&data)),
+                .and_then(|data| self.file.write_all(&data).map(|()| data.len())),
         };
-        if let Err(e) = written {
-            // Best effort: if even this fails, the next --append cuts the
-            // half flush off when it reads the file back.
-            let _ = self.file.set_len(self.len);
-            return Err(e);
+        match written {
+            // One writer appends: the file grew by what was written.
+            Ok(n) => self.len += n as u64,
+            Err(e) => {
+                // Best effort: if even this fails, the next --append cuts
+                // the half flush off when it reads the file back.
+                let _ = self.file.set_len(self.len);
+                return Err(e);
+            }
         }
-        self.len = self.file.metadata()?.len();
         self.pending.clear();
         // What a long line grew is given back.
         if self.pending.capacity() > HOLD_MAX {
