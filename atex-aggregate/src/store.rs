@@ -280,6 +280,10 @@ impl BufRead for Tracked {
 
 impl Tracked {
     fn seek_to(&mut self, pos: u64) -> io::Result<()> {
+        if pos == self.pos {
+            // Already there: keep what is buffered.
+            return Ok(());
+        }
         self.inner.seek(io::SeekFrom::Start(pos))?;
         self.pos = pos;
         Ok(())

@@ -48,6 +48,10 @@ pub struct Summary {
     pub not_passed: Vec<Line>,
     /// How many more did not pass.
     pub more: u64,
+    /// Whether the results file has a part that could not be read (a
+    /// cut-off last line or member, a damaged member): the summary counts
+    /// what could.
+    pub damaged: Option<store::ReadBack>,
 }
 
 /// Whether a result with `status` did not pass: it decides a failing
@@ -66,7 +70,7 @@ pub fn read(dir: &Path) -> Result<Summary, Error> {
         store::find_results(dir).ok_or_else(|| Error::NoStore(dir.display().to_string()))?;
     let mut summary = Summary::default();
     let mut n = 0u64;
-    store::read_lines::<Error>(&path, compression, |bytes| {
+    let back = store::read_lines::<Error>(&path, compression, |bytes| {
         n += 1;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
@@ -96,6 +100,7 @@ pub fn read(dir: &Path) -> Result<Summary, Error> {
         }
         Ok(())
     })?;
+    summary.damaged = back.damaged.then_some(back);
     Ok(summary)
 }
 
@@ -198,6 +203,16 @@ fn not_passed_text(summary: &Summary) -> String {
 /// some infra; a store without results as `no_tests` says, 4 by default).
 pub fn run(dir: &Path, no_tests: NoTests, out: &mut dyn Write) -> Result<u8, Error> {
     let summary = read(dir)?;
+    if let Some(back) = &summary.damaged {
+        eprintln!(
+            "atex-aggregate: warning: the results file in {} is damaged ({} of its {} bytes unreadable); counted the {} line{} it holds (--append repairs it)",
+            dir.display(),
+            back.unreadable,
+            back.file_len,
+            back.lines,
+            if back.lines == 1 { "" } else { "s" }
+        );
+    }
     let mut all = Totals::default();
     let mut text = String::new();
     for (name, t) in &summary.platforms {
@@ -261,6 +276,7 @@ mod tests {
                 line("p", None, "/b", None),
             ],
             more: 0,
+            damaged: None,
         };
         s.not_passed[1].subtest = Some("sub".into());
         assert_eq!(

@@ -582,6 +582,15 @@ fn append_to_a_damaged_compressed_store_keeps_what_is_readable() {
             let results = out.join(format!("results.jsonl.{how}"));
             fs::write(&results, &bytes).unwrap();
             let dir = out.to_str().unwrap();
+            // `summary` counts what it can read and says the rest is not.
+            let s = aggregate(&["summary", dir], "");
+            assert_eq!(s.status.code(), Some(0), "{how} {case}");
+            assert!(
+                stderr(&s).starts_with("atex-aggregate: warning: the results file in ")
+                    && stderr(&s).contains(" is damaged ("),
+                "{how} {case}: {}",
+                stderr(&s)
+            );
             let o = aggregate(&["--output", dir, "--append"], &failing(1000, 1));
             assert_eq!(o.status.code(), Some(1), "{how} {case}: {}", stderr(&o));
             let err = stderr(&o);
