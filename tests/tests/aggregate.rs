@@ -580,7 +580,9 @@ fn a_full_store_then_append_stores_each_file_whole() -> Result<()> {
     // Nothing partial anywhere in the store; the source is still there.
     let partial: Vec<_> = files_under(&dir)?
         .into_iter()
-        .filter(|(p, _)| p.to_string_lossy().contains("out.bin") || p.starts_with(dir.join("files")))
+        .filter(|(p, _)| {
+            p.to_string_lossy().contains("out.bin") || p.starts_with(dir.join("files"))
+        })
         .collect();
     assert!(partial.is_empty(), "{partial:?}");
     assert_eq!(std::fs::read(&src)?, content);
@@ -689,7 +691,11 @@ fn a_line_over_the_length_cap_is_refused_in_bounded_memory() -> Result<()> {
                 ),
                 "{name}"
             );
-            assert_eq!(lines, ["[\"p\", \"fail\", \"/before\", null, [], null]"], "{name}");
+            assert_eq!(
+                lines,
+                ["[\"p\", \"fail\", \"/before\", null, [], null]"],
+                "{name}"
+            );
         }
     }
     // A line that never ends (256 MiB without a newline, and more).
@@ -705,7 +711,10 @@ fn a_line_over_the_length_cap_is_refused_in_bounded_memory() -> Result<()> {
     })?;
     assert_eq!(got, Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!("<stdin>:2:{}: the line is longer than", MAX_LINE + 1)),
+        stderr.contains(&format!(
+            "<stdin>:2:{}: the line is longer than",
+            MAX_LINE + 1
+        )),
         "{stderr}"
     );
     assert_eq!(stored_lines(&dir, Compression::None)?.len(), 1);
