@@ -1,5 +1,5 @@
 //! atex-orchestrate: run Test records on a pool of provisioned machines,
-//! handing the next test to whichever machine is free ([`run`]), with
+//! handing the next test to whichever machine is free ([`run::run`]), with
 //! machines from `--provision SPEC`s ([`spec`]) and the default policy in
 //! [`queue`]. The command line is here.
 #![warn(missing_docs)]

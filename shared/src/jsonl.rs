@@ -106,14 +106,12 @@ impl<R: BufRead, T: DeserializeOwned> Iterator for Reader<R, T> {
                     let text = text.strip_suffix(b"\r").unwrap_or(text);
                     // Bytes, not str: serde_json reports invalid UTF-8 with
                     // its column like any other syntax error.
-                    return Some(
-                        serde_json::from_slice(text).map_err(|e| ReadError::Parse {
-                            source_name: self.source_name.clone(),
-                            line: self.line,
-                            column: e.column().max(1),
-                            message: strip_position(&e.to_string()),
-                        }),
-                    );
+                    return Some(serde_json::from_slice(text).map_err(|e| ReadError::Parse {
+                        source_name: self.source_name.clone(),
+                        line: self.line,
+                        column: e.column().max(1),
+                        message: strip_position(&e.to_string()),
+                    }));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => self.line -= 1,
                 Err(error) => {
@@ -317,7 +315,10 @@ mod tests {
         let items: Vec<Result<TestResult, _>> =
             read_all(b"{\"test\": \"/a\", \"status\": \"pass\"}\n{\"test\": \"/b\n");
         let err = items[1].as_ref().unwrap_err().to_string();
-        assert!(err.starts_with("in.jsonl:2:12: EOF while parsing a string"), "{err}");
+        assert!(
+            err.starts_with("in.jsonl:2:12: EOF while parsing a string"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,5 +11,4 @@ pub mod connection;
 pub mod duration;
 pub mod exit;
 pub mod jsonl;
-pub mod placeholder;
 pub mod records;

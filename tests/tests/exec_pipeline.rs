@@ -603,9 +603,10 @@ fn a_full_artifacts_filesystem_over_ssh_is_infra_at_once() -> Result<()> {
         );
         assert!(r.duration < 30.0, "{test}: {} s", r.duration);
         assert!(
-            out.stderr.lines().any(|l| l
-                .starts_with(&format!("atex-exec: warning: {test}: "))
-                && l.contains("No space left on device")),
+            out.stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("atex-exec: warning: {test}: "))
+                    && l.contains("No space left on device")),
             "{test}: {}",
             out.stderr
         );
