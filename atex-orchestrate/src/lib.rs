@@ -1,16 +1,19 @@
 //! atex-orchestrate: run Test records on a pool of provisioned machines,
 //! handing the next test to whichever machine is free ([`run::run`]), with
 //! machines from `--provision SPEC`s ([`spec`]) and the default policy in
-//! [`queue`]. The command line is here.
+//! [`queue`]; what happens is told through [`events`]. The command line is
+//! here: its stderr lines and status line are one subscriber of the events.
 #![warn(missing_docs)]
 
+pub mod events;
 pub mod queue;
 pub mod run;
 pub mod spec;
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use atex_aggregate::ingest::{self, Aggregator};
 use atex_shared::cli::NoTests;
@@ -18,7 +21,8 @@ use atex_shared::exit;
 use atex_shared::jsonl;
 use clap::Parser;
 
-use crate::run::{Output, RunConfig};
+use crate::events::{Event, Monitor};
+use crate::run::{AttemptEnded, Output, RunConfig};
 use crate::spec::{DEFAULT_SPEC, Spec};
 
 /// Run test records on a pool of provisioned machines, handing the next test to whichever machine is free.
@@ -29,7 +33,10 @@ use crate::spec::{DEFAULT_SPEC, Spec};
 /// test (higher extra-priority first, then longest duration first) to
 /// whichever machine is free. A test that ends infra destroys its machine
 /// (a replacement is asked for while tests remain). Result records stream
-/// on stdout; one line per event on stderr.
+/// on stdout; one line per event on stderr, and a status line every 30 s.
+/// A second SIGINT/SIGTERM stops waiting for the machines' releases and
+/// prints the records of the machines left on stderr (one JSON line each,
+/// unprefixed), for `atex-provision release`.
 ///
 /// Exit codes: 0 all passed, 1 some test failed, 2 bad input or SPEC
 /// (nothing provisioned), 3 infrastructure error (a test ended infra, or
@@ -72,13 +79,15 @@ pub struct Cli {
     #[arg(long, value_name = "SPEC")]
     pub provision: Vec<String>,
     /// Also write atex-aggregate's results store here (the layout, JUnit
-    /// and HTML of `atex-aggregate --output`), flushed after every result.
-    /// With stdout a terminal, records are then not printed there.
+    /// and HTML of `atex-aggregate --output`), flushed after every test,
+    /// each test's files moved into it as it ends. With stdout a terminal,
+    /// records are then not printed there.
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
-    /// Where test files are stored: one directory per machine (numbered
+    /// Where test files are written: one directory per machine (numbered
     /// in the order they became ready), holding one per test. It must be
-    /// empty or missing.
+    /// empty or missing. With --output, the files are moved into the store
+    /// as each test ends and the emptied directories removed at the end.
     #[arg(long, value_name = "DIR", default_value = "atex-artifacts")]
     pub artifacts: PathBuf,
     /// How many more times a test that ends fail, error or infra runs, on
@@ -100,6 +109,14 @@ pub struct Cli {
     /// stops with exit 3.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_failed_setups: usize,
+    /// Per --provision, how many ready machines are kept idle while no
+    /// test waits but running ones may be rerun; others are released as
+    /// soon as no test waits.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_spares: usize,
+    /// Seconds between two status lines on stderr (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, hide = true)]
+    pub status_interval: f64,
     /// What zero Test records on stdin is: `fail` (exit 4), `warn` (exit 0
     /// with a warning) or `pass` (exit 0).
     #[arg(
@@ -112,8 +129,7 @@ pub struct Cli {
     pub no_tests: NoTests,
 }
 
-/// Results on stdout (unless `print` is off) and into the stores, events
-/// on stderr.
+/// Results on stdout (unless `print` is off) and into the stores.
 struct Terminal {
     writer: jsonl::Writer<io::Stdout>,
     print: bool,
@@ -180,9 +196,9 @@ impl std::fmt::Debug for Terminal {
 }
 
 impl Output for Terminal {
-    fn attempt_ended(&mut self, results: Vec<Vec<u8>>, rerun: bool) {
-        if !rerun {
-            self.store.ingest(&results);
+    fn attempt_ended(&mut self, ended: AttemptEnded) {
+        if !ended.rerun {
+            self.store.ingest(&ended.results);
             return;
         }
         if let Some(dir) = self.attempts_dir.take() {
@@ -191,7 +207,7 @@ impl Output for Terminal {
                 Err(e) => self.attempts.fail(&e),
             }
         }
-        self.attempts.ingest(&results);
+        self.attempts.ingest(&ended.results);
     }
 
     fn result(&mut self, line: &[u8]) {
@@ -214,10 +230,57 @@ impl Output for Terminal {
         // A closed stdout stops the run only when it is the only output.
         self.writer.is_closed() && self.store.aggregator.is_none() && !self.store.failed
     }
+}
 
-    fn event(&mut self, line: &str) {
-        eprintln!("atex-orchestrate: {line}");
+/// The stderr subscriber: one line per event a person cares about, and
+/// the status line from the monitor's snapshot every `every` (never when
+/// `None`). Ends with the run.
+async fn print_events(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    monitor: Monitor,
+    every: Option<Duration>,
+) {
+    let mut ticks = every.map(|every| {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
+    let tick = async |ticks: &mut Option<tokio::time::Interval>| match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    };
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => {
+                    if let Some(line) = event.line() {
+                        eprintln!("atex-orchestrate: {line}");
+                    }
+                }
+                None => break,
+            },
+            () = tick(&mut ticks) => {
+                eprintln!("atex-orchestrate: status: {}", monitor.snapshot());
+            }
+        }
     }
+}
+
+/// Remove the empty directories under `dir`, and `dir` itself when it ends
+/// up empty: what is left of the artifacts once the store took the files.
+fn remove_empty_dirs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_dirs(&entry.path());
+        }
+    }
+    // Fails, as it should, when something is left.
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// A bad option or input: `atex-orchestrate: error: ...`, exit 2.
@@ -267,6 +330,16 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         );
     } else {
         None
+    };
+    let status_every = match Duration::try_from_secs_f64(cli.status_interval) {
+        Ok(every) if every.is_zero() => None,
+        Ok(every) => Some(every),
+        Err(_) => {
+            return invalid(format!(
+                "--status-interval {}: a number of seconds is expected",
+                cli.status_interval
+            ));
+        }
     };
     let texts = if cli.provision.is_empty() {
         vec![DEFAULT_SPEC.to_owned()]
@@ -320,7 +393,7 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             return exit::INFRA;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         for spec in &specs {
             match spec.check().await {
                 Ok(()) => {}
@@ -343,15 +416,23 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             },
             None => None,
         };
-        let run_config = RunConfig {
+        let artifacts = config.session.artifacts.clone();
+        let mut run_config = RunConfig::new(
             specs,
-            artifacts: config.session.artifacts.clone(),
-            policy: std::sync::Arc::new(queue::DefaultPolicy {
+            artifacts.clone(),
+            std::sync::Arc::new(queue::DefaultPolicy {
                 reruns: cli.reruns,
                 reuse_on_exit: cli.reuse_on_exit.clone(),
             }),
-            max_failed_setups: cli.max_failed_setups,
-        };
+        );
+        run_config.max_failed_setups = cli.max_failed_setups;
+        run_config.max_spares = cli.max_spares;
+        let monitor = run_config.monitor.clone();
+        let printer = tokio::spawn(print_events(
+            monitor.subscribe(),
+            monitor.clone(),
+            status_every,
+        ));
         let mut out = Terminal {
             writer: jsonl::Writer::new(io::stdout()),
             // A person at the terminal reads the events and the store.
@@ -364,8 +445,14 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             attempts_dir: cli.output.as_ref().map(|dir| dir.join("attempts")),
         };
         let totals = run::run(run_config, config.tests, &mut out).await;
+        // The run ended every subscription: the printer has its last lines.
+        let _ = printer.await;
         out.store.render();
         out.attempts.render();
+        if cli.output.is_some() {
+            // The store took the files as the tests ended.
+            remove_empty_dirs(&artifacts);
+        }
         let _ = io::stderr().flush();
         let mut line = format!(
             "atex-orchestrate: {} passed, {} failed, {} infra",
@@ -381,13 +468,31 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             line.push_str(&format!(" (stopped: {why})"));
         }
         eprintln!("{line}");
+        if !totals.left.is_empty() {
+            // stdout is the results stream: the records go to stderr, one
+            // JSON object per line, unprefixed (`grep '^{'` takes them).
+            eprintln!(
+                "atex-orchestrate: error: a second signal came: {} machines were not released; \
+                 give the records below to `atex-provision release`",
+                totals.left.len()
+            );
+            for machine in &totals.left {
+                match serde_json::to_string(machine) {
+                    Ok(record) => eprintln!("{record}"),
+                    Err(e) => eprintln!("atex-orchestrate: error: {}: {e}", machine.id),
+                }
+            }
+        }
         match totals.exit_code() {
             exit::SUCCESS | exit::TEST_FAILED if out.store.failed || out.attempts.failed => {
                 exit::INFRA
             }
             code => code,
         }
-    })
+    });
+    // A second signal left releases or ssh masters behind: do not wait.
+    runtime.shutdown_background();
+    code
 }
 
 /// The process entry point.

@@ -1,42 +1,64 @@
 //! The ad-hoc pool: machines are asked for as the run starts (per spec, at
-//! most its `max` and never more than tests remain); each one that is
-//! ready opens an atex-exec [`Session`] in its own task and takes the next
-//! test from the shared [`Queue`] whenever it is free. A test that leaves
-//! its machine unusable (`infra`, lost, prepare failed) destroys it: the
-//! session is closed, the machine released, and a replacement asked for
-//! while tests remain. Results stream through one channel to the caller's
-//! [`Output`], in the order they are reported.
+//! most its `max` and never more than the tests plus the spares); each one
+//! that is ready opens an atex-exec [`Session`] in its own task and takes
+//! the next test from the shared [`Queue`] whenever it is free. A test
+//! that leaves its machine unusable (`infra`, lost, prepare failed)
+//! destroys it: the session is closed, the machine released, and a
+//! replacement asked for while tests remain. When no test waits, the
+//! reservations outstanding are cancelled and a machine with nothing to
+//! run is released at once, unless it is kept as a spare (`max_spares`)
+//! while a running test may come back for a rerun. Results stream through
+//! one channel to the caller's [`Output`], in the order they are
+//! reported; what happens goes to the [`Monitor`]'s subscribers.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use atex_exec::reporter::{ResultView, Sink};
-use atex_exec::session::{Interrupt, OpenError, Progress, ResultSink, Session, SessionConfig};
+use atex_exec::session::{Interrupt, OpenError, ResultSink, Session, SessionConfig};
 use atex_provision::{Pool, PoolOptions, ProvisionError};
-use atex_shared::records::{Machine, TestResult};
-use tokio::sync::{mpsc, watch};
+use atex_shared::records::{Machine, Test, TestResult};
+use indexmap::IndexMap;
+use tokio::sync::{Notify, mpsc, watch};
 
+use crate::events::{Event, Monitor, Verdict};
 use crate::queue::{Policy, Queue, Queued};
 use crate::spec::Spec;
 
-/// Where the run's records and lines go.
+/// Where the run's records go.
 pub trait Output {
     /// One Result record, serialized (one JSON object, no newline), as
     /// soon as it is reported.
     fn result(&mut self, line: &[u8]);
-    /// One attempt of a test ended with these results (those given to
-    /// [`Output::result`] since it started); `rerun` when it runs again,
-    /// so they are not its final ones.
-    fn attempt_ended(&mut self, results: Vec<Vec<u8>>, rerun: bool) {
-        let _ = (results, rerun);
+    /// One attempt of a test ended (its results are those given to
+    /// [`Output::result`] since it started).
+    fn attempt_ended(&mut self, ended: AttemptEnded) {
+        let _ = ended;
     }
     /// Whether the reader of the records went away (no test starts then).
     fn is_closed(&self) -> bool {
         false
     }
-    /// A line for people (stderr in the command), without the tool prefix.
-    fn event(&mut self, line: &str);
+}
+
+/// One attempt of a test that ended, for [`Output::attempt_ended`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AttemptEnded {
+    /// The test's name.
+    pub test: String,
+    /// Its attempt (0 for the first run).
+    pub attempt: u32,
+    /// Its artifacts directory in this attempt (its files are under
+    /// `files/` there; empty when unknown).
+    pub artifacts: PathBuf,
+    /// Its Result records, serialized, in the order reported.
+    pub results: Vec<Vec<u8>>,
+    /// It runs again, so these are not its final results.
+    pub rerun: bool,
 }
 
 /// What a run is told to do.
@@ -49,12 +71,34 @@ pub struct RunConfig {
     /// Which test a free machine takes, which machines are destroyed,
     /// which tests run again.
     pub policy: Arc<dyn Policy>,
-    /// How many machine setups may fail before the run stops.
+    /// How many machine setups may fail (each is replaced) before the run
+    /// stops: the next failure stops it.
     pub max_failed_setups: usize,
+    /// Per spec, how many ready machines are kept with no test to run
+    /// while running tests may still come back for a rerun (ATEX's
+    /// `max_spares`); 0 releases a machine as soon as no test waits.
+    pub max_spares: usize,
+    /// Where the run's events go and its snapshot is read: keep a clone.
+    pub monitor: Monitor,
+}
+
+impl RunConfig {
+    /// A run of `specs` with `policy`, artifacts under `artifacts`: at
+    /// most 10 failed setups, no spares, a monitor of its own.
+    pub fn new(specs: Vec<Spec>, artifacts: impl Into<PathBuf>, policy: Arc<dyn Policy>) -> Self {
+        RunConfig {
+            specs,
+            artifacts: artifacts.into(),
+            policy,
+            max_failed_setups: 10,
+            max_spares: 0,
+            monitor: Monitor::new(),
+        }
+    }
 }
 
 /// How a run ended, per test's final attempt.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
     /// Tests whose final attempt passed.
     pub passed: usize,
@@ -70,6 +114,9 @@ pub struct Totals {
     pub broken: Option<String>,
     /// The signal that stopped the run.
     pub interrupted: Option<&'static str>,
+    /// The machines not released: a second signal stopped the wait for
+    /// their releases (give them to `atex-provision release`).
+    pub left: Vec<Machine>,
 }
 
 impl Totals {
@@ -89,45 +136,24 @@ impl Totals {
 
 /// What a worker or a pool tells the main loop.
 #[derive(Debug)]
-enum Event {
-    Ready(usize, Box<Machine>),
+enum Message {
+    /// A pool reserved a machine.
+    Reserved(usize, Box<Machine>),
     ProvisionFailed(usize, ProvisionError),
+    /// A pool finished releasing a machine (well or not).
+    Released(String),
     /// A result of the named test's running attempt.
     Result(String, Vec<u8>),
-    Line(String),
-    /// A test's attempt ended: its verdict, and whether it runs again.
-    Ended {
-        name: String,
-        verdict: Verdict,
-        rerun: bool,
-    },
-    /// A machine's task ended; `destroyed` when it must not be reused,
-    /// `setup` when its session could not be opened.
+    /// A test's attempt ended (its results are filled in by the loop).
+    Ended(AttemptEnded),
+    /// A machine's task ended; `setup_failed` when its session could not
+    /// be opened, `refused` when it ran nothing and no waiting test fits it.
     Done {
         spec: usize,
         machine: String,
         setup_failed: bool,
+        refused: bool,
     },
-}
-
-/// One attempt's verdict, from its results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-enum Verdict {
-    #[default]
-    Pass,
-    Fail,
-    Infra,
-}
-
-impl Verdict {
-    fn count(&mut self, status: Option<&str>) {
-        let seen = match status {
-            Some("pass" | "info" | "skip") => Verdict::Pass,
-            Some("infra") => Verdict::Infra,
-            _ => Verdict::Fail,
-        };
-        *self = (*self).max(seen);
-    }
 }
 
 /// What a pool task is told.
@@ -138,19 +164,20 @@ enum PoolCommand {
     CancelPending,
 }
 
-/// A worker's sink: results to the main loop, progress as event lines.
+/// A worker's sink: results to the main loop, warnings as events.
 struct ChannelSink {
-    events: mpsc::UnboundedSender<Event>,
+    messages: mpsc::UnboundedSender<Message>,
+    monitor: Monitor,
     machine: String,
     /// The test running.
     test: String,
     verdict: Verdict,
-    closed: Arc<std::sync::atomic::AtomicBool>,
+    closed: Arc<AtomicBool>,
 }
 
 impl ChannelSink {
-    fn send_line(&self, line: String) {
-        let _ = self.events.send(Event::Line(line));
+    fn warn(&self, message: String) {
+        self.monitor.emit(Event::Warning { message });
     }
 }
 
@@ -159,9 +186,9 @@ impl Sink for ChannelSink {
         self.verdict.count(result.status.as_deref());
         match serde_json::to_vec(&result) {
             Ok(line) => {
-                let _ = self.events.send(Event::Result(self.test.clone(), line));
+                let _ = self.messages.send(Message::Result(self.test.clone(), line));
             }
-            Err(e) => self.send_line(format!("warning: failed to write a result: {e}")),
+            Err(e) => self.warn(format!("failed to write a result: {e}")),
         }
     }
 
@@ -170,36 +197,95 @@ impl Sink for ChannelSink {
         let mut line = Vec::new();
         match result.write_json(&mut line) {
             Ok(()) => {
-                let _ = self.events.send(Event::Result(self.test.clone(), line));
+                let _ = self.messages.send(Message::Result(self.test.clone(), line));
             }
-            Err(e) => self.send_line(format!("warning: failed to write a result: {e}")),
+            Err(e) => self.warn(format!("failed to write a result: {e}")),
         }
     }
 
     fn warning(&mut self, message: String) {
-        self.send_line(format!("warning: {}: {message}", self.machine));
+        self.warn(format!("{}: {message}", self.machine));
     }
 }
 
 impl ResultSink for ChannelSink {
     fn is_closed(&self) -> bool {
-        self.closed.load(std::sync::atomic::Ordering::Relaxed)
+        self.closed.load(Ordering::Relaxed)
     }
+}
 
-    fn progress(&mut self, event: Progress<'_>) {
-        if let Progress::Started { test } = event {
-            self.send_line(format!("{}: {test} started", self.machine));
-        }
-    }
+/// The queue and who works on it, under one lock.
+struct Board {
+    queue: Queue,
+    /// Tests given to a machine and not yet back (one may be rerun).
+    running: usize,
+    /// Per spec, the machines waiting as spares.
+    spares: Vec<usize>,
 }
 
 /// What every worker shares.
 struct Shared {
-    queue: Mutex<Queue>,
+    board: Mutex<Board>,
+    /// Woken when a test is queued again, the last running test ended,
+    /// or the run is interrupted: the spares look again.
+    changed: Notify,
     policy: Arc<dyn Policy>,
-    events: mpsc::UnboundedSender<Event>,
+    max_spares: usize,
+    monitor: Monitor,
+    messages: mpsc::UnboundedSender<Message>,
     interrupt: watch::Receiver<Option<&'static str>>,
-    closed: Arc<std::sync::atomic::AtomicBool>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn board(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What a free machine gets.
+enum Pick {
+    Test(Box<Queued>),
+    /// Nothing: `refused` when tests wait but none fits this machine.
+    Nothing {
+        refused: bool,
+    },
+}
+
+/// The next test for the machine `key` of spec `spec`. When no test
+/// waits while tests run, the machine waits as a spare (if the spec has
+/// room for one) for a rerun to come back.
+async fn next_test(shared: &Shared, spec: usize, key: &str) -> Pick {
+    let mut spare = false;
+    loop {
+        let notified = shared.changed.notified();
+        tokio::pin!(notified);
+        // Registered before the board is read: no wake-up is missed.
+        notified.as_mut().enable();
+        {
+            let mut board = shared.board();
+            // A spare looks again: it is counted again if it stays one.
+            if spare {
+                board.spares[spec] -= 1;
+            }
+            if shared.interrupt.borrow().is_some() {
+                return Pick::Nothing { refused: false };
+            }
+            if let Some(queued) = board.queue.pick(shared.policy.as_ref(), key) {
+                board.running += 1;
+                return Pick::Test(Box::new(queued));
+            }
+            if !board.queue.is_empty() {
+                return Pick::Nothing { refused: true };
+            }
+            if board.running == 0 || board.spares[spec] >= shared.max_spares {
+                return Pick::Nothing { refused: false };
+            }
+            board.spares[spec] += 1;
+            spare = true;
+        }
+        notified.await;
+    }
 }
 
 /// The platform results carry: the machine's, else its provisioner's name.
@@ -221,6 +307,7 @@ async fn worker(
     session_number: usize,
 ) {
     let id = machine.id.clone();
+    let monitor = shared.monitor.clone();
     // What the policy knows this session by: a host given again after a
     // release (ssh) is a new session, so a test kept from the old one
     // (a rerun) can run there and the run always ends.
@@ -239,72 +326,94 @@ async fn worker(
         }
     });
     let mut sink = ChannelSink {
-        events: shared.events.clone(),
+        messages: shared.messages.clone(),
+        monitor: monitor.clone(),
         machine: id.clone(),
         test: String::new(),
         verdict: Verdict::Pass,
         closed: shared.closed.clone(),
     };
-    let config = SessionConfig::new(machine.clone(), platform(&machine), artifacts);
+    let config = SessionConfig::new(machine.clone(), platform(&machine), artifacts.clone());
     let mut session = match Session::open(config, &mut interrupt).await {
         Ok(session) => session,
         Err(e) => {
-            if !matches!(e, OpenError::Interrupted(_)) {
-                sink.send_line(format!("error: {id}: setup failed: {e}"));
+            let interrupted = matches!(e, OpenError::Interrupted(_));
+            if !interrupted {
+                monitor.emit(Event::SetupFailed {
+                    spec,
+                    machine: id.clone(),
+                    error: e.to_string(),
+                });
             }
-            let _ = shared.events.send(Event::Done {
+            let _ = shared.messages.send(Message::Done {
                 spec,
                 machine: id,
-                setup_failed: true,
+                setup_failed: !interrupted,
+                refused: false,
             });
             return;
         }
     };
-    sink.send_line(format!("{id}: machine ready"));
+    monitor.emit(Event::MachineReady {
+        spec,
+        machine: id.clone(),
+    });
+    let mut ran = false;
+    let mut refused = false;
     loop {
-        if sink.is_closed() || shared.interrupt.borrow().is_some() {
+        if sink.is_closed() {
             break;
         }
-        let picked = shared
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pick(shared.policy.as_ref(), &key);
-        let Some(queued) = picked else { break };
+        let queued = match next_test(&shared, spec, &key).await {
+            Pick::Test(queued) => *queued,
+            Pick::Nothing { refused: r } => {
+                refused = r && !ran;
+                break;
+            }
+        };
+        ran = true;
+        let name = queued.test.name.clone();
+        let attempt = queued.attempt;
+        monitor.emit(Event::TestStarted {
+            machine: id.clone(),
+            test: name.clone(),
+            attempt,
+        });
         sink.verdict = Verdict::Pass;
-        sink.test.clone_from(&queued.test.name);
+        sink.test.clone_from(&name);
         let started = Instant::now();
         // The test sees which run of it this is.
         let mut test = queued.test.clone();
         test.environment
-            .insert("ATEX_ATTEMPT".to_owned(), queued.attempt.to_string());
+            .insert("ATEX_ATTEMPT".to_owned(), attempt.to_string());
         let outcome = session
-            .run_test(&test, queued.attempt, &mut sink, &mut interrupt)
+            .run_test(&test, attempt, &mut sink, &mut interrupt)
             .await;
-        let verdict = sink.verdict;
-        let name = queued.test.name.clone();
-        if outcome.reported {
-            sink.send_line(format!(
-                "{id}: {name} ended: {} ({:.1} s){}",
-                outcome.status.as_deref().unwrap_or("no status"),
-                started.elapsed().as_secs_f64(),
-                if queued.attempt > 0 {
-                    format!(", attempt {}", queued.attempt)
-                } else {
-                    String::new()
-                }
-            ));
-        }
+        let verdict = outcome.reported.then_some(sink.verdict);
         let rerun = outcome.reported
             && outcome.interrupted.is_none()
             && shared
                 .policy
-                .rerun(&queued, &outcome, verdict == Verdict::Pass);
-        let _ = shared.events.send(Event::Ended {
-            name,
+                .rerun(&queued, &outcome, verdict == Some(Verdict::Pass));
+        monitor.emit(Event::TestEnded {
+            machine: id.clone(),
+            test: name.clone(),
+            attempt,
+            status: outcome.status.clone(),
             verdict,
+            duration: started.elapsed(),
             rerun,
         });
+        let test_dir = atex_exec::artifacts::normalize(name.as_bytes())
+            .map(|rel| artifacts.join(rel))
+            .unwrap_or_default();
+        let _ = shared.messages.send(Message::Ended(AttemptEnded {
+            test: name.clone(),
+            attempt,
+            artifacts: test_dir,
+            results: Vec::new(),
+            rerun,
+        }));
         let destroyed = if !outcome.reusable() {
             outcome
                 .lost
@@ -314,40 +423,48 @@ async fn worker(
         } else {
             shared.policy.destroys(&test, &outcome)
         };
-        requeue(&shared, queued, rerun, &key);
+        {
+            let mut board = shared.board();
+            board.running -= 1;
+            if rerun {
+                board.queue.rerun(queued, &key);
+                // Under the lock: the rerun is queued before anyone takes it.
+                monitor.emit(Event::RerunQueued {
+                    test: name,
+                    attempt: attempt + 1,
+                });
+            }
+        }
+        // A rerun for a spare to take, or the last test ended: spares look.
+        shared.changed.notify_waiters();
         if outcome.interrupted.is_some() {
             break;
         }
         if let Some(why) = destroyed {
-            sink.send_line(format!("{id}: machine destroyed ({why})"));
+            monitor.emit(Event::MachineDestroyed {
+                machine: id.clone(),
+                why,
+            });
             break;
         }
     }
     session.close(&mut sink, &mut interrupt).await;
-    let _ = shared.events.send(Event::Done {
+    let _ = shared.messages.send(Message::Done {
         spec,
         machine: id,
         setup_failed: false,
+        refused,
     });
 }
 
-fn requeue(shared: &Shared, queued: Queued, rerun: bool, machine: &str) {
-    if rerun {
-        shared
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .rerun(queued, machine);
-    }
-}
-
 /// One spec's pool, driven by commands; machines and failures go to
-/// `events`. Stops (releasing everything) when the commands end.
+/// `messages`. Stops (releasing everything) when the commands end.
 async fn pool_task(
     spec: usize,
     mut pool: Pool,
     mut commands: mpsc::UnboundedReceiver<PoolCommand>,
-    events: mpsc::UnboundedSender<Event>,
+    messages: mpsc::UnboundedSender<Message>,
+    monitor: Monitor,
 ) {
     // Whether `next` may give something: after a provision or a release.
     let mut active = false;
@@ -361,8 +478,9 @@ async fn pool_task(
                 }
                 Some(PoolCommand::Release(id)) => {
                     if let Err(e) = pool.release(&id).await {
-                        let _ = events.send(Event::Line(format!("warning: {id}: release failed: {e}")));
+                        monitor.emit(Event::Warning { message: format!("{id}: release failed: {e}") });
                     }
+                    let _ = messages.send(Message::Released(id));
                     active = true;
                 }
                 Some(PoolCommand::CancelPending) => pool.cancel_pending(),
@@ -370,16 +488,18 @@ async fn pool_task(
             next = pool.next(), if active => match next {
                 None => active = false,
                 Some(Ok(machine)) => {
-                    let _ = events.send(Event::Ready(spec, Box::new(machine)));
+                    let _ = messages.send(Message::Reserved(spec, Box::new(machine)));
                 }
                 Some(Err(e)) => {
-                    let _ = events.send(Event::ProvisionFailed(spec, e));
+                    let _ = messages.send(Message::ProvisionFailed(spec, e));
                 }
             },
         }
     }
     for e in pool.stop().await {
-        let _ = events.send(Event::Line(format!("warning: release failed: {e}")));
+        monitor.emit(Event::Warning {
+            message: format!("release failed: {e}"),
+        });
     }
 }
 
@@ -390,209 +510,329 @@ struct SpecState {
     pending: usize,
     /// Machines whose task runs.
     working: usize,
-    commands: mpsc::UnboundedSender<PoolCommand>,
+    /// A fresh machine of it took none of the tests waiting: none is asked
+    /// for until a test is queued again.
+    exhausted: bool,
+    /// `None` once the pool is told to stop.
+    commands: Option<mpsc::UnboundedSender<PoolCommand>>,
+}
+
+impl SpecState {
+    fn send(&self, command: PoolCommand) {
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(command);
+        }
+    }
+
+    /// Cancel the reservations outstanding.
+    fn cancel(&mut self, index: usize, monitor: &Monitor) {
+        if self.pending > 0 {
+            monitor.emit(Event::ReservationsCancelled {
+                spec: index,
+                count: self.pending,
+            });
+        }
+        self.pending = 0;
+        self.send(PoolCommand::CancelPending);
+    }
+
+    /// Give machine `id` back.
+    fn release(&self, index: usize, id: String, monitor: &Monitor) {
+        monitor.emit(Event::MachineReleased {
+            spec: index,
+            machine: id.clone(),
+        });
+        self.send(PoolCommand::Release(id));
+    }
+}
+
+/// SIGINT and SIGTERM, listened to for the whole run.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    /// Listen from now on; when the handlers cannot be installed, no
+    /// signal is heard (their default action applies).
+    fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Signals(Some((int, term))),
+            _ => Signals(None),
+        }
+    }
+
+    /// The next signal's name.
+    async fn recv(&mut self) -> &'static str {
+        match &mut self.0 {
+            Some((int, term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Run `tests` on the pools of `config.specs`; returns per-test totals.
-/// Must run inside a multi-threaded tokio runtime.
-pub async fn run(
-    config: RunConfig,
-    tests: Vec<atex_shared::records::Test>,
-    out: &mut dyn Output,
-) -> Totals {
+/// Must run inside a multi-threaded tokio runtime. SIGINT and SIGTERM are
+/// handled: the first stops the running tests (reported `infra`) and
+/// releases everything; a second stops waiting for the releases and
+/// returns the machines left in [`Totals::left`].
+pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> Totals {
     let total = tests.len();
-    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let monitor = config.monitor.clone();
+    monitor.start(total);
+    let (messages_tx, mut messages) = mpsc::unbounded_channel();
     let (interrupt_tx, interrupt_rx) = watch::channel(None);
-    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue::new(tests)),
+    let closed = Arc::new(AtomicBool::new(false));
+    let mut shared = Some(Arc::new(Shared {
+        board: Mutex::new(Board {
+            queue: Queue::new(tests),
+            running: 0,
+            spares: vec![0; config.specs.len()],
+        }),
+        changed: Notify::new(),
         policy: config.policy.clone(),
-        events: events_tx.clone(),
+        max_spares: config.max_spares,
+        monitor: monitor.clone(),
+        messages: messages_tx.clone(),
         interrupt: interrupt_rx,
         closed: closed.clone(),
-    });
+    }));
+    let mut signals = Signals::new();
     let mut specs = Vec::new();
     let mut pool_tasks = tokio::task::JoinSet::new();
     for (index, spec) in config.specs.iter().enumerate() {
         let (tx, rx) = mpsc::unbounded_channel();
-        let events = events_tx.clone();
-        let log_events = events_tx.clone();
+        let log_monitor = monitor.clone();
         let options = PoolOptions {
             retries: spec.retries,
             log: Some(Arc::new(move |line: &str| {
-                let _ = log_events.send(Event::Line(line.to_owned()));
+                log_monitor.emit(Event::Warning {
+                    message: line.to_owned(),
+                });
             })),
             ..PoolOptions::default()
         };
         let pool = Pool::new(spec.provisioner.clone(), options);
-        pool_tasks.spawn(pool_task(index, pool, rx, events));
-        let wanted = spec.max.min(total);
+        pool_tasks.spawn(pool_task(
+            index,
+            pool,
+            rx,
+            messages_tx.clone(),
+            monitor.clone(),
+        ));
+        let wanted = spec.max.min(total.saturating_add(config.max_spares));
         let _ = tx.send(PoolCommand::Provision(wanted));
+        monitor.emit(Event::MachinesRequested {
+            spec: index,
+            count: wanted,
+        });
         specs.push(SpecState {
             max: spec.max,
             pending: wanted,
             working: 0,
-            commands: tx,
+            exhausted: false,
+            commands: Some(tx),
         });
     }
-    drop(events_tx);
+    drop(messages_tx);
     let mut totals = Totals::default();
-    let mut finals: std::collections::HashMap<String, (Verdict, bool)> =
-        std::collections::HashMap::new();
     // The results of each test's running attempt, until it ends.
-    let mut attempts: std::collections::HashMap<String, Vec<Vec<u8>>> =
-        std::collections::HashMap::new();
+    let mut attempts: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    // Machines reserved and not yet released, for a second signal.
+    let mut held: IndexMap<String, Machine> = IndexMap::new();
     let mut failed_setups = 0;
     let mut serial = 0usize;
     let mut workers = tokio::task::JoinSet::new();
     let mut finishing = false;
-    let signal = atex_shared::cli::interrupted();
-    tokio::pin!(signal);
+    let mut abandoned = false;
     loop {
-        let waiting = shared
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        let working: usize = specs.iter().map(|s| s.working).sum();
-        let pending: usize = specs.iter().map(|s| s.pending).sum();
+        let (waiting, running) = match &shared {
+            Some(shared) => {
+                let board = shared.board();
+                (board.queue.len(), board.running)
+            }
+            None => (0, 0),
+        };
         let stopping = totals.interrupted.is_some() || totals.broken.is_some();
-        if working == 0 && (waiting == 0 || stopping || pending == 0) {
-            if waiting > 0 && pending == 0 && !stopping {
-                totals.broken = Some("no machine could be provisioned".to_owned());
+        if shared.is_some() {
+            let working: usize = specs.iter().map(|s| s.working).sum();
+            let pending: usize = specs.iter().map(|s| s.pending).sum();
+            if working == 0 && (waiting == 0 || stopping || pending == 0) {
+                if waiting > 0 && pending == 0 && !stopping {
+                    let why = if specs.iter().any(|s| s.exhausted) {
+                        "no machine takes the tests left"
+                    } else {
+                        "no machine could be provisioned"
+                    };
+                    totals.broken = Some(why.to_owned());
+                    monitor.emit(Event::Stopped {
+                        why: why.to_owned(),
+                    });
+                }
+                // Every machine is back: the pools stop (releasing what
+                // they still hold), and the channel ends once they have.
+                for spec in &mut specs {
+                    spec.commands = None;
+                }
+                shared = None;
+                continue;
             }
-            break;
-        }
-        // Nothing left to hand out: stop asking for machines at once.
-        if (waiting == 0 || stopping) && !finishing {
-            finishing = true;
-            for spec in &mut specs {
-                let _ = spec.commands.send(PoolCommand::CancelPending);
-                spec.pending = 0;
+            // Nothing left to hand out: stop asking for machines at once.
+            if (waiting == 0 || stopping) && !finishing {
+                finishing = true;
+                for (index, spec) in specs.iter_mut().enumerate() {
+                    spec.cancel(index, &monitor);
+                }
             }
         }
-        let event = tokio::select! {
-            event = events.recv() => event,
-            signal = &mut signal, if totals.interrupted.is_none() => {
-                totals.interrupted = Some(signal.name());
-                let _ = interrupt_tx.send(Some(signal.name()));
-                out.event(&format!("interrupted ({}): stopping the running tests", signal.name()));
+        let message = tokio::select! {
+            message = messages.recv() => message,
+            signal = signals.recv() => {
+                if totals.interrupted.is_some() {
+                    // The second: stop waiting for the releases.
+                    abandoned = true;
+                    break;
+                }
+                totals.interrupted = Some(signal);
+                let _ = interrupt_tx.send(Some(signal));
+                if let Some(shared) = &shared {
+                    shared.changed.notify_waiters();
+                }
+                monitor.emit(Event::Interrupted { signal: signal.to_owned() });
                 continue;
             }
         };
-        let Some(event) = event else { break };
-        match event {
-            Event::Result(test, line) => {
+        let Some(message) = message else { break };
+        match message {
+            Message::Result(test, line) => {
                 out.result(&line);
                 attempts.entry(test).or_default().push(line);
                 if out.is_closed() {
-                    closed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    closed.store(true, Ordering::Relaxed);
                 }
             }
-            Event::Line(line) => out.event(&line),
-            Event::Ended {
-                name,
-                verdict,
-                rerun,
-            } => {
-                out.attempt_ended(attempts.remove(&name).unwrap_or_default(), rerun);
-                // The second flag: an attempt before did not pass (flaky
-                // when the last one passes).
-                match finals.get_mut(&name) {
-                    Some(entry) => *entry = (verdict, entry.1 || entry.0 != Verdict::Pass),
-                    None => {
-                        finals.insert(name, (verdict, false));
+            Message::Ended(mut ended) => {
+                ended.results = attempts.remove(&ended.test).unwrap_or_default();
+                if ended.rerun {
+                    // A test is back: it may fit a spec that had none.
+                    for spec in &mut specs {
+                        spec.exhausted = false;
                     }
                 }
+                out.attempt_ended(ended);
             }
-            Event::Ready(index, machine) => {
+            Message::Released(id) => {
+                held.shift_remove(&id);
+            }
+            Message::Reserved(index, machine) => {
                 let spec = &mut specs[index];
                 spec.pending = spec.pending.saturating_sub(1);
-                if waiting == 0 || stopping {
-                    let _ = spec.commands.send(PoolCommand::Release(machine.id));
+                monitor.emit(Event::MachineReserved {
+                    spec: index,
+                    machine: machine.id.clone(),
+                });
+                held.insert(machine.id.clone(), (*machine).clone());
+                let spare = config.max_spares > 0 && running > 0;
+                let Some(shared) = shared
+                    .as_ref()
+                    .filter(|_| !stopping && !spec.exhausted && (waiting > 0 || spare))
+                else {
+                    spec.release(index, machine.id, &monitor);
                     continue;
-                }
+                };
                 spec.working += 1;
                 let artifacts = config.artifacts.join(serial.to_string());
                 workers.spawn(worker(shared.clone(), index, *machine, artifacts, serial));
                 serial += 1;
             }
-            Event::ProvisionFailed(index, e) => {
+            Message::ProvisionFailed(index, e) => {
                 let spec = &mut specs[index];
                 spec.pending = spec.pending.saturating_sub(1);
-                out.event(&format!(
-                    "error: --provision {:?}: no machine: {e}",
-                    config.specs[index].text
-                ));
+                monitor.emit(Event::ReservationFailed {
+                    spec: index,
+                    error: format!("--provision {:?}: {e}", config.specs[index].text),
+                });
             }
-            Event::Done {
+            Message::Done {
                 spec: index,
                 machine,
                 setup_failed,
+                refused,
             } => {
                 let spec = &mut specs[index];
                 spec.working -= 1;
-                let _ = spec.commands.send(PoolCommand::Release(machine));
+                spec.release(index, machine, &monitor);
                 if setup_failed && !stopping {
                     failed_setups += 1;
                     if failed_setups > config.max_failed_setups {
-                        totals.broken = Some(format!(
-                            "setup failed {failed_setups} times: broken infrastructure?"
-                        ));
+                        let why =
+                            format!("setup failed {failed_setups} times: broken infrastructure?");
+                        monitor.emit(Event::Stopped { why: why.clone() });
+                        totals.broken = Some(why);
                         // The running tests stop (reported infra).
                         let _ = interrupt_tx.send(Some("broken infrastructure"));
+                        if let Some(shared) = &shared {
+                            shared.changed.notify_waiters();
+                        }
                         continue;
                     }
+                }
+                if refused {
+                    // No test waiting fits this spec's fresh machines.
+                    spec.exhausted = true;
+                    spec.cancel(index, &monitor);
                 }
                 // A replacement while tests wait that no machine of this
                 // spec will take (the ones working may not: a rerun avoids
                 // the machine it ran on).
-                let waiting = shared
-                    .queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .len();
-                if waiting > 0 && !stopping && spec.working + spec.pending < spec.max {
+                let waiting = match &shared {
+                    Some(shared) => shared.board().queue.len(),
+                    None => 0,
+                };
+                if waiting > 0
+                    && !stopping
+                    && !spec.exhausted
+                    && spec.working + spec.pending < spec.max
+                {
                     finishing = false;
                     spec.pending += 1;
-                    let _ = spec.commands.send(PoolCommand::Provision(1));
+                    spec.send(PoolCommand::Provision(1));
+                    monitor.emit(Event::MachinesRequested {
+                        spec: index,
+                        count: 1,
+                    });
                 }
             }
         }
     }
-    // Workers end on their own once the queue is empty or the interrupt
-    // came; wait for their sessions to close.
-    while workers.join_next().await.is_some() {}
-    // Dropping the command senders stops every pool (releasing its
-    // machines); the channel ends once the pools and workers are gone.
-    specs.clear();
-    drop(shared);
-    while let Some(event) = events.recv().await {
-        match event {
-            Event::Result(test, line) => {
-                out.result(&line);
-                attempts.entry(test).or_default().push(line);
-            }
-            Event::Line(line) => out.event(&line),
-            _ => {}
-        }
+    if abandoned {
+        totals.left = held.into_values().collect();
+        // Dropping the tasks aborts them; the pools cancel what is in
+        // flight as they go.
+        workers.abort_all();
+        pool_tasks.abort_all();
+    } else {
+        while workers.join_next().await.is_some() {}
+        while pool_tasks.join_next().await.is_some() {}
     }
-    // Results of attempts that did not end (none, but nothing is lost).
-    for (_, results) in attempts.drain() {
-        out.attempt_ended(results, false);
+    // Results of attempts that did not end (an abandoned run's).
+    for (test, results) in attempts.drain() {
+        out.attempt_ended(AttemptEnded {
+            test,
+            results,
+            ..AttemptEnded::default()
+        });
     }
-    while pool_tasks.join_next().await.is_some() {}
-    for (verdict, failed_before) in finals.values() {
-        match verdict {
-            Verdict::Pass if *failed_before => {
-                totals.passed += 1;
-                totals.flaky += 1;
-            }
-            Verdict::Pass => totals.passed += 1,
-            Verdict::Fail => totals.failed += 1,
-            Verdict::Infra => totals.infra += 1,
-        }
-    }
-    totals.not_run = total.saturating_sub(finals.len());
+    let done = monitor.snapshot().done;
+    totals.passed = done.passed;
+    totals.failed = done.failed;
+    totals.infra = done.infra;
+    totals.flaky = done.flaky;
+    totals.not_run = total.saturating_sub(done.total());
+    monitor.finish();
     totals
 }

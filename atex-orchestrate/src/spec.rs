@@ -75,6 +75,19 @@ struct SpecCli {
 }
 
 impl Spec {
+    /// A spec of a provisioner of one's own (a library user's): at most
+    /// `max` machines of it at once, failed reservations tried twice more,
+    /// named by the provisioner's kind in messages.
+    pub fn new(provisioner: Arc<dyn Provisioner>, max: usize) -> Spec {
+        Spec {
+            text: provisioner.kind().to_owned(),
+            provisioner,
+            max,
+            retries: 2,
+            podman: None,
+        }
+    }
+
     /// Parse `text`. The most machines at once is `--max` (podman,
     /// testing-farm), the number of hosts (ssh), or for `local` `--count`
     /// or `--max N`: atex-provision's `local` has no `--max` (it holds

@@ -473,3 +473,88 @@ fn it_discovers_the_tests_itself_with_root() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn a_status_line_comes_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = test(dir.path(), "/sleeps", "sleep 1.5", json!({}));
+    let output = orchestrate(dir.path(), &["--status-interval", "0.3"], &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let running = "atex-orchestrate: status: 0 queued, 1 running, 0 done \
+                   (0 passed, 0 failed, 0 infra, 0 flaky); \
+                   machines: 0 reserving, 0 setting up, 1 busy, 0 idle";
+    let lines = err.lines().filter(|line| *line == running).count();
+    assert!(lines >= 2, "{err}");
+    // The default is 30 s: none in a short run.
+    let output = orchestrate(dir.path(), &["--artifacts", "a2"], &input);
+    assert!(!stderr(&output).contains("status:"), "{}", stderr(&output));
+    let output = orchestrate(dir.path(), &["--status-interval", "-1"], &input);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
+
+/// Where in `err` the first line containing `text` is.
+fn line_of(err: &str, text: &str) -> usize {
+    err.lines()
+        .position(|line| line.contains(text))
+        .unwrap_or_else(|| panic!("no {text:?} in {err}"))
+}
+
+#[test]
+fn an_idle_machine_is_released_at_once_unless_kept_as_a_spare() {
+    let run = |script: &str, args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let input = [
+            test(dir.path(), "/long", script, json!({"duration": 100})),
+            test(dir.path(), "/short", "true", json!({"duration": 1})),
+        ]
+        .concat();
+        let mut all = vec!["--provision", "local --max 2"];
+        all.extend(args);
+        let output = orchestrate(dir.path(), &all, &input);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(0), "{err}");
+        let attempts: Vec<(String, u64, String)> = results(&output)
+            .iter()
+            .map(|r| {
+                (
+                    r["test"].as_str().unwrap().to_owned(),
+                    r["attempt"].as_u64().unwrap(),
+                    r["machine"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (attempts, err)
+    };
+    let machine_of = |attempts: &[(String, u64, String)], test: &str, attempt: u64| {
+        attempts
+            .iter()
+            .find(|(t, a, _)| t == test && *a == attempt)
+            .map(|(_, _, m)| m.clone())
+            .unwrap()
+    };
+
+    // No spare: /short's machine goes while /long still runs.
+    let (attempts, err) = run("sleep 2", &[]);
+    let short = machine_of(&attempts, "/short", 0);
+    assert!(
+        line_of(&err, &format!("{short}: machine released")) < line_of(&err, "/long ended"),
+        "{err}"
+    );
+
+    // /long fails once, then passes: its rerun needs a machine.
+    let flaky = "sleep 1.5; exit $((1 - ATEX_ATTEMPT))";
+    // Without a spare, a third machine is asked for.
+    let (attempts, err) = run(flaky, &["--reruns", "1"]);
+    let rerun_on = machine_of(&attempts, "/long", 1);
+    assert_ne!(rerun_on, machine_of(&attempts, "/short", 0), "{err}");
+    assert_ne!(rerun_on, machine_of(&attempts, "/long", 0), "{err}");
+    // With one, /short's machine waits for it and runs it.
+    let (attempts, err) = run(flaky, &["--reruns", "1", "--max-spares", "1"]);
+    let short = machine_of(&attempts, "/short", 0);
+    assert_eq!(machine_of(&attempts, "/long", 1), short, "{err}");
+    assert!(
+        line_of(&err, "/long ended") < line_of(&err, &format!("{short}: machine released")),
+        "{err}"
+    );
+}

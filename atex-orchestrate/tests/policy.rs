@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use atex_exec::session::TestOutcome;
+use atex_orchestrate::events::Event;
 use atex_orchestrate::queue::{Policy, Queued};
 use atex_orchestrate::run::{Output, RunConfig, run};
 use atex_orchestrate::spec::Spec;
@@ -32,15 +33,11 @@ impl Policy for LastFirst {
 #[derive(Default)]
 struct Collect {
     results: Vec<serde_json::Value>,
-    events: Vec<String>,
 }
 
 impl Output for Collect {
     fn result(&mut self, line: &[u8]) {
         self.results.push(serde_json::from_slice(line).unwrap());
-    }
-    fn event(&mut self, line: &str) {
-        self.events.push(line.to_owned());
     }
 }
 
@@ -55,12 +52,12 @@ fn a_custom_policy_orders_and_destroys() {
             .unwrap()
         })
         .collect();
-    let config = RunConfig {
-        specs: vec![Spec::parse("local").unwrap()],
-        artifacts: dir.path().join("artifacts"),
-        policy: Arc::new(LastFirst),
-        max_failed_setups: 0,
-    };
+    let config = RunConfig::new(
+        vec![Spec::parse("local").unwrap()],
+        dir.path().join("artifacts"),
+        Arc::new(LastFirst),
+    );
+    let mut events = config.monitor.subscribe();
     let mut out = Collect::default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -68,7 +65,8 @@ fn a_custom_policy_orders_and_destroys() {
         .build()
         .unwrap();
     let totals = runtime.block_on(run(config, tests, &mut out));
-    assert_eq!(totals.exit_code(), 0, "{:?}", out.events);
+    let events: Vec<Event> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+    assert_eq!(totals.exit_code(), 0, "{events:?}");
     let order: Vec<&str> = out
         .results
         .iter()
@@ -82,9 +80,8 @@ fn a_custom_policy_orders_and_destroys() {
         .collect();
     machines.dedup();
     assert_eq!(machines.len(), 3, "every test on a fresh machine");
-    let destroyed = out
-        .events
-        .iter()
-        .filter(|e| e.contains("machine destroyed (one test per machine)"));
-    assert_eq!(destroyed.count(), 3, "{:?}", out.events);
+    let destroyed = events.iter().filter(
+        |e| matches!(e, Event::MachineDestroyed { why, .. } if why == "one test per machine"),
+    );
+    assert_eq!(destroyed.count(), 3, "{events:?}");
 }
