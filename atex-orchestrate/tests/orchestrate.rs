@@ -558,3 +558,66 @@ fn an_idle_machine_is_released_at_once_unless_kept_as_a_spare() {
         "{err}"
     );
 }
+
+#[test]
+fn output_takes_each_test_s_files_as_it_ends_and_the_artifacts_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let quick_file = store.join("files/local/quick/output.txt");
+    // /slow ends only once /quick's output is in the store: its files
+    // are moved there as it ends, not at the end of the run.
+    let slow = format!(
+        "for i in $(seq 300); do [ -e {} ] && exit 0; sleep 0.1; done; exit 1",
+        quick_file.display()
+    );
+    let input = [
+        test(dir.path(), "/slow", &slow, json!({"duration": 100})),
+        test(dir.path(), "/quick", "echo quick", json!({"duration": 1})),
+        test(
+            dir.path(),
+            "/flaky",
+            "echo $ATEX_ATTEMPT; exit $((1 - ATEX_ATTEMPT))",
+            json!({"duration": 1}),
+        ),
+    ]
+    .concat();
+    let args = [
+        "--provision",
+        "local --max 2",
+        "--reruns",
+        "1",
+        "--output",
+        "store",
+    ];
+    let output = orchestrate(dir.path(), &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert_eq!(std::fs::read_to_string(&quick_file).unwrap(), "quick\n");
+    let flaky = |store: &Path| std::fs::read_to_string(store.join("files/local/flaky/output.txt"));
+    assert_eq!(flaky(&store).unwrap(), "1\n");
+    assert_eq!(flaky(&store.join("attempts")).unwrap(), "0\n");
+    // Every file was moved: the emptied artifacts directory is gone.
+    assert!(!dir.path().join("atex-artifacts").exists(), "{err}");
+
+    // From another file system (tmpfs): copied, then removed.
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let artifacts = shm.path().join("artifacts");
+    let input = test(dir.path(), "/across", "echo across", json!({}));
+    let args = [
+        "--output",
+        "store2",
+        "--artifacts",
+        artifacts.to_str().unwrap(),
+    ];
+    let output = orchestrate(dir.path(), &args, &input);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let copied = dir.path().join("store2/files/local/across/output.txt");
+    assert_eq!(std::fs::read_to_string(copied).unwrap(), "across\n");
+    assert!(!artifacts.exists());
+
+    // Without --output the artifacts are the only copy: they stay.
+    let output = orchestrate(dir.path(), &["--artifacts", "kept"], &input);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let kept = dir.path().join("kept/0/across/files/output.txt");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "across\n");
+}
