@@ -274,3 +274,61 @@ fn reservations_are_cancelled_once_no_test_is_left() {
     assert_eq!(slow.cancelled.load(Ordering::SeqCst), 2);
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+#[test]
+fn failed_setups_are_replaced_until_the_limit_stops_the_run() {
+    let run_with = |broken: usize, max_failed_setups: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let slow = Arc::new(Slow {
+            broken,
+            ..Slow::default()
+        });
+        let tests = (1..=2)
+            .map(|i| test(dir.path(), &format!("/t{i}"), "true"))
+            .collect();
+        let mut config = RunConfig::new(
+            vec![Spec::new(slow, 1)],
+            dir.path().join("artifacts"),
+            Arc::new(DefaultPolicy::default()),
+        );
+        config.max_failed_setups = max_failed_setups;
+        run_all(config, tests)
+    };
+    let failed = |seen: &[Event]| {
+        seen.iter()
+            .filter_map(|e| match e {
+                Event::SetupFailed { machine, .. } => Some(machine.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let released = |seen: &[Event], id: &str| {
+        seen.iter()
+            .any(|e| matches!(e, Event::MachineReleased { machine, .. } if machine == id))
+    };
+
+    // Two machines cannot be connected to: each is released and replaced,
+    // the third runs the tests.
+    let (totals, out, seen) = run_with(2, 2);
+    assert_eq!((totals.passed, totals.exit_code()), (2, 0), "{seen:?}");
+    assert_eq!(failed(&seen), ["slow/0", "slow/1"]);
+    assert!(
+        released(&seen, "slow/0") && released(&seen, "slow/1"),
+        "{seen:?}"
+    );
+    assert!(out.0.iter().all(|r| r["machine"] == "slow/2"));
+
+    // None can: the third failure is one too many.
+    let (totals, out, seen) = run_with(usize::MAX, 2);
+    let why = "setup failed 3 times: broken infrastructure?";
+    assert_eq!(totals.broken.as_deref(), Some(why), "{seen:?}");
+    assert_eq!((totals.not_run, totals.exit_code()), (2, 3));
+    assert!(out.0.is_empty());
+    assert_eq!(failed(&seen).len(), 3);
+    assert!(
+        seen.contains(&Event::Stopped { why: why.into() }),
+        "{seen:?}"
+    );
+    let line = Event::Stopped { why: why.into() }.line().unwrap();
+    assert_eq!(line, format!("error: stopping: {why}"));
+}
