@@ -332,3 +332,64 @@ fn failed_setups_are_replaced_until_the_limit_stops_the_run() {
     let line = Event::Stopped { why: why.into() }.line().unwrap();
     assert_eq!(line, format!("error: stopping: {why}"));
 }
+
+/// ATEX's order, but no machine of the `slow` provisioner takes a test.
+#[derive(Debug)]
+struct NotOnSlow(DefaultPolicy);
+
+impl atex_orchestrate::queue::Policy for NotOnSlow {
+    fn pick(&self, waiting: &[atex_orchestrate::queue::Queued], machine: &str) -> Option<usize> {
+        if machine.contains(" slow/") {
+            return None;
+        }
+        self.0.pick(waiting, machine)
+    }
+    fn destroys(&self, test: &Test, outcome: &atex_exec::session::TestOutcome) -> Option<String> {
+        self.0.destroys(test, outcome)
+    }
+    fn rerun(
+        &self,
+        queued: &atex_orchestrate::queue::Queued,
+        outcome: &atex_exec::session::TestOutcome,
+        passed: bool,
+    ) -> bool {
+        self.0.rerun(queued, outcome, passed)
+    }
+}
+
+#[test]
+fn a_spec_no_test_fits_stops_reserving_while_the_others_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Arc::new(Slow {
+        wait: true,
+        ..Slow::default()
+    });
+    let tests = vec![
+        test(dir.path(), "/long", "sleep 1"),
+        test(dir.path(), "/b", "true"),
+        test(dir.path(), "/c", "true"),
+    ];
+    let config = RunConfig::new(
+        vec![Spec::parse("local").unwrap(), Spec::new(slow.clone(), 2)],
+        dir.path().join("artifacts"),
+        Arc::new(NotOnSlow(DefaultPolicy::default())),
+    );
+    let (totals, out, seen) = run_all(config, tests);
+    assert_eq!((totals.passed, totals.exit_code()), (3, 0), "{seen:?}");
+    assert!(out.0.iter().all(|r| r["machine"] != "slow/0"));
+    // slow/0 took nothing: it went at once, and the spec's other
+    // reservation was cancelled while /long still ran; none was asked
+    // for again.
+    let at = |wanted: &dyn Fn(&Event) -> bool| seen.iter().position(wanted).unwrap();
+    let released =
+        at(&|e| matches!(e, Event::MachineReleased { machine, .. } if machine == "slow/0"));
+    let cancelled = at(&|e| *e == Event::ReservationsCancelled { spec: 1, count: 1 });
+    let long_end = at(&|e| matches!(e, Event::TestEnded { test, .. } if test == "/long"));
+    assert!(released < long_end && cancelled < long_end, "{seen:?}");
+    assert_eq!(slow.cancelled.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        slow.reserved.load(Ordering::SeqCst),
+        2,
+        "no reservation after"
+    );
+}
