@@ -13,15 +13,11 @@ NEXTEST_ARGS ?= $(if $(CI),--profile ci,)
 help:
 	@grep -B1 -E '^[a-z-]+:' Makefile | grep -E '^# [a-z-]+:' | sed 's/^# //'
 
-# demo: build, run the bundled examples/ tree on this machine, print the results, then store them (target/demo-store) and print the totals
+# demo: build, run the bundled examples/ tree through atex-orchestrate on this machine (the default `local` provisioner), store the results in target/demo-store (index.html, junit.xml), then print the store's summary
 demo:
-	$(CARGO) build --release -p atex-discover -p atex-exec -p atex-provision -p atex-aggregate
+	$(CARGO) build --release -p atex-orchestrate -p atex-aggregate
 	rm -rf target/demo-artifacts target/demo-store
-	./target/release/atex-discover tests --root examples \
-	  | ./target/release/atex-exec --artifacts target/demo-artifacts \
-	      --machine "$$(./target/release/atex-provision local --platform demo)" \
-	  | tee target/demo-results.jsonl
-	./target/release/atex-aggregate --output target/demo-store < target/demo-results.jsonl
+	./target/release/atex-orchestrate --root examples --output target/demo-store --artifacts target/demo-artifacts
 	./target/release/atex-aggregate summary target/demo-store
 
 # deps: install what the tests need when it is missing (cargo-nextest, python3, GNU time)
