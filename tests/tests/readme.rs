@@ -295,3 +295,114 @@ fn make_demo_stores_every_result_in_50_runs() -> Result<()> {
         Ok(())
     })
 }
+
+/// The example `name` of atex-orchestrate, beside the tools (in their
+/// `examples/`); built when missing, as [`bin_path`] builds the tools.
+fn example_path(name: &str) -> Result<PathBuf> {
+    let path = bin_path("atex-orchestrate")?
+        .parent()
+        .context("the binary has no directory")?
+        .join("examples")
+        .join(name);
+    if !path.exists() || std::env::var_os("ATEX_TESTS_BUILD").is_some() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "atex-orchestrate",
+                "--example",
+                name,
+            ])
+            .current_dir(project_root());
+        if path.ancestors().any(|dir| dir.ends_with("release")) {
+            build.arg("--release");
+        }
+        let status = build.status().context("failed to run cargo build")?;
+        ensure!(
+            status.success(),
+            "cargo build --example {name} failed: {status}"
+        );
+    }
+    ensure!(
+        path.exists(),
+        "{} not found after building it",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// atex-orchestrate/examples/custom_runner.rs, the README's custom runner:
+/// on the examples/ tree with its longest and shortest tests tagged
+/// `snapshot`, one machine runs the shortest right after the longest
+/// (the default order puts every other test between them), two machines
+/// run every test too, and every machine used is released.
+#[test]
+fn the_custom_runner_example_keeps_snapshot_tests_together() -> Result<()> {
+    let bin = bin_dir()?;
+    let runner = example_path("custom_runner")?;
+    let cwd = examples_copy()?;
+    let out = bash("atex-discover tests --root .", cwd.path(), &bin)?;
+    ensure!(out.status.success(), "discover failed: {out:?}");
+    let mut tests: Vec<Test> = parse_records(&out.stdout, "atex-discover")?;
+    ensure!(
+        tests.len() >= 3,
+        "the examples have fewer than 3 tests: {tests:?}"
+    );
+    // The default order: longest first, input order on ties (no test of
+    // the examples has an extra-priority).
+    tests.sort_by_key(|t| std::cmp::Reverse(t.duration));
+    let last = tests.len() - 1;
+    for at in [0, last] {
+        tests[at].tag.push("snapshot".to_owned());
+    }
+    let mut expected: Vec<String> = tests.iter().map(|t| t.name.clone()).collect();
+    let shortest = expected.remove(last);
+    expected.insert(1, shortest);
+    let records: Vec<String> = tests
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?;
+    std::fs::write(cwd.path().join("tests.jsonl"), records.join("\n") + "\n")?;
+    for machines in [1, 2] {
+        let command = format!(
+            "'{}' artifacts-{machines} {machines} < tests.jsonl",
+            runner.display()
+        );
+        let out = bash(&command, cwd.path(), &bin)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(0),
+            "{machines} machines: exit {:?}\nstderr: {stderr}",
+            out.status.code()
+        );
+        let results: Vec<TestResult> = parse_records(&out.stdout, "custom_runner")?;
+        let mut order: Vec<String> = results.iter().map(|r| r.test.clone()).collect();
+        ensure!(
+            results.iter().all(|r| r.status.as_deref() == Some("pass")),
+            "{machines} machines: {results:?}\nstderr: {stderr}"
+        );
+        if machines == 1 {
+            ensure!(order == expected, "ran {order:?}, expected {expected:?}");
+        }
+        order.sort();
+        let mut all = expected.clone();
+        all.sort();
+        ensure!(
+            order == all,
+            "{machines} machines: ran {order:?}, expected {all:?}"
+        );
+        let used: BTreeSet<&str> = results.iter().map(|r| r.machine.as_str()).collect();
+        let released: BTreeSet<&str> = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("custom_runner: released "))
+            .collect();
+        ensure!(
+            used.is_subset(&released) && released.len() <= machines,
+            "{machines} machines: used {used:?}, released {released:?}\nstderr: {stderr}"
+        );
+    }
+    Ok(())
+}
