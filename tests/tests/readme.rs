@@ -130,6 +130,19 @@ fn bash(script: &str, cwd: &Path, bin: &Path) -> Result<std::process::Output> {
         .context("failed to run bash")
 }
 
+/// The stdout and stderr of a run that must exit 0; else an error
+/// showing both.
+fn exited_0(out: &std::process::Output) -> Result<(String, String)> {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(
+        out.status.code() == Some(0),
+        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    Ok((stdout, stderr))
+}
+
 /// The test names `discover_args` select in `cwd`.
 fn discovered(cwd: &Path, bin: &Path, discover_args: &str) -> Result<BTreeSet<String>> {
     let out = bash(&format!("atex-discover tests {discover_args}"), cwd, bin)?;
@@ -201,13 +214,7 @@ fn readme_pipeline_stores_every_result_in_50_runs() -> Result<()> {
     )?;
     repeat(|_| {
         let cwd = examples_copy()?;
-        let out = bash(&command, cwd.path(), &bin)?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure!(
-            out.status.code() == Some(0),
-            "exit {:?}\nstderr: {stderr}",
-            out.status.code()
-        );
+        let (_, stderr) = exited_0(&bash(&command, cwd.path(), &bin)?)?;
         let results = stored(&cwd.path().join("results"))?;
         let names: BTreeSet<String> = results.iter().map(|(t, _)| t.clone()).collect();
         ensure!(
@@ -246,16 +253,8 @@ fn make_demo_stores_every_result_in_50_runs() -> Result<()> {
     repeat(|_| {
         let cwd = tempfile::tempdir()?;
         layout(cwd.path())?;
-        let out = bash(&script, cwd.path(), &bin)?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (stdout, stderr) = exited_0(&bash(&script, cwd.path(), &bin)?)?;
         let context = || format!("stdout: {stdout}\nstderr: {stderr}");
-        ensure!(
-            out.status.code() == Some(0),
-            "exit {:?}\n{}",
-            out.status.code(),
-            context()
-        );
         // stdout is not a terminal here: atex-orchestrate prints its
         // records there, then the summary's text follows.
         let records: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
@@ -371,14 +370,9 @@ fn the_custom_runner_example_keeps_snapshot_tests_together() -> Result<()> {
             "'{}' artifacts-{machines} {machines} < tests.jsonl",
             runner.display()
         );
-        let out = bash(&command, cwd.path(), &bin)?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure!(
-            out.status.code() == Some(0),
-            "{machines} machines: exit {:?}\nstderr: {stderr}",
-            out.status.code()
-        );
-        let results: Vec<TestResult> = parse_records(&out.stdout, "custom_runner")?;
+        let (stdout, stderr) = exited_0(&bash(&command, cwd.path(), &bin)?)
+            .with_context(|| format!("{machines} machines"))?;
+        let results: Vec<TestResult> = parse_records(stdout.as_bytes(), "custom_runner")?;
         let mut order: Vec<String> = results.iter().map(|r| r.test.clone()).collect();
         ensure!(
             results.iter().all(|r| r.status.as_deref() == Some("pass")),
