@@ -72,8 +72,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let input = jsonl::Reader::new(std::io::stdin().lock(), "<stdin>");
     let tests = input.collect::<Result<Vec<Test>, _>>()?;
     let spec = Spec::new(Arc::new(Numbered(AtomicUsize::new(0))), machines);
-    let policy = Arc::new(SnapshotsTogether::default());
-    let config = RunConfig::new(vec![spec], artifacts, policy);
+    std::fs::create_dir(&artifacts)?; // a new one: no test's files mix with an earlier run's
+    let config = RunConfig::new(vec![spec], artifacts, Arc::<SnapshotsTogether>::default());
     let totals = run(config, tests, &mut Print).await;
     Ok(ExitCode::from(totals.exit_code()))
 }
