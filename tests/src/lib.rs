@@ -8,6 +8,7 @@ pub mod podman;
 pub mod procs;
 pub mod sshd;
 pub mod tf_server;
+pub mod timeline;
 pub mod webdriver;
 
 use std::ffi::OsStr;
