@@ -77,6 +77,18 @@ def read_env_file(path):
     return env
 
 
+_libc = []
+
+
+def libc():
+    # Loaded once: importing ctypes costs more than the rest of a start, and
+    # the runner (runner.py) forks wrappers from a process that has it.
+    if not _libc:
+        import ctypes
+        _libc.append(ctypes.CDLL(None, use_errno=True))
+    return _libc[0]
+
+
 def die_with_parent():
     # When ssh/sshd (or the container runtime) goes away, the test must not
     # run on unattended: have the kernel send us SIGTERM.
@@ -88,9 +100,7 @@ def die_with_parent():
         # killed tests at random on a loaded machine.
         return
     try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc().prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except Exception:
         return
     if os.getppid() != parent:

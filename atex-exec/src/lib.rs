@@ -11,6 +11,7 @@ pub mod reboot;
 pub mod remote;
 pub mod reporter;
 pub mod run;
+pub mod runner;
 pub mod session;
 pub mod wrapper;
 

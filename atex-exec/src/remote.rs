@@ -12,6 +12,8 @@
 //! W/bin/              first on the test's PATH: the tmt helpers
 //!                     (crate::helpers), 0755, and their alias links
 //! W/wrapper.py        the test wrapper (crate::wrapper::WRAPPER_PY), 0755
+//! W/runner.py         the warm runner (crate::runner::RUNNER_PY), which
+//!                     imports the wrapper beside it
 //! W/phase.sh, W/phase_env   the last prepare/finish shell phase and its environment
 //! W/test/env          the wrapper's environment file (NUL-separated)
 //! W/test/test.sh      the test script (crate::wrapper::test_script), 0755
@@ -175,6 +177,38 @@ pub struct TestFiles {
     pub workdir: String,
 }
 
+/// One file a test's setup writes ([`TestSetup`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupFile {
+    /// Where (a remote path).
+    pub path: String,
+    /// Its permission bits (before the login's umask for 0644 files).
+    pub mode: u32,
+    /// What it holds.
+    pub contents: String,
+}
+
+/// What setting up one test does on the machine, as data, for the runner
+/// ([`crate::runner::Runner::prepare_test`]): `test_dir` made anew,
+/// `plan_env` reset to `plan_env_base` (emptied without one), `writes`
+/// written in order, then `install` run (a shell script; `None` when the
+/// test requires no package).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestSetup {
+    /// The test's files and its launch argv.
+    pub files: TestFiles,
+    /// `W/test`.
+    pub test_dir: String,
+    /// `W/plan_env.base`.
+    pub plan_env_base: String,
+    /// `W/plan_env`.
+    pub plan_env: String,
+    /// The environment file, the test script (0755) and the metadata.
+    pub writes: Vec<SetupFile>,
+    /// The package install script, when the test requires packages.
+    pub install: Option<String>,
+}
+
 /// The work dir of one machine and the Python that runs the wrapper there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteLayout {
@@ -295,6 +329,11 @@ impl RemoteLayout {
         format!("{}/wrapper.py", self.work_dir)
     }
 
+    /// `W/runner.py`.
+    pub fn runner(&self) -> String {
+        format!("{}/runner.py", self.work_dir)
+    }
+
     /// `W/test`, the directory of the current test's files.
     pub fn test_dir(&self) -> String {
         format!("{}/test", self.work_dir)
@@ -385,38 +424,95 @@ impl RemoteLayout {
         reboot_count: u32,
         restart_count: u32,
     ) -> Result<TestFiles, RemoteError> {
+        let setup = self.test_setup(test, extra, reboot_count, restart_count)?;
+        let mut script = String::from("set -e\n");
+        let _ = writeln!(
+            script,
+            "rm -rf -- {0}\nmkdir -- {0}",
+            shell_quote(&setup.test_dir)
+        );
+        script.push_str(&self.restore_plan_env());
+        for file in &setup.writes {
+            if file.path == setup.files.env_file {
+                // NUL-separated: a NUL cannot be a shell word.
+                script.push_str(&write_env_file(&file.path, &file.contents));
+            } else {
+                script.push_str(&write_file(&file.path, &file.contents));
+            }
+            if file.mode & 0o111 != 0 {
+                let _ = writeln!(
+                    script,
+                    "chmod {:o} -- {}",
+                    file.mode,
+                    shell_quote(&file.path)
+                );
+            }
+        }
+        if let Some(install) = &setup.install {
+            let _ = writeln!(script, "{{\n{install}}} </dev/null");
+        }
+        run_setup_script(conn, test, &script).await?;
+        Ok(setup.files)
+    }
+
+    /// What [`RemoteLayout::setup_test`] does, as data (no I/O), for the
+    /// runner, which does it without a shell; the package install is left
+    /// to [`RemoteLayout::install_packages`].
+    pub fn test_setup(
+        &self,
+        test: &Test,
+        extra: &[(String, String)],
+        reboot_count: u32,
+        restart_count: u32,
+    ) -> Result<TestSetup, RemoteError> {
         let files = self.test_files(test);
         let env = self.test_environment(test, extra, reboot_count, restart_count);
-        let q = |s: &str| shell_quote(s);
-        let mut script = String::from("set -e\n");
-        let test_dir = self.test_dir();
-        let _ = writeln!(script, "rm -rf -- {0}\nmkdir -- {0}", q(&test_dir));
-        script.push_str(&self.restore_plan_env());
-        script.push_str(&write_env_file(&files.env_file, &env)?);
+        let env = String::from_utf8_lossy(&wrapper::env_file(&env)?).into_owned();
         let body = wrapper::test_script(&test.test, &self.plan_env(), &self.bin_dir());
-        script.push_str(&write_file(&files.script, &body));
-        let _ = writeln!(script, "chmod 0755 -- {}", q(&files.script));
         let metadata = serde_json::to_string(&test.data).unwrap_or_else(|_| "null".into());
-        script.push_str(&write_file(&files.metadata, &format!("{metadata}\n")));
+        let writes = vec![
+            SetupFile {
+                path: files.env_file.clone(),
+                mode: 0o644,
+                contents: env,
+            },
+            SetupFile {
+                path: files.script.clone(),
+                mode: 0o755,
+                contents: body,
+            },
+            SetupFile {
+                path: files.metadata.clone(),
+                mode: 0o644,
+                contents: format!("{metadata}\n"),
+            },
+        ];
         let strings = |list: &[Value]| -> Vec<String> {
             list.iter()
                 .filter_map(|v| v.as_str().map(str::to_owned))
                 .collect()
         };
-        if let Some(install) =
-            package_install_script(&strings(&test.require), &strings(&test.recommend))
-        {
-            let _ = writeln!(script, "{{\n{install}}} </dev/null");
-        }
-        let out = conn.run_script(script.as_bytes()).await?;
-        if !out.success() {
-            return Err(RemoteError::Setup {
-                test: test.name.clone(),
-                code: out.code,
-                output: output_text(&out),
-            });
-        }
-        Ok(files)
+        let install = package_install_script(&strings(&test.require), &strings(&test.recommend));
+        Ok(TestSetup {
+            files,
+            test_dir: self.test_dir(),
+            plan_env_base: format!("{}.base", self.plan_env()),
+            plan_env: self.plan_env(),
+            writes,
+            install,
+        })
+    }
+
+    /// Run the package install script of a [`TestSetup`] (stdin from
+    /// `/dev/null`); a failure is [`RemoteError::Setup`] of `test`.
+    pub async fn install_packages(
+        &self,
+        conn: &Connection,
+        test: &Test,
+        install: &str,
+    ) -> Result<(), RemoteError> {
+        let script = format!("set -e\n{{\n{install}}} </dev/null\n");
+        run_setup_script(conn, test, &script).await
     }
 
     /// Rewrite `W/test/env` only (for a relaunch after a reboot or restart,
@@ -430,8 +526,9 @@ impl RemoteLayout {
         restart_count: u32,
     ) -> Result<(), RemoteError> {
         let env = self.test_environment(test, extra, reboot_count, restart_count);
+        let env = String::from_utf8_lossy(&wrapper::env_file(&env)?).into_owned();
         let path = format!("{}/env", self.test_dir());
-        let script = format!("set -e\n{}", write_env_file(&path, &env)?);
+        let script = format!("set -e\n{}", write_env_file(&path, &env));
         let out = conn.run_script(script.as_bytes()).await?;
         if !out.success() {
             return Err(RemoteError::Script {
@@ -664,6 +761,19 @@ impl RemoteLayout {
     }
 }
 
+/// Run a setup script of `test`; a failure is [`RemoteError::Setup`].
+async fn run_setup_script(conn: &Connection, test: &Test, script: &str) -> Result<(), RemoteError> {
+    let out = conn.run_script(script.as_bytes()).await?;
+    if !out.success() {
+        return Err(RemoteError::Setup {
+            test: test.name.clone(),
+            code: out.code,
+            output: output_text(&out),
+        });
+    }
+    Ok(())
+}
+
 /// The script that makes `W`, finds Python and writes the fixed files; it
 /// prints `W` and the Python path, each followed by NUL. Exit 10: no work
 /// dir; 11: no Python.
@@ -709,6 +819,7 @@ mkdir -- "$W/bin" "$W/tests"
     );
     script.push_str(&write_file_var("$W/wrapper.py", wrapper::WRAPPER_PY));
     script.push_str("chmod 0755 -- \"$W/wrapper.py\"\n");
+    script.push_str(&write_file_var("$W/runner.py", crate::runner::RUNNER_PY));
     let helpers_path = format!("$W/bin/{}", helpers::HELPERS_FILE);
     script.push_str(&write_file_var(&helpers_path, helpers::HELPERS_SCRIPT));
     let _ = writeln!(script, "chmod 0755 -- \"{helpers_path}\"");
@@ -739,23 +850,22 @@ fn write_file_var(path: &str, content: &str) -> String {
 }
 
 /// A shell line writing the NUL-separated environment file
-/// ([`wrapper::env_file`]): each entry is one argument of the `printf`
-/// builtin (never an exec'd argv).
-fn write_env_file(path: &str, env: &[(String, String)]) -> Result<String, EnvFileError> {
-    // Validates names and values the way the wrapper reads them.
-    wrapper::env_file(env)?;
+/// ([`wrapper::env_file`]) whose `contents` are given: each entry is one
+/// argument of the `printf` builtin (never an exec'd argv).
+fn write_env_file(path: &str, contents: &str) -> String {
     let mut line = String::from("printf '%s\\0'");
-    for (key, value) in env {
+    let mut entries = 0;
+    for entry in contents.split_terminator('\0') {
         line.push(' ');
-        line.push_str(&shell_quote(&format!("{key}={value}")));
+        line.push_str(&shell_quote(entry));
+        entries += 1;
     }
-    if env.is_empty() {
+    if entries == 0 {
         // `printf '%s\0'` with no argument would still print one NUL.
         line = String::from(":");
     }
-    let _ = write!(line, " > {}", shell_quote(path));
-    line.push('\n');
-    Ok(line)
+    let _ = writeln!(line, " > {}", shell_quote(path));
+    line
 }
 
 /// `export K='V'` lines for a script to source.
@@ -1032,7 +1142,8 @@ mod tests {
         let bytes = wrapper::env_file(&vars).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("env");
-        let line = write_env_file(path.to_str().unwrap(), &vars).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let line = write_env_file(path.to_str().unwrap(), &text);
         assert!(
             Command::new("bash")
                 .args(["-c", &line])
@@ -1041,7 +1152,7 @@ mod tests {
                 .success()
         );
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
-        let empty = write_env_file(path.to_str().unwrap(), &[]).unwrap();
+        let empty = write_env_file(path.to_str().unwrap(), "");
         assert!(
             Command::new("bash")
                 .args(["-c", &empty])

@@ -100,6 +100,12 @@ pub struct RemoteLayout {
 }
 
 impl RemoteLayout {
+    /// The wrapper's arguments without the interpreter
+    /// ([`crate::wrapper::wrapper_args`]).
+    pub fn wrapper_args(&self) -> Vec<String> {
+        crate::wrapper::wrapper_args(self.flags, &self.env_file, &self.test_script, &self.workdir)
+    }
+
     /// The wrapper's argv ([`wrapper_argv`]).
     pub fn argv(&self) -> Vec<String> {
         wrapper_argv(
@@ -176,6 +182,18 @@ pub trait Launcher: Sync {
         argv: Vec<String>,
         stderr: File,
     ) -> impl Future<Output = io::Result<Self::Process>> + Send;
+
+    /// Start the wrapper of `layout` as [`Launcher::launch`] does; by
+    /// default by launching [`RemoteLayout::argv`]. A launcher that runs
+    /// the wrapper some other way (the warm runner,
+    /// [`crate::runner::RunnerLauncher`]) takes the layout as it is.
+    fn launch_wrapper(
+        &self,
+        layout: &RemoteLayout,
+        stderr: File,
+    ) -> impl Future<Output = io::Result<Self::Process>> + Send {
+        self.launch(layout.argv(), stderr)
+    }
 }
 
 /// Runs wrappers on this machine, with `tokio::process`.
@@ -434,7 +452,7 @@ impl<S: Sink> TestRun<S> {
         stderr: File,
         output: &mut OutputCopy,
     ) -> Attempt {
-        let mut process = match launcher.launch(layout.argv(), stderr).await {
+        let mut process = match launcher.launch_wrapper(layout, stderr).await {
             Ok(process) => process,
             Err(e) => {
                 let message = format!("start the test wrapper: {e}");

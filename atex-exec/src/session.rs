@@ -81,11 +81,11 @@ use indexmap::IndexMap;
 
 use crate::artifacts::Artifacts;
 use crate::control::{Deadline, Limits};
-use crate::launch::ConnectionLauncher;
 use crate::reboot::{self, BootIdentity};
 use crate::remote::{self, RemoteLayout};
 use crate::reporter::{DEFAULT_TESTOUT, Failure, Reporter, ResultContext, ResultView, Sink};
 use crate::run::{self, Counters, RunEnd, TestRun};
+use crate::runner::{Runner, RunnerError, RunnerLauncher};
 use crate::wrapper::WrapperFlags;
 
 /// Where results go: a [`Sink`] that can also say the reader went away
@@ -486,6 +486,9 @@ pub struct Session {
     lost: Option<String>,
     /// The boot identity recorded before the last launch.
     boot: Option<BootIdentity>,
+    /// The warm runner on the machine ([`crate::runner`]), once a test
+    /// started it; a new one is started after a reboot or a reconnect.
+    runner: Option<Runner>,
     /// The steps after an interrupt, once one came.
     wind: Option<WindDown>,
     /// The interrupt's message, once it came (the interrupt is not polled
@@ -557,6 +560,7 @@ impl Session {
             plans: IndexMap::new(),
             lost: None,
             boot: None,
+            runner: None,
             wind: None,
             interrupted: None,
             cleaned: None,
@@ -787,6 +791,19 @@ impl Session {
                 None => boot.forget(&self.conn).await,
             }
         }
+        if let Some(runner) = self.runner.take() {
+            // Its tests were stopped already; it exits on its own when its
+            // stdin closes, which this does sooner (bounded: a frozen
+            // machine never answers).
+            match self.wind.as_mut() {
+                Some(wind) => {
+                    let _ = wind.step(runner.stop()).await;
+                }
+                None => {
+                    let _ = tokio::time::timeout(CLEANUP_LIMIT, runner.stop()).await;
+                }
+            }
+        }
         if self.wind.is_some() {
             // The master is local and answers even for a frozen machine;
             // it is bounded all the same.
@@ -915,6 +932,8 @@ impl Session {
                 }
                 return;
             }
+            // The runner went with the old connection.
+            self.runner = None;
             if let Err(e) = self.conn.connect().await {
                 self.lost = Some(format!("failed to {e}"));
             }
@@ -959,6 +978,7 @@ impl Session {
         // too, and the test is reported like one stopped while running.
         let boot = &mut self.boot;
         let conn = &self.conn;
+        let runner = &mut self.runner;
         let setup = async {
             // The boot identity is known before the setup, so the setup
             // script writes the first attempt's whole environment (marker
@@ -970,7 +990,10 @@ impl Session {
             if let Some(boot) = boot.as_ref() {
                 setup_extra.push((reboot::MARKER_VAR.to_owned(), boot.marker.clone()));
             }
-            layout.setup_test(conn, test, &setup_extra, 0, 0).await
+            let runner = ensure_runner(runner, conn, layout)
+                .await
+                .map_err(|e| e.to_string())?;
+            setup_test(conn, runner, layout, test, &setup_extra).await
         };
         let setup = tokio::select! {
             setup = setup => Ok(setup),
@@ -978,8 +1001,8 @@ impl Session {
         };
         let files = match setup {
             Ok(Ok(files)) => files,
-            Ok(Err(e)) => {
-                reporter.setup_failed(&format!("failed to {e}"));
+            Ok(Err(note)) => {
+                reporter.setup_failed(&format!("failed to {note}"));
                 return Step::Done(Ended::INFRA);
             }
             Err(message) => {
@@ -1026,12 +1049,19 @@ impl Session {
             }
             let environment =
                 layout.test_environment(test, &extra, counters.reboot, counters.restart);
-            let launcher = ConnectionLauncher::new(&self.conn);
+            let runner = match ensure_runner(&mut self.runner, &self.conn, layout).await {
+                Ok(runner) => &*runner,
+                Err(e) => {
+                    test_run.abort(Failure::new("TestSetupError", format!("failed to {e}")));
+                    return Step::Done(Ended::INFRA);
+                }
+            };
+            let launcher = RunnerLauncher::new(runner);
             let end = tokio::select! {
                 end = test_run.run(&launcher, &run_layout, &environment, counters) => end,
                 message = &mut *interrupt => {
                     let wind = self.wind.get_or_insert_with(WindDown::start);
-                    match wind.step(launcher.kill_running()).await {
+                    match wind.step(runner.stop_tests()).await {
                         Some(Ok(())) => {}
                         Some(Err(e)) => {
                             out.warning(format!("failed to stop the interrupted test: {e}"));
@@ -1047,7 +1077,6 @@ impl Session {
                     return Step::Interrupted;
                 }
             };
-            drop(launcher);
             let paused = match end {
                 RunEnd::Finished(finished) => {
                     return Step::Done(Ended {
@@ -1084,6 +1113,9 @@ impl Session {
             counters.restart += 1;
             // The old marker went with the old boot: record the new boot.
             self.boot = None;
+            // The runner went with the old connection: the next launch
+            // starts a new one.
+            self.runner = None;
             test_run = *paused;
         }
     }
@@ -1125,6 +1157,51 @@ impl Session {
         out.result(result);
         out.flush();
     }
+}
+
+/// The session's runner, started (from `layout`'s `W/runner.py`) when there
+/// is none or the last one is gone.
+async fn ensure_runner<'a>(
+    slot: &'a mut Option<Runner>,
+    conn: &Connection,
+    layout: &RemoteLayout,
+) -> Result<&'a mut Runner, RunnerError> {
+    if slot.as_ref().is_some_and(|runner| !runner.is_alive()) {
+        *slot = None;
+    }
+    match slot {
+        Some(runner) => Ok(runner),
+        None => {
+            let runner = Runner::start(conn, layout.python(), &layout.runner()).await?;
+            Ok(slot.insert(runner))
+        }
+    }
+}
+
+/// Set `test` up through the runner (its files; packages, when it needs
+/// some, by a script on the connection); the error is the `infra` note
+/// after "failed to".
+async fn setup_test(
+    conn: &Connection,
+    runner: &Runner,
+    layout: &RemoteLayout,
+    test: &Test,
+    extra: &[(String, String)],
+) -> Result<remote::TestFiles, String> {
+    let setup = layout
+        .test_setup(test, extra, 0, 0)
+        .map_err(|e| e.to_string())?;
+    runner
+        .prepare_test(&setup)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(install) = &setup.install {
+        layout
+            .install_packages(conn, test, install)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(setup.files)
 }
 
 /// Report `test` (its `attempt`-th run) to `sink` as one `infra` result

@@ -88,19 +88,33 @@ pub fn wrapper_argv(
     // `-S`: the wrapper needs the standard library only; skipping the
     // `site` import saves a few milliseconds per test start.
     let mut argv = vec![python.to_owned(), "-S".to_owned(), wrapper.to_owned()];
+    argv.extend(wrapper_args(flags, env_file, test_script, workdir));
+    argv
+}
+
+/// The wrapper's arguments without the interpreter: the flags, then the
+/// environment file, the test script and the work directory (what the
+/// runner, `remote/runner.py`, hands to the wrapper it forks).
+pub fn wrapper_args(
+    flags: WrapperFlags,
+    env_file: &str,
+    test_script: &str,
+    workdir: &str,
+) -> Vec<String> {
+    let mut args = Vec::with_capacity(6);
     for (on, flag) in [
         (flags.pty, "--pty"),
         (flags.no_exitcode, "--no-exitcode"),
         (flags.no_kill, "--no-kill"),
     ] {
         if on {
-            argv.push(flag.to_owned());
+            args.push(flag.to_owned());
         }
     }
     // Paths starting with "-" would read as flags; "./-x" would not, but
     // remote paths are absolute in practice, so they pass unchanged.
-    argv.extend([env_file, test_script, workdir].map(str::to_owned));
-    argv
+    args.extend([env_file, test_script, workdir].map(str::to_owned));
+    args
 }
 
 /// What a wrapper exit status means, for the `note` of an `infra` result;
