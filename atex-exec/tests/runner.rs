@@ -1,0 +1,289 @@
+//! The warm test runner ([`atex_exec::runner`]) on the local machine: it
+//! dies with its connection and takes its tests' process groups along
+//! (its stdin closed, or its parent killed), a session starts a new one
+//! after a reboot, and no test outlives a session that is dropped mid-test.
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atex_exec::runner::{RUNNER_PY, Runner};
+use atex_exec::session::{Interrupt, Session, SessionConfig};
+use atex_exec::wrapper::WRAPPER_PY;
+use atex_shared::connection;
+use atex_shared::records::{Connection, Machine, Plan, Test, TestResult};
+use serde_json::json;
+
+/// How long anything here may take.
+const BOUND: Duration = Duration::from_secs(30);
+
+fn python() -> &'static str {
+    let found = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "python3 is needed on PATH (Debian: apt-get install python3)"
+    );
+    "python3"
+}
+
+/// A directory with the runner and the wrapper in it, as a layout has.
+fn runner_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runner.py"), RUNNER_PY).unwrap();
+    std::fs::write(dir.path().join("wrapper.py"), WRAPPER_PY).unwrap();
+    dir
+}
+
+/// A test script that writes its pid and a background child's pid (in its
+/// process group) to `pids`, then sleeps.
+fn sleeper(dir: &Path, pids: &Path) -> PathBuf {
+    let script = dir.join("test.sh");
+    let tmp = pids.with_extension("tmp");
+    std::fs::write(
+        &script,
+        format!(
+            "sleep 300 &\necho \"$$ $!\" > {tmp}\nmv {tmp} {pids}\nsleep 300\n",
+            tmp = tmp.display(),
+            pids = pids.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("env"), b"").unwrap();
+    script
+}
+
+/// The pids `sleeper` wrote, once it wrote them.
+fn wait_for_pids(pids: &Path) -> Vec<u32> {
+    let until = Instant::now() + BOUND;
+    while !pids.exists() {
+        assert!(Instant::now() < until, "the test never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::read_to_string(pids)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has ended: only its parent has not reaped it yet.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Wait until none of `pids` is alive (fails after [`BOUND`]).
+async fn assert_all_end(pids: &[u32], what: &str) {
+    let until = Instant::now() + BOUND;
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(Instant::now() < until, "{what}: {pids:?} still run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status();
+}
+
+#[tokio::test]
+async fn the_runner_ends_its_tests_when_its_channel_closes() {
+    let dir = runner_dir();
+    let pids = dir.path().join("pids");
+    let script = sleeper(dir.path(), &pids);
+    let mut conn = connection::Connection::new(&Connection::Local);
+    conn.connect().await.unwrap();
+    let runner_py = dir.path().join("runner.py");
+    let runner = Runner::start(&conn, python(), runner_py.to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(runner.is_alive());
+    let output = std::fs::File::create(dir.path().join("output")).unwrap();
+    let args = [dir.path().join("env"), script, dir.path().to_path_buf()]
+        .map(|p| p.to_str().unwrap().to_owned());
+    let process = runner.start_wrapper(&args, output).unwrap();
+    let pids = tokio::task::spawn_blocking(move || wait_for_pids(&pids))
+        .await
+        .unwrap();
+    // The connection goes: the runner's stdin closes.
+    drop(process);
+    drop(runner);
+    assert_all_end(&pids, "the test and its background child").await;
+}
+
+/// Requests the runner understands, for a driver of its own.
+fn frame(kind: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[tokio::test]
+async fn the_runner_ends_its_tests_when_its_parent_dies() {
+    let dir = runner_dir();
+    let pids = dir.path().join("pids");
+    let script = sleeper(dir.path(), &pids);
+    // The runner's parent is a shell standing for sshd's session; its
+    // stdin stays open (held by this test), so only the parent's death
+    // can end it.
+    let mut parent = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            // An asynchronous command's stdin is /dev/null unless redirected.
+            "exec 3<&0; {} -S {} <&3 & wait",
+            python(),
+            dir.path().join("runner.py").display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = parent.stdin.take().unwrap();
+    let mut args = Vec::new();
+    for arg in [dir.path().join("env"), script, dir.path().to_path_buf()] {
+        args.extend_from_slice(arg.to_str().unwrap().as_bytes());
+        args.push(0);
+    }
+    stdin.write_all(&frame(b'S', 1, &args)).unwrap();
+    stdin.flush().unwrap();
+    let pids = tokio::task::spawn_blocking(move || wait_for_pids(&pids))
+        .await
+        .unwrap();
+    kill(parent.id(), "KILL");
+    let _ = parent.wait();
+    assert_all_end(&pids, "the test and its background child").await;
+    drop(stdin);
+}
+
+fn machine() -> Machine {
+    Machine {
+        id: "local/0".into(),
+        provisioner: "local".into(),
+        connection: Connection::Local,
+        platform: String::new(),
+        release: serde_json::Value::Null,
+    }
+}
+
+fn test(root: &Path, script: &str, duration: u64) -> Test {
+    serde_json::from_value(json!({
+        "name": "/t",
+        "root": root,
+        "path": "",
+        "test": script,
+        "duration": duration,
+        "plan": Plan::default(),
+    }))
+    .unwrap()
+}
+
+/// The pid of the runner that started the test: the parent of the
+/// wrapper, the test's parent.
+const RUNNER_PID: &str = "ps -o ppid= -p \"$PPID\" | tr -d ' '";
+
+#[test]
+fn a_new_runner_starts_after_a_reboot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    std::fs::create_dir(&root).unwrap();
+    // The first run emulates a reboot (the boot marker is what a reboot
+    // wipes); the second says which runner it got.
+    let script = format!(
+        "echo \"runner=$({RUNNER_PID}) reboot=$TMT_REBOOT_COUNT\"\n\
+         if [ \"$TMT_REBOOT_COUNT\" = 0 ]; then\n\
+           printf 'disconnect\\n' >&\"$ATEX_TEST_CONTROL\"\n\
+           rm -f \"$ATEX_BOOT_MARKER\"\n\
+           while (printf 'noop\\n' >&\"$ATEX_TEST_CONTROL\") 2>/dev/null; do sleep 0.05; done\n\
+         fi\n"
+    );
+    let test = test(&root, &script, 60);
+    let artifacts = tmp.path().join("artifacts");
+    let config = SessionConfig::new(machine(), "here", &artifacts);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime.block_on(async move {
+        let mut interrupt: Interrupt<'static> = Box::pin(std::future::pending());
+        let mut results: Vec<TestResult> = Vec::new();
+        let mut session = Session::open(config, &mut interrupt).await.unwrap();
+        let outcome = tokio::time::timeout(
+            BOUND,
+            session.run_test(&test, 0, &mut results, &mut interrupt),
+        )
+        .await
+        .unwrap();
+        assert!(outcome.reusable(), "{outcome:?}");
+        session.close(&mut results, &mut interrupt).await;
+        results
+    });
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status.as_deref(), Some("pass"), "{results:?}");
+    let output = std::fs::read_to_string(results[0].artifacts.join("files/output.txt")).unwrap();
+    let runners: Vec<(u32, &str)> = output
+        .lines()
+        .filter_map(|line| {
+            let (runner, reboot) = line.strip_prefix("runner=")?.split_once(' ')?;
+            Some((runner.parse().ok()?, reboot))
+        })
+        .collect();
+    assert_eq!(runners.len(), 2, "{output}");
+    assert_eq!((runners[0].1, runners[1].1), ("reboot=0", "reboot=1"));
+    assert_ne!(runners[0].0, runners[1].0, "the same runner: {output}");
+    // Both are gone once the session is closed.
+    assert!(!alive(runners[0].0) && !alive(runners[1].0), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_test_outlives_a_session_dropped_mid_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    std::fs::create_dir(&root).unwrap();
+    let pids = tmp.path().join("pids");
+    let tmp_pids = pids.with_extension("tmp");
+    let work_dir = tmp.path().join("work_dir");
+    let script = format!(
+        "dirname \"$TMT_TREE\" > {work_dir}\nsleep 300 &\n\
+         echo \"$$ $! $({RUNNER_PID})\" > {tmp}\nmv {tmp} {pids}\nsleep 300\n",
+        work_dir = work_dir.display(),
+        tmp = tmp_pids.display(),
+        pids = pids.display()
+    );
+    let test = test(&root, &script, 600);
+    let config = SessionConfig::new(machine(), "here", tmp.path().join("artifacts"));
+    let run = tokio::spawn(async move {
+        let mut interrupt: Interrupt<'static> = Box::pin(std::future::pending());
+        let mut results: Vec<TestResult> = Vec::new();
+        let mut session = Session::open(config, &mut interrupt).await.unwrap();
+        session
+            .run_test(&test, 0, &mut results, &mut interrupt)
+            .await
+    });
+    let pids = tokio::task::spawn_blocking(move || wait_for_pids(&pids))
+        .await
+        .unwrap();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    // An orchestrator cancels: the session goes without being closed.
+    run.abort();
+    let _ = run.await;
+    assert_all_end(&pids, "the test, its background child and the runner").await;
+    // A session dropped unclosed leaves its work dir, as ever.
+    let work_dir = std::fs::read_to_string(&work_dir).unwrap();
+    assert!(work_dir.trim().contains("/atex-"), "{work_dir}");
+    std::fs::remove_dir_all(work_dir.trim()).unwrap();
+}
