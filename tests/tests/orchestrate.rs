@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use atex_shared::records::{Connection, TestResult};
+use atex_tests::procs::{adopt_orphans, assert_no_leftover_processes, own_processes};
 use atex_tests::sshd::{SshdPool, TEST_USER};
 use atex_tests::timeline::{Finished, Orchestrate, mark, marks};
 use atex_tests::{Fixture, run};
@@ -224,4 +225,319 @@ fn three_machines_stay_busy_while_tests_wait() -> Result<()> {
     }
     eprintln!("most idle time of a machine while tests waited: {worst:.3} s");
     Ok(())
+}
+
+/// A test that fails once, `--reruns 1`, on a pool of 2 hosts: the
+/// failure (exit 1) destroys its machine, and the rerun runs on the other
+/// host in a session set up after the failure, as its first test.
+#[test]
+fn a_rerun_lands_on_a_fresh_machine() -> Result<()> {
+    let pool = SshdPool::start(2)?;
+    let work = Fixture::new()?;
+    let input = record(
+        &work.path(),
+        "/flaky",
+        "exit $((1 - ATEX_ATTEMPT))",
+        json!({}),
+    );
+    let args = ["--provision", &spec(&pool, ""), "--reruns", "1"];
+    let done = orchestrate(&work, &args, &input)?;
+    let err = done.stderr();
+    ensure!(done.code == Some(0), "exit {:?}: {err}", done.code);
+    let results = done.results()?;
+    let rows: Vec<(&str, Option<&str>, u32)> = results
+        .iter()
+        .map(|r| (r.test.as_str(), r.status.as_deref(), r.attempt))
+        .collect();
+    ensure!(
+        rows == [("/flaky", Some("fail"), 0), ("/flaky", Some("pass"), 1)],
+        "{rows:?}: {err}"
+    );
+    ensure!(results[0].machine != results[1].machine, "{err}");
+    let timeline = done.timeline();
+    let (Some(failed), Some(rerun)) =
+        (timeline.attempt("/flaky", 0), timeline.attempt("/flaky", 1))
+    else {
+        anyhow::bail!("attempts missing: {timeline:#?}");
+    };
+    ensure!(failed.session != rerun.session, "{timeline:#?}");
+    let old = &timeline.sessions[failed.session];
+    let fresh = &timeline.sessions[rerun.session];
+    ensure!(
+        old.destroyed
+            .as_deref()
+            .is_some_and(|why| why.contains("exited 1")),
+        "{timeline:#?}"
+    );
+    let failed_at = failed.ended.as_ref().map_or(f64::MAX, |e| e.0);
+    ensure!(
+        fresh.ready > failed_at,
+        "set up after the failure: {timeline:#?}"
+    );
+    ensure!(
+        timeline.in_session(rerun.session).len() == 1,
+        "{timeline:#?}"
+    );
+    ensure!(
+        err.contains("1 passed, 0 failed, 0 infra, 1 flaky"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A `destructive` test on a pool of 2 hosts used one at a time
+/// (`--count 1`): it passes, yet its machine is destroyed and released,
+/// and the next test runs on the other host, set up after the release.
+#[test]
+fn a_destructive_test_s_machine_is_replaced() -> Result<()> {
+    let pool = SshdPool::start(2)?;
+    let work = Fixture::new()?;
+    let input = [
+        record(
+            &work.path(),
+            "/destroys",
+            "true",
+            json!({"duration": 600, "tag": ["destructive"]}),
+        ),
+        record(&work.path(), "/next", "true", json!({})),
+    ]
+    .concat();
+    let done = orchestrate(&work, &["--provision", &spec(&pool, "--count 1")], &input)?;
+    let err = done.stderr();
+    ensure!(done.code == Some(0), "exit {:?}: {err}", done.code);
+    let results = done.results()?;
+    ensure!(
+        results.iter().all(|r| r.status.as_deref() == Some("pass")) && results.len() == 2,
+        "{results:?}"
+    );
+    ensure!(
+        result(&results, "/destroys", 0)?.machine != result(&results, "/next", 0)?.machine,
+        "{err}"
+    );
+    let timeline = done.timeline();
+    let (Some(destroys), Some(next)) = (
+        timeline.attempt("/destroys", 0),
+        timeline.attempt("/next", 0),
+    ) else {
+        anyhow::bail!("attempts missing: {timeline:#?}");
+    };
+    let old = &timeline.sessions[destroys.session];
+    let new = &timeline.sessions[next.session];
+    ensure!(
+        old.destroyed.as_deref() == Some("the test is destructive"),
+        "{timeline:#?}"
+    );
+    let released = old.released.context("the destroyed machine was released")?;
+    ensure!(
+        new.ready > released,
+        "replaced after the release: {timeline:#?}"
+    );
+    ensure!(
+        timeline.in_session(destroys.session).len() == 1,
+        "{timeline:#?}"
+    );
+    Ok(())
+}
+
+/// The pids of every process below `pid` (its children, theirs, ...).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(parent) = next.pop() {
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            found.push(child);
+            next.push(child);
+        }
+    }
+    found
+}
+
+/// A directory any user may write to: the test scripts run as
+/// [`TEST_USER`] on the loopback machines and leave marks there.
+fn shared_dir() -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("atex-orchestrate-")
+        .tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))?;
+    Ok(dir)
+}
+
+/// The machine of a test dies mid-test (its sshd stopped by pid, and the
+/// sessions it served killed): the test ends `infra`, its machine is
+/// destroyed, its rerun passes on another machine, and every other test
+/// still runs: all 7 tests end with a passing final attempt.
+#[test]
+fn a_machine_killed_mid_test_is_replaced_and_its_test_rerun_elsewhere() -> Result<()> {
+    let mut pool = SshdPool::start(3)?;
+    let work = Fixture::new()?;
+    let marks = shared_dir()?;
+    let running = marks.path().join("victim");
+    let victim = format!(
+        "if [ \"$ATEX_ATTEMPT\" = 0 ]; then touch '{}'; sleep 60; fi",
+        running.display()
+    );
+    let mut input = record(&work.path(), "/victim", &victim, json!({"duration": 600}));
+    input.push_str(&tests(&work.path(), 6, "sleep 0.5"));
+    let artifacts = work.path().join("artifacts");
+    let provision = spec(&pool, "");
+    let args: [&OsStr; 6] = [
+        "--provision".as_ref(),
+        provision.as_ref(),
+        "--reruns".as_ref(),
+        "1".as_ref(),
+        "--artifacts".as_ref(),
+        artifacts.as_os_str(),
+    ];
+    let orchestrate = Orchestrate::start(&args, &[], input.as_bytes())?;
+    let started = orchestrate.wait_for("/victim started", 1, WAIT)?;
+    let machine = started[0]
+        .text
+        .split(": ")
+        .nth(1)
+        .context("the machine of the started line")?
+        .to_owned();
+    let port: u16 = machine
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("the port of {machine}"))?;
+    let until = std::time::Instant::now() + WAIT;
+    while !running.exists() {
+        ensure!(std::time::Instant::now() < until, "/victim never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server = pool
+        .servers_mut()
+        .iter_mut()
+        .find(|s| s.port() == port)
+        .with_context(|| format!("no server on port {port}"))?;
+    let sessions = descendants(server.pid().context("the sshd's pid")?);
+    ensure!(!sessions.is_empty(), "the sshd serves no session");
+    // No new connection first, then the open ones go, as when the
+    // machine dies.
+    server.stop();
+    for pid in sessions {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let done = orchestrate.finish(WAIT)?;
+    let err = done.stderr();
+    ensure!(done.code == Some(0), "exit {:?}: {err}", done.code);
+    let results = done.results()?;
+    let killed = result(&results, "/victim", 0)?;
+    ensure!(
+        killed.status.as_deref() == Some("infra") && killed.machine == machine,
+        "{killed:?}"
+    );
+    let rerun = result(&results, "/victim", 1)?;
+    ensure!(
+        rerun.status.as_deref() == Some("pass") && rerun.machine != machine,
+        "{rerun:?}: {err}"
+    );
+    for i in 1..=6 {
+        let r = result(&results, &format!("/t{i}"), 0)?;
+        ensure!(r.status.as_deref() == Some("pass"), "{r:?}: {err}");
+    }
+    ensure!(results.len() == 8, "{} results: {err}", results.len());
+    let timeline = done.timeline();
+    let lost = timeline
+        .attempt("/victim", 0)
+        .context("the killed attempt in the timeline")?;
+    let session = &timeline.sessions[lost.session];
+    ensure!(
+        session.destroyed.is_some() && session.released.is_some(),
+        "the dead machine is destroyed and released: {timeline:#?}"
+    );
+    ensure!(
+        timeline.sessions.iter().all(|s| s.released.is_some()),
+        "every machine released: {timeline:#?}"
+    );
+    ensure!(
+        err.contains("7 passed, 0 failed, 0 infra, 1 flaky"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A ProxyCommand for the hosts (`-o 'ProxyCommand=PROXY %p'`) that
+/// counts the connections made through it in `<dir>/count` and refuses
+/// the even ones up to the number in `<dir>/refuse`: a host's
+/// reachability check (odd) gets through, the session of the machine
+/// reserved (even) then cannot connect, as when a host goes away between
+/// the two. The others are relayed to 127.0.0.1:%p.
+const PROXY: &str = r#"#!/bin/bash
+dir=$(dirname "$0")
+n=$(( $(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$dir/count"
+if [ $((n % 2)) = 0 ] && [ "$n" -le "$(cat "$dir/refuse")" ]; then
+  echo "proxy: connection $n refused" >&2
+  exit 1
+fi
+exec 3<>"/dev/tcp/127.0.0.1/$1"
+cat <&3 &
+cat >&3
+kill "$!" 2>/dev/null
+"#;
+
+/// Run 2 tests on one host whose sessions cannot connect up to the
+/// `refuse`-th connection (see [`PROXY`]), with `--max-failed-setups 1`.
+fn with_failing_setups(refuse: u32) -> Result<Finished> {
+    let pool = SshdPool::start(1)?;
+    let work = Fixture::new()?;
+    let proxy = work.write("proxy/proxy.sh", PROXY)?;
+    work.write("proxy/refuse", &refuse.to_string())?;
+    let provision = spec(
+        &pool,
+        &format!("-o 'ProxyCommand={} %p' --retries 0", proxy.display()),
+    );
+    let input = tests(&work.path(), 2, "true");
+    let args = ["--provision", &provision, "--max-failed-setups", "1"];
+    orchestrate(&work, &args, &input)
+}
+
+/// A machine whose setup fails is released and replaced (the replacement
+/// runs the tests); when the replacement's setup fails too, that is one
+/// failure past `--max-failed-setups 1`: the run stops, exit 3, "setup
+/// failed 2 times", the tests not run.
+#[test]
+fn a_failed_setup_is_replaced_until_the_limit_stops_the_run() -> Result<()> {
+    adopt_orphans()?;
+    let own = own_processes()?;
+    let done = with_failing_setups(2)?;
+    let err = done.stderr();
+    ensure!(done.code == Some(0), "exit {:?}: {err}", done.code);
+    let timeline = done.timeline();
+    ensure!(timeline.setup_failed.len() == 1, "{err}");
+    ensure!(
+        timeline.sessions.len() == 1 && timeline.in_session(0).len() == 2,
+        "the replacement runs both tests: {timeline:#?}"
+    );
+    ensure!(err.contains("2 passed, 0 failed, 0 infra"), "{err}");
+
+    let done = with_failing_setups(u32::MAX)?;
+    let err = done.stderr();
+    ensure!(done.code == Some(3), "exit {:?}: {err}", done.code);
+    ensure!(done.stdout.is_empty(), "no test ran: {err}");
+    let timeline = done.timeline();
+    ensure!(
+        timeline.setup_failed.len() == 2 && timeline.sessions.is_empty(),
+        "{timeline:#?}"
+    );
+    let released = err.matches(": machine released").count();
+    ensure!(released == 2, "each failed machine released: {err}");
+    ensure!(
+        err.contains("error: stopping: setup failed 2 times: broken infrastructure?"),
+        "{err}"
+    );
+    ensure!(
+        err.contains("2 not run (stopped: setup failed 2 times: broken infrastructure?)"),
+        "{err}"
+    );
+    // Nor do the relays of the proxy stay.
+    assert_no_leftover_processes(&own)
 }
