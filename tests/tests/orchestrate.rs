@@ -541,3 +541,83 @@ fn a_failed_setup_is_replaced_until_the_limit_stops_the_run() -> Result<()> {
     // Nor do the relays of the proxy stay.
     assert_no_leftover_processes(&own)
 }
+
+/// SIGTERM while 3 podman containers (reached over ssh, `--ssh`) run 3 of
+/// 6 tests: exit 143; the 3 running tests end `infra`, printed and stored;
+/// the other 3 are counted not run; 0 containers with the test's label,
+/// no ssh master and no other process left; `atex-aggregate summary`
+/// reads the store.
+#[test]
+fn sigterm_on_a_podman_pool_leaves_nothing_and_a_readable_store() -> Result<()> {
+    adopt_orphans()?;
+    let podman = atex_tests::podman::Labeled::new("orchestrate")?;
+    let own = own_processes()?;
+    let work = Fixture::new()?;
+    // The scripts mark their start in a directory mounted from the host.
+    let marks = shared_dir()?;
+    let script = "touch \"/marks/${TMT_TEST_NAME#/}\"; sleep 60";
+    let input = (1..=6)
+        .map(|i| {
+            record(
+                &work.path(),
+                &format!("/t{i}"),
+                script,
+                json!({"duration": 600}),
+            )
+        })
+        .collect::<String>();
+    let provision = format!(
+        "podman --rootfs /:O --ssh --max 3 '--run-option=--label={}' '--run-option=--volume={}:/marks'",
+        podman.label(),
+        marks.path().display()
+    );
+    let artifacts = work.path().join("artifacts");
+    let store = work.path().join("store");
+    let args: [&OsStr; 6] = [
+        "--provision".as_ref(),
+        provision.as_ref(),
+        "--artifacts".as_ref(),
+        artifacts.as_os_str(),
+        "--output".as_ref(),
+        store.as_os_str(),
+    ];
+    let conf = podman.conf();
+    let orchestrate = Orchestrate::start(
+        &args,
+        &[("CONTAINERS_CONF", conf.as_os_str())],
+        input.as_bytes(),
+    )?;
+    let until = std::time::Instant::now() + WAIT;
+    while std::fs::read_dir(marks.path())?.count() < 3 {
+        ensure!(std::time::Instant::now() < until, "3 tests never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ensure!(
+        podman.containers()?.len() == 3,
+        "3 containers while running"
+    );
+    orchestrate.signal(rustix::process::Signal::TERM)?;
+    let done = orchestrate.finish(WAIT)?;
+    let err = done.stderr();
+    ensure!(done.code == Some(143), "exit {:?}: {err}", done.code);
+    let results = done.results()?;
+    ensure!(
+        results.len() == 3 && results.iter().all(|r| r.status.as_deref() == Some("infra")),
+        "{results:?}: {err}"
+    );
+    ensure!(err.contains("3 not run"), "{err}");
+    let left = podman.containers()?;
+    ensure!(left.is_empty(), "containers left: {left:?}");
+    assert_no_leftover_processes(&own)?;
+
+    let summary = run(
+        "atex-aggregate",
+        ["summary".as_ref(), store.as_os_str()],
+        None,
+    )?;
+    ensure!(summary.code == Some(3), "summary: {summary:?}");
+    let text = summary.stdout_text();
+    ensure!(text.contains("infra"), "summary: {text}");
+    ensure!(summary.stderr.is_empty(), "summary warned: {summary:?}");
+    Ok(())
+}
