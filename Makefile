@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest's CI profile (.config/nextest.toml) when CI is set.
 NEXTEST_ARGS ?= $(if $(CI),--profile ci,)
 
-.PHONY: help demo deps test nextest doctest conformance lint bench bench-exec bench-aggregate bench-venv compare-tmt
+.PHONY: help demo deps test nextest doctest conformance lint bench bench-exec bench-orchestrate bench-aggregate bench-venv compare-tmt
 
 # help: list the targets with their one-line descriptions
 help:
@@ -53,15 +53,19 @@ FUZZ_SEED ?= random
 fuzz:
 	ATEX_FUZZ_SECONDS=$(FUZZ_SECONDS) ATEX_FUZZ_SEED=$(FUZZ_SEED) $(CARGO) nextest run -p atex-fuzz -E 'binary(fuzz)' --success-output immediate
 
-# bench: time atex-discover on a generated 10,000-test tree (and python fmf, if .venv-fmf exists), then atex-exec (bench-exec), then atex-aggregate (bench-aggregate)
+# bench: time atex-discover on a generated 10,000-test tree (and python fmf, if .venv-fmf exists), then atex-exec (bench-exec), atex-orchestrate (bench-orchestrate), atex-aggregate (bench-aggregate); each prints its figures and targets, and a missed target fails the make after all have run
 bench:
-	SHARED="$(SHARED)" bash bench/discover.sh
-	SHARED="$(SHARED)" bash bench/exec.sh
-	SHARED="$(SHARED)" bash bench/aggregate.sh
+	@status=0; for b in discover exec orchestrate aggregate; do \
+		SHARED="$(SHARED)" bash bench/$$b.sh || status=1; \
+	done; exit $$status
 
-# bench-exec: run 200 trivial tests and one test reporting 1,000,000 results on a loopback sshd machine; tests/s, results/s, peak RSS
+# bench-exec: run 200 trivial tests and one test reporting 1,000,000 results on a loopback sshd machine; tests/s and CPU per test beside Python ATEX 1.2 (make bench-venv), results/s, peak RSS
 bench-exec:
 	SHARED="$(SHARED)" bash bench/exec.sh
+
+# bench-orchestrate: run 200 trivial tests through atex-orchestrate on 4 loopback sshd machines, then through Python ATEX 1.2 on the same machines; tests/s, CPU per test, the ratio
+bench-orchestrate:
+	SHARED="$(SHARED)" bash bench/orchestrate.sh
 
 # bench-aggregate: ingest 1,000,000 result records into a results store; records/s and peak RSS
 bench-aggregate:
@@ -71,6 +75,6 @@ bench-aggregate:
 compare-tmt:
 	SHARED="$(SHARED)" bash scripts/compare-tmt.sh
 
-# bench-venv: install python fmf 1.7.0 into .venv-fmf so `make bench` compares with it
+# bench-venv: install python fmf 1.7.0 into .venv-fmf and Python ATEX 1.2 into .venv-atex so `make bench` compares with them
 bench-venv:
 	bash scripts/install-deps.sh --fmf-venv

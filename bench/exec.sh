@@ -27,10 +27,8 @@
 # artifacts still go to a directory under bench-out/.
 #
 # Python ATEX 1.2 comes from the venv ATEX_VENV (default .venv-atex in the
-# project root), made with:
-#   "$(pyenv root)/versions/3.13.0/bin/python3" -m venv .venv-atex
-#   .venv-atex/bin/pip install atex==1.2 fmf==1.7.0
-# (ATEX needs python 3.12 or newer). ATEX_COMPARE=0 skips the comparison.
+# project root, made by `make bench-venv`). ATEX_COMPARE=0 skips the
+# comparison.
 #
 # Environment: SHARED (default ../shared beside the project root), PORT
 # (sshd port, default the first free one from 22240), W2_TESTS (200),
@@ -53,20 +51,11 @@ target_share=${TARGET_W4_SHARE:-90}
 atex_venv=${ATEX_VENV:-$root/.venv-atex}
 atex_compare=${ATEX_COMPARE:-1}
 out=$root/bench-out/exec
-sut_state=/tmp/anchors-sut
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
-for f in gen_workloads.py sut.py; do
-    if [ ! -f "$shared/bench/$f" ]; then
-        echo "bench: error: $shared/bench/$f not found (set SHARED=/path/to/shared)" >&2
-        exit 2
-    fi
-done
-if [ "$atex_compare" = 1 ] && ! "$atex_venv/bin/python" -c 'import atex, importlib.metadata as m; assert m.version("atex") == "1.2"' 2>/dev/null; then
-    echo "bench: error: Python ATEX 1.2 is not in $atex_venv; make it with:" >&2
-    echo "  \"\$(pyenv root)/versions/3.13.0/bin/python3\" -m venv $atex_venv && $atex_venv/bin/pip install atex==1.2 fmf==1.7.0" >&2
-    echo "  (or set ATEX_VENV, or ATEX_COMPARE=0 to skip the comparison)" >&2
-    exit 2
-fi
+need_shared gen_workloads.py sut.py atex_run.py
+if [ "$atex_compare" = 1 ]; then need_atex "$atex_venv"; fi
 if [ ! -x /usr/bin/time ]; then
     echo "bench: error: GNU time (/usr/bin/time) is needed for the peak RSS" >&2
     exit 2
@@ -79,61 +68,15 @@ exec_bin=$root/target/release/atex-exec
 rm -rf "$out"
 mkdir -p "$out"
 
-# One sshd on a port nobody listens on: sut.py reuses a running instance of
-# the same port, which we must not stop afterwards.
-port_free() {
-    python3 -c '
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)' "$1" && [ ! -e "$sut_state/sshd-$1.pid" ]
-}
-port=${PORT:-}
-if [ -z "$port" ]; then
-    for p in $(seq 22240 22299); do
-        if port_free "$p"; then port=$p; break; fi
-    done
-fi
-if [ -z "$port" ] || ! port_free "$port"; then
-    echo "bench: error: no free sshd port (set PORT)" >&2
-    exit 2
-fi
-
-sshd_pid=
-stop_sut() {
-    # Only the sshd this script started, by the pid from its own PidFile.
-    if [ -n "$sshd_pid" ]; then
-        kill "$sshd_pid" 2>/dev/null || true
-        rm -f "$sut_state/sshd-$port.pid"
-    fi
-}
-trap stop_sut EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-python3 "$shared/bench/sut.py" start 1 --base-port "$port" >/dev/null
-sshd_pid=$(cat "$sut_state/sshd-$port.pid")
+start_suts 1
+port=${ports[0]}
 machine=$(printf '{"id":"sut/%s","provisioner":"ssh","platform":"loopback","connection":{"kind":"ssh","host":"127.0.0.1","port":%s,"user":"root","identity_file":"%s/client_key"}}' \
     "$port" "$port" "$sut_state")
-echo "machine: loopback sshd on 127.0.0.1:$port (pid $sshd_pid, clean HOME)"
+echo "machine: loopback sshd on 127.0.0.1:$port (pid ${sshd_pids[0]}, clean HOME)"
 
 python3 "$shared/bench/gen_workloads.py" w2 "$out/w2" --tests "$w2_tests"
 python3 "$shared/bench/gen_workloads.py" w4 "$out/w4" --results "$w4_results"
 
-status=0
-fail() {
-    echo "bench: FAILED: $*" >&2
-    status=1
-}
-# busy: the machine's busy jiffies so far (/proc/stat: all but idle and iowait).
-busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-hz=$(getconf CLK_TCK)
-# ms_per N BUSY0 BUSY1: CPU milliseconds per item.
-ms_per() { python3 -c 'import sys; n, a, b, hz = map(int, sys.argv[1:]); print("%.1f" % ((b - a) * 1000 / hz / n))' "$1" "$2" "$3" "$hz"; }
-# below A B: exit 0 when A < B (floats)
-below() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$1" "$2"; }
 
 # run_exec NAME: discover NAME's tree and run it; leaves "COUNT FIRST_NS
 # LAST_NS" in $out/NAME.count, atex-exec's peak RSS (KB) in $out/NAME.rss,
@@ -183,25 +126,10 @@ if below "$target_cpu_ms" "$w2_cpu"; then fail "w2: $w2_cpu ms of CPU per test i
 # W2 through Python ATEX 1.2 on the same machine: atex_run.py takes the
 # first ports sut.py started, so it is pointed at this one machine.
 if [ "$atex_compare" = 1 ]; then
-    atex_busy0=$(busy)
-    set +e
-    "$atex_venv/bin/python" - "$shared/bench" "$port" "$out/w2" "$out/w2-atex" >"$out/w2-atex.json" 2>"$out/w2-atex.err" <<'PY'
-import runpy, sys
-bench, port, tree, dest = sys.argv[1:]
-sys.path.insert(0, bench)
-import sut
-sut.ports = lambda: [int(port)]
-sys.argv = ["atex_run.py", "--tree", tree, "--suts", "1", "--out", dest]
-runpy.run_path(bench + "/atex_run.py", run_name="__main__")
-PY
-    atex_rc=$?
-    set -e
-    atex_busy1=$(busy)
-    if [ "$atex_rc" != 0 ]; then
-        fail "w2: Python ATEX exited $atex_rc (see $out/w2-atex.err)"
-        tail -n5 "$out/w2-atex.err" >&2
+    if ! run_atex "$atex_venv" "$out/w2" "$out/w2-atex"; then
+        fail "w2: Python ATEX failed (see $out/w2-atex.err)"
     else
-        read -r atex_tests atex_tps < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["tests"], r["tests_per_s"])' "$out/w2-atex.json")
+        read -r atex_tests atex_tps < <(json_field "$out/w2-atex.json" tests tests_per_s)
         atex_cpu=$(ms_per "$atex_tests" "$atex_busy0" "$atex_busy1")
         read -r ratio cpu_ratio < <(python3 -c 'import sys; a, b, c, d = map(float, sys.argv[1:]); print("%.1f %.1f" % (a / b, d / c))' "$w2_tps" "$atex_tps" "$w2_cpu" "$atex_cpu")
         echo "atex  w2: $atex_tests tests at $atex_tps tests/s, $atex_cpu ms of CPU per test on the machine (Python ATEX 1.2, same machine)"

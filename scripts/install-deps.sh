@@ -6,8 +6,9 @@
 #                                        openssh-server/-client, rsync, podman, runc, catatonit,
 #                                        chromium, chromium-driver; and podman's
 #                                        /etc/containers/containers.conf when missing
-#   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf
-#                                        (only the benchmark comparison uses it)
+#   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf and
+#                                        Python ATEX 1.2 in .venv-atex (only the
+#                                        benchmark comparisons use them)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -120,6 +121,30 @@ if $want_venv; then
         # Keep the venv out of git without touching the project's .gitignore.
         echo '*' >"$venv/.gitignore"
         "$venv/bin/pip" install --quiet --disable-pip-version-check fmf==1.7.0 </dev/null
+    fi
+    # Python ATEX 1.2 (bench/exec.sh, bench/orchestrate.sh) needs python
+    # 3.12 or newer, which Debian 12's python3 is not: a pyenv version or
+    # a python3.12/3.13 on PATH.
+    venv="$here/.venv-atex"
+    if "$venv/bin/python" -c 'import atex, importlib.metadata as m; assert m.version("atex") == "1.2"' \
+        >/dev/null 2>&1; then
+        :
+    else
+        new_enough() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }
+        python=
+        for candidate in "$(pyenv root 2>/dev/null)"/versions/3.1[2-9]*/bin/python3 \
+            python3.13 python3.12 python3; do
+            if new_enough "$candidate"; then python=$candidate; break; fi
+        done
+        if [ -z "$python" ]; then
+            log "error: Python ATEX 1.2 needs python 3.12 or newer; install one (e.g. pyenv install 3.13)"
+            exit 1
+        fi
+        log "creating $venv with atex==1.2 fmf==1.7.0 ($python)"
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+        echo '*' >"$venv/.gitignore"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check atex==1.2 fmf==1.7.0 </dev/null
     fi
 fi
 
