@@ -117,7 +117,9 @@ impl Spec {
                     (Arc::new(Local::new(&args)), max, common, None)
                 }
                 Command::Ssh { args, common } => {
-                    let ssh = Ssh::new(&args).map_err(refused)?;
+                    // The session's connection is the first check of
+                    // each host (decision 27).
+                    let ssh = Ssh::new(&args).map_err(refused)?.unchecked_first_use();
                     let max = ssh.host_count();
                     (Arc::new(ssh), max, common, None)
                 }

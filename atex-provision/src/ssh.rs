@@ -76,6 +76,9 @@ pub struct Ssh {
 #[derive(Debug)]
 struct State {
     busy: Vec<bool>,
+    /// Hosts whose next reservation skips the check (see
+    /// [`Ssh::unchecked_first_use`]).
+    unchecked: Vec<bool>,
     /// Where the search for a free host starts next time.
     cursor: usize,
 }
@@ -133,6 +136,7 @@ impl Ssh {
         Ok(Ssh {
             state: Mutex::new(State {
                 busy: vec![false; hosts.len()],
+                unchecked: vec![false; hosts.len()],
                 cursor: 0,
             }),
             hosts,
@@ -140,6 +144,23 @@ impl Ssh {
                 .check_timeout
                 .map_or(DEFAULT_CHECK_TIMEOUT, |s| Duration::from_secs(s.max(1))),
         })
+    }
+
+    /// Hand each host out the first time without the reachability check:
+    /// for a caller that connects to the machine right away, whose
+    /// connection is the check (atex-orchestrate's session: a failed
+    /// connection is a failed setup, released and replaced). The check
+    /// costs a whole ssh connection, key exchange included: about 120 ms
+    /// of CPU on each side with OpenSSH 9's default key exchange, and its
+    /// round trips before the first test. A host handed out again after
+    /// a release is checked, so a dead host costs its caller one failed
+    /// connection, then fails its reservations as without this.
+    pub fn unchecked_first_use(self) -> Ssh {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.unchecked.iter_mut().for_each(|u| *u = true);
+        }
+        self
     }
 
     /// How many hosts there are: the default number of machines to ask for.
@@ -152,8 +173,9 @@ impl Ssh {
         &self.hosts
     }
 
-    /// Mark the next free host busy; `None` when all are.
-    fn take(&self) -> Option<usize> {
+    /// Mark the next free host busy; `None` when all are. With it, whether
+    /// it must be checked first.
+    fn take(&self) -> Option<(usize, bool)> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let n = state.busy.len();
         let index = (0..n)
@@ -161,7 +183,8 @@ impl Ssh {
             .find(|&i| !state.busy[i])?;
         state.busy[index] = true;
         state.cursor = (index + 1) % n;
-        Some(index)
+        let check = !std::mem::replace(&mut state.unchecked[index], false);
+        Some((index, check))
     }
 
     fn give_back(&self, index: usize) {
@@ -186,14 +209,16 @@ impl Provisioner for Ssh {
             if cancel.is_cancelled() {
                 return Err(ProvisionError::Cancelled);
             }
-            let index = self.take().ok_or_else(|| {
+            let (index, check) = self.take().ok_or_else(|| {
                 ProvisionError::Failed(format!("all {} hosts are in use", self.hosts.len()))
             })?;
             let machine = self.hosts[index].clone();
-            let checked = check_reachable(&machine.connection, self.check_timeout).await;
-            if let Err(err) = checked {
-                self.give_back(index);
-                return Err(err);
+            if check {
+                let checked = check_reachable(&machine.connection, self.check_timeout).await;
+                if let Err(err) = checked {
+                    self.give_back(index);
+                    return Err(err);
+                }
             }
             if cancel.is_cancelled() {
                 self.give_back(index);
@@ -521,6 +546,34 @@ fn parse_hosts_file(
 mod tests {
     use super::*;
 
+    /// With `unchecked_first_use`, a host nobody listens on is handed out
+    /// once without a connection; handed out again after its release, it
+    /// is checked and refused.
+    #[test]
+    fn unchecked_first_use_checks_a_host_given_again() {
+        // A port on loopback nobody listens on: the check fails at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = Args {
+            hosts: vec![format!("root@127.0.0.1:{port}")],
+            check_timeout: Some(5),
+            ..Args::default()
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let checked = Ssh::new(&args).unwrap();
+            assert!(checked.reserve(CancellationToken::new()).await.is_err());
+            let ssh = Ssh::new(&args).unwrap().unchecked_first_use();
+            let machine = ssh.reserve(CancellationToken::new()).await.unwrap();
+            ssh.release(machine).await.unwrap();
+            let again = ssh.reserve(CancellationToken::new()).await;
+            assert!(again.is_err(), "{again:?}");
+        });
+    }
+
     #[test]
     fn host_strings() {
         assert_eq!(
@@ -640,11 +693,11 @@ mod tests {
         };
         let ssh = Ssh::new(&args).unwrap();
         assert_eq!(ssh.max_machines(), 2);
-        assert_eq!(ssh.take(), Some(0));
+        assert_eq!(ssh.take(), Some((0, true)));
         ssh.give_back(0);
         // The cursor moved on: a retry after a failure tries the other host.
-        assert_eq!(ssh.take(), Some(1));
-        assert_eq!(ssh.take(), Some(0));
+        assert_eq!(ssh.take(), Some((1, true)));
+        assert_eq!(ssh.take(), Some((0, true)));
         assert_eq!(ssh.take(), None);
     }
 

@@ -466,15 +466,17 @@ fn a_machine_killed_mid_test_is_replaced_and_its_test_rerun_elsewhere() -> Resul
 
 /// A ProxyCommand for the hosts (`-o 'ProxyCommand=PROXY %p'`) that
 /// counts the connections made through it in `<dir>/count` and refuses
-/// the even ones up to the number in `<dir>/refuse`: a host's
-/// reachability check (odd) gets through, the session of the machine
-/// reserved (even) then cannot connect, as when a host goes away between
-/// the two. The others are relayed to 127.0.0.1:%p.
+/// the odd ones up to the number in `<dir>/refuse`. The orchestrator hands
+/// a host out the first time unchecked, its session's connection being
+/// the check (1: refused, a failed setup); given again, the host's
+/// reachability check (even) gets through and the session (odd) then
+/// cannot connect, as when a host goes away between the two. The others
+/// are relayed to 127.0.0.1:%p.
 const PROXY: &str = r#"#!/bin/bash
 dir=$(dirname "$0")
 n=$(( $(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
 echo "$n" > "$dir/count"
-if [ $((n % 2)) = 0 ] && [ "$n" -le "$(cat "$dir/refuse")" ]; then
+if [ $((n % 2)) = 1 ] && [ "$n" -le "$(cat "$dir/refuse")" ]; then
   echo "proxy: connection $n refused" >&2
   exit 1
 fi
@@ -508,7 +510,7 @@ fn with_failing_setups(refuse: u32) -> Result<Finished> {
 fn a_failed_setup_is_replaced_until_the_limit_stops_the_run() -> Result<()> {
     adopt_orphans()?;
     let own = own_processes()?;
-    let done = with_failing_setups(2)?;
+    let done = with_failing_setups(1)?;
     let err = done.stderr();
     ensure!(done.code == Some(0), "exit {:?}: {err}", done.code);
     let timeline = done.timeline();
