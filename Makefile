@@ -6,8 +6,14 @@ SHARED ?= $(CURDIR)/../shared
 CARGO ?= cargo
 # nextest's CI profile (.config/nextest.toml) when CI is set.
 NEXTEST_ARGS ?= $(if $(CI),--profile ci,)
+# make install: where (DESTDIR is prepended, for packagers) and which build
+# (PROFILE=debug installs the test build without a release build).
+PREFIX ?= /usr/local
+DESTDIR ?=
+PROFILE ?= release
+TOOLS = atex-discover atex-provision atex-exec atex-aggregate atex-orchestrate
 
-.PHONY: help demo deps test nextest doctest conformance lint bench bench-exec bench-orchestrate bench-aggregate bench-venv compare-tmt
+.PHONY: help demo install deps test nextest doctest conformance lint bench bench-exec bench-orchestrate bench-aggregate bench-venv compare-tmt
 
 # help: list the targets with their one-line descriptions
 help:
@@ -19,6 +25,21 @@ demo:
 	rm -rf target/demo-artifacts target/demo-store
 	./target/release/atex-orchestrate --root examples --output target/demo-store --artifacts target/demo-artifacts
 	./target/release/atex-aggregate summary target/demo-store
+
+# install: build the five tools and install them into $(DESTDIR)$(PREFIX) (default /usr/local): bin/, a man page per tool and subcommand (share/man/man1), bash, zsh and fish completions
+install:
+	$(CARGO) build $(if $(filter release,$(PROFILE)),--release,) $(addprefix -p ,$(TOOLS))
+	rm -rf target/xtask
+	$(CARGO) run -q $(if $(filter release,$(PROFILE)),--release,) -p xtask -- target/xtask
+	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(PREFIX)/share/man/man1" \
+		"$(DESTDIR)$(PREFIX)/share/bash-completion/completions" \
+		"$(DESTDIR)$(PREFIX)/share/zsh/site-functions" \
+		"$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d"
+	install -m 755 $(addprefix target/$(PROFILE)/,$(TOOLS)) "$(DESTDIR)$(PREFIX)/bin/"
+	install -m 644 target/xtask/man/man1/*.1 "$(DESTDIR)$(PREFIX)/share/man/man1/"
+	install -m 644 target/xtask/completions/bash/* "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/"
+	install -m 644 target/xtask/completions/zsh/* "$(DESTDIR)$(PREFIX)/share/zsh/site-functions/"
+	install -m 644 target/xtask/completions/fish/* "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/"
 
 # deps: install what the tests need when it is missing (cargo-nextest, python3, GNU time)
 deps:

@@ -4,7 +4,7 @@
 #
 #   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time,
 #                                        openssh-server/-client, rsync, podman, runc, catatonit,
-#                                        chromium, chromium-driver; and podman's
+#                                        chromium, chromium-driver, man-db; and podman's
 #                                        /etc/containers/containers.conf when missing
 #   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf and
 #                                        Python ATEX 1.2 in .venv-atex (only the
@@ -84,6 +84,8 @@ fi
 # ChromeDriver (tests/src/webdriver.rs).
 if [ ! -x /usr/bin/chromium ]; then conn_pkgs+=(chromium); fi
 if [ ! -x /usr/bin/chromedriver ]; then conn_pkgs+=(chromium-driver); fi
+# The install test (tests/tests/install.rs) renders the man pages.
+if ! command -v man >/dev/null 2>&1; then conn_pkgs+=(man-db); fi
 if [ ${#conn_pkgs[@]} -gt 0 ]; then
     apt_install "${conn_pkgs[@]}"
 fi
