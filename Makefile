@@ -13,7 +13,7 @@ DESTDIR ?=
 PROFILE ?= release
 TOOLS = atex-discover atex-provision atex-exec atex-aggregate atex-orchestrate
 
-.PHONY: help demo install deps test nextest doctest conformance lint bench bench-exec bench-orchestrate bench-aggregate bench-venv compare-tmt
+.PHONY: help demo install sut-image deps test nextest doctest conformance lint bench bench-exec bench-orchestrate bench-aggregate bench-venv compare-tmt
 
 # help: list the targets with their one-line descriptions
 help:
@@ -40,6 +40,10 @@ install:
 	install -m 644 target/xtask/completions/bash/* "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/"
 	install -m 644 target/xtask/completions/zsh/* "$(DESTDIR)$(PREFIX)/share/zsh/site-functions/"
 	install -m 644 target/xtask/completions/fish/* "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/"
+
+# sut-image: build localhost/sut, a small Debian image (mmdebstrap, then podman import) for `podman --image localhost/sut` (python3, rsync, sshd, systemd)
+sut-image:
+	bash scripts/sut-image.sh localhost/sut
 
 # deps: install what the tests need when it is missing (cargo-nextest, python3, GNU time)
 deps:

@@ -4,8 +4,9 @@
 #
 #   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time,
 #                                        openssh-server/-client, rsync, podman, runc, catatonit,
-#                                        chromium, chromium-driver, man-db; and podman's
-#                                        /etc/containers/containers.conf when missing
+#                                        chromium, chromium-driver, man-db; podman's
+#                                        /etc/containers/containers.conf and the
+#                                        localhost/sut image when missing
 #   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf and
 #                                        Python ATEX 1.2 in .venv-atex (only the
 #                                        benchmark comparisons use them)
@@ -106,6 +107,14 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 CONF
+fi
+
+# The image tests (tests/tests/sut_image.rs) run localhost/sut, the image
+# `make sut-image` builds from Debian's packages.
+if command -v podman >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] \
+    && ! podman image exists localhost/sut 2>/dev/null; then
+    log "building localhost/sut (scripts/sut-image.sh)"
+    bash "$here/scripts/sut-image.sh" localhost/sut
 fi
 
 if $want_venv; then
