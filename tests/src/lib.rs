@@ -33,6 +33,14 @@ const TOOLS: &[(&str, &str)] = &[
 /// start several cargo builds of the same binary.
 static BUILD: Mutex<()> = Mutex::new(());
 
+/// The project root (the workspace directory holding README.md).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
 /// Path of the built binary `name` (e.g. `atex-discover`).
 ///
 /// The binaries sit in the profile directory of the target dir, the parent

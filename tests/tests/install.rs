@@ -5,10 +5,10 @@
 //! each tool's page, and bash's completion of each tool is defined once
 //! its file is sourced.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
+use atex_tests::project_root;
 
 const TOOLS: [&str; 5] = [
     "atex-discover",
@@ -17,13 +17,6 @@ const TOOLS: [&str; 5] = [
     "atex-aggregate",
     "atex-orchestrate",
 ];
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
 
 /// Run `command`, failing with its output unless it exits 0; its stdout.
 fn ok(command: &mut Command, what: &str) -> Result<String> {

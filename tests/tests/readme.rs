@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 use atex_shared::records::{Test, TestResult};
-use atex_tests::{bin_path, parse_records};
+use atex_tests::{bin_path, parse_records, project_root};
 
 /// Runs of each command. Issue 9 asks for 50; the old bug lost records in
 /// 6 to 8 of 20 runs, so 50 clean runs leave it no place to hide.
@@ -22,13 +22,6 @@ const RUNS: usize = 50;
 /// sleeps), so parallel runs keep the test's wall time near 30 s, and the
 /// extra load only widens the timing window the old bug needed.
 const PARALLEL: usize = 5;
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
 
 /// The directory holding the built tools, so a shell finds them by name
 /// as a user who installed them would.
