@@ -88,7 +88,7 @@ bench:
 bench-exec:
 	SHARED="$(SHARED)" bash bench/exec.sh
 
-# bench-orchestrate: run 200 trivial tests through atex-orchestrate on 4 loopback sshd machines, then through Python ATEX 1.2 on the same machines; tests/s, CPU per test, the ratio
+# bench-orchestrate: 200 trivial tests through atex-orchestrate on 4 loopback sshd machines, then through Python ATEX 1.2 on the same machines (tests/s, CPU per test, the ratio); then 50 sleeping tests at once on 50 machines (memory per running test, both)
 bench-orchestrate:
 	SHARED="$(SHARED)" bash bench/orchestrate.sh
 

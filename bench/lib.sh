@@ -94,16 +94,18 @@ start_suts() {
     done
 }
 
-# run_atex VENV TREE DEST: run TREE's tests through Python ATEX 1.2
-# (../shared/bench/atex_run.py) on the machines of `ports`; its JSON line
-# in DEST.json, its stderr in DEST.err, and `atex_busy0`/`atex_busy1` set;
+# run_atex VENV TREE DEST [WRAPPER...]: run TREE's tests through Python
+# ATEX 1.2 (../shared/bench/atex_run.py) on the machines of `ports`, under
+# the WRAPPER command when given (memwatch.py ... --); its JSON line in
+# DEST.json, its stderr in DEST.err, and `atex_busy0`/`atex_busy1` set;
 # returns its exit code. atex_run.py takes the first ports sut.py knows,
 # so it is pointed at these.
 run_atex() {
     local venv=$1 tree=$2 dest=$3 rc
+    shift 3
     atex_busy0=$(busy)
     set +e
-    "$venv/bin/python" - "$shared/bench" "$tree" "$dest" "${ports[@]}" >"$dest.json" 2>"$dest.err" <<'PY'
+    "$@" "$venv/bin/python" - "$shared/bench" "$tree" "$dest" "${ports[@]}" >"$dest.json" 2>"$dest.err" <<'PY'
 import runpy, sys
 bench, tree, dest, *ports = sys.argv[1:]
 sys.path.insert(0, bench)

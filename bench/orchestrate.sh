@@ -14,7 +14,16 @@
 #
 # Targets: 10x ATEX's tests/s or more (issue 13; issue 11 asked 2.5x),
 # and the orchestrator's own CPU at most 1 ms per test above atex-exec's.
-# Exits non-zero when one is missed or a test is missing.
+#
+# Then W3 (issue 12): 50 `sleep 20` tests at once on 50 loopback sshd
+# machines, through atex-orchestrate and then Python ATEX, each under
+# ../shared/bench/memwatch.py: the peak PSS of the whole controller
+# process tree (ssh masters included: atex-orchestrate runs as a child
+# subreaper, bench/subreaper.py, so the masters that daemonize stay in its
+# tree) per running test, and the orchestrator's own peak RSS. Targets:
+# 2.2 MB or less per running test, 15 MB or less for the orchestrator
+# (ATEX: about 2.4 MB per test plus 38 MB). W3=0 skips it.
+# Exits non-zero when a target is missed or a test is missing.
 #
 # Python ATEX 1.2 comes from ATEX_VENV (default .venv-atex, made by `make
 # bench-venv`); ATEX_COMPARE=0 skips it (and the ratio).
@@ -22,7 +31,8 @@
 # Environment: SHARED (default ../shared beside the project root), PORT
 # (first of 4 sshd ports, default the first 4 free from 22240), W2_TESTS
 # (200), MACHINES (4), TARGET_RATIO (10), TARGET_OWN_MS (1), ATEX_VENV,
-# ATEX_COMPARE (1).
+# ATEX_COMPARE (1), W3 (1), W3_TESTS (50), TARGET_W3_MB (2.2),
+# TARGET_W3_ROOT_MB (15).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,7 +48,7 @@ out=$root/bench-out/orchestrate
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
 
-need_shared gen_workloads.py sut.py atex_run.py
+need_shared gen_workloads.py sut.py atex_run.py memwatch.py
 if [ "$atex_compare" = 1 ]; then need_atex "$atex_venv"; fi
 
 cargo build --release -q -p atex-discover -p atex-exec -p atex-orchestrate
@@ -117,6 +127,57 @@ if [ "$atex_compare" = 1 ]; then
         echo "orchestrate / atex w2: ${ratio}x the tests/s (target >= ${target_ratio}x; issue 11's 2.5x), ${cpu_ratio}x less CPU per test"
         [ "$atex_tests" = "$w2_tests" ] || fail "Python ATEX ran $atex_tests tests, expected $w2_tests"
         if below "$ratio" "$target_ratio"; then fail "${ratio}x ATEX's tests/s is under the ${target_ratio}x target"; fi
+    fi
+fi
+
+if [ "${W3:-1}" = 1 ]; then
+    w3_tests=${W3_TESTS:-50}
+    target_w3_mb=${TARGET_W3_MB:-2.2}
+    target_w3_root_mb=${TARGET_W3_ROOT_MB:-15}
+    stop_suts
+    ports=()
+    sshd_pids=()
+    start_suts "$w3_tests"
+    hosts=
+    for p in "${ports[@]}"; do hosts+=" root@127.0.0.1:$p"; done
+    echo "machines: $w3_tests loopback sshd on 127.0.0.1:${ports[0]}-${ports[-1]}"
+    python3 "$shared/bench/gen_workloads.py" w3 "$out/w3" --tests "$w3_tests"
+    # w3_figures NAME: "PER_TEST_MB ROOT_MB PSS_MB" from NAME.mem.
+    w3_figures() {
+        python3 -c '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+n = int(sys.argv[2])
+pss, root = r["pss_sum_kb"] / 1024, r["root_rss_kb"] / 1024
+print("%.2f %.1f %.1f" % ((pss - root) / n, root, pss))' "$out/$1.mem" "$w3_tests"
+    }
+    set +e
+    python3 "$shared/bench/memwatch.py" --json "$out/w3.mem" -- \
+        python3 bench/subreaper.py "$bin/atex-orchestrate" --root "$out/w3" \
+        --provision "ssh$hosts -i $sut_state/client_key" \
+        --artifacts "$out/w3-artifacts" >"$out/w3.results" 2>"$out/w3.err"
+    rc=$?
+    set -e
+    read -r count passed < <(count_status "$out/w3.results")
+    if [ "$rc" != 0 ] || [ "$passed" != "$w3_tests" ]; then
+        fail "w3: atex-orchestrate exited $rc with $passed of $w3_tests passed (see $out/w3.err)"
+    fi
+    read -r per_test root_mb pss_mb < <(w3_figures w3)
+    echo "orchestrate w3: $w3_tests tests at once: $per_test MB PSS per running test (target <= $target_w3_mb), atex-orchestrate's own RSS $root_mb MB (target <= $target_w3_root_mb), $pss_mb MB PSS in all"
+    if below "$target_w3_mb" "$per_test"; then fail "w3: $per_test MB per running test is over the $target_w3_mb MB target"; fi
+    if below "$target_w3_root_mb" "$root_mb"; then fail "w3: the orchestrator's $root_mb MB is over the $target_w3_root_mb MB target"; fi
+    if [ "$atex_compare" = 1 ]; then
+        set +e
+        run_atex "$atex_venv" "$out/w3" "$out/w3-atex" \
+            python3 "$shared/bench/memwatch.py" --json "$out/w3-atex.mem" --
+        rc=$?
+        set -e
+        if [ "$rc" != 0 ]; then
+            fail "w3: Python ATEX failed (see $out/w3-atex.err)"
+        else
+            read -r atex_per_test atex_root_mb atex_pss_mb < <(w3_figures w3-atex)
+            echo "atex        w3: $w3_tests tests at once: $atex_per_test MB PSS per running test, its own RSS $atex_root_mb MB, $atex_pss_mb MB PSS in all (Python ATEX 1.2, same machines)"
+        fi
     fi
 fi
 exit "$status"
