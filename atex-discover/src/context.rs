@@ -499,16 +499,7 @@ impl Context {
     /// values on `,`; a repeated dimension replaces the earlier one), as
     /// the conformance oracle and `tmt -c` read them.
     pub fn from_cli(specs: &[String]) -> Result<Context, InvalidContext> {
-        let mut dimensions = IndexMap::new();
-        for spec in specs {
-            let (dimension, values) = spec
-                .split_once('=')
-                .ok_or_else(|| InvalidContext(spec.clone()))?;
-            dimensions.insert(
-                dimension.to_owned(),
-                values.split(',').map(str::to_owned).collect::<Vec<_>>(),
-            );
-        }
+        let dimensions = atex_shared::records::parse_context(specs).map_err(InvalidContext)?;
         Ok(Context::new(dimensions))
     }
 

@@ -341,6 +341,7 @@ fn parse_machine(arg: &str) -> Result<Machine, ConfigError> {
     if arg == "local" {
         // As atex-provision local makes it, with the id people would write.
         return Ok(Machine {
+            context: Default::default(),
             id: "local".to_owned(),
             provisioner: "local".to_owned(),
             connection: Connection::Local,

@@ -51,6 +51,7 @@
 //!     provisioner: "local".into(),
 //!     connection: Connection::Local,
 //!     platform: String::new(),
+//!     context: Default::default(),
 //!     release: serde_json::Value::Null,
 //! };
 //! let config = SessionConfig::new(machine, "local", "/tmp/artifacts");

@@ -171,6 +171,7 @@ async fn the_runner_ends_its_tests_when_its_parent_dies() {
 
 fn machine() -> Machine {
     Machine {
+        context: Default::default(),
         id: "local/0".into(),
         provisioner: "local".into(),
         connection: Connection::Local,

@@ -57,6 +57,7 @@ fn session_runs_tests_one_at_a_time_with_each_plan_prepared_once() {
         test("/t/three", &root, &a, "exit 1"),
     ];
     let machine = Machine {
+        context: Default::default(),
         id: "local/0".into(),
         provisioner: "local".into(),
         connection: Connection::Local,
@@ -161,6 +162,7 @@ fn a_failed_prepare_is_infra_for_its_plan_only() {
         test("/t/three", &root, &good, "true"),
     ];
     let machine = Machine {
+        context: Default::default(),
         id: "local".into(),
         provisioner: "local".into(),
         connection: Connection::Local,
@@ -225,6 +227,7 @@ fn each_session_keeps_its_own_caps() {
                   printf 'result %d\\n%s' \"${#json}\" \"$json\" >&$ATEX_TEST_CONTROL";
     let test = test("/t/report", &root, &plan, script);
     let machine = Machine {
+        context: Default::default(),
         id: "local".into(),
         provisioner: "local".into(),
         connection: Connection::Local,

@@ -46,6 +46,7 @@ impl Provisioner for Numbered {
             provisioner: "numbered".to_owned(),
             connection: Connection::Local,
             platform: "custom".to_owned(),
+            context: Default::default(),
             release: serde_json::Value::Null,
         };
         Box::pin(async move { Ok(machine) })
@@ -57,7 +58,6 @@ impl Provisioner for Numbered {
 }
 
 struct Print;
-
 impl Output for Print {
     fn result(&mut self, line: &[u8]) {
         let _ = std::io::stdout().write_all(&[line, b"\n"].concat());

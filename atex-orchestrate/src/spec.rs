@@ -145,6 +145,14 @@ impl Spec {
                 message: "at most 0 machines: nothing could run".to_owned(),
             });
         }
+        // `-c DIM=VALUE`: the machines' fmf context, in their records.
+        let provisioner =
+            common
+                .with_context(provisioner)
+                .map_err(|message| SpecError::Grammar {
+                    spec: text.to_owned(),
+                    message,
+                })?;
         Ok(Spec {
             text: text.to_owned(),
             provisioner,
@@ -219,8 +227,26 @@ mod tests {
             "local --bogus",
             "release",
             "local --max 0",
+            "local -c distro",
         ] {
             assert!(Spec::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    /// `-c DIM=VALUE` in a SPEC puts the context into every machine's
+    /// record.
+    #[test]
+    fn a_spec_context_reaches_the_machines() {
+        let spec = Spec::parse("local -c distro=fedora-41 -c arch=x86_64,aarch64").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let machine = runtime
+            .block_on(spec.provisioner.reserve(Default::default()))
+            .unwrap();
+        assert_eq!(machine.context["distro"], ["fedora-41"]);
+        assert_eq!(machine.context["arch"], ["x86_64", "aarch64"]);
+        runtime.block_on(spec.provisioner.release(machine)).unwrap();
     }
 }

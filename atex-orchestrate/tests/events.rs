@@ -233,6 +233,7 @@ impl Provisioner for Slow {
                 Connection::Local
             };
             Ok(Machine {
+                context: Default::default(),
                 id: format!("slow/{n}"),
                 provisioner: "slow".into(),
                 connection,

@@ -26,6 +26,7 @@ impl Provisioner for Sticky {
     ) -> BoxFuture<'_, Result<Machine, ProvisionError>> {
         Box::pin(async {
             Ok(Machine {
+                context: Default::default(),
                 id: "sticky/0".into(),
                 provisioner: "sticky".into(),
                 connection: Connection::Local,

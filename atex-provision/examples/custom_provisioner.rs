@@ -66,6 +66,7 @@ impl Provisioner for Slots {
                 free.0.clone()
             };
             Ok(Machine {
+                context: Default::default(),
                 id: format!("slots/{name}"),
                 provisioner: "slots".into(),
                 connection: Connection::Local,

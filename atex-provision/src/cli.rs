@@ -129,6 +129,24 @@ pub struct Common {
     /// How many times a failed reservation is tried again.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub retries: u32,
+    /// The fmf context of the machines' platform, `DIM=VALUE[,VALUE...]`
+    /// (e.g. `-c distro=fedora-41 -c arch=x86_64`), written into every
+    /// Machine record. Repeatable.
+    #[arg(short = 'c', long = "context", value_name = "DIM=VAL")]
+    pub context: Vec<String>,
+}
+
+impl Common {
+    /// `provisioner`, its machines given the `-c` context; the error names
+    /// an argument without `=`.
+    pub fn with_context(
+        &self,
+        provisioner: Arc<dyn Provisioner>,
+    ) -> Result<Arc<dyn Provisioner>, String> {
+        let context = atex_shared::records::parse_context(&self.context)
+            .map_err(|arg| format!("invalid context '{arg}', use -c DIM=VALUE"))?;
+        Ok(crate::WithContext::wrap(provisioner, context))
+    }
 }
 
 /// A bad option or input: `atex-provision: error: ...`, exit 2.
@@ -283,6 +301,10 @@ async fn reserve(
     common: &Common,
     holds: bool,
 ) -> u8 {
+    let provisioner = match common.with_context(provisioner) {
+        Ok(provisioner) => provisioner,
+        Err(message) => return invalid(message),
+    };
     let kind = provisioner.kind().to_owned();
     // Nothing here releases single machines, so more than the provisioner
     // can hold at once would never come: refuse before reserving any.

@@ -23,7 +23,9 @@ pub mod testing_farm;
 
 pub use child::TOKEN_VAR;
 pub use pool::{Log, Pool, PoolOptions};
-pub use provisioner::{BoxFuture, CancellationToken, ProvisionError, Provisioner, or_cancel};
+pub use provisioner::{
+    BoxFuture, CancellationToken, ProvisionError, Provisioner, WithContext, or_cancel,
+};
 
 /// The process entry point of `atex-provision`.
 pub fn main() -> std::process::ExitCode {

@@ -47,6 +47,7 @@ impl Provisioner for Local {
         let platform = self.platform.clone().unwrap_or_else(|| "local".to_owned());
         Box::pin(async move {
             Ok(Machine {
+                context: Default::default(),
                 id,
                 provisioner: "local".to_owned(),
                 connection: Connection::Local,

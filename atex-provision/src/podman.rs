@@ -433,6 +433,7 @@ impl Podman {
             },
         };
         let machine = Machine {
+            context: Default::default(),
             id: format!("podman/{}", release.container),
             provisioner: "podman".to_owned(),
             connection,
@@ -1022,6 +1023,7 @@ mod tests {
     #[test]
     fn release_records_are_checked() {
         let machine = |release| Machine {
+            context: Default::default(),
             id: "podman/x".into(),
             provisioner: "podman".into(),
             connection: Connection::Local,

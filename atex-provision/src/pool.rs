@@ -358,6 +358,7 @@ mod tests {
                     return Err(ProvisionError::Failed("boom".into()));
                 }
                 Ok(Machine {
+                    context: Default::default(),
                     id,
                     provisioner: "fake".into(),
                     connection: Connection::Local,

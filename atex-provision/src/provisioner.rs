@@ -68,6 +68,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///                     options: Default::default(),
 ///                 },
 ///                 platform: "fedora-41@x86_64".into(),
+///                 context: Default::default(),
 ///                 release: serde_json::json!({"host": host}),
 ///             })
 ///         })
@@ -243,5 +244,63 @@ pub async fn or_cancel<T>(
         biased;
         () = cancel.cancelled() => Err(ProvisionError::Cancelled),
         out = future => out,
+    }
+}
+
+/// A provisioner whose machines carry a fixed fmf context (`-c DIM=VALUE`
+/// on the command line or in an orchestrator SPEC): each reserved
+/// [`Machine`] gets `context`; everything else is `inner`'s.
+pub struct WithContext {
+    inner: std::sync::Arc<dyn Provisioner>,
+    context: indexmap::IndexMap<String, Vec<String>>,
+}
+
+impl WithContext {
+    /// `inner`, its machines given `context`; `inner` itself when the
+    /// context is empty.
+    pub fn wrap(
+        inner: std::sync::Arc<dyn Provisioner>,
+        context: indexmap::IndexMap<String, Vec<String>>,
+    ) -> std::sync::Arc<dyn Provisioner> {
+        if context.is_empty() {
+            inner
+        } else {
+            std::sync::Arc::new(WithContext { inner, context })
+        }
+    }
+}
+
+impl std::fmt::Debug for WithContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithContext")
+            .field("kind", &self.inner.kind())
+            .field("context", &self.context)
+            .finish()
+    }
+}
+
+impl Provisioner for WithContext {
+    fn kind(&self) -> &str {
+        self.inner.kind()
+    }
+
+    fn max_machines(&self) -> usize {
+        self.inner.max_machines()
+    }
+
+    fn stagger(&self, index: usize, batch: usize) -> Duration {
+        self.inner.stagger(index, batch)
+    }
+
+    fn reserve(&self, cancel: CancellationToken) -> BoxFuture<'_, Result<Machine, ProvisionError>> {
+        Box::pin(async move {
+            let mut machine = self.inner.reserve(cancel).await?;
+            machine.context = self.context.clone();
+            Ok(machine)
+        })
+    }
+
+    fn release(&self, machine: Machine) -> BoxFuture<'_, Result<(), ProvisionError>> {
+        self.inner.release(machine)
     }
 }

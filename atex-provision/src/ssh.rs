@@ -292,6 +292,7 @@ impl Defaults<'_> {
             None => None,
         };
         Ok(Machine {
+            context: Default::default(),
             id: format!("ssh/{user}@{host}:{port}"),
             provisioner: "ssh".to_owned(),
             connection: Connection::Ssh {

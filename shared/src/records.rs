@@ -140,10 +140,40 @@ pub struct Machine {
     /// The platform results are reported for, e.g. `fedora-41@x86_64`.
     #[serde(default)]
     pub platform: String,
+    /// The fmf context of the machine's platform, dimension to values
+    /// (`distro` → `["fedora-41"]`), set with `-c DIM=VALUE` on any
+    /// `atex-provision` kind; empty (and left out of the JSON) when not
+    /// given.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub context: IndexMap<String, Vec<String>>,
     /// Whatever `atex-provision release` needs to give the machine back;
     /// opaque to every other tool.
     #[serde(default)]
     pub release: serde_json::Value,
+}
+
+/// Parse `-c DIM=VALUE[,VALUE...]` arguments (atex-discover's and
+/// atex-provision's) into a context, dimension to values, in order; a
+/// later argument for the same dimension replaces the earlier one. The
+/// error is the argument without `=`.
+///
+/// ```
+/// let context = atex_shared::records::parse_context(&[
+///     "distro=fedora-41".to_owned(), "arch=x86_64,aarch64".to_owned(),
+/// ]).unwrap();
+/// assert_eq!(context["arch"], ["x86_64", "aarch64"]);
+/// assert!(atex_shared::records::parse_context(&["distro".to_owned()]).is_err());
+/// ```
+pub fn parse_context(specs: &[String]) -> Result<IndexMap<String, Vec<String>>, String> {
+    let mut dimensions = IndexMap::new();
+    for spec in specs {
+        let (dimension, values) = spec.split_once('=').ok_or_else(|| spec.clone())?;
+        dimensions.insert(
+            dimension.to_owned(),
+            values.split(',').map(str::to_owned).collect(),
+        );
+    }
+    Ok(dimensions)
 }
 
 /// How to reach a [`Machine`]; the JSON form is tagged by `"kind"`.
@@ -451,6 +481,7 @@ mod tests {
             key in proptest::option::of(small_string()), release in json_value(),
         ) {
             let machine = Machine {
+                context: Default::default(),
                 id: format!("ssh/{host}"), provisioner: "ssh".into(),
                 connection: Connection::Ssh {
                     host, port, user: "root".into(),

@@ -100,6 +100,7 @@ impl SshdPool {
 
     fn machine(&self, server: &Sshd) -> Machine {
         Machine {
+            context: Default::default(),
             id: format!("sshd/{}", server.port),
             provisioner: "ssh".into(),
             connection: Connection::Ssh {

@@ -519,6 +519,7 @@ fn exec_refuses_machine_records_ssh_would_misread_with_exit_2() -> Result<()> {
     ];
     for (i, (connection, expected)) in cases.into_iter().enumerate() {
         let machine = records::Machine {
+            context: Default::default(),
             id: "m".into(),
             provisioner: "ssh".into(),
             connection,

@@ -1190,6 +1190,7 @@ fn tf_record(api_url: &str, id: &str, extra: serde_json::Value) -> Result<Vec<u8
         release.extend(extra.clone());
     }
     let machine = Machine {
+        context: Default::default(),
         id: format!("testing-farm/{id}"),
         provisioner: "testing-farm".into(),
         connection: Connection::Local,
@@ -1458,6 +1459,7 @@ fn release_refuses_a_container_that_is_not_atex() -> Result<()> {
     );
     let id = String::from_utf8(run.stdout)?.trim().to_owned();
     let victim = Machine {
+        context: Default::default(),
         id: format!("podman/{name}"),
         provisioner: "podman".into(),
         connection: Connection::Podman {

@@ -189,6 +189,7 @@ async fn release_record_sends_the_token_only_to_the_configured_api() -> Result<(
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "one-line-secret-9c1\n")?;
     let machine = |api_url: &str| Machine {
+        context: Default::default(),
         id: "testing-farm/abc".into(),
         provisioner: "testing-farm".into(),
         connection: records::Connection::Local,
@@ -249,6 +250,7 @@ async fn errors_never_show_a_reflected_token() -> Result<()> {
     let seen = server.seen();
     assert!(seen.iter().all(|s| s.status == 400), "{seen:?}");
     let machine = Machine {
+        context: Default::default(),
         id: "testing-farm/abc".into(),
         provisioner: "testing-farm".into(),
         connection: records::Connection::Local,

@@ -382,6 +382,7 @@ impl TestingFarm {
             Ok(connection) => {
                 self.log(&format!("{KIND}: request {id} is ready"));
                 Ok(Machine {
+                    context: Default::default(),
                     id: format!("{KIND}/{id}"),
                     provisioner: KIND.into(),
                     connection,
@@ -733,6 +734,7 @@ mod tests {
     #[test]
     fn release_info_refuses_foreign_records() {
         let mut machine = Machine {
+            context: Default::default(),
             id: "x".into(),
             provisioner: KIND.into(),
             connection: atex_shared::records::Connection::Local,
@@ -751,6 +753,7 @@ mod tests {
         let token = dir.path().join("token");
         std::fs::write(&token, "t0ken\n").unwrap();
         let machine = Machine {
+            context: Default::default(),
             id: "testing-farm/ab".into(),
             provisioner: KIND.into(),
             connection: atex_shared::records::Connection::Local,
