@@ -13,7 +13,7 @@ DESTDIR ?=
 PROFILE ?= release
 TOOLS = atex-discover atex-provision atex-exec atex-aggregate atex-orchestrate
 
-.PHONY: help demo install sut-image deps test nextest doctest conformance lint bench bench-exec bench-orchestrate bench-aggregate bench-venv compare-tmt
+.PHONY: help demo install sut-image vm-image deps test nextest doctest conformance lint bench bench-exec bench-orchestrate bench-aggregate bench-venv compare-tmt
 
 # help: list the targets with their one-line descriptions
 help:
@@ -44,6 +44,10 @@ install:
 # sut-image: build localhost/sut, a small Debian image (mmdebstrap, then podman import) for `podman --image localhost/sut` (python3, rsync, sshd, systemd)
 sut-image:
 	bash scripts/sut-image.sh localhost/sut
+
+# vm-image: build once (cached in ~/.cache/atex/vm-image) a small Debian guest disk, kernel, initrd and key for virtual machines; the last line printed is the options that boot it
+vm-image:
+	@bash scripts/vm-image.sh
 
 # deps: install what the tests need when it is missing (cargo-nextest, python3, GNU time)
 deps:
