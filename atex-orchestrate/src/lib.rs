@@ -114,6 +114,11 @@ pub struct Cli {
     /// soon as no test waits.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_spares: usize,
+    /// After N tests failed (their final attempt fail, error, warn, no
+    /// status or infra), start no new test: the running ones finish, the
+    /// rest are not run, exit 1 (3 if some test ended infra).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_fail: Option<u64>,
     /// Seconds between two status lines on stderr (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0, hide = true)]
     pub status_interval: f64,
@@ -427,6 +432,7 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         );
         run_config.max_failed_setups = cli.max_failed_setups;
         run_config.max_spares = cli.max_spares;
+        run_config.max_fail = cli.max_fail.and_then(|n| usize::try_from(n).ok());
         let monitor = run_config.monitor.clone();
         let printer = tokio::spawn(print_events(
             monitor.subscribe(),
@@ -464,7 +470,7 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         if totals.not_run > 0 {
             line.push_str(&format!(", {} not run", totals.not_run));
         }
-        if let Some(why) = &totals.broken {
+        if let Some(why) = totals.broken.as_ref().or(totals.failures_stopped.as_ref()) {
             line.push_str(&format!(" (stopped: {why})"));
         }
         eprintln!("{line}");

@@ -80,6 +80,11 @@ pub struct RunConfig {
     pub max_spares: usize,
     /// Where the run's events go and its snapshot is read: keep a clone.
     pub monitor: Monitor,
+    /// After this many tests whose final attempt did not pass (fail,
+    /// error, warn, no status or infra), no new test starts: the running
+    /// ones finish, the rest are not run (cargo-nextest's `--max-fail`).
+    /// `None`: no limit.
+    pub max_fail: Option<usize>,
 }
 
 impl RunConfig {
@@ -93,6 +98,7 @@ impl RunConfig {
             max_failed_setups: 10,
             max_spares: 0,
             monitor: Monitor::new(),
+            max_fail: None,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Totals {
     pub not_run: usize,
     /// The run stopped on infrastructure (why).
     pub broken: Option<String>,
+    /// No new test started after [`RunConfig::max_fail`] failures (why).
+    pub failures_stopped: Option<String>,
     /// The signal that stopped the run.
     pub interrupted: Option<&'static str>,
     /// The machines not released: a second signal stopped the wait for
@@ -121,13 +129,19 @@ pub struct Totals {
 
 impl Totals {
     /// The exit code (DESIGN.md): 130/143 interrupted, 3 infra or tests
-    /// not run, 1 failures, else 0.
+    /// not run, 1 failures, else 0. Tests left out after `--max-fail`
+    /// stopped the run are not an infrastructure failure: that run is 1
+    /// (3 if some test ended infra).
     pub fn exit_code(&self) -> u8 {
         use atex_shared::exit;
+        let not_run = match self.failures_stopped {
+            Some(_) => 0,
+            None => self.not_run,
+        };
         match self.interrupted {
             Some("SIGTERM") => exit::SIGTERM,
             Some(_) => exit::SIGINT,
-            None if self.infra + self.not_run > 0 || self.broken.is_some() => exit::INFRA,
+            None if self.infra + not_run > 0 || self.broken.is_some() => exit::INFRA,
             None if self.failed > 0 => exit::TEST_FAILED,
             None => exit::SUCCESS,
         }
@@ -221,6 +235,10 @@ struct Board {
     running: usize,
     /// Per spec, the machines waiting as spares.
     spares: Vec<usize>,
+    /// Tests whose final attempt did not pass, for `max_fail`.
+    failed: usize,
+    /// Why no new test starts (`max_fail` reached).
+    stopped: Option<String>,
 }
 
 /// What every worker shares.
@@ -231,6 +249,7 @@ struct Shared {
     changed: Notify,
     policy: Arc<dyn Policy>,
     max_spares: usize,
+    max_fail: Option<usize>,
     monitor: Monitor,
     messages: mpsc::UnboundedSender<Message>,
     interrupt: watch::Receiver<Option<&'static str>>,
@@ -268,7 +287,7 @@ async fn next_test(shared: &Shared, spec: usize, key: &str) -> Pick {
             if spare {
                 board.spares[spec] -= 1;
             }
-            if shared.interrupt.borrow().is_some() {
+            if shared.interrupt.borrow().is_some() || board.stopped.is_some() {
                 return Pick::Nothing { refused: false };
             }
             if let Some(queued) = board.queue.pick(shared.policy.as_ref(), key) {
@@ -426,6 +445,23 @@ async fn worker(
         {
             let mut board = shared.board();
             board.running -= 1;
+            let failed = !rerun
+                && outcome.interrupted.is_none()
+                && outcome.reported
+                && verdict != Some(Verdict::Pass);
+            if failed {
+                board.failed += 1;
+                let reached = shared.max_fail.is_some_and(|max| board.failed >= max);
+                if reached && board.stopped.is_none() {
+                    let why = format!(
+                        "{} tests failed (--max-fail {})",
+                        board.failed,
+                        shared.max_fail.unwrap_or_default()
+                    );
+                    monitor.emit(Event::Stopped { why: why.clone() });
+                    board.stopped = Some(why);
+                }
+            }
             if rerun {
                 board.queue.rerun(queued, &key);
                 // Under the lock: the rerun is queued before anyone takes it.
@@ -592,10 +628,13 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
             queue: Queue::new(tests),
             running: 0,
             spares: vec![0; config.specs.len()],
+            failed: 0,
+            stopped: None,
         }),
         changed: Notify::new(),
         policy: config.policy.clone(),
         max_spares: config.max_spares,
+        max_fail: config.max_fail,
         monitor: monitor.clone(),
         messages: messages_tx.clone(),
         interrupt: interrupt_rx,
@@ -653,11 +692,16 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
         let (waiting, running) = match &shared {
             Some(shared) => {
                 let board = shared.board();
+                if totals.failures_stopped.is_none() {
+                    totals.failures_stopped.clone_from(&board.stopped);
+                }
                 (board.queue.len(), board.running)
             }
             None => (0, 0),
         };
-        let stopping = totals.interrupted.is_some() || totals.broken.is_some();
+        let stopping = totals.interrupted.is_some()
+            || totals.broken.is_some()
+            || totals.failures_stopped.is_some();
         if shared.is_some() {
             let working: usize = specs.iter().map(|s| s.working).sum();
             let pending: usize = specs.iter().map(|s| s.pending).sum();

@@ -621,3 +621,97 @@ fn output_takes_each_test_s_files_as_it_ends_and_the_artifacts_go() {
     let kept = dir.path().join("kept/0/across/files/output.txt");
     assert_eq!(std::fs::read_to_string(kept).unwrap(), "across\n");
 }
+
+/// `--max-fail 2` with one machine: after the second failed test no test
+/// starts; the others are not run, named on stderr; exit 1.
+#[test]
+fn max_fail_stops_starting_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = test(dir.path(), "/a", "exit 1", json!({}));
+    input += &test(dir.path(), "/b", "exit 1", json!({}));
+    for name in ["/c", "/d", "/e"] {
+        input += &test(dir.path(), name, "true", json!({}));
+    }
+    let args = ["--provision", "local --max 1", "--max-fail", "2"];
+    let output = orchestrate(dir.path(), &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let ran: Vec<(String, String)> = results(&output)
+        .iter()
+        .map(|r| (r["test"].to_string(), r["status"].to_string()))
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            ("\"/a\"".to_owned(), "\"fail\"".to_owned()),
+            ("\"/b\"".to_owned(), "\"fail\"".to_owned())
+        ],
+        "{err}"
+    );
+    assert!(
+        err.contains("error: stopping: 2 tests failed (--max-fail 2)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "0 passed, 2 failed, 0 infra, 3 not run (stopped: 2 tests failed (--max-fail 2))"
+        ),
+        "{err}"
+    );
+}
+
+/// `--max-fail 1` with two machines: the test running when another fails
+/// runs to its end and is recorded; no other test starts.
+#[test]
+fn max_fail_lets_running_tests_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = test(dir.path(), "/slow", "sleep 1", json!({"extra-priority": 1}));
+    input += &test(dir.path(), "/fails", "exit 1", json!({}));
+    for name in ["/c", "/d", "/e", "/f"] {
+        input += &test(dir.path(), name, "true", json!({}));
+    }
+    let args = ["--provision", "local --max 2", "--max-fail", "1"];
+    let output = orchestrate(dir.path(), &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let mut ran: Vec<String> = results(&output)
+        .iter()
+        .map(|r| format!("{} {}", r["test"], r["status"]))
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["\"/fails\" \"fail\"", "\"/slow\" \"pass\""], "{err}");
+    assert!(
+        err.contains("1 passed, 1 failed, 0 infra, 4 not run"),
+        "{err}"
+    );
+}
+
+/// A test that fails and then passes on its rerun has not failed: with
+/// `--max-fail 1` every test still runs.
+#[test]
+fn max_fail_counts_final_attempts_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = test(
+        dir.path(),
+        "/flaky",
+        "exit $((1 - ATEX_ATTEMPT))",
+        json!({}),
+    );
+    input += &test(dir.path(), "/next", "true", json!({}));
+    let args = [
+        "--provision",
+        "local --max 1",
+        "--reruns",
+        "1",
+        "--max-fail",
+        "1",
+    ];
+    let output = orchestrate(dir.path(), &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert_eq!(results(&output).len(), 3, "{err}");
+    assert!(
+        err.contains("2 passed, 0 failed, 0 infra, 1 flaky"),
+        "{err}"
+    );
+}
