@@ -63,14 +63,17 @@ fn not_passed(status: Option<&str>) -> bool {
     )
 }
 
-/// Read the store in `dir`: totals per platform and the results that did
-/// not pass; a crash's cut-off tail is ignored.
-pub fn read(dir: &Path) -> Result<Summary, Error> {
+/// Call `each` with every result line of the store in `dir`, in store
+/// order (blank lines skipped; a crash's cut-off tail ignored, as the
+/// returned [`store::ReadBack`] says).
+fn for_each_line(
+    dir: &Path,
+    mut each: impl FnMut(Line) -> Result<(), Error>,
+) -> Result<store::ReadBack, Error> {
     let (path, compression) =
         store::find_results(dir).ok_or_else(|| Error::NoStore(dir.display().to_string()))?;
-    let mut summary = Summary::default();
     let mut n = 0u64;
-    let back = store::read_lines::<Error>(&path, compression, |bytes| {
+    store::read_lines::<Error>(&path, compression, |bytes| {
         n += 1;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
@@ -81,7 +84,15 @@ pub fn read(dir: &Path) -> Result<Summary, Error> {
             message,
         };
         let text = std::str::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
-        let line = Line::parse(text).map_err(|e| bad(e.to_string()))?;
+        each(Line::parse(text).map_err(|e| bad(e.to_string()))?)
+    })
+}
+
+/// Read the store in `dir`: totals per platform and the results that did
+/// not pass; a crash's cut-off tail is ignored.
+pub fn read(dir: &Path) -> Result<Summary, Error> {
+    let mut summary = Summary::default();
+    let back = for_each_line(dir, |line| {
         let platforms = &mut summary.platforms;
         let i = match platforms.iter().position(|(p, _)| *p == line.platform) {
             Some(i) => i,
@@ -102,6 +113,20 @@ pub fn read(dir: &Path) -> Result<Summary, Error> {
     })?;
     summary.damaged = back.damaged.then_some(back);
     Ok(summary)
+}
+
+/// Every test of the store in `dir`, in first-seen order, and whether it
+/// passed: all its results (its own and its subtests', on every platform)
+/// passed or were skipped. What `atex-orchestrate --rerun-failed` reads.
+pub fn test_verdicts(dir: &Path) -> Result<indexmap::IndexMap<String, bool>, Error> {
+    let mut tests = indexmap::IndexMap::new();
+    for_each_line(dir, |line| {
+        let failed = not_passed(line.status.as_deref());
+        let passed = tests.entry(line.test).or_insert(true);
+        *passed = *passed && !failed;
+        Ok(())
+    })?;
+    Ok(tests)
 }
 
 /// Totals per platform, in first-seen order, of the store in `dir`; a

@@ -84,6 +84,11 @@ pub struct Cli {
     /// records are then not printed there.
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Run only the tests whose results in this earlier store (an
+    /// `--output` directory of atex-orchestrate or atex-aggregate) did not
+    /// all pass; tests the store does not have are not run either.
+    #[arg(long, value_name = "STORE")]
+    pub rerun_failed: Option<PathBuf>,
     /// Where test files are written: one directory per machine (numbered
     /// in the order they became ready), holding one per test. It must be
     /// empty or missing. With --output, the files are moved into the store
@@ -237,6 +242,38 @@ impl Output for Terminal {
     }
 }
 
+/// Keep the `tests` whose results in the store at `store` did not all
+/// pass (`--rerun-failed`), saying on stderr how many that is; the error
+/// (bad input) names the store, or an `output` that is the store itself.
+fn keep_failed(
+    store: &std::path::Path,
+    output: Option<&std::path::Path>,
+    tests: &mut Vec<atex_shared::records::Test>,
+) -> Result<(), String> {
+    let same = output.is_some_and(|output| {
+        matches!(
+            (store.canonicalize(), output.canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        )
+    });
+    if same {
+        return Err(format!(
+            "--output {} is the --rerun-failed store: write the new run elsewhere",
+            store.display()
+        ));
+    }
+    let verdicts = atex_aggregate::summary::test_verdicts(store)
+        .map_err(|e| format!("--rerun-failed {}: {e}", store.display()))?;
+    let given = tests.len();
+    tests.retain(|test| verdicts.get(&test.name) == Some(&false));
+    eprintln!(
+        "atex-orchestrate: --rerun-failed {}: {} of the {given} tests did not pass there",
+        store.display(),
+        tests.len()
+    );
+    Ok(())
+}
+
 /// The stderr subscriber: one line per event a person cares about, and
 /// the status line from the monitor's snapshot every `every` (never when
 /// `None`). Ends with the run.
@@ -375,7 +412,7 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         Some(lines) => atex_exec::cli::Config::new(exec, &lines[..]),
         None => atex_exec::cli::Config::new(exec, input),
     };
-    let config = match config {
+    let mut config = match config {
         Ok(config) => config,
         Err(e) => return invalid(e),
     };
@@ -386,6 +423,18 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             None => "no test records on stdin (did atex-discover select no test?)",
         };
         return cli.no_tests.report("atex-orchestrate", what);
+    }
+    if let Some(store) = &cli.rerun_failed {
+        if let Err(message) = keep_failed(store, cli.output.as_deref(), &mut config.tests) {
+            return invalid(message);
+        }
+        if config.tests.is_empty() {
+            let what = format!(
+                "--rerun-failed {}: no test of the input failed there",
+                store.display()
+            );
+            return cli.no_tests.report("atex-orchestrate", &what);
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

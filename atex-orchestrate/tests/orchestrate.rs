@@ -715,3 +715,105 @@ fn max_fail_counts_final_attempts_only() {
         "{err}"
     );
 }
+
+/// `--rerun-failed STORE`: a second run of the same input runs only the
+/// tests whose results in the first run's store did not all pass (a fail
+/// and a timeout, infra), not the passed ones nor a test the store does
+/// not have; into a new store.
+#[test]
+fn rerun_failed_runs_only_what_did_not_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut first = test(root, "/a", "true", json!({}));
+    first += &test(root, "/b", "exit 1", json!({}));
+    first += &test(root, "/c", "true", json!({}));
+    first += &test(root, "/d", "sleep 30", json!({"duration": 1}));
+    let args = [
+        "--provision",
+        "local --max 2",
+        "--output",
+        "store1",
+        "--artifacts",
+        "a1",
+    ];
+    let output = orchestrate(root, &args, &first);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+
+    let second = first.clone() + &test(root, "/new", "true", json!({}));
+    let args = [
+        "--provision",
+        "local --max 2",
+        "--rerun-failed",
+        "store1",
+        "--output",
+        "store2",
+        "--artifacts",
+        "a2",
+    ];
+    let output = orchestrate(root, &args, &second);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    let mut ran: Vec<String> = results(&output)
+        .iter()
+        .map(|r| r["test"].as_str().unwrap().to_owned())
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["/b", "/d"], "{err}");
+    assert!(
+        err.contains("--rerun-failed store1: 2 of the 5 tests did not pass there"),
+        "{err}"
+    );
+    assert!(root.join("store2/junit.xml").is_file(), "{err}");
+}
+
+/// Nothing to rerun is exit 4 naming the store (`--no-tests=warn` accepts
+/// it); a missing store and an `--output` that is the store are exit 2,
+/// nothing run.
+#[test]
+fn rerun_failed_refuses_what_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let input = test(root, "/a", "true", json!({}));
+    let args = ["--output", "store", "--artifacts", "a1"];
+    assert_eq!(orchestrate(root, &args, &input).status.code(), Some(0));
+
+    let args = ["--rerun-failed", "store", "--artifacts", "a2"];
+    let output = orchestrate(root, &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("--rerun-failed store: no test of the input failed there"),
+        "{err}"
+    );
+    let args = [
+        "--rerun-failed",
+        "store",
+        "--artifacts",
+        "a3",
+        "--no-tests=warn",
+    ];
+    assert_eq!(orchestrate(root, &args, &input).status.code(), Some(0));
+
+    let args = ["--rerun-failed", "nowhere", "--artifacts", "a4"];
+    let output = orchestrate(root, &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--rerun-failed nowhere: nowhere holds no results store"),
+        "{err}"
+    );
+
+    let args = [
+        "--rerun-failed",
+        "store",
+        "--output",
+        "store",
+        "--artifacts",
+        "a5",
+    ];
+    let output = orchestrate(root, &args, &input);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("is the --rerun-failed store"), "{err}");
+    assert!(results(&output).is_empty());
+}
