@@ -119,6 +119,15 @@ pub struct Cli {
     /// soon as no test waits.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_spares: usize,
+    /// Keep tests with these tags together: after a test with one of them,
+    /// its machine takes another with the same tag first (then the base
+    /// order). Repeatable, or comma-separated.
+    #[arg(long, value_name = "TAG", value_delimiter = ',')]
+    pub group_by_tag: Vec<String>,
+    /// The order after `extra-priority`: the longest `duration` first, or
+    /// input order.
+    #[arg(long, value_enum, default_value_t = queue::Order::Longest)]
+    pub order: queue::Order,
     /// After N tests failed (their final attempt fail, error, warn, no
     /// status or infra), start no new test: the running ones finish, the
     /// rest are not run, exit 1 (3 if some test ended infra).
@@ -475,8 +484,9 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             specs,
             artifacts.clone(),
             std::sync::Arc::new(queue::DefaultPolicy {
-                reruns: cli.reruns,
-                reuse_on_exit: cli.reuse_on_exit.clone(),
+                group_by_tag: cli.group_by_tag.clone(),
+                order: cli.order,
+                ..queue::DefaultPolicy::new(cli.reruns, cli.reuse_on_exit.clone())
             }),
         );
         run_config.max_failed_setups = cli.max_failed_setups;

@@ -5,7 +5,13 @@
 //! `duration` first, then input order; a rerun never goes back to a
 //! machine that already ran the test (ATEX "preferably on a different
 //! machine"; atex-exec's artifacts are one directory per test name and
-//! session, so it also keeps attempts apart).
+//! session, so it also keeps attempts apart). With
+//! [`DefaultPolicy::group_by_tag`], a machine whose last test had one of
+//! those tags takes another test with the same tag first (ATEX's users
+//! keep VM-snapshot tests together this way); [`Order::Input`] drops the
+//! longest-first step.
+
+use std::sync::PoisonError;
 
 use atex_exec::session::TestOutcome;
 use atex_shared::records::Test;
@@ -31,6 +37,16 @@ pub trait Policy: Send + Sync + std::fmt::Debug {
     fn rerun(&self, queued: &Queued, outcome: &TestOutcome, passed: bool) -> bool;
 }
 
+/// The base order of the queue, after `extra-priority`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Order {
+    /// The longest `duration` first (ATEX's default).
+    #[default]
+    Longest,
+    /// Input order.
+    Input,
+}
+
 /// ATEX's behaviour with its mixins (see the module's doc).
 #[derive(Debug, Clone)]
 pub struct DefaultPolicy {
@@ -38,31 +54,81 @@ pub struct DefaultPolicy {
     pub reruns: u32,
     /// The exit codes after which a machine is kept (ATEX: only 0).
     pub reuse_on_exit: Vec<i32>,
+    /// Tags that keep tests together: a machine whose last test had one
+    /// takes a waiting test with that tag first (then the base order).
+    pub group_by_tag: Vec<String>,
+    /// The base order after `extra-priority`.
+    pub order: Order,
+    /// The policy's memory of each machine's last test (leave it
+    /// `Default`; clones share it).
+    pub last: LastGroups,
 }
+
+/// Per machine, the grouping tags of the last test it took: the state of
+/// [`DefaultPolicy::group_by_tag`].
+#[derive(Debug, Clone, Default)]
+pub struct LastGroups(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+);
 
 impl Default for DefaultPolicy {
     fn default() -> Self {
         DefaultPolicy {
             reruns: 0,
             reuse_on_exit: vec![0],
+            group_by_tag: Vec::new(),
+            order: Order::Longest,
+            last: Default::default(),
         }
+    }
+}
+
+impl DefaultPolicy {
+    /// ATEX's policy with `reruns` and `reuse_on_exit`, no grouping,
+    /// longest first.
+    pub fn new(reruns: u32, reuse_on_exit: Vec<i32>) -> Self {
+        DefaultPolicy {
+            reruns,
+            reuse_on_exit,
+            ..DefaultPolicy::default()
+        }
+    }
+
+    /// The grouping tags `test` has.
+    fn groups(&self, test: &Test) -> Vec<String> {
+        self.group_by_tag
+            .iter()
+            .filter(|tag| test.tag.contains(tag))
+            .cloned()
+            .collect()
     }
 }
 
 impl Policy for DefaultPolicy {
     fn pick(&self, waiting: &[Queued], machine: &str) -> Option<usize> {
-        waiting
+        let mut last = self.last.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let groups = last.get(machine).cloned().unwrap_or_default();
+        let grouped = |q: &Queued| q.test.tag.iter().any(|tag| groups.contains(tag));
+        let at = waiting
             .iter()
             .enumerate()
             .filter(|(_, q)| !q.ran_on.iter().any(|m| m == machine))
             .max_by(|(_, a), (_, b)| {
-                (priority(&a.test), a.test.duration)
-                    .cmp(&(priority(&b.test), b.test.duration))
+                let length = |q: &Queued| match self.order {
+                    Order::Longest => q.test.duration,
+                    Order::Input => 0,
+                };
+                (grouped(a), priority(&a.test), length(a))
+                    .cmp(&(grouped(b), priority(&b.test), length(b)))
                     // Earlier input first on ties: max_by keeps the last
                     // maximum, so the later index must compare smaller.
                     .then(b.index.cmp(&a.index))
             })
-            .map(|(at, _)| at)
+            .map(|(at, _)| at)?;
+        if !self.group_by_tag.is_empty() {
+            last.insert(machine.to_owned(), self.groups(&waiting[at].test));
+        }
+        Some(at)
     }
 
     fn destroys(&self, test: &Test, outcome: &TestOutcome) -> Option<String> {
@@ -206,5 +272,53 @@ mod tests {
         assert!(queue.pick(&policy, "m1").is_none());
         let again = queue.pick(&policy, "m2").unwrap();
         assert_eq!((again.attempt, again.ran_on()), (1, &["m1".to_owned()][..]));
+    }
+
+    fn tagged(name: &str, duration: u64, tags: &[&str]) -> Test {
+        let mut test = test(name, duration, None);
+        test.tag = tags.iter().map(|t| (*t).to_owned()).collect();
+        test
+    }
+
+    #[test]
+    fn input_order_drops_longest_first() {
+        let mut queue = Queue::new(vec![
+            test("/a", 10, None),
+            test("/b", 50, None),
+            test("/c", 10, Some(1)),
+        ]);
+        let policy = DefaultPolicy {
+            order: Order::Input,
+            ..DefaultPolicy::default()
+        };
+        let order: Vec<String> = std::iter::from_fn(|| queue.pick(&policy, "m"))
+            .map(|q| q.test.name)
+            .collect();
+        assert_eq!(order, ["/c", "/a", "/b"]);
+    }
+
+    /// After a `snapshot` test, a machine takes the next `snapshot` test
+    /// even when a longer one waits; another machine keeps the base
+    /// order, and groups and longest first work together.
+    #[test]
+    fn a_machine_keeps_to_its_group() {
+        let mut queue = Queue::new(vec![
+            tagged("/long", 100, &[]),
+            tagged("/snap1", 60, &["snapshot"]),
+            tagged("/snap2", 10, &["snapshot"]),
+            tagged("/mid", 50, &[]),
+            tagged("/snap3", 20, &["snapshot"]),
+        ]);
+        let policy = DefaultPolicy {
+            group_by_tag: vec!["snapshot".to_owned()],
+            ..DefaultPolicy::default()
+        };
+        let mut take = |machine: &str| queue.pick(&policy, machine).unwrap().test.name;
+        assert_eq!(take("m1"), "/long");
+        assert_eq!(take("m2"), "/snap1");
+        // m2 keeps to the snapshot tests, longest first among them.
+        assert_eq!(take("m2"), "/snap3");
+        assert_eq!(take("m1"), "/mid");
+        assert_eq!(take("m2"), "/snap2");
     }
 }

@@ -817,3 +817,45 @@ fn rerun_failed_refuses_what_it_cannot_use() {
     assert!(err.contains("is the --rerun-failed store"), "{err}");
     assert!(results(&output).is_empty());
 }
+
+/// `--group-by-tag` and `--order` on one machine: the order the tests ran
+/// in, from the result records.
+#[test]
+fn group_by_tag_and_order_choose_the_next_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let tagged = |name: &str, duration: u64, tags: &[&str]| {
+        test(
+            root,
+            name,
+            "true",
+            json!({"duration": duration, "tag": tags}),
+        )
+    };
+    let input = [
+        tagged("/x", 50, &[]),
+        tagged("/snap2", 10, &["snapshot"]),
+        tagged("/long", 100, &[]),
+        tagged("/snap1", 60, &["snapshot"]),
+    ]
+    .concat();
+    let order = |extra: &[&str], artifacts: &str| -> Vec<String> {
+        let mut args = vec!["--provision", "local --max 1", "--artifacts", artifacts];
+        args.extend_from_slice(extra);
+        let output = orchestrate(root, &args, &input);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        results(&output)
+            .iter()
+            .map(|r| r["test"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(order(&[], "a1"), ["/long", "/snap1", "/x", "/snap2"]);
+    assert_eq!(
+        order(&["--group-by-tag", "snapshot"], "a2"),
+        ["/long", "/snap1", "/snap2", "/x"]
+    );
+    assert_eq!(
+        order(&["--order", "input"], "a3"),
+        ["/x", "/snap2", "/long", "/snap1"]
+    );
+}
