@@ -96,7 +96,8 @@ start_suts() {
 
 # run_atex VENV TREE DEST [WRAPPER...]: run TREE's tests through Python
 # ATEX 1.2 (../shared/bench/atex_run.py) on the machines of `ports`, under
-# the WRAPPER command when given (memwatch.py ... --); its JSON line in
+# the WRAPPER command when given (memwatch.py ... --), with the more
+# atex_run.py options of ATEX_RUN_EXTRA (--per-test-log); its JSON line in
 # DEST.json, its stderr in DEST.err, and `atex_busy0`/`atex_busy1` set;
 # returns its exit code. atex_run.py takes the first ports sut.py knows,
 # so it is pointed at these.
@@ -106,12 +107,13 @@ run_atex() {
     atex_busy0=$(busy)
     set +e
     "$@" "$venv/bin/python" - "$shared/bench" "$tree" "$dest" "${ports[@]}" >"$dest.json" 2>"$dest.err" <<'PY'
-import runpy, sys
+import os, runpy, sys
 bench, tree, dest, *ports = sys.argv[1:]
 sys.path.insert(0, bench)
 import sut
 sut.ports = lambda: [int(p) for p in ports]
-sys.argv = ["atex_run.py", "--tree", tree, "--suts", str(len(ports)), "--out", dest]
+extra = os.environ.get("ATEX_RUN_EXTRA", "").split()
+sys.argv = ["atex_run.py", "--tree", tree, "--suts", str(len(ports)), "--out", dest] + extra
 runpy.run_path(bench + "/atex_run.py", run_name="__main__")
 PY
     rc=$?

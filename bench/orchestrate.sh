@@ -15,6 +15,10 @@
 # Targets: 10x ATEX's tests/s or more (issue 13; issue 11 asked 2.5x),
 # and the orchestrator's own CPU at most 1 ms per test above atex-exec's.
 #
+# Then W5 (issue 12): 40 heavy-tailed tests on the 4 machines twice, the
+# second run with the first's store as --history: makespan over its lower
+# bound (target 1.03 or less; ATEX measured 1.27). W5=0 skips it.
+#
 # Then W3 (issue 12): 50 `sleep 20` tests at once on 50 loopback sshd
 # machines, through atex-orchestrate and then Python ATEX, each under
 # ../shared/bench/memwatch.py: the peak PSS of the whole controller
@@ -31,8 +35,8 @@
 # Environment: SHARED (default ../shared beside the project root), PORT
 # (first of 4 sshd ports, default the first 4 free from 22240), W2_TESTS
 # (200), MACHINES (4), TARGET_RATIO (10), TARGET_OWN_MS (1), ATEX_VENV,
-# ATEX_COMPARE (1), W3 (1), W3_TESTS (50), TARGET_W3_MB (2.2),
-# TARGET_W3_ROOT_MB (15).
+# ATEX_COMPARE (1), W5 (1), TARGET_W5 (1.03), W3 (1), W3_TESTS (50),
+# TARGET_W3_MB (2.2), TARGET_W3_ROOT_MB (15).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -127,6 +131,62 @@ if [ "$atex_compare" = 1 ]; then
         echo "orchestrate / atex w2: ${ratio}x the tests/s (target >= ${target_ratio}x; issue 11's 2.5x), ${cpu_ratio}x less CPU per test"
         [ "$atex_tests" = "$w2_tests" ] || fail "Python ATEX ran $atex_tests tests, expected $w2_tests"
         if below "$ratio" "$target_ratio"; then fail "${ratio}x ATEX's tests/s is under the ${target_ratio}x target"; fi
+    fi
+fi
+
+# W5 (issue 12): 40 heavy-tailed `sleep` tests (all `duration: 5m`) on
+# the same 4 machines, twice: the second run with the first run's store as
+# --history. Makespan (first start to last end, from the result records)
+# over the lower bound max(total / machines, longest) of durations.json.
+if [ "${W5:-1}" = 1 ]; then
+    target_w5=${TARGET_W5:-1.03}
+    python3 "$shared/bench/gen_workloads.py" w5 "$out/w5" >/dev/null
+    # makespan RESULTS: "MAKESPAN_S RATIO" against the lower bound.
+    makespan() {
+        python3 - "$1" "$out/w5/durations.json" "$machines" <<'PY'
+import json, sys
+from datetime import datetime
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+start = min(datetime.fromisoformat(r["started"]).timestamp() for r in rows)
+end = max(datetime.fromisoformat(r["started"]).timestamp() + r["duration"] for r in rows)
+durations = json.load(open(sys.argv[2])).values()
+bound = max(sum(durations) / int(sys.argv[3]), max(durations))
+print("%.1f %.3f" % (end - start, (end - start) / bound))
+PY
+    }
+    for run in first second; do
+        history=()
+        if [ "$run" = second ]; then history=(--history "$out/w5-first"); fi
+        set +e
+        "$bin/atex-orchestrate" --root "$out/w5" --provision "ssh$hosts -i $sut_state/client_key" \
+            --output "$out/w5-$run" --artifacts "$out/w5-$run-artifacts" "${history[@]}" \
+            >"$out/w5-$run.results" 2>"$out/w5-$run.err"
+        rc=$?
+        set -e
+        read -r count passed < <(count_status "$out/w5-$run.results")
+        if [ "$rc" != 0 ] || [ "$passed" != 40 ]; then
+            fail "w5 ($run run): atex-orchestrate exited $rc with $passed of 40 passed (see $out/w5-$run.err)"
+            continue
+        fi
+        read -r span ratio < <(makespan "$out/w5-$run.results")
+        echo "orchestrate w5 ($run run${history:+, --history}): makespan $span s, $ratio x the lower bound"
+    done
+    if below "$target_w5" "${ratio:-99}"; then fail "w5: ${ratio:-?} x the lower bound with --history is over the $target_w5 target"; fi
+    if [ "$atex_compare" = 1 ]; then
+        if ATEX_RUN_EXTRA=--per-test-log run_atex "$atex_venv" "$out/w5" "$out/w5-atex"; then
+            read -r _ atex_ratio < <(python3 - "$out/w5-atex/timeline.json" "$out/w5/durations.json" "$machines" <<'PY'
+import json, sys
+timeline = json.load(open(sys.argv[1])).values()
+span = max(t[1] for t in timeline) - min(t[0] for t in timeline)
+durations = json.load(open(sys.argv[2])).values()
+bound = max(sum(durations) / int(sys.argv[3]), max(durations))
+print("%.1f %.3f" % (span, span / bound))
+PY
+)
+            echo "atex        w5: $atex_ratio x the lower bound (Python ATEX 1.2, first start to last end, same machines)"
+        else
+            fail "w5: Python ATEX failed (see $out/w5-atex.err)"
+        fi
     fi
 fi
 

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod events;
+pub mod history;
 pub mod queue;
 pub mod run;
 pub mod spec;
@@ -84,6 +85,12 @@ pub struct Cli {
     /// records are then not printed there.
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Order the tests by their expected duration, the median of their
+    /// earlier runs recorded in these stores (`--output` directories of
+    /// atex-orchestrate; the run's own --output counts too), falling back
+    /// to their `duration`. Repeatable.
+    #[arg(long, value_name = "STORE")]
+    pub history: Vec<PathBuf>,
     /// Run only the tests whose results in this earlier store (an
     /// `--output` directory of atex-orchestrate or atex-aggregate) did not
     /// all pass; tests the store does not have are not run either.
@@ -159,6 +166,8 @@ struct Terminal {
     attempts: Store,
     /// Where the attempts store goes.
     attempts_dir: Option<PathBuf>,
+    /// Each attempt's duration, in the store (`--history` reads them).
+    durations: Option<history::Recorder>,
 }
 
 /// A results store being written, or why not.
@@ -216,6 +225,15 @@ impl std::fmt::Debug for Terminal {
 
 impl Output for Terminal {
     fn attempt_ended(&mut self, ended: AttemptEnded) {
+        if let Some(recorder) = &mut self.durations
+            && let Err(e) = recorder.record(&ended.test, ended.attempt, &ended.results)
+        {
+            eprintln!(
+                "atex-orchestrate: warning: {}: {e}: no more durations are kept",
+                recorder.path().display()
+            );
+            self.durations = None;
+        }
         if !ended.rerun {
             self.store.ingest(&ended.results);
             return;
@@ -445,6 +463,29 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             return cli.no_tests.report("atex-orchestrate", &what);
         }
     }
+    let mut history = cli.history.clone();
+    if let Some(output) = cli
+        .output
+        .as_ref()
+        .filter(|dir| dir.join(history::FILE).is_file())
+    {
+        history.push(output.clone());
+    }
+    let expected = match history::Expected::load(&history) {
+        Ok(expected) => expected,
+        Err(message) => return invalid(format!("--history: {message}")),
+    };
+    if !history.is_empty() {
+        let known = config
+            .tests
+            .iter()
+            .filter(|t| expected.of(&t.name).is_some())
+            .count();
+        eprintln!(
+            "atex-orchestrate: --history: expected durations of {known} of the {} tests",
+            config.tests.len()
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -486,6 +527,7 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             std::sync::Arc::new(queue::DefaultPolicy {
                 group_by_tag: cli.group_by_tag.clone(),
                 order: cli.order,
+                expected,
                 ..queue::DefaultPolicy::new(cli.reruns, cli.reuse_on_exit.clone())
             }),
         );
@@ -508,6 +550,19 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             },
             attempts: Store::default(),
             attempts_dir: cli.output.as_ref().map(|dir| dir.join("attempts")),
+            durations: match &cli.output {
+                Some(dir) => match history::Recorder::open(dir) {
+                    Ok(recorder) => Some(recorder),
+                    Err(e) => {
+                        eprintln!(
+                            "atex-orchestrate: warning: {}: {e}: no durations are kept",
+                            dir.join(history::FILE).display()
+                        );
+                        None
+                    }
+                },
+                None => None,
+            },
         };
         let totals = run::run(run_config, config.tests, &mut out).await;
         // The run ended every subscription: the printer has its last lines.

@@ -59,6 +59,10 @@ pub struct DefaultPolicy {
     pub group_by_tag: Vec<String>,
     /// The base order after `extra-priority`.
     pub order: Order,
+    /// Expected durations from earlier runs (`--history`): with
+    /// [`Order::Longest`], a test's expected duration stands for its
+    /// `duration` key when it has one.
+    pub expected: crate::history::Expected,
     /// The policy's memory of each machine's last test (leave it
     /// `Default`; clones share it).
     pub last: LastGroups,
@@ -78,6 +82,7 @@ impl Default for DefaultPolicy {
             reuse_on_exit: vec![0],
             group_by_tag: Vec::new(),
             order: Order::Longest,
+            expected: Default::default(),
             last: Default::default(),
         }
     }
@@ -114,8 +119,12 @@ impl Policy for DefaultPolicy {
             .enumerate()
             .filter(|(_, q)| !q.ran_on.iter().any(|m| m == machine))
             .max_by(|(_, a), (_, b)| {
+                // Milliseconds: expected durations have fractions.
                 let length = |q: &Queued| match self.order {
-                    Order::Longest => q.test.duration,
+                    Order::Longest => match self.expected.of(&q.test.name) {
+                        Some(seconds) => (seconds * 1000.0) as u64,
+                        None => q.test.duration.saturating_mul(1000),
+                    },
                     Order::Input => 0,
                 };
                 (grouped(a), priority(&a.test), length(a))

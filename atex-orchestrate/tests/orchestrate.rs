@@ -818,6 +818,19 @@ fn rerun_failed_refuses_what_it_cannot_use() {
     assert!(results(&output).is_empty());
 }
 
+/// Run `input` on one local machine with `extra` options and new
+/// `artifacts`; the names of the tests in the order they ran.
+fn run_order(root: &Path, input: &str, extra: &[&str], artifacts: &str) -> Vec<String> {
+    let mut args = vec!["--provision", "local --max 1", "--artifacts", artifacts];
+    args.extend_from_slice(extra);
+    let output = orchestrate(root, &args, input);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    results(&output)
+        .iter()
+        .map(|r| r["test"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// `--group-by-tag` and `--order` on one machine: the order the tests ran
 /// in, from the result records.
 #[test]
@@ -839,16 +852,7 @@ fn group_by_tag_and_order_choose_the_next_test() {
         tagged("/snap1", 60, &["snapshot"]),
     ]
     .concat();
-    let order = |extra: &[&str], artifacts: &str| -> Vec<String> {
-        let mut args = vec!["--provision", "local --max 1", "--artifacts", artifacts];
-        args.extend_from_slice(extra);
-        let output = orchestrate(root, &args, &input);
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-        results(&output)
-            .iter()
-            .map(|r| r["test"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let order = |extra: &[&str], artifacts: &str| run_order(root, &input, extra, artifacts);
     assert_eq!(order(&[], "a1"), ["/long", "/snap1", "/x", "/snap2"]);
     assert_eq!(
         order(&["--group-by-tag", "snapshot"], "a2"),
@@ -858,4 +862,27 @@ fn group_by_tag_and_order_choose_the_next_test() {
         order(&["--order", "input"], "a3"),
         ["/x", "/snap2", "/long", "/snap1"]
     );
+}
+
+/// `--output` keeps each attempt's duration in the store
+/// (`durations.jsonl`); `--history` of that store orders the next run by
+/// them: the test that took longest first, though both say `duration: 60`.
+#[test]
+fn history_orders_by_expected_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let input = [
+        test(root, "/short", "sleep 0.1", json!({})),
+        test(root, "/long", "sleep 0.8", json!({})),
+    ]
+    .concat();
+    let order = |extra: &[&str], artifacts: &str| run_order(root, &input, extra, artifacts);
+    assert_eq!(order(&["--output", "s1"], "a1"), ["/short", "/long"]);
+    let kept = std::fs::read_to_string(root.join("s1/durations.jsonl")).unwrap();
+    assert_eq!(kept.lines().count(), 2, "{kept}");
+    assert_eq!(order(&["--history", "s1"], "a2"), ["/long", "/short"]);
+
+    let output = orchestrate(root, &["--history", "nowhere", "--artifacts", "a3"], &input);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--history: nowhere: no such store directory"));
 }

@@ -1,0 +1,192 @@
+//! Expected durations: what each attempt of a test took, kept in a file of
+//! the results store that atex-orchestrate owns (`durations.jsonl`, one
+//! JSON object per attempt: `{"test", "platform", "attempt", "duration"}`
+//! in seconds), and read back by `--history` as the median per test. The
+//! store's results file (ATEX's lines, which carry no duration) is not
+//! touched.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The file in a store directory.
+pub const FILE: &str = "durations.jsonl";
+
+/// One attempt's line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    test: String,
+    #[serde(default)]
+    platform: String,
+    #[serde(default)]
+    attempt: u32,
+    duration: f64,
+}
+
+/// Appends each attempt's duration to a store's [`FILE`].
+#[derive(Debug)]
+pub struct Recorder {
+    file: File,
+    path: PathBuf,
+}
+
+impl Recorder {
+    /// Append to `dir/durations.jsonl` (made when missing).
+    pub fn open(dir: &Path) -> io::Result<Recorder> {
+        let path = dir.join(FILE);
+        let file = File::options().create(true).append(true).open(&path)?;
+        Ok(Recorder { file, path })
+    }
+
+    /// Record the attempt whose Result records are `results`: the duration
+    /// and platform of the test's own result (the one without a `name`),
+    /// else of its last one. Nothing when no result carries a duration.
+    pub fn record(&mut self, test: &str, attempt: u32, results: &[Vec<u8>]) -> io::Result<()> {
+        #[derive(Deserialize)]
+        struct Result {
+            name: Option<String>,
+            #[serde(default)]
+            platform: String,
+            duration: Option<f64>,
+        }
+        let parsed: Vec<Result> = results
+            .iter()
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        let own = parsed.iter().find(|r| r.name.is_none()).or(parsed.last());
+        let Some((platform, Some(duration))) = own.map(|r| (&r.platform, r.duration)) else {
+            return Ok(());
+        };
+        let entry = Entry {
+            test: test.to_owned(),
+            platform: platform.clone(),
+            attempt,
+            duration,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)
+    }
+
+    /// The file written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The expected duration of each test, in seconds: the median of its
+/// recorded attempts in the stores read.
+#[derive(Debug, Clone, Default)]
+pub struct Expected(Arc<HashMap<String, f64>>);
+
+impl Expected {
+    /// Read `dirs`' [`FILE`]s; a store without one adds nothing. The error
+    /// names the file and line.
+    pub fn load(dirs: &[PathBuf]) -> Result<Expected, String> {
+        let mut seen: HashMap<String, Vec<f64>> = HashMap::new();
+        for dir in dirs {
+            let path = dir.join(FILE);
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if !dir.is_dir() {
+                        return Err(format!("{}: no such store directory", dir.display()));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
+            for (n, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let entry: Entry = serde_json::from_str(&line)
+                    .map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+                if entry.duration.is_finite() && entry.duration >= 0.0 {
+                    seen.entry(entry.test).or_default().push(entry.duration);
+                }
+            }
+        }
+        let medians = seen
+            .into_iter()
+            .map(|(test, mut durations)| {
+                durations.sort_by(f64::total_cmp);
+                let mid = durations.len() / 2;
+                let median = if durations.len() % 2 == 1 {
+                    durations[mid]
+                } else {
+                    (durations[mid - 1] + durations[mid]) / 2.0
+                };
+                (test, median)
+            })
+            .collect();
+        Ok(Expected(Arc::new(medians)))
+    }
+
+    /// The expected seconds of `test`, if it was recorded.
+    pub fn of(&self, test: &str) -> Option<f64> {
+        self.0.get(test).copied()
+    }
+
+    /// How many tests have an expected duration.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no test has one.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (STYLE.md)
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_recorded_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recorder = Recorder::open(dir.path()).unwrap();
+        let own =
+            |d: f64| vec![format!(r#"{{"name":null,"platform":"p","duration":{d}}}"#).into_bytes()];
+        recorder.record("/a", 0, &own(1.0)).unwrap();
+        recorder.record("/a", 1, &own(5.0)).unwrap();
+        recorder.record("/a", 0, &own(2.0)).unwrap();
+        recorder.record("/b", 0, &own(4.0)).unwrap();
+        recorder.record("/b", 0, &own(6.0)).unwrap();
+        // A subtest's result first: the test's own one counts.
+        let mixed = vec![
+            br#"{"name":"sub","duration":99}"#.to_vec(),
+            br#"{"name":null,"duration":3}"#.to_vec(),
+        ];
+        recorder.record("/c", 0, &mixed).unwrap();
+        let expected = Expected::load(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(expected.of("/a"), Some(2.0));
+        assert_eq!(expected.of("/b"), Some(5.0));
+        assert_eq!(expected.of("/c"), Some(3.0));
+        assert_eq!(expected.of("/d"), None);
+    }
+
+    #[test]
+    fn a_bad_line_is_located_and_a_missing_store_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            "{\"test\":\"/a\",\"duration\":1}\nnope\n",
+        )
+        .unwrap();
+        let err = Expected::load(&[dir.path().to_owned()]).unwrap_err();
+        assert!(
+            err.ends_with(&format!("{FILE}:2: expected ident at line 1 column 2")),
+            "{err}"
+        );
+        let err = Expected::load(&[dir.path().join("nowhere")]).unwrap_err();
+        assert!(err.contains("no such store directory"), "{err}");
+    }
+}
