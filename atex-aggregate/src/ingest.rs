@@ -645,10 +645,13 @@ impl Aggregator {
                     src.push(files::normalize(name).unwrap_or_default());
                 }
                 if !matches!(verdict, Verdict::Pass | Verdict::Skip) {
+                    // The test's output, else the result's first file (the
+                    // log `tmt-report-result -o LOG` uploaded with it).
                     output = r
                         .files
                         .iter()
                         .find(|f| f.as_ref() == "output.txt")
+                        .or_else(|| r.files.first())
                         .and_then(|f| files::tail(&src.join(f.as_ref())));
                 }
                 let tmp = self.parts.join(TMP_DIR);

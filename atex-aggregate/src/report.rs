@@ -156,11 +156,15 @@ pub fn junit_testcase(out: &mut Vec<u8>, row: &Row<'_>) {
             .unwrap_or("no status"),
     );
     out.extend_from_slice(b"\">");
+    // The note, then a blank line and the output's end; no blank line
+    // before the output when there is no note.
     if let Some(note) = row.note {
         push_xml(out, note);
     }
     if let Some(output) = row.output {
-        out.extend_from_slice(b"&#10;&#10;");
+        if row.note.is_some() {
+            out.extend_from_slice(b"&#10;&#10;");
+        }
         push_xml(out, &String::from_utf8_lossy(output));
     }
     out.extend_from_slice(b"</");
