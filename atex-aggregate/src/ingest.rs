@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use atex_shared::cli::Interrupt;
 use atex_shared::jsonl::ReadError;
 
+use crate::attempts::{Attempts, Reruns};
 use crate::files::{self, FilePolicy};
 use crate::record::{self, Incoming, Line, RecordOut};
 use crate::report::{self, Row, Totals, Verdict};
@@ -305,6 +306,12 @@ pub struct Aggregator {
     /// The length of the input line being ingested (0 when a record is
     /// given as such): a long one has its buffers sized at once.
     line_len: usize,
+    /// The store's earlier attempts (`attempts/`), for flaky marks.
+    attempts: Attempts,
+    /// The attempts are read on before the next result (set by each
+    /// flush: atex-orchestrate writes a test's earlier attempts there
+    /// before it gives its final one).
+    attempts_stale: bool,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -398,6 +405,8 @@ impl Aggregator {
             ingested: 0,
             line_len: 0,
             line: Vec::with_capacity(1024),
+            attempts: Attempts::new(&dir),
+            attempts_stale: true,
         };
         if existing.is_some() {
             agg.recover(&results_path, compression)?;
@@ -417,6 +426,7 @@ impl Aggregator {
             store::trim_lines(&self.rows.path, None).map_err(io_err("read", &self.rows.path))?;
         let mut junit_have: Vec<u64> = Vec::new();
         let mut index = 0u64;
+        self.refresh_attempts();
         let mut format: Option<Format> = None;
         let back = {
             let this = &mut *self;
@@ -455,9 +465,18 @@ impl Aggregator {
                 state.run = None;
                 state.suffix = n;
                 state.next = state.next.max(n + 1);
+                let reruns = this
+                    .attempts
+                    .take(&line.platform, base, line.subtest.as_deref());
                 let plat = &mut this.platforms[p];
                 let nth = plat.totals.tests;
                 plat.totals.add(line.status_str(), line.duration);
+                if reruns
+                    .as_ref()
+                    .is_some_and(|r| r.flaky(line.status.as_deref()))
+                {
+                    plat.totals.flaky += 1;
+                }
                 let dir = (!line.files.is_empty()).then(|| {
                     format!(
                         "files/{}/{}",
@@ -475,6 +494,7 @@ impl Aggregator {
                     dir: dir.as_deref(),
                     duration: line.duration,
                     output: None,
+                    reruns: reruns.as_ref(),
                 };
                 // Rows the crash kept from the part files stay; the ones it
                 // lost are made again from the line (without output).
@@ -598,8 +618,40 @@ impl Aggregator {
         ingested
     }
 
+    /// Read on in the store's `attempts/` (once per batch: a store
+    /// without one costs a `stat`). A problem there costs the flaky
+    /// marks, not the ingest: a warning.
+    fn refresh_attempts(&mut self) {
+        self.attempts_stale = false;
+        match self.attempts.refresh() {
+            Ok(0) => {}
+            Ok(bad) => self.warn(&format!(
+                "{}: {} that are not results, skipped",
+                self.dir.join(crate::attempts::DIR).display(),
+                lines(bad)
+            )),
+            Err(e) => self.warn(&format!(
+                "failed to read {}: {e}; earlier attempts are not shown",
+                self.dir.join(crate::attempts::DIR).display()
+            )),
+        }
+    }
+
+    /// What earlier attempts of `r`'s test left, from the store's
+    /// `attempts/` (read on first when a batch was written since).
+    fn reruns(&mut self, r: &Incoming<'_>) -> Option<Reruns> {
+        if self.attempts_stale {
+            self.refresh_attempts();
+        }
+        if self.attempts.is_empty() {
+            return None;
+        }
+        self.attempts.take(&r.platform, &r.test, r.name.as_deref())
+    }
+
     /// Ingest one Result record.
     pub fn ingest(&mut self, r: &Incoming<'_>) -> Result<(), Error> {
+        let reruns = self.reruns(r);
         let p = self.platform(&r.platform)?;
         let key = self.key(&r.platform, &r.test);
         let run = {
@@ -736,6 +788,7 @@ impl Aggregator {
             dir: dir.as_deref(),
             duration: r.duration,
             output: output.as_deref(),
+            reruns: reruns.as_ref(),
         };
         reserve(&mut self.rows.pending);
         report::html_row(&mut self.rows.pending, &row);
@@ -749,6 +802,9 @@ impl Aggregator {
             plat.junit.flush()?;
         }
         plat.totals.add(status.unwrap_or(""), r.duration);
+        if reruns.as_ref().is_some_and(|x| x.flaky(status)) {
+            plat.totals.flaky += 1;
+        }
         self.ingested += 1;
         Ok(())
     }
@@ -776,6 +832,7 @@ impl Aggregator {
         for p in &mut self.platforms {
             p.junit.flush()?;
         }
+        self.attempts_stale = true;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! command line is in [`cli`], the ingest in [`ingest`].
 #![warn(missing_docs)]
 
+pub mod attempts;
 pub mod cli;
 pub mod convert;
 pub mod files;

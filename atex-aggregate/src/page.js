@@ -1,4 +1,5 @@
-// Rows are [platform, status, test, subtest, files, note, dir, seconds];
+// Rows are [platform, status, test, subtest, files, note, dir, seconds]
+// and, for a test that ran more than once, {attempts, flaky, earlier};
 // rendered a page at a time so a million-result store stays usable.
 (function () {
   const PAGE = 1000;
@@ -8,6 +9,7 @@
   const boxes = Array.from(document.querySelectorAll('#status-filter input'));
   const platform = document.getElementById('platform');
   const name = document.getElementById('name');
+  const flakyOnly = document.getElementById('flaky-only');
   let matches = [];
   let shown = 0;
   function href(dir, file) {
@@ -27,7 +29,23 @@
       const tr = document.createElement('tr');
       tr.dataset.status = r[1] || '';
       cell(tr, r[0]);
-      cell(tr, r[1] === null ? '(none)' : r[1], 'status st-' + (r[1] || ''));
+      const st = cell(tr, r[1] === null ? '(none)' : r[1], 'status st-' + (r[1] || ''));
+      const runs = r[8];
+      if (runs) {
+        tr.dataset.attempts = runs.attempts;
+        if (runs.flaky) {
+          tr.dataset.flaky = '';
+          const mark = document.createElement('span');
+          mark.className = 'flaky';
+          mark.textContent = 'flaky';
+          mark.title = 'earlier: ' + runs.earlier.map(s => s === null ? '(none)' : s).join(', ');
+          st.appendChild(mark);
+        }
+        const n = document.createElement('span');
+        n.className = 'attempts';
+        n.textContent = runs.attempts + ' attempts';
+        st.appendChild(n);
+      }
       cell(tr, r[2]);
       cell(tr, r[3]);
       cell(tr, r[5]);
@@ -54,6 +72,7 @@
       const r = ROWS[i];
       if (!statuses.has(r[1] || '')) continue;
       if (p && r[0] !== p) continue;
+      if (flakyOnly && flakyOnly.checked && !(r[8] && r[8].flaky)) continue;
       if (n && !(r[2].toLowerCase().includes(n) || (r[3] || '').toLowerCase().includes(n))) continue;
       matches.push(i);
     }
@@ -63,6 +82,7 @@
   }
   for (const b of boxes) b.addEventListener('change', apply);
   platform.addEventListener('change', apply);
+  if (flakyOnly) flakyOnly.addEventListener('change', apply);
   name.addEventListener('input', apply);
   more.addEventListener('click', () => render(shown + PAGE));
   apply();

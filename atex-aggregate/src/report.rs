@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
+use crate::attempts::{Earlier, Reruns};
 use crate::record::{push_json_str, write_atex_line};
 
 /// How a status counts in JUnit and in exit codes.
@@ -120,9 +121,18 @@ pub struct Row<'a> {
     pub duration: f64,
     /// The end of the test's output, for failures.
     pub output: Option<&'a [u8]>,
+    /// What the test's earlier attempts left (the store's `attempts/`),
+    /// `None` when it ran once.
+    pub reruns: Option<&'a Reruns>,
 }
 
-/// Append the JUnit `<testcase>` of `row`, one line.
+/// Append the JUnit `<testcase>` of `row`, one line. A result with
+/// earlier failed attempts carries them as Surefire does: after a pass
+/// (or skip) as `<flakyFailure>` / `<flakyError>`, after a failure as
+/// `<rerunFailure>` / `<rerunError>`, in the order of Surefire's schema
+/// (failure, rerunFailure, flakyFailure, skipped, error, rerunError,
+/// flakyError), each with the attempt's status as type, its note as
+/// message and the note and output tail as `<stackTrace>`.
 pub fn junit_testcase(out: &mut Vec<u8>, row: &Row<'_>) {
     out.extend_from_slice(b"<testcase classname=\"");
     push_xml(out, row.test);
@@ -130,46 +140,104 @@ pub fn junit_testcase(out: &mut Vec<u8>, row: &Row<'_>) {
     push_xml(out, row.subtest.unwrap_or(row.test));
     let _ = write!(out, "\" time=\"{:.3}\"", row.duration.max(0.0));
     let status = row.status.unwrap_or("");
-    let element: &[u8] = match Verdict::of(status) {
-        Verdict::Pass => {
-            out.extend_from_slice(b"/>\n");
-            return;
-        }
-        Verdict::Skip => {
-            out.extend_from_slice(b"><skipped message=\"");
-            push_xml(out, row.note.unwrap_or(""));
-            out.extend_from_slice(b"\"/></testcase>\n");
-            return;
-        }
-        Verdict::Fail => b"failure",
-        Verdict::Error | Verdict::Infra => b"error",
+    let verdict = Verdict::of(status);
+    let earlier = row.reruns.map(|r| &r.failed[..]).unwrap_or(&[]);
+    if verdict == Verdict::Pass && earlier.is_empty() {
+        out.extend_from_slice(b"/>\n");
+        return;
+    }
+    out.push(b'>');
+    let passed = matches!(verdict, Verdict::Pass | Verdict::Skip);
+    let (as_failure, as_error): (&[u8], &[u8]) = if passed {
+        (b"flakyFailure", b"flakyError")
+    } else {
+        (b"rerunFailure", b"rerunError")
     };
-    out.extend_from_slice(b"><");
+    let is_error = |e: &Earlier| {
+        matches!(
+            Verdict::of(e.status.as_deref().unwrap_or("")),
+            Verdict::Error | Verdict::Infra
+        )
+    };
+    let reruns = |out: &mut Vec<u8>, errors: bool| {
+        for (e, tail) in earlier.iter().filter(|(e, _)| is_error(e) == errors) {
+            let element = if errors { as_error } else { as_failure };
+            push_failure(
+                out,
+                element,
+                e.status.as_deref(),
+                e.note.as_deref(),
+                tail.as_deref(),
+                true,
+            );
+        }
+    };
+    match verdict {
+        Verdict::Pass => {}
+        Verdict::Skip => {
+            reruns(out, false);
+            out.extend_from_slice(b"<skipped message=\"");
+            push_xml(out, row.note.unwrap_or(""));
+            out.extend_from_slice(b"\"/>");
+        }
+        Verdict::Fail => {
+            push_failure(out, b"failure", row.status, row.note, row.output, false);
+            reruns(out, false);
+        }
+        Verdict::Error | Verdict::Infra => {
+            reruns(out, false);
+            push_failure(out, b"error", row.status, row.note, row.output, false);
+        }
+    }
+    if verdict == Verdict::Pass {
+        reruns(out, false);
+    }
+    reruns(out, true);
+    out.extend_from_slice(b"</testcase>\n");
+}
+
+/// Append a `<failure>`-like element: the status as type, the note (or
+/// the status, or "no status") as message, the note and the output tail
+/// as text (in a `<stackTrace>` for Surefire's rerun elements).
+fn push_failure(
+    out: &mut Vec<u8>,
+    element: &[u8],
+    status: Option<&str>,
+    note: Option<&str>,
+    output: Option<&[u8]>,
+    stack_trace: bool,
+) {
+    out.push(b'<');
     out.extend_from_slice(element);
     out.extend_from_slice(b" type=\"");
-    push_xml(out, status);
+    push_xml(out, status.unwrap_or(""));
     out.extend_from_slice(b"\" message=\"");
     push_xml(
         out,
-        row.note
-            .or(row.status.filter(|s| !s.is_empty()))
+        note.or(status.filter(|s| !s.is_empty()))
             .unwrap_or("no status"),
     );
     out.extend_from_slice(b"\">");
+    if stack_trace {
+        out.extend_from_slice(b"<stackTrace>");
+    }
     // The note, then a blank line and the output's end; no blank line
     // before the output when there is no note.
-    if let Some(note) = row.note {
+    if let Some(note) = note {
         push_xml(out, note);
     }
-    if let Some(output) = row.output {
-        if row.note.is_some() {
+    if let Some(output) = output {
+        if note.is_some() {
             out.extend_from_slice(b"&#10;&#10;");
         }
         push_xml(out, &String::from_utf8_lossy(output));
     }
+    if stack_trace {
+        out.extend_from_slice(b"</stackTrace>");
+    }
     out.extend_from_slice(b"</");
     out.extend_from_slice(element);
-    out.extend_from_slice(b"></testcase>\n");
+    out.push(b'>');
 }
 
 /// The summed `time` of the testcases in the JUnit part file at `path`
@@ -208,7 +276,10 @@ pub fn part_time(path: &Path) -> io::Result<f64> {
 }
 
 /// Append the HTML page's data row of `row`: ATEX's line plus the files'
-/// directory and the duration, as a JavaScript array and a comma.
+/// directory and the duration (and, for a test that ran more than once,
+/// `{"attempts": N, "flaky": BOOL, "earlier": [STATUS...]}`: its runs,
+/// whether this result passed after earlier ones that did not, and
+/// those earlier results' statuses), as a JavaScript array and a comma.
 pub fn html_row(out: &mut Vec<u8>, row: &Row<'_>) {
     write_atex_line(
         out,
@@ -226,11 +297,31 @@ pub fn html_row(out: &mut Vec<u8>, row: &Row<'_>) {
         Some(dir) => push_json_str(out, dir, true),
         None => out.extend_from_slice(b"null"),
     }
-    let _ = writeln!(
+    let _ = write!(
         out,
-        ", {}],",
+        ", {}",
         (row.duration.max(0.0) * 1000.0).round() / 1000.0
     );
+    if let Some(reruns) = row.reruns {
+        // Only a rerun test's row has it: other rows stay as they were.
+        let _ = write!(
+            out,
+            ", {{\"attempts\": {}, \"flaky\": {}, \"earlier\": [",
+            reruns.attempts,
+            reruns.flaky(row.status)
+        );
+        for (i, (e, _)) in reruns.failed.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            match e.status.as_deref() {
+                Some(s) => push_json_str(out, s, true),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b"],\n");
 }
 
 /// Counts of one platform.
@@ -248,6 +339,9 @@ pub struct Totals {
     pub skipped: u64,
     /// `infra` results.
     pub infra: u64,
+    /// Results that passed (or were skipped) after the same result of an
+    /// earlier attempt did not (the store's `attempts/`).
+    pub flaky: u64,
     /// Seconds, summed.
     pub time: f64,
 }
@@ -298,6 +392,7 @@ impl Totals {
         self.errors += other.errors;
         self.skipped += other.skipped;
         self.infra += other.infra;
+        self.flaky += other.flaky;
         self.time += other.time;
     }
 }
@@ -383,6 +478,12 @@ pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io
             push_html(&mut h, if s.is_empty() { "(none)" } else { s });
             h.extend_from_slice(b"</th>");
         }
+        // Only a store with flaky results shows them (others stay as
+        // they were).
+        let flaky = all.flaky > 0;
+        if flaky {
+            h.extend_from_slice(b"<th class=\"flaky\">flaky</th>");
+        }
         h.extend_from_slice(b"</tr></thead><tbody>\n");
         let rows_of = |name: &str, t: &Totals, h: &mut Vec<u8>| {
             h.extend_from_slice(b"<tr><td>");
@@ -396,6 +497,9 @@ pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io
                     .map(|(_, n)| *n)
                     .unwrap_or(0);
                 let _ = write!(h, "<td>{n}</td>");
+            }
+            if flaky {
+                let _ = write!(h, "<td>{}</td>", t.flaky);
             }
             h.extend_from_slice(b"</tr>\n");
         };
@@ -415,8 +519,16 @@ pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io
             push_html(&mut h, if s.is_empty() { "(none)" } else { s });
             let _ = writeln!(h, " ({n})</label>");
         }
+        h.extend_from_slice(b"</fieldset>\n");
+        if flaky {
+            let _ = writeln!(
+                h,
+                "<label><input type=\"checkbox\" id=\"flaky-only\"> flaky only ({})</label>",
+                all.flaky
+            );
+        }
         h.extend_from_slice(
-            b"</fieldset>\n<label>platform <select id=\"platform\"><option value=\"\">all</option>",
+            b"<label>platform <select id=\"platform\"><option value=\"\">all</option>",
         );
         for (name, _) in platforms {
             h.extend_from_slice(b"<option>");
@@ -488,6 +600,7 @@ mod tests {
             dir: None,
             duration: 1.5,
             output,
+            reruns: None,
         }
     }
 

@@ -201,12 +201,28 @@ pub struct ReadBack {
 pub fn read_lines<E: From<io::Error>>(
     path: &Path,
     compression: Compression,
+    each: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<ReadBack, E> {
+    read_lines_from(path, compression, 0, each)
+}
+
+/// [`read_lines`] from byte `from` of an uncompressed file (where an
+/// earlier reading's [`ReadBack::valid_len`] ended), to read on as the
+/// file grows; `valid_len` and `unreadable` then count from there. A
+/// compressed file is always read whole (`from` is ignored).
+pub fn read_lines_from<E: From<io::Error>>(
+    path: &Path,
+    compression: Compression,
+    from: u64,
     mut each: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<ReadBack, E> {
-    let file = File::open(path)?;
+    let mut file = File::open(path)?;
     let file_len = file.metadata()?.len();
     if compression != Compression::None {
         return read_members(file, file_len, compression, &mut each);
+    }
+    if from > 0 {
+        file.seek(io::SeekFrom::Start(from))?;
     }
     let mut reader = BufReader::with_capacity(1 << 18, file);
     let mut back = ReadBack {
@@ -232,7 +248,7 @@ pub fn read_lines<E: From<io::Error>>(
             Err(e) => return Err(e.into()),
         }
     }
-    back.unreadable = file_len.saturating_sub(back.valid_len);
+    back.unreadable = file_len.saturating_sub(from).saturating_sub(back.valid_len);
     Ok(back)
 }
 

@@ -7,6 +7,10 @@ use std::path::Path;
 use atex_shared::cli::NoTests;
 use atex_shared::exit;
 
+use indexmap::IndexMap;
+
+use crate::attempts::Attempts;
+use crate::ingest::split_suffix;
 use crate::record::Line;
 use crate::report::{Totals, Verdict};
 use crate::store;
@@ -52,6 +56,21 @@ pub struct Summary {
     /// cut-off last line or member, a damaged member): the summary counts
     /// what could.
     pub damaged: Option<store::ReadBack>,
+    /// The flaky tests, in store order: every final result passed (or was
+    /// skipped) and an earlier attempt's did not (the store's `attempts/`,
+    /// as atex-orchestrate counts them).
+    pub flaky: Vec<Flaky>,
+}
+
+/// A test that failed, then passed on a rerun.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flaky {
+    /// The platform.
+    pub platform: String,
+    /// The test.
+    pub test: String,
+    /// How many times it ran, the final attempt included.
+    pub attempts: u32,
 }
 
 /// Whether a result with `status` did not pass: it decides a failing
@@ -92,7 +111,25 @@ fn for_each_line(
 /// not pass; a crash's cut-off tail is ignored.
 pub fn read(dir: &Path) -> Result<Summary, Error> {
     let mut summary = Summary::default();
+    let mut attempts = Attempts::new(dir);
+    // Lines of the sub-store that are not results only cost flaky marks.
+    attempts.refresh()?;
+    // Per test with failed earlier attempts: whether all its final
+    // results passed, and its runs.
+    let mut rerun: IndexMap<(String, String), (bool, u32)> = IndexMap::new();
     let back = for_each_line(dir, |line| {
+        if !attempts.is_empty() {
+            let (base, _) = split_suffix(&line.test);
+            if let Some(runs) = attempts.test(&line.platform, base)
+                && runs.failed
+            {
+                let passed = !not_passed(line.status.as_deref());
+                let entry = rerun
+                    .entry((line.platform.clone(), base.to_owned()))
+                    .or_insert((true, runs.runs + 1));
+                entry.0 &= passed;
+            }
+        }
         let platforms = &mut summary.platforms;
         let i = match platforms.iter().position(|(p, _)| *p == line.platform) {
             Some(i) => i,
@@ -112,6 +149,15 @@ pub fn read(dir: &Path) -> Result<Summary, Error> {
         Ok(())
     })?;
     summary.damaged = back.damaged.then_some(back);
+    summary.flaky = rerun
+        .into_iter()
+        .filter(|(_, (passed, _))| *passed)
+        .map(|((platform, test), (_, attempts))| Flaky {
+            platform,
+            test,
+            attempts,
+        })
+        .collect();
     Ok(summary)
 }
 
@@ -223,6 +269,36 @@ fn not_passed_text(summary: &Summary) -> String {
     text
 }
 
+/// The listing of the flaky tests: a heading with their number, one line
+/// each (test, the platform when the store has several, its attempts),
+/// and how many more; nothing when there is none.
+fn flaky_text(summary: &Summary) -> String {
+    let mut text = String::new();
+    if summary.flaky.is_empty() {
+        return text;
+    }
+    text.push_str(&format!(
+        "flaky ({}): failed, then passed on a rerun\n",
+        summary.flaky.len()
+    ));
+    let platforms = summary.platforms.len() > 1;
+    for f in summary.flaky.iter().take(LISTED) {
+        text.push_str("  ");
+        text.push_str(&f.test);
+        if platforms {
+            text.push_str(&format!(" (on {})", f.platform));
+        }
+        text.push_str(&format!(": {} attempts\n", f.attempts));
+    }
+    if summary.flaky.len() > LISTED {
+        text.push_str(&format!(
+            "  ... and {} more (index.html in the store marks them all)\n",
+            summary.flaky.len() - LISTED
+        ));
+    }
+    text
+}
+
 /// Print the totals of the store in `dir` and the results that did not
 /// pass on `out`; returns the exit code (0 all passed, 1 some failed, 3
 /// some infra; a store without results as `no_tests` says, 4 by default).
@@ -255,6 +331,7 @@ pub fn run(dir: &Path, no_tests: NoTests, out: &mut dyn Write) -> Result<u8, Err
     if summary.platforms.len() != 1 {
         text.push_str(&format!("all: {}\n", describe(&all)));
     }
+    text.push_str(&flaky_text(&summary));
     text.push_str(&not_passed_text(&summary));
     let code = if all.tests == 0 {
         // Said on stderr by the choice, before the verdict on stdout.
@@ -302,6 +379,7 @@ mod tests {
             ],
             more: 0,
             damaged: None,
+            flaky: Vec::new(),
         };
         s.not_passed[1].subtest = Some("sub".into());
         assert_eq!(

@@ -734,3 +734,328 @@ fn a_line_over_the_cap_is_bad_input_for_that_line() {
     );
     assert_eq!(summary_count(dir), "p: 1 result: 1 fail");
 }
+
+/// One attempt's Result record of `test` (atex-exec's layout: its own
+/// artifacts directory, `output` as its `output.txt` when given).
+fn attempt(
+    root: &Path,
+    test: &str,
+    status: &str,
+    note: Option<&str>,
+    attempt: u32,
+    output: Option<&str>,
+) -> String {
+    let a = root.join(format!("artifacts{test}/{attempt}"));
+    fs::create_dir_all(a.join("files")).unwrap();
+    let mut files = Vec::new();
+    if let Some(text) = output {
+        fs::write(a.join("files/output.txt"), text).unwrap();
+        files.push("output.txt");
+    }
+    serde_json::json!({
+        "test": test, "status": status, "note": note, "files": files,
+        "platform": "f41", "machine": format!("m{attempt}"), "artifacts": a,
+        "started": format!("S{attempt}"), "duration": 1.0, "attempt": attempt
+    })
+    .to_string()
+        + "\n"
+}
+
+/// Earlier attempts as atex-orchestrate leaves them in `attempts/`:
+/// /t/flaky failed once, /t/err errored once, /t/broken ended infra, then
+/// failed; /t/steady ran once.
+fn earlier_attempts(root: &Path) -> String {
+    attempt(
+        root,
+        "/t/flaky",
+        "fail",
+        Some("first <try>"),
+        0,
+        Some("out 1\n"),
+    ) + &attempt(root, "/t/broken", "infra", Some("lost"), 0, None)
+        + &attempt(root, "/t/err", "error", None, 0, Some("trace\n"))
+        + &attempt(
+            root,
+            "/t/broken",
+            "fail",
+            Some("again"),
+            1,
+            Some("out b1\n"),
+        )
+}
+
+/// The final attempts of the tests of [`earlier_attempts`].
+fn final_attempts(root: &Path) -> String {
+    attempt(root, "/t/flaky", "pass", None, 1, Some("ok\n"))
+        + &attempt(
+            root,
+            "/t/broken",
+            "fail",
+            Some("still"),
+            2,
+            Some("out b2\n"),
+        )
+        + &attempt(root, "/t/steady", "pass", None, 0, None)
+        + &attempt(root, "/t/err", "pass", None, 1, None)
+}
+
+/// Each testcase of a JUnit file: (classname, [(element, type, message,
+/// text)]) of its children, text including a `<stackTrace>`'s.
+type Case = (String, Vec<(String, String, String, String)>);
+
+fn junit_cases(junit: &str) -> Vec<Case> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(junit);
+    let mut cases: Vec<Case> = Vec::new();
+    // Inside one of a testcase's result elements: its text counts.
+    let mut inside = false;
+    loop {
+        let event = reader.read_event().expect("junit.xml is well-formed XML");
+        let start = matches!(event, Event::Start(_));
+        match event {
+            Event::Eof => break,
+            Event::Start(e) | Event::Empty(e) => {
+                let attr = |name: &str| {
+                    e.try_get_attribute(name)
+                        .unwrap()
+                        .map(|a| a.unescape_value().unwrap().into_owned())
+                        .unwrap_or_default()
+                };
+                let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                const RESULTS: [&str; 7] = [
+                    "failure",
+                    "error",
+                    "skipped",
+                    "flakyFailure",
+                    "flakyError",
+                    "rerunFailure",
+                    "rerunError",
+                ];
+                if name == "testcase" {
+                    cases.push((attr("classname"), Vec::new()));
+                } else if RESULTS.contains(&name.as_str())
+                    && let Some((_, children)) = cases.last_mut()
+                {
+                    children.push((name, attr("type"), attr("message"), String::new()));
+                    inside = start;
+                }
+            }
+            Event::End(e) if e.name().as_ref() != b"stackTrace" => inside = false,
+            // Character references come as events of their own.
+            Event::Text(t) if inside => {
+                if let Some(child) = cases.last_mut().and_then(|c| c.1.last_mut()) {
+                    child
+                        .3
+                        .push_str(&quick_xml::escape::unescape(&t.decode().unwrap()).unwrap());
+                }
+            }
+            Event::GeneralRef(r) if inside => {
+                if let Some(child) = cases.last_mut().and_then(|c| c.1.last_mut()) {
+                    let name = r.decode().unwrap();
+                    child
+                        .3
+                        .push_str(&quick_xml::escape::unescape(&format!("&{name};")).unwrap());
+                }
+            }
+            _ => {}
+        }
+    }
+    cases
+}
+
+/// A result element: (element, type, message, text).
+type Child<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// The result elements of the named testcases in the JUnit file at `junit`
+/// are the wanted ones, in order.
+fn assert_children(junit: &Path, want: &[(&str, &[Child<'_>])]) {
+    let cases = junit_cases(&read(junit));
+    for (test, children) in want {
+        let got = &cases
+            .iter()
+            .find(|(c, _)| c == test)
+            .unwrap_or_else(|| panic!("no testcase {test}"))
+            .1;
+        let want: Vec<_> = children
+            .iter()
+            .map(|(e, t, m, x)| (e.to_string(), t.to_string(), m.to_string(), x.to_string()))
+            .collect();
+        assert_eq!(got, &want, "{test}");
+    }
+}
+
+#[test]
+fn earlier_attempts_mark_flaky_and_rerun_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("store");
+    let o = out.to_str().unwrap();
+    // The attempts sub-store first, as atex-orchestrate writes it.
+    let attempts = out.join("attempts");
+    let r = aggregate(
+        &["--output", attempts.to_str().unwrap()],
+        &earlier_attempts(tmp.path()),
+    );
+    assert_eq!(r.status.code(), Some(3), "{}", stderr(&r));
+    let finals = final_attempts(tmp.path());
+    let r = aggregate(&["--output", o], &finals);
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+
+    // JUnit: Surefire's elements, in its schema's order.
+    assert_children(
+        &out.join("junit.xml"),
+        &[
+            (
+                "/t/flaky",
+                &[(
+                    "flakyFailure",
+                    "fail",
+                    "first <try>",
+                    "first <try>\n\nout 1\n",
+                )],
+            ),
+            ("/t/err", &[("flakyError", "error", "error", "trace\n")]),
+            (
+                "/t/broken",
+                &[
+                    ("failure", "fail", "still", "still\n\nout b2\n"),
+                    ("rerunFailure", "fail", "again", "again\n\nout b1\n"),
+                    ("rerunError", "infra", "lost", "lost"),
+                ],
+            ),
+            ("/t/steady", &[]),
+        ],
+    );
+    // The suite counts final results only: one failure, no error.
+    let junit = read(&out.join("junit.xml"));
+    assert!(
+        junit.contains("tests=\"4\" failures=\"1\" errors=\"0\""),
+        "{junit}"
+    );
+
+    // The page's data: attempts, the flaky mark and the earlier statuses
+    // on rerun tests' rows only; the flaky total and its filter.
+    let html = read(&out.join("index.html"));
+    assert!(
+        html.contains(
+            "\"/t/flaky\", null, [\"output.txt\"], null, \"files/f41/t/flaky\", 1, {\"attempts\": 2, \"flaky\": true, \"earlier\": [\"fail\"]}],"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains("{\"attempts\": 3, \"flaky\": false, \"earlier\": [\"infra\", \"fail\"]}],"),
+        "{html}"
+    );
+    assert!(
+        html.contains("\"/t/steady\", null, [], null, null, 1],"),
+        "{html}"
+    );
+    assert!(html.contains("<th class=\"flaky\">flaky</th>"), "{html}");
+    assert!(
+        html.contains("id=\"flaky-only\"> flaky only (2)</label>"),
+        "{html}"
+    );
+
+    // summary counts the flaky tests.
+    let s = aggregate(&["summary", o], "");
+    assert_eq!(s.status.code(), Some(1));
+    assert!(
+        stdout(&s).contains(
+            "flaky (2): failed, then passed on a rerun\n  /t/flaky: 2 attempts\n  /t/err: 2 attempts\n"
+        ),
+        "{}",
+        stdout(&s)
+    );
+
+    // The same results without attempts/ (their files already moved):
+    // the results file is the same, and nothing is marked.
+    let plain = tmp.path().join("plain");
+    let r = aggregate(&["--output", plain.to_str().unwrap()], &finals);
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    assert_eq!(
+        read(&plain.join("results.jsonl")),
+        read(&out.join("results.jsonl"))
+    );
+    let junit = read(&plain.join("junit.xml"));
+    assert!(
+        !junit.contains("<flaky") && !junit.contains("<rerun"),
+        "{junit}"
+    );
+    let html = read(&plain.join("index.html"));
+    assert!(!html.contains("\"attempts\": ") && !html.contains("flaky only"));
+    assert!(!stdout(&aggregate(&["summary", plain.to_str().unwrap()], "")).contains("flaky ("));
+}
+
+/// The library path atex-orchestrate drives: the store opened first, its
+/// `attempts/` store opened at the first rerun, each attempt's results
+/// ingested and flushed as the attempt ends (earlier ones there, the
+/// final one in the store); the marks come through the same calls.
+#[test]
+fn attempts_written_during_the_run_reach_the_final_results() {
+    use atex_aggregate::ingest::{Aggregator, Config};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("store");
+    let mut store = Aggregator::open(&Config::new(&out)).unwrap();
+    let mut attempts: Option<Aggregator> = None;
+    let root = tmp.path();
+    // (record, is a rerun), in the order the attempts end.
+    let ended = [
+        (attempt(root, "/t/steady", "pass", None, 0, None), false),
+        (
+            attempt(root, "/t/flaky", "fail", Some("first"), 0, Some("o1\n")),
+            true,
+        ),
+        (
+            attempt(root, "/t/broken", "infra", Some("lost"), 0, None),
+            true,
+        ),
+        (attempt(root, "/t/flaky", "pass", None, 1, None), false),
+        (
+            attempt(root, "/t/broken", "fail", Some("again"), 1, None),
+            false,
+        ),
+    ];
+    for (n, (line, rerun)) in ended.iter().enumerate() {
+        let target = if *rerun {
+            attempts.get_or_insert_with(|| {
+                Aggregator::open(&Config::new(out.join("attempts"))).unwrap()
+            })
+        } else {
+            &mut store
+        };
+        target
+            .ingest_line(line.trim_end().as_bytes(), "test", n + 1)
+            .unwrap();
+        target.flush().unwrap();
+    }
+    store.render().unwrap();
+    attempts.unwrap().render().unwrap();
+
+    let flaky: &[Child<'_>] = &[("flakyFailure", "fail", "first", "first\n\no1\n")];
+    let broken: &[Child<'_>] = &[
+        ("failure", "fail", "again", "again"),
+        ("rerunError", "infra", "lost", "lost"),
+    ];
+    let junit = out.join("junit.xml");
+    assert_children(
+        &junit,
+        &[
+            ("/t/flaky", flaky),
+            ("/t/broken", broken),
+            ("/t/steady", &[]),
+        ],
+    );
+    let html = read(&out.join("index.html"));
+    assert!(
+        html.contains("{\"attempts\": 2, \"flaky\": true, \"earlier\": [\"fail\"]}],"),
+        "{html}"
+    );
+
+    // --append (a resumed run) rebuilds lost report lines with the marks.
+    fs::remove_file(out.join(".atex-aggregate/junit-0.xml")).unwrap();
+    let o = out.to_str().unwrap();
+    let r = aggregate(&["--output", o, "--append", "--no-tests=pass"], "");
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    assert_children(&junit, &[("/t/flaky", flaky)]);
+    let html = read(&out.join("index.html"));
+    assert!(html.contains("flaky only (1)"), "{html}");
+}
