@@ -140,10 +140,11 @@ impl Attempts {
         }
         let mut bad = 0u64;
         let mut seen = 0u64;
-        let skip = self.lines;
-        let (from, base) = match compression {
-            Compression::None => (self.offset, self.offset),
-            _ => (0, 0),
+        // A plain file is read from where the last reading ended; a
+        // compressed one again whole, past the lines already taken.
+        let (from, skip) = match compression {
+            Compression::None => (self.offset, 0),
+            _ => (0, self.lines),
         };
         let dir = self.dir.clone();
         let back = store::read_lines_from::<io::Error>(&path, compression, from, |bytes| {
@@ -162,7 +163,7 @@ impl Attempts {
         })?;
         match compression {
             Compression::None => {
-                self.offset = base + back.valid_len;
+                self.offset = from + back.valid_len;
                 self.lines += back.lines;
             }
             _ => {
@@ -245,5 +246,54 @@ impl Attempts {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// An earlier result with `status` and `note`, without output.
+    pub(crate) fn earlier(status: &str, note: &str) -> Earlier {
+        Earlier {
+            status: Some(status.to_owned()),
+            note: Some(note.to_owned()),
+            output: None,
+        }
+    }
+
+    #[test]
+    fn the_index_reads_on_as_the_sub_store_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Attempts::new(dir.path());
+        // No attempts/ yet: nothing, and no error.
+        assert_eq!(a.refresh().unwrap(), 0);
+        assert!(a.is_empty());
+        std::fs::create_dir(dir.path().join(DIR)).unwrap();
+        let path = dir.path().join(DIR).join("results.jsonl");
+        let mut file = std::fs::File::create(&path).unwrap();
+        writeln!(file, r#"["p", "fail", "/t", null, [], "one"]"#).unwrap();
+        // A line being written (no newline yet) waits for its end.
+        write!(file, r#"["p", "pass", "/u", null, [], null]"#).unwrap();
+        assert_eq!(a.refresh().unwrap(), 0);
+        assert!(a.test("p", "/u").is_none());
+        writeln!(file).unwrap();
+        writeln!(file, r#"["p", "error", "/t (1)", "sub", [], "two"]"#).unwrap();
+        writeln!(file, "not a result").unwrap();
+        assert_eq!(a.refresh().unwrap(), 1);
+        let u = a.test("p", "/u").unwrap();
+        assert_eq!((u.runs, u.failed), (1, false));
+        let t = a.take("p", "/t", None).unwrap();
+        assert_eq!(t.attempts, 3);
+        assert_eq!(t.failed.len(), 1);
+        assert_eq!(t.failed[0].0, earlier("fail", "one"));
+        assert!(t.flaky(Some("pass")) && t.flaky(Some("skip")) && !t.flaky(Some("fail")));
+        // Used once: a later result of the same name gets the runs only.
+        assert!(a.take("p", "/t", None).unwrap().failed.is_empty());
+        let sub = a.take("p", "/t", Some("sub")).unwrap();
+        assert_eq!(sub.failed[0].0, earlier("error", "two"));
+        assert!(a.take("q", "/t", None).is_none());
     }
 }

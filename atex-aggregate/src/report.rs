@@ -638,6 +638,52 @@ mod tests {
     }
 
     #[test]
+    fn earlier_attempts_follow_surefires_schema_order() {
+        let earlier = |status: &str| {
+            let e = crate::attempts::tests::earlier(status, "n");
+            (e, None)
+        };
+        let reruns = Reruns {
+            attempts: 3,
+            failed: vec![earlier("infra"), earlier("fail")],
+        };
+        let case = |status: &str| {
+            let mut out = Vec::new();
+            let mut r = row(Some(status), Some("final"), None);
+            r.reruns = Some(&reruns);
+            junit_testcase(&mut out, &r);
+            let text = String::from_utf8(out).unwrap();
+            let start = text.find('>').unwrap() + 1;
+            text[start..].trim_end().to_owned()
+        };
+        let fail =
+            "<rerunFailure type=\"fail\" message=\"n\"><stackTrace>n</stackTrace></rerunFailure>";
+        let infra =
+            "<rerunError type=\"infra\" message=\"n\"><stackTrace>n</stackTrace></rerunError>";
+        assert_eq!(
+            case("fail"),
+            format!(
+                "<failure type=\"fail\" message=\"final\">final</failure>{fail}{infra}</testcase>"
+            )
+        );
+        assert_eq!(
+            case("error"),
+            format!(
+                "{fail}<error type=\"error\" message=\"final\">final</error>{infra}</testcase>"
+            )
+        );
+        let (fail, infra) = (
+            fail.replace("rerunFailure", "flakyFailure"),
+            infra.replace("rerunError", "flakyError"),
+        );
+        assert_eq!(case("pass"), format!("{fail}{infra}</testcase>"));
+        assert_eq!(
+            case("skip"),
+            format!("{fail}<skipped message=\"final\"/>{infra}</testcase>")
+        );
+    }
+
+    #[test]
     fn exit_codes_follow_design() {
         let mut t = Totals::default();
         t.add("pass", 0.0);
