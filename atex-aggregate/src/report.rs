@@ -324,6 +324,12 @@ pub fn html_row(out: &mut Vec<u8>, row: &Row<'_>) {
     out.extend_from_slice(b"],\n");
 }
 
+/// Whether a result is a test stopped at the end of its `duration`: an
+/// `infra` result with atex-exec's (and ATEX's) timeout note.
+pub fn is_timeout(status: Option<&str>, note: Option<&str>) -> bool {
+    status == Some("infra") && note.is_some_and(|n| n.contains("duration timeout reached"))
+}
+
 /// Counts of one platform.
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
@@ -339,6 +345,9 @@ pub struct Totals {
     pub skipped: u64,
     /// `infra` results.
     pub infra: u64,
+    /// Of the `infra` results, those of a test stopped at its `duration`
+    /// ([`is_timeout`]).
+    pub timeouts: u64,
     /// Results that passed (or were skipped) after the same result of an
     /// earlier attempt did not (the store's `attempts/`).
     pub flaky: u64,
@@ -392,6 +401,7 @@ impl Totals {
         self.errors += other.errors;
         self.skipped += other.skipped;
         self.infra += other.infra;
+        self.timeouts += other.timeouts;
         self.flaky += other.flaky;
         self.time += other.time;
     }

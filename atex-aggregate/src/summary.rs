@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 use crate::attempts::Attempts;
 use crate::ingest::split_suffix;
 use crate::record::Line;
-use crate::report::{Totals, Verdict};
+use crate::report::{Totals, Verdict, is_timeout};
 use crate::store;
 
 /// How many results that did not pass are listed; the rest are counted.
@@ -139,6 +139,9 @@ pub fn read(dir: &Path) -> Result<Summary, Error> {
             }
         };
         platforms[i].1.add(line.status_str(), line.duration);
+        if is_timeout(line.status.as_deref(), line.note.as_deref()) {
+            platforms[i].1.timeouts += 1;
+        }
         if not_passed(line.status.as_deref()) {
             if summary.not_passed.len() < LISTED {
                 summary.not_passed.push(line);
@@ -193,7 +196,12 @@ fn describe(t: &Totals) -> String {
     let parts: Vec<String> = t
         .statuses
         .iter()
-        .map(|(s, n)| format!("{n} {}", status_name(s)))
+        .map(|(s, n)| match (s.as_str(), t.timeouts) {
+            ("infra", timeouts) if timeouts > 0 => {
+                format!("{n} infra ({timeouts} timed out)")
+            }
+            _ => format!("{n} {}", status_name(s)),
+        })
         .collect();
     format!(
         "{} result{}: {}",
@@ -221,6 +229,16 @@ fn one_line(note: &str) -> String {
     out
 }
 
+/// How a result's status is shown: `timeout` for an `infra` result of a
+/// test stopped at its `duration`.
+fn label(line: &Line) -> &str {
+    if is_timeout(line.status.as_deref(), line.note.as_deref()) {
+        "timeout"
+    } else {
+        status_name(line.status_str())
+    }
+}
+
 /// The listing of the results that did not pass: a heading, one line each
 /// (status, test/subtest, the platform when the store has several, the
 /// note), and how many more.
@@ -234,16 +252,12 @@ fn not_passed_text(summary: &Summary) -> String {
     let width = summary
         .not_passed
         .iter()
-        .map(|l| status_name(l.status_str()).chars().count())
+        .map(|l| label(l).chars().count())
         .max()
         .unwrap_or(0);
     let platforms = summary.platforms.len() > 1;
     for line in &summary.not_passed {
-        let mut row = format!(
-            "  {:<width$}  {}",
-            status_name(line.status_str()),
-            line.test
-        );
+        let mut row = format!("  {:<width$}  {}", label(line), line.test);
         if let Some(sub) = &line.subtest {
             row.push('/');
             row.push_str(sub);
