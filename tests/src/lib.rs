@@ -33,6 +33,24 @@ const TOOLS: &[(&str, &str)] = &[
 /// start several cargo builds of the same binary.
 static BUILD: Mutex<()> = Mutex::new(());
 
+/// In `dir`, run `atex-exec --machine local --artifacts out < tests.jsonl |
+/// atex-aggregate --output store` (the built tools, through bash); the
+/// pipeline's exit code (atex-aggregate's).
+pub fn exec_into_store(dir: &Path) -> Result<Option<i32>> {
+    let (exec, aggregate) = (bin_path("atex-exec")?, bin_path("atex-aggregate")?);
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{}' --machine local --artifacts out < tests.jsonl | '{}' --output store",
+            exec.display(),
+            aggregate.display()
+        ))
+        .current_dir(dir)
+        .status()
+        .context("failed to run bash")?;
+    Ok(status.code())
+}
+
 /// The project root (the workspace directory holding README.md).
 pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

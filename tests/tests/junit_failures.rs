@@ -4,7 +4,7 @@
 //! machine, piped into real atex-aggregate; the XML parsed back.
 
 use anyhow::{Context, Result, ensure};
-use atex_tests::{Fixture, bin_path};
+use atex_tests::{Fixture, exec_into_store};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
@@ -65,17 +65,8 @@ fn failures_carry_their_log_and_start_with_text() -> Result<()> {
         "name": "/t", "root": work.path(), "path": "", "test": "bash ./test.sh",
     });
     work.write("tests.jsonl", &format!("{test}\n"))?;
-    let (exec, aggregate) = (bin_path("atex-exec")?, bin_path("atex-aggregate")?);
-    let status = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "'{}' --machine local --artifacts out < tests.jsonl | '{}' --output store",
-            exec.display(),
-            aggregate.display()
-        ))
-        .current_dir(work.path())
-        .status()?;
-    ensure!(status.code() == Some(1), "pipeline: {status}");
+    let code = exec_into_store(&work.path())?;
+    ensure!(code == Some(1), "pipeline: exit {code:?}");
     let xml = std::fs::read_to_string(work.path().join("store/junit.xml")).context("junit.xml")?;
     let found = failures(&xml)?;
     let text = |name: &str| {

@@ -4,7 +4,7 @@
 //! atex-aggregate.
 
 use anyhow::{Result, ensure};
-use atex_tests::{Fixture, bin_path};
+use atex_tests::{Fixture, bin_path, exec_into_store};
 
 #[test]
 fn summary_names_a_timeout_as_one() -> Result<()> {
@@ -15,18 +15,9 @@ fn summary_names_a_timeout_as_one() -> Result<()> {
     ];
     let lines: String = tests.iter().map(|t| format!("{t}\n")).collect();
     work.write("tests.jsonl", &lines)?;
-    let (exec, aggregate) = (bin_path("atex-exec")?, bin_path("atex-aggregate")?);
-    let status = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "'{}' --machine local --artifacts out < tests.jsonl | '{}' --output store",
-            exec.display(),
-            aggregate.display()
-        ))
-        .current_dir(work.path())
-        .status()?;
-    ensure!(status.code() == Some(3), "pipeline: {status}");
-    let summary = std::process::Command::new(&aggregate)
+    let code = exec_into_store(&work.path())?;
+    ensure!(code == Some(3), "pipeline: exit {code:?}");
+    let summary = std::process::Command::new(bin_path("atex-aggregate")?)
         .args(["summary", "store"])
         .current_dir(work.path())
         .output()?;
