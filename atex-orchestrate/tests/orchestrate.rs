@@ -406,6 +406,20 @@ fn the_store_keeps_final_attempts_and_earlier_ones_apart() {
         rows(&store.join("attempts/results.jsonl")),
         [("/flaky".into(), "fail".into())]
     );
+    // The store's reports mark the flaky test from its attempts/: JUnit's
+    // Surefire element, and summary's flaky list.
+    let junit = std::fs::read_to_string(store.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<flakyFailure") && junit.matches("<flakyFailure").count() == 1,
+        "{junit}"
+    );
+    let summary = atex_aggregate::summary::read(&store).unwrap();
+    let flaky: Vec<(&str, u32)> = summary
+        .flaky
+        .iter()
+        .map(|f| (f.test.as_str(), f.attempts))
+        .collect();
+    assert_eq!(flaky, [("/flaky", 2)]);
 }
 
 #[test]
