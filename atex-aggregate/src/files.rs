@@ -100,6 +100,14 @@ enum Problem {
     Store(StoreError),
 }
 
+/// The directory of the store `store` that holds the files of `test`'s
+/// results on `platform` (`files/<platform>/<test>/`, each name made safe
+/// as [`normalize`] does, a name it refuses with `/` replaced by `_`).
+pub fn test_dir(store: &Path, platform: &str, test: &str) -> PathBuf {
+    let safe = |name: &str| normalize(name).unwrap_or_else(|| name.replace(['/', '\0'], "_"));
+    store.join("files").join(safe(platform)).join(safe(test))
+}
+
 /// Move `files` from `src_dir` to `dst_dir` following `policy`; `tmp_dir`
 /// (in the store, on its file system) holds copies while they are made.
 ///

@@ -579,6 +579,11 @@ fn rewrite(path: &Path, compression: Compression, tmp: &Path) -> io::Result<()> 
     writer.file.sync_all()
 }
 
+/// Cut the file at `path` to its first `len` bytes.
+pub fn trim_to(path: &Path, len: u64) -> io::Result<()> {
+    OpenOptions::new().write(true).open(path)?.set_len(len)
+}
+
 /// Count the complete lines of a plain file, cutting off a last line
 /// without newline; keep only the first `keep` lines when there are more.
 pub fn trim_lines(path: &Path, keep: Option<u64>) -> io::Result<u64> {

@@ -89,11 +89,22 @@ fn for_each_line(
     dir: &Path,
     mut each: impl FnMut(Line) -> Result<(), Error>,
 ) -> Result<store::ReadBack, Error> {
+    for_each_line_at(dir, |line, _| each(line))
+}
+
+/// [`for_each_line`], with where each line ends in an uncompressed
+/// results file (the byte after its newline).
+fn for_each_line_at(
+    dir: &Path,
+    mut each: impl FnMut(Line, u64) -> Result<(), Error>,
+) -> Result<store::ReadBack, Error> {
     let (path, compression) =
         store::find_results(dir).ok_or_else(|| Error::NoStore(dir.display().to_string()))?;
     let mut n = 0u64;
+    let mut end = 0u64;
     store::read_lines::<Error>(&path, compression, |bytes| {
         n += 1;
+        end += bytes.len() as u64 + 1;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
@@ -103,7 +114,7 @@ fn for_each_line(
             message,
         };
         let text = std::str::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
-        each(Line::parse(text).map_err(|e| bad(e.to_string()))?)
+        each(Line::parse(text).map_err(|e| bad(e.to_string()))?, end)
     })
 }
 
@@ -164,18 +175,77 @@ pub fn read(dir: &Path) -> Result<Summary, Error> {
     Ok(summary)
 }
 
-/// Every test of the store in `dir`, in first-seen order, and whether it
-/// passed: all its results (its own and its subtests', on every platform)
-/// passed or were skipped. What `atex-orchestrate --rerun-failed` reads.
-pub fn test_verdicts(dir: &Path) -> Result<indexmap::IndexMap<String, bool>, Error> {
-    let mut tests = indexmap::IndexMap::new();
+/// A test of a store on one platform: `(platform, test)`, the test's name
+/// without the ` (N)` of a run ingested again.
+pub type TestKey = (String, String);
+
+/// How one test stands in a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// All its results (its own and its subtests') passed or were skipped.
+    pub passed: bool,
+    /// Its own result (the one without a subtest name) is there: the
+    /// attempt that wrote it ended.
+    pub finished: bool,
+    /// Its own result is `infra`.
+    pub infra: bool,
+}
+
+/// Every test of the store in `dir`, per platform, in first-seen order:
+/// what `atex-orchestrate --rerun-failed` and `--resume` read.
+pub fn stored_tests(dir: &Path) -> Result<IndexMap<TestKey, Stored>, Error> {
+    let mut tests: IndexMap<TestKey, Stored> = IndexMap::new();
     for_each_line(dir, |line| {
-        let failed = not_passed(line.status.as_deref());
-        let passed = tests.entry(line.test).or_insert(true);
-        *passed = *passed && !failed;
+        let own = line.subtest.is_none();
+        let key = (line.platform, split_suffix(&line.test).0.to_owned());
+        let stored = tests.entry(key).or_insert(Stored {
+            passed: true,
+            finished: false,
+            infra: false,
+        });
+        stored.passed &= !not_passed(line.status.as_deref());
+        stored.finished |= own;
+        stored.infra |= own && line.status.as_deref() == Some("infra");
         Ok(())
     })?;
     Ok(tests)
+}
+
+/// Cut off the results of an attempt a crash interrupted: the lines after
+/// the last result of a test's own (atex-orchestrate ingests an attempt's
+/// results together, its own one last, so only the tail can hold them).
+/// Returns the tests cut, whose stored files are removed too, so that each
+/// runs again from the start into a store that never saw it. Only an
+/// uncompressed results file is cut; a compressed one is left as it is.
+pub fn cut_unfinished(dir: &Path) -> Result<Vec<TestKey>, Error> {
+    let (path, compression) =
+        store::find_results(dir).ok_or_else(|| Error::NoStore(dir.display().to_string()))?;
+    if compression != store::Compression::None {
+        return Ok(Vec::new());
+    }
+    let mut cut_at = 0u64;
+    let mut tail: IndexMap<TestKey, ()> = IndexMap::new();
+    for_each_line_at(dir, |line, end| {
+        if line.subtest.is_none() {
+            cut_at = end;
+            tail.clear();
+        } else {
+            tail.insert((line.platform, split_suffix(&line.test).0.to_owned()), ());
+        }
+        Ok(())
+    })?;
+    if tail.is_empty() {
+        return Ok(Vec::new());
+    }
+    store::trim_to(&path, cut_at)?;
+    let cut: Vec<TestKey> = tail.into_keys().collect();
+    for (platform, test) in &cut {
+        match std::fs::remove_dir_all(crate::files::test_dir(dir, platform, test)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(cut)
 }
 
 /// Totals per platform, in first-seen order, of the store in `dir`; a
@@ -381,6 +451,48 @@ mod tests {
             note: note.map(str::to_owned),
             ..Line::default()
         }
+    }
+
+    #[test]
+    fn an_interrupted_attempt_is_cut_off_and_finished_tests_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let finished = concat!(
+            "[\"p\",\"pass\",\"/a\",null,[],null]\n",
+            "[\"p\",\"fail\",\"/b\",\"sub\",[],null]\n",
+            "[\"p\",\"pass\",\"/b\",null,[],null]\n",
+            "[\"q\",\"infra\",\"/a\",null,[],null]\n",
+        );
+        let tail = "[\"p\",\"pass\",\"/c\",\"sub\",[\"log\"],null]\n[\"p\",\"pa";
+        std::fs::write(
+            dir.path().join("results.jsonl"),
+            format!("{finished}{tail}"),
+        )
+        .unwrap();
+        let files = crate::files::test_dir(dir.path(), "p", "/c");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("log"), "half").unwrap();
+        let tests = stored_tests(dir.path()).unwrap();
+        let c = tests[&("p".to_owned(), "/c".to_owned())];
+        assert!(!c.finished, "{c:?}");
+        let cut = cut_unfinished(dir.path()).unwrap();
+        assert_eq!(cut, vec![("p".to_owned(), "/c".to_owned())]);
+        assert!(!files.exists(), "the cut test's files stay");
+        let kept = std::fs::read_to_string(dir.path().join("results.jsonl")).unwrap();
+        assert_eq!(kept, finished);
+        let tests = stored_tests(dir.path()).unwrap();
+        let key = |p: &str, t: &str| (p.to_owned(), t.to_owned());
+        assert_eq!(tests.len(), 3);
+        let b = tests[&key("p", "/b")];
+        assert!(b.finished && !b.passed && !b.infra, "{b:?}");
+        let a = tests[&key("q", "/a")];
+        assert!(a.finished && !a.passed && a.infra, "{a:?}");
+        assert!(tests[&key("p", "/a")].passed);
+        // Nothing unfinished: nothing cut.
+        assert!(cut_unfinished(dir.path()).unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("results.jsonl")).unwrap(),
+            finished
+        );
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub enum Event {
     TestEnded {
         /// The machine.
         machine: String,
+        /// The test's platform group (0 when the run has one).
+        group: usize,
         /// The test's name.
         test: String,
         /// Its attempt (0 for the first run).
@@ -335,7 +337,7 @@ struct State {
     reserving: Vec<usize>,
     machines: HashMap<String, MachineState>,
     /// Tests with an attempt that did not pass (flaky if they pass later).
-    failed_before: HashSet<String>,
+    failed_before: HashSet<(usize, String)>,
     subscribers: Vec<mpsc::UnboundedSender<Event>>,
 }
 
@@ -385,6 +387,7 @@ impl State {
             }
             Event::TestEnded {
                 machine,
+                group,
                 test,
                 verdict,
                 rerun,
@@ -400,11 +403,11 @@ impl State {
                     None => {}
                     Some(Verdict::Pass) if *rerun => {}
                     Some(_) if *rerun => {
-                        self.failed_before.insert(test.clone());
+                        self.failed_before.insert((*group, test.clone()));
                     }
                     Some(Verdict::Pass) => {
                         self.done.passed += 1;
-                        if self.failed_before.contains(test) {
+                        if self.failed_before.contains(&(*group, test.clone())) {
                             self.done.flaky += 1;
                         }
                     }
@@ -525,6 +528,7 @@ mod tests {
     fn ended(machine: &str, test: &str, verdict: Verdict, rerun: bool) -> Event {
         Event::TestEnded {
             machine: machine.into(),
+            group: 0,
             test: test.into(),
             attempt: 0,
             status: None,

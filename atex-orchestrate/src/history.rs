@@ -35,9 +35,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Append to `dir/durations.jsonl` (made when missing).
+    /// Append to `dir/durations.jsonl` (made when missing), cutting off
+    /// a last line a killed run left without its newline.
     pub fn open(dir: &Path) -> io::Result<Recorder> {
         let path = dir.join(FILE);
+        atex_aggregate::store::trim_lines(&path, None)?;
         let file = File::options().create(true).append(true).open(&path)?;
         Ok(Recorder { file, path })
     }
@@ -100,8 +102,20 @@ impl Expected {
                 }
                 Err(e) => return Err(format!("{}: {e}", path.display())),
             };
-            for (n, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut reader = BufReader::new(file);
+            let mut buf = Vec::new();
+            for n in 0.. {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                }
+                // A killed run's cut-off last line is not a record.
+                if buf.pop() != Some(b'\n') {
+                    break;
+                }
+                let line = String::from_utf8_lossy(&buf);
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -181,6 +195,19 @@ mod tests {
             "{\"test\":\"/a\",\"duration\":1}\nnope\n",
         )
         .unwrap();
+        let cut = tempfile::tempdir().unwrap();
+        std::fs::write(
+            cut.path().join(FILE),
+            "{\"test\":\"/a\",\"duration\":1}\n{\"test\":\"/b\",\"dur",
+        )
+        .unwrap();
+        let expected = Expected::load(&[cut.path().to_owned()]).unwrap();
+        assert_eq!((expected.of("/a"), expected.len()), (Some(1.0), 1));
+        drop(Recorder::open(cut.path()).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(cut.path().join(FILE)).unwrap(),
+            "{\"test\":\"/a\",\"duration\":1}\n"
+        );
         let err = Expected::load(&[dir.path().to_owned()]).unwrap_err();
         assert!(
             err.ends_with(&format!("{FILE}:2: expected ident at line 1 column 2")),

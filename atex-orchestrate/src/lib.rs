@@ -5,6 +5,7 @@
 //! here: its stderr lines and status line are one subscriber of the events.
 #![warn(missing_docs)]
 
+pub mod earlier;
 pub mod events;
 pub mod history;
 pub mod queue;
@@ -140,6 +141,11 @@ pub struct Cli {
     /// rest are not run, exit 1 (3 if some test ended infra).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_fail: Option<u64>,
+    /// Continue the run killed while writing --output DIR: the tests with
+    /// a final result there are left out, the others run (one that was
+    /// running, from its start) and their results are added to the store.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
     /// Seconds between two status lines on stderr (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0, hide = true)]
     pub status_interval: f64,
@@ -239,7 +245,12 @@ impl Output for Terminal {
             return;
         }
         if let Some(dir) = self.attempts_dir.take() {
-            match Aggregator::open(&ingest::Config::new(dir)) {
+            // Continued: a resumed run's earlier attempts are there (the
+            // store itself refuses an existing directory otherwise).
+            match Aggregator::open(&ingest::Config {
+                append: true,
+                ..ingest::Config::new(dir)
+            }) {
                 Ok(store) => self.attempts.aggregator = Some(store),
                 Err(e) => self.attempts.fail(&e),
             }
@@ -269,14 +280,13 @@ impl Output for Terminal {
     }
 }
 
-/// Keep the `tests` whose results in the store at `store` did not all
-/// pass (`--rerun-failed`), saying on stderr how many that is; the error
-/// (bad input) names the store, or an `output` that is the store itself.
-fn keep_failed(
-    store: &std::path::Path,
-    output: Option<&std::path::Path>,
-    tests: &mut Vec<atex_shared::records::Test>,
-) -> Result<(), String> {
+/// The store of `--rerun-failed`, read; the error (bad input) names it,
+/// or an `output` that is the store itself.
+fn read_rerun_store(
+    store: &Path,
+    output: Option<&Path>,
+    labels: &[Option<String>],
+) -> Result<earlier::Earlier, String> {
     let same = output.is_some_and(|output| {
         matches!(
             (store.canonicalize(), output.canonicalize()),
@@ -289,16 +299,117 @@ fn keep_failed(
             store.display()
         ));
     }
-    let verdicts = atex_aggregate::summary::test_verdicts(store)
-        .map_err(|e| format!("--rerun-failed {}: {e}", store.display()))?;
-    let given = tests.len();
-    tests.retain(|test| verdicts.get(&test.name) == Some(&false));
+    earlier::Earlier::read(store, labels)
+        .map_err(|e| format!("--rerun-failed {}: {e}", store.display()))
+}
+
+/// `--resume`: cut off what the kill left half written in the store at
+/// `output` and read it (a directory without a store yet holds nothing).
+fn read_resumed_store(
+    output: &Path,
+    labels: &[Option<String>],
+) -> Result<earlier::Earlier, String> {
+    use atex_aggregate::summary::{Error, cut_unfinished};
+    let what = |e: Error| format!("--resume: {}: {e}", output.display());
+    match cut_unfinished(output) {
+        Ok(cut) => {
+            for (platform, test) in cut {
+                eprintln!(
+                    "atex-orchestrate: --resume: {test} on {platform} was running: its results so far are taken out, it runs again"
+                );
+            }
+        }
+        Err(Error::NoStore(_)) => return Ok(earlier::Earlier::empty()),
+        Err(e) => return Err(what(e)),
+    }
+    earlier::Earlier::read(output, labels).map_err(what)
+}
+
+/// `--resume`: a killed run's artifacts directory (files of the tests it
+/// was running) is moved aside to `<dir>.interrupted[.N]`, so that the
+/// run can use `dir`; nothing is deleted.
+fn set_aside(dir: &Path) -> Result<(), String> {
+    let used = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if !used {
+        return Ok(());
+    }
+    let name = dir
+        .file_name()
+        .unwrap_or(dir.as_os_str())
+        .to_string_lossy()
+        .into_owned();
+    let aside = (0..1000)
+        .map(|n| match n {
+            0 => dir.with_file_name(format!("{name}.interrupted")),
+            n => dir.with_file_name(format!("{name}.interrupted.{n}")),
+        })
+        .find(|path| std::fs::symlink_metadata(path).is_err())
+        .ok_or_else(|| format!("--resume: {}: no free name to move it aside", dir.display()))?;
+    std::fs::rename(dir, &aside)
+        .map_err(|e| format!("--resume: failed to move {} aside: {e}", dir.display()))?;
     eprintln!(
-        "atex-orchestrate: --rerun-failed {}: {} of the {given} tests did not pass there",
-        store.display(),
-        tests.len()
+        "atex-orchestrate: --resume: the interrupted run's artifacts {} are now {}",
+        dir.display(),
+        aside.display()
     );
     Ok(())
+}
+
+/// One platform of the run: the specs with the same `--platform` (or,
+/// without one, the same `-c` context) share its tests; each platform
+/// runs every test.
+#[derive(Debug)]
+struct Group {
+    label: Option<String>,
+    /// Its `-c` arguments (the first spec's).
+    context: Vec<String>,
+}
+
+/// Sort `specs` into platform groups, setting each one's
+/// [`Spec::group`]; the error (bad input) says which specs clash.
+fn platform_groups(specs: &mut [Spec]) -> Result<Vec<Group>, String> {
+    use std::collections::BTreeMap;
+    let parsed = |spec: &Spec| -> BTreeMap<String, Vec<String>> {
+        atex_shared::records::parse_context(&spec.context)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    };
+    let mut groups: Vec<(Group, BTreeMap<String, Vec<String>>, String)> = Vec::new();
+    for spec in specs.iter_mut() {
+        let context = parsed(spec);
+        let found = groups
+            .iter()
+            .position(|(group, c, _)| match (&spec.platform, &group.label) {
+                (Some(a), Some(b)) => a == b,
+                (None, None) => *c == context,
+                _ => false,
+            });
+        match found {
+            Some(at) if groups[at].1 != context => {
+                return Err(format!(
+                    "--provision {:?} and --provision {:?}: one --platform with two contexts (-c)",
+                    groups[at].2, spec.text
+                ));
+            }
+            Some(at) => spec.group = at,
+            None => {
+                spec.group = groups.len();
+                let group = Group {
+                    label: spec.platform.clone(),
+                    context: spec.context.clone(),
+                };
+                groups.push((group, context, spec.text.clone()));
+            }
+        }
+    }
+    if groups.iter().filter(|(g, _, _)| g.label.is_none()).count() > 1 {
+        return Err(
+            "machines of different contexts (-c) run every test once each: give each --provision its --platform"
+                .to_owned(),
+        );
+    }
+    Ok(groups.into_iter().map(|(group, _, _)| group).collect())
 }
 
 /// The stderr subscriber: one line per event a person cares about, and
@@ -359,13 +470,15 @@ fn invalid(message: impl std::fmt::Display) -> u8 {
 }
 
 /// Discover the tests as `atex-discover tests` would, through its
-/// library; the Test records as lines, or the error message.
-fn discover(cli: &Cli) -> Result<Vec<u8>, String> {
+/// library, with `-c` and then `context` (a platform's, which wins); the
+/// Test records as lines, or the error message.
+fn discover(cli: &Cli, context: &[String]) -> Result<Vec<u8>, String> {
     use atex_discover::tmt::{discover, plan, select};
+    let context: Vec<String> = cli.context.iter().chain(context).cloned().collect();
     let options = discover::DiscoveryOptions {
         root: cli.root.clone().unwrap_or_else(|| PathBuf::from(".")),
         plan: cli.plan.clone(),
-        context: plan::parse_cli_context(&cli.context).map_err(|e| e.to_string())?,
+        context: plan::parse_cli_context(&context).map_err(|e| e.to_string())?,
         criteria: select::Criteria {
             names: cli.tests.clone(),
             filters: cli.filters.clone(),
@@ -384,22 +497,16 @@ fn discover(cli: &Cli) -> Result<Vec<u8>, String> {
 /// Run a parsed command line, reading tests from `input` (unless --root
 /// or --plan ask for self-discovery); returns the exit code.
 pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
-    let discovered = if cli.root.is_some() || cli.plan.is_some() {
-        match discover(&cli) {
-            Ok(lines) => Some(lines),
-            Err(message) => return invalid(message),
-        }
-    } else if !(cli.context.is_empty()
+    let self_discovery = cli.root.is_some() || cli.plan.is_some();
+    let selects = !(cli.context.is_empty()
         && cli.tests.is_empty()
         && cli.filters.is_empty()
-        && cli.excludes.is_empty())
-    {
+        && cli.excludes.is_empty());
+    if selects && !self_discovery {
         return invalid(
             "-c, --test, --filter and --exclude select tests to discover: give --root or --plan too",
         );
-    } else {
-        None
-    };
+    }
     let status_every = match Duration::try_from_secs_f64(cli.status_interval) {
         Ok(every) if every.is_zero() => None,
         Ok(every) => Some(every),
@@ -422,45 +529,110 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             Err(e) => return invalid(e),
         }
     }
+    let groups = match platform_groups(&mut specs) {
+        Ok(groups) => groups,
+        Err(message) => return invalid(message),
+    };
+    let labels: Vec<Option<String>> = groups.iter().map(|g| g.label.clone()).collect();
+    if cli.resume
+        && let Err(message) = set_aside(&cli.artifacts)
+    {
+        return invalid(message);
+    }
     // atex-exec's own checks of the artifacts directory and of every Test
     // record (names, paths, duplicates), with its locations in messages.
-    let exec = atex_exec::Cli::try_parse_from([
-        "atex-exec".as_ref(),
-        "--machine".as_ref(),
-        "local".as_ref(),
-        "--artifacts".as_ref(),
-        cli.artifacts.as_os_str(),
-    ]);
-    let exec = match exec {
-        Ok(exec) => exec,
-        Err(e) => return invalid(e.to_string().trim()),
+    let read_tests = |input: &mut dyn io::BufRead| {
+        let exec = atex_exec::Cli::try_parse_from([
+            "atex-exec".as_ref(),
+            "--machine".as_ref(),
+            "local".as_ref(),
+            "--artifacts".as_ref(),
+            cli.artifacts.as_os_str(),
+        ])
+        .map_err(|e| e.to_string().trim().to_owned())?;
+        atex_exec::cli::Config::new(exec, input).map_err(|e| e.to_string())
     };
-    let config = match &discovered {
-        Some(lines) => atex_exec::cli::Config::new(exec, &lines[..]),
-        None => atex_exec::cli::Config::new(exec, input),
-    };
-    let mut config = match config {
-        Ok(config) => config,
-        Err(e) => return invalid(e),
-    };
-    if config.tests.is_empty() {
+    // Each platform group's tests: discovered with its context, or the
+    // records of stdin for every one.
+    let mut lists: Vec<Vec<atex_shared::records::Test>> = Vec::new();
+    let mut artifacts = cli.artifacts.clone();
+    if self_discovery {
+        for group in &groups {
+            let config =
+                discover(&cli, &group.context).and_then(|lines| read_tests(&mut &lines[..]));
+            match config {
+                Ok(config) => {
+                    artifacts = config.session.artifacts;
+                    lists.push(config.tests);
+                }
+                Err(message) => return invalid(message),
+            }
+        }
+    } else {
+        let mut input = input;
+        match read_tests(&mut input) {
+            Ok(config) => {
+                artifacts = config.session.artifacts;
+                lists = vec![config.tests; groups.len()];
+            }
+            Err(message) => return invalid(message),
+        }
+    }
+    if lists.iter().all(Vec::is_empty) {
         // Nothing is provisioned for an empty input.
-        let what = match discovered {
-            Some(_) => "no test selected (see --plan, --test, --filter, --exclude, -c)",
-            None => "no test records on stdin (did atex-discover select no test?)",
+        let what = match self_discovery {
+            true => "no test selected (see --plan, --test, --filter, --exclude, -c)",
+            false => "no test records on stdin (did atex-discover select no test?)",
         };
         return cli.no_tests.report("atex-orchestrate", what);
     }
     if let Some(store) = &cli.rerun_failed {
-        if let Err(message) = keep_failed(store, cli.output.as_deref(), &mut config.tests) {
-            return invalid(message);
+        let earlier = match read_rerun_store(store, cli.output.as_deref(), &labels) {
+            Ok(earlier) => earlier,
+            Err(message) => return invalid(message),
+        };
+        let given: usize = lists.iter().map(Vec::len).sum();
+        for (tests, label) in lists.iter_mut().zip(&labels) {
+            earlier.keep_failed(label.as_deref(), tests);
         }
-        if config.tests.is_empty() {
+        let kept: usize = lists.iter().map(Vec::len).sum();
+        eprintln!(
+            "atex-orchestrate: --rerun-failed {}: {kept} of the {given} tests did not pass there",
+            store.display(),
+        );
+        if kept == 0 {
             let what = format!(
                 "--rerun-failed {}: no test of the input failed there",
                 store.display()
             );
             return cli.no_tests.report("atex-orchestrate", &what);
+        }
+    }
+    let mut finished = earlier::Finished::default();
+    if cli.resume
+        && let Some(output) = &cli.output
+    {
+        let earlier = match read_resumed_store(output, &labels) {
+            Ok(earlier) => earlier,
+            Err(message) => return invalid(message),
+        };
+        for (tests, label) in lists.iter_mut().zip(&labels) {
+            earlier.drop_finished(label.as_deref(), tests, &mut finished);
+        }
+        let left: usize = lists.iter().map(Vec::len).sum();
+        eprintln!(
+            "atex-orchestrate: --resume {}: {} tests ended there, {left} left to run",
+            output.display(),
+            finished.total()
+        );
+    }
+    if groups.len() > 1 {
+        for (group, tests) in groups.iter().zip(&lists) {
+            eprintln!(
+                "atex-orchestrate: platform {}: {} tests",
+                group.label.as_deref().unwrap_or("(without --platform)"),
+                tests.len()
+            );
         }
     }
     let mut history = cli.history.clone();
@@ -476,14 +648,14 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         Err(message) => return invalid(format!("--history: {message}")),
     };
     if !history.is_empty() {
-        let known = config
-            .tests
+        let known = lists
             .iter()
+            .flatten()
             .filter(|t| expected.of(&t.name).is_some())
             .count();
         eprintln!(
             "atex-orchestrate: --history: expected durations of {known} of the {} tests",
-            config.tests.len()
+            lists.iter().map(Vec::len).sum::<usize>()
         );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -511,7 +683,10 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             }
         }
         let store = match &cli.output {
-            Some(dir) => match Aggregator::open(&ingest::Config::new(dir)) {
+            Some(dir) => match Aggregator::open(&ingest::Config {
+                append: cli.resume,
+                ..ingest::Config::new(dir)
+            }) {
                 Ok(store) => Some(store),
                 Err(e) => {
                     eprintln!("atex-orchestrate: error: --output: {e}");
@@ -520,7 +695,6 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             },
             None => None,
         };
-        let artifacts = config.session.artifacts.clone();
         let mut run_config = RunConfig::new(
             specs,
             artifacts.clone(),
@@ -564,7 +738,10 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
                 None => None,
             },
         };
-        let totals = run::run(run_config, config.tests, &mut out).await;
+        let mut totals = run::run_platforms(run_config, lists, &mut out).await;
+        totals.passed += finished.passed;
+        totals.failed += finished.failed;
+        totals.infra += finished.infra;
         // The run ended every subscription: the printer has its last lines.
         let _ = printer.await;
         out.store.render();
@@ -586,6 +763,12 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
         }
         if let Some(why) = totals.broken.as_ref().or(totals.failures_stopped.as_ref()) {
             line.push_str(&format!(" (stopped: {why})"));
+        }
+        if finished.total() > 0 {
+            line.push_str(&format!(
+                " ({} of them from the interrupted run)",
+                finished.total()
+            ));
         }
         eprintln!("{line}");
         if !totals.left.is_empty() {

@@ -48,6 +48,8 @@ pub trait Output {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct AttemptEnded {
+    /// Its platform group (0 when the run has one).
+    pub group: usize,
     /// The test's name.
     pub test: String,
     /// Its attempt (0 for the first run).
@@ -156,8 +158,8 @@ enum Message {
     ProvisionFailed(usize, ProvisionError),
     /// A pool finished releasing a machine (well or not).
     Released(String),
-    /// A result of the named test's running attempt.
-    Result(String, Vec<u8>),
+    /// A result of the test's running attempt (platform group, name).
+    Result(TestKey, Vec<u8>),
     /// A test's attempt ended (its results are filled in by the loop).
     Ended(AttemptEnded),
     /// A machine's task ended; `setup_failed` when its session could not
@@ -184,7 +186,7 @@ struct ChannelSink {
     monitor: Monitor,
     machine: String,
     /// The test running.
-    test: String,
+    test: TestKey,
     verdict: Verdict,
     closed: Arc<AtomicBool>,
 }
@@ -228,9 +230,13 @@ impl ResultSink for ChannelSink {
     }
 }
 
-/// The queue and who works on it, under one lock.
+/// A test in its platform group: `(group, name)`.
+type TestKey = (usize, String);
+
+/// The queues and who works on them, under one lock.
 struct Board {
-    queue: Queue,
+    /// Per platform group, the tests waiting.
+    queues: Vec<Queue>,
     /// Tests given to a machine and not yet back (one may be rerun).
     running: usize,
     /// Per spec, the machines waiting as spares.
@@ -271,10 +277,10 @@ enum Pick {
     },
 }
 
-/// The next test for the machine `key` of spec `spec`. When no test
-/// waits while tests run, the machine waits as a spare (if the spec has
-/// room for one) for a rerun to come back.
-async fn next_test(shared: &Shared, spec: usize, key: &str) -> Pick {
+/// The next test of platform group `group` for the machine `key` of spec
+/// `spec`. When no test waits while tests run, the machine waits as a
+/// spare (if the spec has room for one) for a rerun to come back.
+async fn next_test(shared: &Shared, spec: usize, group: usize, key: &str) -> Pick {
     let mut spare = false;
     loop {
         let notified = shared.changed.notified();
@@ -290,11 +296,12 @@ async fn next_test(shared: &Shared, spec: usize, key: &str) -> Pick {
             if shared.interrupt.borrow().is_some() || board.stopped.is_some() {
                 return Pick::Nothing { refused: false };
             }
-            if let Some(queued) = board.queue.pick(shared.policy.as_ref(), key) {
+            let queue = &mut board.queues[group];
+            if let Some(queued) = queue.pick(shared.policy.as_ref(), key) {
                 board.running += 1;
                 return Pick::Test(Box::new(queued));
             }
-            if !board.queue.is_empty() {
+            if !queue.is_empty() {
                 return Pick::Nothing { refused: true };
             }
             if board.running == 0 || board.spares[spec] >= shared.max_spares {
@@ -321,6 +328,7 @@ fn platform(machine: &Machine) -> String {
 async fn worker(
     shared: Arc<Shared>,
     spec: usize,
+    group: usize,
     machine: Machine,
     artifacts: PathBuf,
     session_number: usize,
@@ -348,7 +356,7 @@ async fn worker(
         messages: shared.messages.clone(),
         monitor: monitor.clone(),
         machine: id.clone(),
-        test: String::new(),
+        test: (group, String::new()),
         verdict: Verdict::Pass,
         closed: shared.closed.clone(),
     };
@@ -383,7 +391,7 @@ async fn worker(
         if sink.is_closed() {
             break;
         }
-        let queued = match next_test(&shared, spec, &key).await {
+        let queued = match next_test(&shared, spec, group, &key).await {
             Pick::Test(queued) => *queued,
             Pick::Nothing { refused: r } => {
                 refused = r && !ran;
@@ -399,7 +407,7 @@ async fn worker(
             attempt,
         });
         sink.verdict = Verdict::Pass;
-        sink.test.clone_from(&name);
+        sink.test.1.clone_from(&name);
         let started = Instant::now();
         // The test sees which run of it this is.
         let mut test = queued.test.clone();
@@ -416,6 +424,7 @@ async fn worker(
                 .rerun(&queued, &outcome, verdict == Some(Verdict::Pass));
         monitor.emit(Event::TestEnded {
             machine: id.clone(),
+            group,
             test: name.clone(),
             attempt,
             status: outcome.status.clone(),
@@ -427,6 +436,7 @@ async fn worker(
             .map(|rel| artifacts.join(rel))
             .unwrap_or_default();
         let _ = shared.messages.send(Message::Ended(AttemptEnded {
+            group,
             test: name.clone(),
             attempt,
             artifacts: test_dir,
@@ -463,7 +473,7 @@ async fn worker(
                 }
             }
             if rerun {
-                board.queue.rerun(queued, &key);
+                board.queues[group].rerun(queued, &key);
                 // Under the lock: the rerun is queued before anyone takes it.
                 monitor.emit(Event::RerunQueued {
                     test: name,
@@ -617,7 +627,19 @@ impl Signals {
 /// releases everything; a second stops waiting for the releases and
 /// returns the machines left in [`Totals::left`].
 pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> Totals {
-    let total = tests.len();
+    run_platforms(config, vec![tests], out).await
+}
+
+/// [`run`] for several platforms at once: `groups[g]` are the tests of
+/// platform group `g`, run by the machines of the specs whose
+/// [`Spec::group`] is `g` (a test named in two groups runs in each).
+pub async fn run_platforms(
+    config: RunConfig,
+    groups: Vec<Vec<Test>>,
+    out: &mut dyn Output,
+) -> Totals {
+    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let total = sizes.iter().sum();
     let monitor = config.monitor.clone();
     monitor.start(total);
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
@@ -625,7 +647,7 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
     let closed = Arc::new(AtomicBool::new(false));
     let mut shared = Some(Arc::new(Shared {
         board: Mutex::new(Board {
-            queue: Queue::new(tests),
+            queues: groups.into_iter().map(Queue::new).collect(),
             running: 0,
             spares: vec![0; config.specs.len()],
             failed: 0,
@@ -663,7 +685,8 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
             messages_tx.clone(),
             monitor.clone(),
         ));
-        let wanted = spec.max.min(total.saturating_add(config.max_spares));
+        let tests = sizes.get(spec.group).copied().unwrap_or(0);
+        let wanted = spec.max.min(tests.saturating_add(config.max_spares));
         let _ = tx.send(PoolCommand::Provision(wanted));
         monitor.emit(Event::MachinesRequested {
             spec: index,
@@ -680,7 +703,7 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
     drop(messages_tx);
     let mut totals = Totals::default();
     // The results of each test's running attempt, until it ends.
-    let mut attempts: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    let mut attempts: HashMap<TestKey, Vec<Vec<u8>>> = HashMap::new();
     // Machines reserved and not yet released, for a second signal.
     let mut held: IndexMap<String, Machine> = IndexMap::new();
     let mut failed_setups = 0;
@@ -695,7 +718,10 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
                 if totals.failures_stopped.is_none() {
                     totals.failures_stopped.clone_from(&board.stopped);
                 }
-                (board.queue.len(), board.running)
+                (
+                    board.queues.iter().map(Queue::len).sum::<usize>(),
+                    board.running,
+                )
             }
             None => (0, 0),
         };
@@ -760,7 +786,9 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
                 }
             }
             Message::Ended(mut ended) => {
-                ended.results = attempts.remove(&ended.test).unwrap_or_default();
+                let key = (ended.group, std::mem::take(&mut ended.test));
+                ended.results = attempts.remove(&key).unwrap_or_default();
+                ended.test = key.1;
                 if ended.rerun {
                     // A test is back: it may fit a spec that had none.
                     for spec in &mut specs {
@@ -773,6 +801,11 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
                 held.shift_remove(&id);
             }
             Message::Reserved(index, machine) => {
+                let group = config.specs[index].group;
+                let waiting = match &shared {
+                    Some(shared) => shared.board().queues.get(group).map_or(0, Queue::len),
+                    None => 0,
+                };
                 let spec = &mut specs[index];
                 spec.pending = spec.pending.saturating_sub(1);
                 monitor.emit(Event::MachineReserved {
@@ -790,7 +823,14 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
                 };
                 spec.working += 1;
                 let artifacts = config.artifacts.join(serial.to_string());
-                workers.spawn(worker(shared.clone(), index, *machine, artifacts, serial));
+                workers.spawn(worker(
+                    shared.clone(),
+                    index,
+                    group,
+                    *machine,
+                    artifacts,
+                    serial,
+                ));
                 serial += 1;
             }
             Message::ProvisionFailed(index, e) => {
@@ -833,8 +873,9 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
                 // A replacement while tests wait that no machine of this
                 // spec will take (the ones working may not: a rerun avoids
                 // the machine it ran on).
+                let group = config.specs[index].group;
                 let waiting = match &shared {
-                    Some(shared) => shared.board().queue.len(),
+                    Some(shared) => shared.board().queues.get(group).map_or(0, Queue::len),
                     None => 0,
                 };
                 if waiting > 0
@@ -864,8 +905,9 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
         while pool_tasks.join_next().await.is_some() {}
     }
     // Results of attempts that did not end (an abandoned run's).
-    for (test, results) in attempts.drain() {
+    for ((group, test), results) in attempts.drain() {
         out.attempt_ended(AttemptEnded {
+            group,
             test,
             results,
             ..AttemptEnded::default()

@@ -52,6 +52,15 @@ pub struct Spec {
     pub max: usize,
     /// How many times a failed reservation is tried again.
     pub retries: u32,
+    /// Its `--platform`, when given.
+    pub platform: Option<String>,
+    /// Its `-c DIM=VALUE` arguments, as given: the fmf context of its
+    /// machines' platform.
+    pub context: Vec<String>,
+    /// The platform group it serves (an index into the run's test lists,
+    /// see [`run::run_platforms`](crate::run::run_platforms)); 0 when the
+    /// run has one.
+    pub group: usize,
     /// Podman: the image or rootfs is checked before the run starts.
     podman: Option<Arc<Podman>>,
 }
@@ -84,6 +93,9 @@ impl Spec {
             provisioner,
             max,
             retries: 2,
+            platform: None,
+            context: Vec::new(),
+            group: 0,
             podman: None,
         }
     }
@@ -110,24 +122,29 @@ impl Spec {
             spec: text.to_owned(),
             source,
         };
+        let mut platform = None;
         let (provisioner, max, common, podman): (Arc<dyn Provisioner>, usize, _, _) =
             match cli.command {
                 Command::Local { args, common } => {
                     let max = local_max.or(common.count).unwrap_or(1);
+                    platform.clone_from(&args.platform);
                     (Arc::new(Local::new(&args)), max, common, None)
                 }
                 Command::Ssh { args, common } => {
                     // The session's connection is the first check of
                     // each host (decision 27).
+                    platform.clone_from(&args.platform);
                     let ssh = Ssh::new(&args).map_err(refused)?.unchecked_first_use();
                     let max = ssh.host_count();
                     (Arc::new(ssh), max, common, None)
                 }
                 Command::Podman { args, common } => {
+                    platform.clone_from(&args.platform);
                     let podman = Arc::new(Podman::new(&args).map_err(refused)?);
                     (podman.clone(), args.max, common, Some(podman))
                 }
                 Command::TestingFarm { args, common } => {
+                    platform.clone_from(&args.platform);
                     let tf = TestingFarm::new(&args).map_err(refused)?;
                     (Arc::new(tf), args.max, common, None)
                 }
@@ -158,6 +175,9 @@ impl Spec {
             provisioner,
             max,
             retries: common.retries,
+            platform,
+            context: common.context,
+            group: 0,
             podman,
         })
     }
