@@ -72,3 +72,19 @@ pub fn assert_no_leftover_processes(own: &[String]) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The processes under `pid` (its children, theirs, ...), from
+/// `/proc/PID/task/PID/children`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(parent) = next.pop() {
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            found.push(child);
+            next.push(child);
+        }
+    }
+    found
+}

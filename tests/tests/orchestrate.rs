@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use atex_shared::records::{Connection, TestResult};
-use atex_tests::procs::{adopt_orphans, assert_no_leftover_processes, own_processes};
+use atex_tests::procs::{adopt_orphans, assert_no_leftover_processes, descendants, own_processes};
 use atex_tests::sshd::{SshdPool, TEST_USER};
 use atex_tests::timeline::{Finished, Orchestrate, mark, marks};
 use atex_tests::{Fixture, run};
@@ -337,21 +337,6 @@ fn a_destructive_test_s_machine_is_replaced() -> Result<()> {
         "{timeline:#?}"
     );
     Ok(())
-}
-
-/// The pids of every process below `pid` (its children, theirs, ...).
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let mut next = vec![pid];
-    while let Some(parent) = next.pop() {
-        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-            .unwrap_or_default();
-        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-            found.push(child);
-            next.push(child);
-        }
-    }
-    found
 }
 
 /// A directory any user may write to: the test scripts run as
