@@ -85,6 +85,8 @@ fi
 # ChromeDriver (tests/src/webdriver.rs).
 if [ ! -x /usr/bin/chromium ]; then conn_pkgs+=(chromium); fi
 if [ ! -x /usr/bin/chromedriver ]; then conn_pkgs+=(chromium-driver); fi
+# The live view test (tests/tests/live_view.rs) reads a tmux pane.
+if ! command -v tmux >/dev/null 2>&1; then conn_pkgs+=(tmux); fi
 # The install test (tests/tests/install.rs) renders the man pages.
 if ! command -v man >/dev/null 2>&1; then conn_pkgs+=(man-db); fi
 if [ ${#conn_pkgs[@]} -gt 0 ]; then

@@ -124,7 +124,10 @@ mod tests {
     use super::*;
 
     fn test(name: &str) -> Test {
-        serde_json::from_value(serde_json::json!({"name": name, "test": "true", "root": "/r", "path": ""})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"name": name, "test": "true", "root": "/r", "path": ""}),
+        )
+        .unwrap()
     }
 
     fn names(tests: &[Test]) -> Vec<&str> {

@@ -97,6 +97,10 @@ pub enum Event {
         test: String,
         /// Its attempt (0 for the first run).
         attempt: u32,
+        /// How long it is expected to take: the median of its earlier
+        /// runs ([`RunConfig::expected`](crate::run::RunConfig::expected)),
+        /// else its `duration`.
+        expected: Duration,
     },
     /// A test's attempt ended.
     TestEnded {
@@ -110,6 +114,8 @@ pub enum Event {
         attempt: u32,
         /// The status of the test's own last result (`None`: it had none).
         status: Option<String>,
+        /// The note of the test's own last result.
+        note: Option<String>,
         /// The worst of its results; `None` when it got none (the run was
         /// interrupted before it started: it counts as not run).
         verdict: Option<Verdict>,
@@ -124,6 +130,8 @@ pub enum Event {
         test: String,
         /// The attempt it will be.
         attempt: u32,
+        /// How long it is expected to take (as in [`Event::TestStarted`]).
+        expected: Duration,
     },
     /// A machine runs no further test: it is released once its session
     /// is closed.
@@ -181,6 +189,7 @@ impl Event {
                 machine,
                 test,
                 attempt,
+                ..
             } => match attempt {
                 0 => format!("{machine}: {test} started"),
                 n => format!("{machine}: {test} started (attempt {n})"),
@@ -208,7 +217,7 @@ impl Event {
                 }
                 line
             }
-            Event::RerunQueued { test, attempt } => {
+            Event::RerunQueued { test, attempt, .. } => {
                 format!("{test}: rerun queued (attempt {attempt})")
             }
             Event::MachineDestroyed { machine, why } => {
@@ -235,6 +244,15 @@ pub struct Running {
     pub machine: String,
     /// When it was given to the machine.
     pub started: Instant,
+    /// How long it is expected to take.
+    pub expected: Duration,
+}
+
+impl Running {
+    /// It runs past its expected duration (before its `duration` stops it).
+    pub fn slow(&self) -> bool {
+        !self.expected.is_zero() && self.started.elapsed() > self.expected
+    }
 }
 
 /// Tests whose final attempt ended, by verdict, in a [`Snapshot`].
@@ -285,6 +303,21 @@ pub struct Snapshot {
     pub reruns: usize,
     /// Machines by state.
     pub machines: Machines,
+    /// When the run is expected to end, from now: the expected durations
+    /// of the tests waiting and the rest of the running ones', shared
+    /// among the machines set up or being set up. `None` while there is
+    /// no machine.
+    pub eta: Option<Duration>,
+}
+
+/// `1h02m`, `3m05s`, `42s`: a duration for people, to the second.
+pub fn human(duration: Duration) -> String {
+    let s = duration.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
 }
 
 /// The status line: `12 queued, 3 running, 5 done (4 passed, 1 failed,
@@ -312,6 +345,9 @@ impl fmt::Display for Snapshot {
         if m.closing > 0 {
             write!(f, ", {} closing", m.closing)?;
         }
+        if let Some(eta) = self.eta {
+            write!(f, "; ETA {}", human(eta))?;
+        }
         Ok(())
     }
 }
@@ -329,6 +365,8 @@ enum MachineState {
 #[derive(Debug, Default)]
 struct State {
     queued: usize,
+    /// The expected durations of the tests not started yet.
+    work: Duration,
     /// Running tests by machine.
     running: IndexMap<String, Running>,
     done: Done,
@@ -372,8 +410,10 @@ impl State {
                 machine,
                 test,
                 attempt,
+                expected,
             } => {
                 self.queued = self.queued.saturating_sub(1);
+                self.work = self.work.saturating_sub(*expected);
                 self.machines.insert(machine.clone(), MachineState::Busy);
                 self.running.insert(
                     machine.clone(),
@@ -382,6 +422,7 @@ impl State {
                         attempt: *attempt,
                         machine: machine.clone(),
                         started: Instant::now(),
+                        expected: *expected,
                     },
                 );
             }
@@ -415,8 +456,9 @@ impl State {
                     Some(Verdict::Infra) => self.done.infra += 1,
                 }
             }
-            Event::RerunQueued { .. } => {
+            Event::RerunQueued { expected, .. } => {
                 self.queued += 1;
+                self.work += *expected;
                 self.reruns += 1;
             }
             Event::Warning { .. } | Event::Interrupted { .. } | Event::Stopped { .. } => {}
@@ -443,12 +485,22 @@ impl State {
                 MachineState::Closing => machines.closing += 1,
             }
         }
+        let working = machines.setting_up + machines.busy + machines.idle;
+        let eta = (working > 0).then(|| {
+            let running: Duration = self
+                .running
+                .values()
+                .map(|r| r.expected.saturating_sub(r.started.elapsed()))
+                .sum();
+            (self.work + running) / u32::try_from(working).unwrap_or(u32::MAX)
+        });
         Snapshot {
             queued: self.queued,
             running: self.running.values().cloned().collect(),
             done: self.done,
             reruns: self.reruns,
             machines,
+            eta,
         }
     }
 }
@@ -490,12 +542,14 @@ impl Monitor {
         self.lock().snapshot()
     }
 
-    /// A run starts with `queued` tests: the counts start again.
-    pub(crate) fn start(&self, queued: usize) {
+    /// A run starts with `queued` tests, expected to take `work` in all:
+    /// the counts start again.
+    pub(crate) fn start(&self, queued: usize, work: Duration) {
         let mut state = self.lock();
         let subscribers = std::mem::take(&mut state.subscribers);
         *state = State {
             queued,
+            work,
             subscribers,
             ..State::default()
         };
@@ -532,6 +586,7 @@ mod tests {
             test: test.into(),
             attempt: 0,
             status: None,
+            note: None,
             verdict: Some(verdict),
             duration: Duration::ZERO,
             rerun,
@@ -543,13 +598,21 @@ mod tests {
             machine: machine.into(),
             test: test.into(),
             attempt: 0,
+            expected: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn durations_for_people() {
+        assert_eq!(human(Duration::from_millis(42_900)), "42s");
+        assert_eq!(human(Duration::from_secs(185)), "3m05s");
+        assert_eq!(human(Duration::from_secs(3720)), "1h02m");
     }
 
     #[test]
     fn the_snapshot_follows_the_events() {
         let monitor = Monitor::new();
-        monitor.start(2);
+        monitor.start(2, Duration::from_secs(20));
         let mut events = monitor.subscribe();
         monitor.emit(Event::MachinesRequested { spec: 0, count: 2 });
         monitor.emit(Event::MachineReserved {
@@ -565,10 +628,18 @@ mod tests {
         monitor.emit(started("m1", "/a"));
         let s = monitor.snapshot();
         assert_eq!((s.queued, s.running.len(), s.machines.busy), (1, 1, 1));
+        // /b's 10 s waiting and what is left of /a's 10 s, on one machine.
+        let eta = s.eta.unwrap();
+        assert!(
+            eta > Duration::from_secs(19) && eta <= Duration::from_secs(20),
+            "{eta:?}"
+        );
+        assert!(s.to_string().ends_with("; ETA 19s") || s.to_string().ends_with("; ETA 20s"));
         monitor.emit(ended("m1", "/a", Verdict::Fail, true));
         monitor.emit(Event::RerunQueued {
             test: "/a".into(),
             attempt: 1,
+            expected: Duration::from_secs(10),
         });
         monitor.emit(started("m1", "/b"));
         monitor.emit(ended("m1", "/b", Verdict::Infra, false));

@@ -147,6 +147,14 @@ impl Expected {
         self.0.get(test).copied()
     }
 
+    /// How long `test` is expected to take: its median, else its
+    /// `duration`.
+    pub fn or_duration(&self, test: &atex_shared::records::Test) -> std::time::Duration {
+        self.of(&test.name)
+            .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
+            .unwrap_or(std::time::Duration::from_secs(test.duration))
+    }
+
     /// How many tests have an expected duration.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -8,6 +8,7 @@
 pub mod earlier;
 pub mod events;
 pub mod history;
+pub mod live;
 pub mod queue;
 pub mod run;
 pub mod spec;
@@ -146,6 +147,15 @@ pub struct Cli {
     /// running, from its start) and their results are added to the store.
     #[arg(long, requires = "output")]
     pub resume: bool,
+    /// On stderr, only what went wrong (failures with their notes, lost
+    /// machines, warnings) and the last line: no live view, no event or
+    /// status lines.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// On a terminal, every event line above the live view too (without a
+    /// terminal they are always there).
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Seconds between two status lines on stderr (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0, hide = true)]
     pub status_interval: f64,
@@ -412,13 +422,15 @@ fn platform_groups(specs: &mut [Spec]) -> Result<Vec<Group>, String> {
     Ok(groups.into_iter().map(|(group, _, _)| group).collect())
 }
 
-/// The stderr subscriber: one line per event a person cares about, and
-/// the status line from the monitor's snapshot every `every` (never when
-/// `None`). Ends with the run.
+/// The stderr subscriber without a terminal: one line per event a person
+/// cares about (with [`live::Lines::Important`], only what went wrong),
+/// and the status line from the monitor's snapshot every `every` (never
+/// when `None`). Ends with the run.
 async fn print_events(
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
     monitor: Monitor,
     every: Option<Duration>,
+    lines: live::Lines,
 ) {
     let mut ticks = every.map(|every| {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -435,7 +447,14 @@ async fn print_events(
         tokio::select! {
             event = events.recv() => match event {
                 Some(event) => {
-                    if let Some(line) = event.line() {
+                    let line = match lines {
+                        live::Lines::All => event.line(),
+                        live::Lines::Important if live::important(&event) => {
+                            live::line_with_note(&event)
+                        }
+                        live::Lines::Important => None,
+                    };
+                    if let Some(line) = line {
                         eprintln!("atex-orchestrate: {line}");
                     }
                 }
@@ -701,19 +720,37 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
             std::sync::Arc::new(queue::DefaultPolicy {
                 group_by_tag: cli.group_by_tag.clone(),
                 order: cli.order,
-                expected,
+                expected: expected.clone(),
                 ..queue::DefaultPolicy::new(cli.reruns, cli.reuse_on_exit.clone())
             }),
         );
         run_config.max_failed_setups = cli.max_failed_setups;
         run_config.max_spares = cli.max_spares;
         run_config.max_fail = cli.max_fail.and_then(|n| usize::try_from(n).ok());
+        run_config.expected = expected;
         let monitor = run_config.monitor.clone();
-        let printer = tokio::spawn(print_events(
-            monitor.subscribe(),
-            monitor.clone(),
-            status_every,
-        ));
+        let lines = match cli.verbose {
+            true => live::Lines::All,
+            false => live::Lines::Important,
+        };
+        let printer = if cli.quiet {
+            tokio::spawn(print_events(
+                monitor.subscribe(),
+                monitor.clone(),
+                None,
+                lines,
+            ))
+        } else if io::stderr().is_terminal() {
+            tokio::spawn(live::live_view(monitor.subscribe(), monitor.clone(), lines))
+        } else {
+            let all = live::Lines::All;
+            tokio::spawn(print_events(
+                monitor.subscribe(),
+                monitor.clone(),
+                status_every,
+                all,
+            ))
+        };
         let mut out = Terminal {
             writer: jsonl::Writer::new(io::stdout()),
             // A person at the terminal reads the events and the store.

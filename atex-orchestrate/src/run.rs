@@ -25,6 +25,7 @@ use indexmap::IndexMap;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::events::{Event, Monitor, Verdict};
+use crate::history::Expected;
 use crate::queue::{Policy, Queue, Queued};
 use crate::spec::Spec;
 
@@ -87,6 +88,9 @@ pub struct RunConfig {
     /// ones finish, the rest are not run (cargo-nextest's `--max-fail`).
     /// `None`: no limit.
     pub max_fail: Option<usize>,
+    /// Expected durations, for the ETA and the slow tests the
+    /// [`Monitor`] shows (the policy has its own).
+    pub expected: Expected,
 }
 
 impl RunConfig {
@@ -101,6 +105,7 @@ impl RunConfig {
             max_spares: 0,
             monitor: Monitor::new(),
             max_fail: None,
+            expected: Expected::default(),
         }
     }
 }
@@ -256,6 +261,7 @@ struct Shared {
     policy: Arc<dyn Policy>,
     max_spares: usize,
     max_fail: Option<usize>,
+    expected: Expected,
     monitor: Monitor,
     messages: mpsc::UnboundedSender<Message>,
     interrupt: watch::Receiver<Option<&'static str>>,
@@ -401,10 +407,12 @@ async fn worker(
         ran = true;
         let name = queued.test.name.clone();
         let attempt = queued.attempt;
+        let expected = shared.expected.or_duration(&queued.test);
         monitor.emit(Event::TestStarted {
             machine: id.clone(),
             test: name.clone(),
             attempt,
+            expected,
         });
         sink.verdict = Verdict::Pass;
         sink.test.1.clone_from(&name);
@@ -428,6 +436,7 @@ async fn worker(
             test: name.clone(),
             attempt,
             status: outcome.status.clone(),
+            note: outcome.note.clone(),
             verdict,
             duration: started.elapsed(),
             rerun,
@@ -478,6 +487,7 @@ async fn worker(
                 monitor.emit(Event::RerunQueued {
                     test: name,
                     attempt: attempt + 1,
+                    expected,
                 });
             }
         }
@@ -641,7 +651,12 @@ pub async fn run_platforms(
     let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
     let total = sizes.iter().sum();
     let monitor = config.monitor.clone();
-    monitor.start(total);
+    let work = groups
+        .iter()
+        .flatten()
+        .map(|test| config.expected.or_duration(test))
+        .sum();
+    monitor.start(total, work);
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
     let (interrupt_tx, interrupt_rx) = watch::channel(None);
     let closed = Arc::new(AtomicBool::new(false));
@@ -657,6 +672,7 @@ pub async fn run_platforms(
         policy: config.policy.clone(),
         max_spares: config.max_spares,
         max_fail: config.max_fail,
+        expected: config.expected.clone(),
         monitor: monitor.clone(),
         messages: messages_tx.clone(),
         interrupt: interrupt_rx,

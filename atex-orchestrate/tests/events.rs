@@ -166,7 +166,8 @@ fn a_subscriber_sees_the_run_and_a_snapshot_shows_it_mid_run() {
     );
     let at = |wanted: &dyn Fn(&Event) -> bool| seen.iter().position(wanted).unwrap();
     let first_end = at(&|e| matches!(e, Event::TestEnded { test, .. } if test == "/flaky"));
-    let queued = at(&|e| matches!(e, Event::RerunQueued { test, attempt: 1 } if test == "/flaky"));
+    let queued =
+        at(&|e| matches!(e, Event::RerunQueued { test, attempt: 1, .. } if test == "/flaky"));
     assert!(first_end < queued, "{seen:?}");
     // Every machine that was ready was released, and before /slow ended
     // for the one that did not run it.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use atex_shared::records::Connection;
-use atex_tests::procs::descendants;
+use atex_tests::procs::{adopt_orphans, descendants};
 use atex_tests::sshd::{SshdPool, TEST_USER};
 use atex_tests::timeline::Orchestrate;
 use atex_tests::{Fixture, run};
@@ -106,6 +106,8 @@ fn stored_dirs(store: &Path) -> Result<BTreeSet<String>> {
 /// stored twice), each test's files once.
 #[test]
 fn resume_after_kill_9_gives_the_store_of_a_clean_run() -> Result<()> {
+    // The killed run's ssh masters (daemonized) come back to this process.
+    adopt_orphans()?;
     let pool = SshdPool::start(2)?;
     let work = Fixture::new()?;
     let input = tests(&work.path(), 12, 0.5, &[5, 11]);
@@ -117,6 +119,7 @@ fn resume_after_kill_9_gives_the_store_of_a_clean_run() -> Result<()> {
 
     let store = work.path().join("store");
     let artifacts = work.path().join("a2");
+    let ours = descendants(std::process::id());
     let killed = Orchestrate::start(
         &args(&provision, Some(&store), &artifacts, &[]),
         &[],
@@ -134,11 +137,13 @@ fn resume_after_kill_9_gives_the_store_of_a_clean_run() -> Result<()> {
         ensure!(Instant::now() < until, "the run never stored 5 results");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Its ssh masters go too, by pid: nothing is left to clean up.
-    let children = descendants(killed.pid());
     killed.signal(rustix::process::Signal::KILL)?;
     let done = killed.finish(WAIT)?;
-    for pid in children {
+    // What it left (its ssh masters) is stopped by pid.
+    let left = descendants(std::process::id())
+        .into_iter()
+        .filter(|pid| !ours.contains(pid));
+    for pid in left {
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .stderr(std::process::Stdio::null())
