@@ -81,15 +81,36 @@ impl Recorder {
 }
 
 /// The expected duration of each test, in seconds: the median of its
-/// recorded attempts in the stores read.
+/// recorded attempts in the stores read, on each platform and on all.
 #[derive(Debug, Clone, Default)]
-pub struct Expected(Arc<HashMap<String, f64>>);
+pub struct Expected(Arc<Medians>);
+
+/// What [`Expected`] holds.
+#[derive(Debug, Default)]
+struct Medians {
+    /// Per test, over every platform.
+    all: HashMap<String, f64>,
+    /// Per platform and test.
+    on: HashMap<(String, String), f64>,
+}
+
+/// The median of `durations` (not empty).
+fn median(mut durations: Vec<f64>) -> f64 {
+    durations.sort_by(f64::total_cmp);
+    let mid = durations.len() / 2;
+    if durations.len() % 2 == 1 {
+        durations[mid]
+    } else {
+        (durations[mid - 1] + durations[mid]) / 2.0
+    }
+}
 
 impl Expected {
     /// Read `dirs`' [`FILE`]s; a store without one adds nothing. The error
     /// names the file and line.
     pub fn load(dirs: &[PathBuf]) -> Result<Expected, String> {
         let mut seen: HashMap<String, Vec<f64>> = HashMap::new();
+        let mut seen_on: HashMap<(String, String), Vec<f64>> = HashMap::new();
         for dir in dirs {
             let path = dir.join(FILE);
             let file = match File::open(&path) {
@@ -122,47 +143,57 @@ impl Expected {
                 let entry: Entry = serde_json::from_str(&line)
                     .map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
                 if entry.duration.is_finite() && entry.duration >= 0.0 {
-                    seen.entry(entry.test).or_default().push(entry.duration);
+                    seen.entry(entry.test.clone())
+                        .or_default()
+                        .push(entry.duration);
+                    seen_on
+                        .entry((entry.platform, entry.test))
+                        .or_default()
+                        .push(entry.duration);
                 }
             }
         }
-        let medians = seen
-            .into_iter()
-            .map(|(test, mut durations)| {
-                durations.sort_by(f64::total_cmp);
-                let mid = durations.len() / 2;
-                let median = if durations.len() % 2 == 1 {
-                    durations[mid]
-                } else {
-                    (durations[mid - 1] + durations[mid]) / 2.0
-                };
-                (test, median)
-            })
-            .collect();
+        let medians = Medians {
+            all: seen.into_iter().map(|(k, d)| (k, median(d))).collect(),
+            on: seen_on.into_iter().map(|(k, d)| (k, median(d))).collect(),
+        };
         Ok(Expected(Arc::new(medians)))
     }
 
-    /// The expected seconds of `test`, if it was recorded.
+    /// The expected seconds of `test` over every platform, if it was
+    /// recorded.
     pub fn of(&self, test: &str) -> Option<f64> {
-        self.0.get(test).copied()
+        self.0.all.get(test).copied()
     }
 
-    /// How long `test` is expected to take: its median, else its
-    /// `duration`.
-    pub fn or_duration(&self, test: &atex_shared::records::Test) -> std::time::Duration {
-        self.of(&test.name)
+    /// The expected seconds of `test` on `platform` when it was recorded
+    /// there, else over every platform ([`Expected::of`]).
+    pub fn on(&self, platform: Option<&str>, test: &str) -> Option<f64> {
+        platform
+            .and_then(|p| self.0.on.get(&(p.to_owned(), test.to_owned())).copied())
+            .or_else(|| self.of(test))
+    }
+
+    /// How long `test` is expected to take on `platform`: its median
+    /// ([`Expected::on`]), else its `duration`.
+    pub fn or_duration(
+        &self,
+        platform: Option<&str>,
+        test: &atex_shared::records::Test,
+    ) -> std::time::Duration {
+        self.on(platform, &test.name)
             .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
             .unwrap_or(std::time::Duration::from_secs(test.duration))
     }
 
     /// How many tests have an expected duration.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.all.len()
     }
 
     /// Whether no test has one.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.all.is_empty()
     }
 }
 
@@ -188,9 +219,16 @@ mod tests {
             br#"{"name":null,"duration":3}"#.to_vec(),
         ];
         recorder.record("/c", 0, &mixed).unwrap();
+        let on_q =
+            |d: f64| vec![format!(r#"{{"name":null,"platform":"q","duration":{d}}}"#).into_bytes()];
+        recorder.record("/b", 0, &on_q(100.0)).unwrap();
         let expected = Expected::load(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(expected.on(Some("q"), "/b"), Some(100.0));
+        assert_eq!(expected.on(Some("p"), "/b"), Some(5.0));
+        assert_eq!(expected.on(Some("q"), "/a"), Some(2.0));
+        assert_eq!(expected.on(None, "/b"), Some(6.0));
         assert_eq!(expected.of("/a"), Some(2.0));
-        assert_eq!(expected.of("/b"), Some(5.0));
+        assert_eq!(expected.of("/b"), Some(6.0));
         assert_eq!(expected.of("/c"), Some(3.0));
         assert_eq!(expected.of("/d"), None);
     }

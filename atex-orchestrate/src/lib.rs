@@ -775,7 +775,15 @@ pub fn run(cli: Cli, input: impl io::BufRead) -> u8 {
                 None => None,
             },
         };
-        let mut totals = run::run_platforms(run_config, lists, &mut out).await;
+        let groups = groups
+            .into_iter()
+            .zip(lists)
+            .map(|(group, tests)| run::PlatformTests {
+                platform: group.label,
+                tests,
+            })
+            .collect();
+        let mut totals = run::run_platforms(run_config, groups, &mut out).await;
         totals.passed += finished.passed;
         totals.failed += finished.failed;
         totals.infra += finished.infra;

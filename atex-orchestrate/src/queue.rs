@@ -121,7 +121,7 @@ impl Policy for DefaultPolicy {
             .max_by(|(_, a), (_, b)| {
                 // Milliseconds: expected durations have fractions.
                 let length = |q: &Queued| match self.order {
-                    Order::Longest => match self.expected.of(&q.test.name) {
+                    Order::Longest => match self.expected.on(q.platform.as_deref(), &q.test.name) {
                         Some(seconds) => (seconds * 1000.0) as u64,
                         None => q.test.duration.saturating_mul(1000),
                     },
@@ -162,6 +162,9 @@ pub struct Queued {
     pub test: Test,
     /// Its attempt number: 0 for the first run.
     pub attempt: u32,
+    /// The `--platform` it runs on (`None`: the run's machines have none),
+    /// for its expected duration there.
+    pub platform: Option<std::sync::Arc<str>>,
     /// Its position in the input, for ties.
     index: usize,
     /// Machines (ids) it ran on already.
@@ -198,12 +201,19 @@ pub fn priority(test: &Test) -> i64 {
 impl Queue {
     /// A queue of `tests`, each on its first attempt.
     pub fn new(tests: Vec<Test>) -> Queue {
+        Queue::on_platform(tests, None)
+    }
+
+    /// A queue of `tests` to run on `platform` (see [`Queued::platform`]).
+    pub fn on_platform(tests: Vec<Test>, platform: Option<&str>) -> Queue {
+        let platform: Option<std::sync::Arc<str>> = platform.map(Into::into);
         let waiting = tests
             .into_iter()
             .enumerate()
             .map(|(index, test)| Queued {
                 test,
                 attempt: 0,
+                platform: platform.clone(),
                 index,
                 ran_on: Vec::new(),
             })

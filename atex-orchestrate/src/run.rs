@@ -407,7 +407,9 @@ async fn worker(
         ran = true;
         let name = queued.test.name.clone();
         let attempt = queued.attempt;
-        let expected = shared.expected.or_duration(&queued.test);
+        let expected = shared
+            .expected
+            .or_duration(queued.platform.as_deref(), &queued.test);
         monitor.emit(Event::TestStarted {
             machine: id.clone(),
             test: name.clone(),
@@ -637,7 +639,21 @@ impl Signals {
 /// releases everything; a second stops waiting for the releases and
 /// returns the machines left in [`Totals::left`].
 pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> Totals {
+    let tests = PlatformTests {
+        platform: None,
+        tests,
+    };
     run_platforms(config, vec![tests], out).await
+}
+
+/// The tests of one platform group, for [`run_platforms`].
+#[derive(Debug, Clone, Default)]
+pub struct PlatformTests {
+    /// The group's `--platform` (`None`: its machines' specs have none):
+    /// the tests' expected durations are looked up there first.
+    pub platform: Option<String>,
+    /// Its tests.
+    pub tests: Vec<Test>,
 }
 
 /// [`run`] for several platforms at once: `groups[g]` are the tests of
@@ -645,16 +661,16 @@ pub async fn run(config: RunConfig, tests: Vec<Test>, out: &mut dyn Output) -> T
 /// [`Spec::group`] is `g` (a test named in two groups runs in each).
 pub async fn run_platforms(
     config: RunConfig,
-    groups: Vec<Vec<Test>>,
+    groups: Vec<PlatformTests>,
     out: &mut dyn Output,
 ) -> Totals {
-    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let sizes: Vec<usize> = groups.iter().map(|g| g.tests.len()).collect();
     let total = sizes.iter().sum();
     let monitor = config.monitor.clone();
     let work = groups
         .iter()
-        .flatten()
-        .map(|test| config.expected.or_duration(test))
+        .flat_map(|g| g.tests.iter().map(|t| (g.platform.as_deref(), t)))
+        .map(|(platform, test)| config.expected.or_duration(platform, test))
         .sum();
     monitor.start(total, work);
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
@@ -662,7 +678,10 @@ pub async fn run_platforms(
     let closed = Arc::new(AtomicBool::new(false));
     let mut shared = Some(Arc::new(Shared {
         board: Mutex::new(Board {
-            queues: groups.into_iter().map(Queue::new).collect(),
+            queues: groups
+                .into_iter()
+                .map(|g| Queue::on_platform(g.tests, g.platform.as_deref()))
+                .collect(),
             running: 0,
             spares: vec![0; config.specs.len()],
             failed: 0,
