@@ -33,10 +33,13 @@ fn spec(pool: &SshdPool, hosts: std::ops::Range<usize>, extra: &str) -> String {
     spec
 }
 
-/// Test records `/t1` … `/tN` in the tree at `root`, each sleeping
-/// `sleep` seconds; the ones in `failing` exit 1.
-fn tests(root: &Path, n: usize, sleep: f64, failing: &[usize]) -> String {
-    (1..=n)
+/// Test records `/t1` … `/tN` in an empty tree under `dir` (apart from
+/// the artifacts, which the tree upload must not see being written),
+/// each sleeping `sleep` seconds; the ones in `failing` exit 1.
+fn tests(dir: &Path, n: usize, sleep: f64, failing: &[usize]) -> Result<String> {
+    let root = dir.join("tree");
+    std::fs::create_dir_all(&root)?;
+    Ok((1..=n)
         .map(|i| {
             let exit = if failing.contains(&i) { 1 } else { 0 };
             let record = json!({
@@ -45,7 +48,7 @@ fn tests(root: &Path, n: usize, sleep: f64, failing: &[usize]) -> String {
             });
             format!("{record}\n")
         })
-        .collect()
+        .collect())
 }
 
 /// Run atex-orchestrate with `args` on `input`, to its end.
@@ -110,7 +113,7 @@ fn resume_after_kill_9_gives_the_store_of_a_clean_run() -> Result<()> {
     adopt_orphans()?;
     let pool = SshdPool::start(2)?;
     let work = Fixture::new()?;
-    let input = tests(&work.path(), 12, 0.5, &[5, 11]);
+    let input = tests(&work.path(), 12, 0.5, &[5, 11])?;
     let provision = spec(&pool, 0..2, "");
     let clean = work.path().join("clean");
     let a1 = work.path().join("a1");
@@ -215,29 +218,38 @@ fn write_tree(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Two specs with their own `--platform` and `-c` context: every test
-/// runs once on each platform, the tree discovered with each context (a
-/// test that adjust disables on one does not run there); the store keeps
-/// the platforms apart (its files, its JUnit suites, its summary).
+/// Two specs with their own `--platform` and `-c` context, a loopback
+/// sshd machine and podman containers of `localhost/sut` (`make
+/// sut-image`): every test runs once on each platform, the tree
+/// discovered with each context (a test that adjust disables on one does
+/// not run there); the store keeps the platforms apart (its files, its
+/// JUnit suites, its summary); no container is left.
 #[test]
 fn two_platforms_each_run_every_test_they_enable() -> Result<()> {
-    let pool = SshdPool::start(2)?;
+    let pool = SshdPool::start(1)?;
+    let podman = atex_tests::podman::Labeled::new("platforms")?;
     let work = Fixture::new()?;
     let tree = work.path().join("tree");
     write_tree(&tree)?;
     let store = work.path().join("store");
     let one = spec(&pool, 0..1, "--platform one -c distro=one");
-    let two = spec(&pool, 1..2, "--platform two -c distro=two");
+    let two = format!(
+        "podman --image localhost/sut --max 2 --platform two -c distro=two '--run-option=--label={}'",
+        podman.label()
+    );
+    let conf = podman.conf();
     let platforms = |second: &str, output: &[&OsStr]| {
         let mut args: Vec<&OsStr> = ["--root".as_ref(), tree.as_os_str()].to_vec();
         for spec in [one.as_str(), second] {
             args.extend(["--provision".as_ref(), OsStr::new(spec)]);
         }
         args.extend(output);
-        orchestrate(&args, "")
+        let envs = [("CONTAINERS_CONF", conf.as_os_str())];
+        let done = Orchestrate::start(&args, &envs, b"")?.finish(WAIT)?;
+        Ok::<_, anyhow::Error>((done.code, done.stderr(), done.results()?))
     };
     let artifacts = work.path().join("artifacts");
-    let out = platforms(
+    let (code, err, results) = platforms(
         &two,
         &[
             "--output".as_ref(),
@@ -246,12 +258,10 @@ fn two_platforms_each_run_every_test_they_enable() -> Result<()> {
             artifacts.as_os_str(),
         ],
     )?;
-    ensure!(out.code == Some(1), "{}", out.stderr);
+    ensure!(code == Some(1), "{err}");
     ensure!(
-        out.stderr.contains("platform one: 3 tests")
-            && out.stderr.contains("platform two: 2 tests"),
-        "{}",
-        out.stderr
+        err.contains("platform one: 3 tests") && err.contains("platform two: 2 tests"),
+        "{err}"
     );
     let got: Vec<(String, String, String)> = stored(&store)?
         .into_iter()
@@ -267,19 +277,16 @@ fn two_platforms_each_run_every_test_they_enable() -> Result<()> {
     .iter()
     .map(|(p, s, t)| ((*p).to_owned(), (*s).to_owned(), (*t).to_owned()))
     .collect();
-    ensure!(got == want, "{got:#?}\n{}", out.stderr);
-    // Each platform's machine ran its own tests.
-    let results: Vec<atex_shared::records::TestResult> = out.records()?;
+    ensure!(got == want, "{got:#?}\n{err}");
+    // Each platform's machines ran its own tests.
+    let Connection::Ssh { port, .. } = &pool.machines()[0].connection else {
+        anyhow::bail!("not an ssh machine");
+    };
     for r in &results {
-        let host = match r.platform.as_str() {
-            "one" => 0,
-            _ => 1,
-        };
-        let Connection::Ssh { port, .. } = &pool.machines()[host].connection else {
-            anyhow::bail!("not an ssh machine");
-        };
-        ensure!(r.machine.ends_with(&format!(":{port}")), "{r:?}");
+        let on_ssh = r.machine.ends_with(&format!(":{port}"));
+        ensure!(on_ssh == (r.platform == "one"), "{r:?}");
     }
+    ensure!(podman.containers()?.is_empty(), "containers left");
     let dirs = stored_dirs(&store)?;
     ensure!(
         dirs.contains("one/b") && !dirs.contains("two/b") && dirs.contains("two/a"),
@@ -301,12 +308,11 @@ fn two_platforms_each_run_every_test_they_enable() -> Result<()> {
         "the summary per platform: {text}"
     );
     // One platform name with two contexts is refused before anything runs.
-    let clash = spec(&pool, 1..2, "--platform one -c distro=two");
-    let out = platforms(&clash, &[])?;
+    let clash = spec(&pool, 0..1, "--platform one -c distro=two");
+    let (code, err, _) = platforms(&clash, &[])?;
     ensure!(
-        out.code == Some(2) && out.stderr.contains("one --platform with two contexts"),
-        "{}",
-        out.stderr
+        code == Some(2) && err.contains("one --platform with two contexts"),
+        "{err}"
     );
     Ok(())
 }
@@ -317,7 +323,7 @@ fn two_platforms_each_run_every_test_they_enable() -> Result<()> {
 fn rerun_failed_runs_exactly_the_tests_that_did_not_pass() -> Result<()> {
     let pool = SshdPool::start(2)?;
     let work = Fixture::new()?;
-    let input = tests(&work.path(), 6, 0.1, &[2, 5]);
+    let input = tests(&work.path(), 6, 0.1, &[2, 5])?;
     let provision = spec(&pool, 0..2, "");
     let (first, a1) = (work.path().join("first"), work.path().join("a1"));
     let out = orchestrate(&args(&provision, Some(&first), &a1, &[]), &input)?;
@@ -343,7 +349,7 @@ fn rerun_failed_runs_exactly_the_tests_that_did_not_pass() -> Result<()> {
 fn max_fail_stops_starting_tests_on_ssh_machines() -> Result<()> {
     let pool = SshdPool::start(2)?;
     let work = Fixture::new()?;
-    let input = tests(&work.path(), 10, 0.3, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    let input = tests(&work.path(), 10, 0.3, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])?;
     let provision = spec(&pool, 0..2, "");
     let artifacts = work.path().join("artifacts");
     let limits = ["--max-fail", "2", "--order", "input"].map(OsStr::new);
