@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use atex_provision::cli::Command;
+use atex_provision::libvirt::Libvirt;
 use atex_provision::local::Local;
 use atex_provision::podman::Podman;
 use atex_provision::ssh::Ssh;
@@ -61,8 +62,17 @@ pub struct Spec {
     /// see [`run::run_platforms`](crate::run::run_platforms)); 0 when the
     /// run has one.
     pub group: usize,
-    /// Podman: the image or rootfs is checked before the run starts.
-    podman: Option<Arc<Podman>>,
+    /// What is checked before the run starts.
+    check: Option<Check>,
+}
+
+/// A provisioner's checks before anything is provisioned.
+#[derive(Clone)]
+enum Check {
+    /// The image or rootfs exists.
+    Podman(Arc<Podman>),
+    /// The hypervisor answers, the image exists, the accelerator.
+    Libvirt(Arc<Libvirt>),
 }
 
 impl std::fmt::Debug for Spec {
@@ -96,7 +106,7 @@ impl Spec {
             platform: None,
             context: Vec::new(),
             group: 0,
-            podman: None,
+            check: None,
         }
     }
 
@@ -123,7 +133,7 @@ impl Spec {
             source,
         };
         let mut platform = None;
-        let (provisioner, max, common, podman): (Arc<dyn Provisioner>, usize, _, _) =
+        let (provisioner, max, common, check): (Arc<dyn Provisioner>, usize, _, _) =
             match cli.command {
                 Command::Local { args, common } => {
                     let max = local_max.or(common.count).unwrap_or(1);
@@ -141,7 +151,22 @@ impl Spec {
                 Command::Podman { args, common } => {
                     platform.clone_from(&args.platform);
                     let podman = Arc::new(Podman::new(&args).map_err(refused)?);
-                    (podman.clone(), args.max, common, Some(podman))
+                    (
+                        podman.clone(),
+                        args.max,
+                        common,
+                        Some(Check::Podman(podman)),
+                    )
+                }
+                Command::Libvirt { args, common } => {
+                    platform.clone_from(&args.platform);
+                    let libvirt = Arc::new(Libvirt::new(&args).map_err(refused)?);
+                    (
+                        libvirt.clone(),
+                        args.max,
+                        common,
+                        Some(Check::Libvirt(libvirt)),
+                    )
                 }
                 Command::TestingFarm { args, common } => {
                     platform.clone_from(&args.platform);
@@ -178,15 +203,16 @@ impl Spec {
             platform,
             context: common.context,
             group: 0,
-            podman,
+            check,
         })
     }
 
     /// Checks a provisioner can make before any machine is asked for (a
     /// podman image that does not exist); an `Invalid` error is bad input.
     pub async fn check(&self) -> Result<(), ProvisionError> {
-        match &self.podman {
-            Some(podman) => podman.check().await,
+        match &self.check {
+            Some(Check::Podman(podman)) => podman.check().await,
+            Some(Check::Libvirt(libvirt)) => libvirt.check().await,
             None => Ok(()),
         }
     }

@@ -13,6 +13,7 @@ use atex_shared::records::Machine;
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::oneshot;
 
+use crate::libvirt::{self, Libvirt};
 use crate::local::{self, Local};
 use crate::podman::{self, Podman};
 use crate::pool::{Pool, PoolOptions};
@@ -84,6 +85,17 @@ pub enum Command {
         /// Options of the podman provisioner.
         #[command(flatten)]
         args: podman::Args,
+        /// Options every provisioner takes.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Virtual machines on a libvirt hypervisor (this machine's, or another
+    /// host's through qemu+ssh://), each a transient domain on a
+    /// copy-on-write overlay of the image, reached over ssh.
+    Libvirt {
+        /// Options of the libvirt provisioner.
+        #[command(flatten)]
+        args: libvirt::Args,
         /// Options every provisioner takes.
         #[command(flatten)]
         common: Common,
@@ -464,6 +476,7 @@ fn read_records(files: &[PathBuf]) -> Result<Vec<Machine>, String> {
 fn check_record(machine: &Machine, tf: &testing_farm::ReleaseArgs) -> Result<(), ProvisionError> {
     match machine.provisioner.as_str() {
         "podman" => podman::check_release(machine),
+        "libvirt" => libvirt::check_release(machine),
         "testing-farm" => testing_farm::check_release(machine, tf),
         _ => Ok(()),
     }
@@ -605,10 +618,32 @@ async fn release_record(
         "local" => Ok(()),
         "ssh" => ssh::release_record(machine).await,
         "podman" => podman::release_record(machine).await,
+        "libvirt" => libvirt::release_record(machine).await,
         "testing-farm" => testing_farm::release_record(machine, tf).await,
         other => Err(ProvisionError::Invalid(format!(
             "unknown provisioner '{other}'"
         ))),
+    }
+}
+
+/// Reserve from `provisioner`, which holds its machines, once its checks
+/// passed (`checked`): a check that refused its input is exit 2, one that
+/// could not ask is exit 3; nothing is reserved then.
+async fn reserve_checked(
+    provisioner: impl Provisioner,
+    checked: Result<(), ProvisionError>,
+    common: &Common,
+) -> u8 {
+    match checked {
+        Ok(()) => {
+            let count = common.count.unwrap_or(1);
+            reserve(Arc::new(provisioner), count, common, true).await
+        }
+        Err(ProvisionError::Invalid(message)) => invalid(message),
+        Err(e) => {
+            log(&format!("error: {}: {e}", provisioner.kind()));
+            exit::INFRA
+        }
     }
 }
 
@@ -640,17 +675,17 @@ pub fn run(cli: Cli) -> u8 {
                 Err(e) => invalid(e),
             },
             Command::Podman { args, common } => match Podman::new(&args) {
-                Ok(provisioner) => match provisioner.check().await {
-                    Ok(()) => {
-                        let count = common.count.unwrap_or(1);
-                        reserve(Arc::new(provisioner), count, &common, true).await
-                    }
-                    Err(ProvisionError::Invalid(message)) => invalid(message),
-                    Err(e) => {
-                        log(&format!("error: podman: {e}"));
-                        exit::INFRA
-                    }
-                },
+                Ok(provisioner) => {
+                    let checked = provisioner.check().await;
+                    reserve_checked(provisioner, checked, &common).await
+                }
+                Err(e) => invalid(e),
+            },
+            Command::Libvirt { args, common } => match Libvirt::new(&args) {
+                Ok(provisioner) => {
+                    let checked = provisioner.check().await;
+                    reserve_checked(provisioner, checked, &common).await
+                }
                 Err(e) => invalid(e),
             },
             Command::TestingFarm { args, common } => match TestingFarm::new(&args) {

@@ -14,6 +14,7 @@
 
 mod child;
 pub mod cli;
+pub mod libvirt;
 pub mod local;
 pub mod podman;
 mod pool;

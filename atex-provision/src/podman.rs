@@ -470,7 +470,7 @@ impl Podman {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Err(ProvisionError::Cancelled),
-                banner = wait_for_banner(host, *port, deadline) => banner?,
+                banner = wait_for_banner(host, *port, deadline, READY_TIMEOUT) => banner?,
             }
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -753,11 +753,13 @@ async fn published_port(release: &Release) -> Result<u16, ProvisionError> {
 }
 
 /// Wait until `host:port` greets with an ssh banner (sshd is up, not just
-/// the port forward), polling until `deadline`.
-async fn wait_for_banner(
+/// the port forward), polling until `deadline` (`within` from the start,
+/// for the message).
+pub(crate) async fn wait_for_banner(
     host: &str,
     port: u16,
     deadline: tokio::time::Instant,
+    within: Duration,
 ) -> Result<(), ProvisionError> {
     loop {
         let addr = (host.to_owned(), port);
@@ -771,7 +773,7 @@ async fn wait_for_banner(
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(ProvisionError::Timeout(format!(
-                "no ssh banner on {host}:{port} within {READY_TIMEOUT:?}"
+                "no ssh banner on {host}:{port} within {within:?}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -821,14 +823,14 @@ async fn container_logs(release: &Release) -> String {
 }
 
 /// The last `n` lines of `bytes`, lossily decoded, joined with ` | `.
-fn last_lines(bytes: &[u8], n: usize) -> String {
+pub(crate) fn last_lines(bytes: &[u8], n: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 /// `atex-` and ten random hex digits.
-fn new_name() -> String {
+pub(crate) fn new_name() -> String {
     use std::hash::{BuildHasher, Hasher};
     static SERIAL: AtomicU64 = AtomicU64::new(0);
     // RandomState is seeded randomly per process; the serial and the clock
