@@ -4,9 +4,11 @@
 #
 #   scripts/install-deps.sh              test tools: cargo-nextest, python3, GNU time,
 #                                        openssh-server/-client, rsync, podman, runc, catatonit,
-#                                        chromium, chromium-driver, man-db; podman's
-#                                        /etc/containers/containers.conf and the
-#                                        localhost/sut image when missing
+#                                        chromium, chromium-driver, man-db, tmux, libvirt,
+#                                        qemu, mmdebstrap; podman's
+#                                        /etc/containers/containers.conf, a running
+#                                        libvirtd, the VM image and the localhost/sut
+#                                        image when missing
 #   scripts/install-deps.sh --fmf-venv   also python fmf 1.7.0 in .venv-fmf and
 #                                        Python ATEX 1.2 in .venv-atex (only the
 #                                        benchmark comparisons use them)
@@ -109,6 +111,52 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 CONF
+fi
+
+# The libvirt provisioner's tests (tests/tests/libvirt.rs) boot virtual
+# machines: libvirt (virsh, libvirtd with its qemu driver), qemu, and
+# mmdebstrap for the guest image (`make vm-image`). Debian's
+# qemu-system-x86 wants the qemu-utils of its own build (the security
+# archive's may be older): both are pinned to qemu-system-x86's candidate.
+vm_pkgs=()
+if ! command -v virsh >/dev/null 2>&1; then vm_pkgs+=(libvirt-clients); fi
+if [ ! -x /usr/sbin/libvirtd ]; then
+    vm_pkgs+=(libvirt-daemon-system libvirt-daemon-driver-qemu)
+fi
+if ! command -v mmdebstrap >/dev/null 2>&1; then vm_pkgs+=(mmdebstrap); fi
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1; then
+    # The candidate is known once the package lists are fresh.
+    apt_install --dry-run qemu-system-x86 >/dev/null
+    qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ { print $2 }')
+    if [ -n "$qemu_version" ] && [ "$qemu_version" != "(none)" ]; then
+        vm_pkgs+=("qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version")
+    else
+        vm_pkgs+=(qemu-system-x86 qemu-utils)
+    fi
+fi
+if [ ${#vm_pkgs[@]} -gt 0 ]; then
+    apt_install "${vm_pkgs[@]}"
+fi
+# libvirtd and virtlogd: started by systemd where it runs, else here (a
+# container without systemd), each only when not answering already.
+if [ "$(id -u)" -eq 0 ] && command -v virsh >/dev/null 2>&1 \
+    && ! virsh -c qemu:///system version >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ]; then
+        log "starting libvirtd (systemctl)"
+        systemctl start virtlogd libvirtd
+    else
+        log "starting virtlogd and libvirtd (no systemd here)"
+        pgrep -x virtlogd >/dev/null || virtlogd -d
+        libvirtd -d
+        for _ in $(seq 50); do
+            virsh -c qemu:///system version >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+    fi
+fi
+# The guest image, cached outside the tree (~/.cache/atex/vm-image).
+if [ "$(id -u)" -eq 0 ] && command -v mmdebstrap >/dev/null 2>&1; then
+    bash "$here/scripts/vm-image.sh" >/dev/null
 fi
 
 # The image tests (tests/tests/sut_image.rs) run localhost/sut, the image

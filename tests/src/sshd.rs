@@ -32,6 +32,8 @@ const INSTALL_HINT: &str =
 #[derive(Debug)]
 pub struct SshdPool {
     servers: Vec<Sshd>,
+    /// The login the servers accept.
+    user: String,
     client_key: PathBuf,
     // Holds keys, configs, pid files and logs; removed after the servers stop.
     dir: tempfile::TempDir,
@@ -52,10 +54,16 @@ impl SshdPool {
     /// shows its `SSH-` banner. Fails (with an install hint) when sshd or
     /// ssh-keygen is missing.
     pub fn start(count: usize) -> Result<SshdPool> {
+        ensure_user()?;
+        SshdPool::start_with_login(count, TEST_USER)
+    }
+
+    /// [`SshdPool::start`], the servers accepting only `user` (root for
+    /// what needs root on the far side: a qemu+ssh:// hypervisor).
+    pub fn start_with_login(count: usize, user: &str) -> Result<SshdPool> {
         sshd_path()?;
         require_program("ssh-keygen")?;
         require_program("ssh")?;
-        ensure_user()?;
         std::fs::create_dir_all("/run/sshd").context("failed to create /run/sshd")?;
         let dir = tempfile::Builder::new()
             .prefix("atex-sshd-")
@@ -73,11 +81,12 @@ impl SshdPool {
         set_mode(&authorized, 0o644)?;
         let mut pool = SshdPool {
             servers: Vec::new(),
+            user: user.to_owned(),
             client_key,
             dir,
         };
         for index in 0..count {
-            let server = Sshd::start(pool.dir.path(), index, &host_key, &authorized)?;
+            let server = Sshd::start(pool.dir.path(), index, &host_key, &authorized, user)?;
             pool.servers.push(server);
         }
         Ok(pool)
@@ -106,7 +115,7 @@ impl SshdPool {
             connection: Connection::Ssh {
                 host: "127.0.0.1".into(),
                 port: server.port,
-                user: TEST_USER.into(),
+                user: self.user.clone(),
                 identity_file: Some(self.client_key.clone()),
                 options: Default::default(),
             },
@@ -117,7 +126,13 @@ impl SshdPool {
 }
 
 impl Sshd {
-    fn start(dir: &Path, index: usize, host_key: &Path, authorized: &Path) -> Result<Sshd> {
+    fn start(
+        dir: &Path,
+        index: usize,
+        host_key: &Path,
+        authorized: &Path,
+        user: &str,
+    ) -> Result<Sshd> {
         let mut last_error = None;
         // A free port can be taken between probing and binding; retry.
         for _ in 0..3 {
@@ -131,7 +146,8 @@ impl Sshd {
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
                      AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
                      PubkeyAuthentication yes\nPasswordAuthentication no\n\
-                     KbdInteractiveAuthentication no\nAllowUsers {TEST_USER}\n\
+                     KbdInteractiveAuthentication no\nAllowUsers {user}\n\
+                     PermitRootLogin prohibit-password\n\
                      MaxSessions 200\nMaxStartups 100\nUseDNS no\nPrintMotd no\n\
                      LogLevel ERROR\nSubsystem sftp internal-sftp\n",
                     host_key.display(),
