@@ -3,7 +3,7 @@
 //! test run has built already). Then, as the person who installed it: the
 //! five tools run by name from `PREFIX/bin` on PATH, `man -l` renders
 //! each tool's page, and bash's completion of each tool is defined once
-//! its file is sourced.
+//! its file is sourced; the same tree in a clean container.
 
 use std::process::Command;
 
@@ -100,5 +100,41 @@ fn make_install_puts_tools_man_pages_and_completions_in_place() -> Result<()> {
             .is_file(),
         "no page for atex-provision podman"
     );
+    in_a_clean_container(&prefix)
+}
+
+/// The installed tree in a clean Debian container (`localhost/sut`, which
+/// `make sut-image` builds: nothing of this project or of Rust in it, no
+/// network): every tool runs by name from PATH and bash completes it once
+/// its file is sourced. (The image has no man-db: the pages are rendered
+/// above, on this machine.)
+fn in_a_clean_container(prefix: &std::path::Path) -> Result<()> {
+    let podman = atex_tests::podman::PodmanConf::new()?;
+    let mut script = String::from("set -e; export PATH=/opt/atex/bin:/usr/bin:/bin\n");
+    for tool in TOOLS {
+        script.push_str(&format!(
+            "{tool} --version\n. /opt/atex/share/bash-completion/completions/{tool}\n\
+             complete -p {tool}\n"
+        ));
+    }
+    let out = ok(
+        Command::new("podman")
+            .env("CONTAINERS_CONF", podman.path())
+            .args(["run", "--rm", "--network", "none", "--pull", "never", "-v"])
+            .arg(format!("{}:/opt/atex:ro", prefix.display()))
+            .args(["localhost/sut", "bash", "-c", &script]),
+        "the installed tools in a clean localhost/sut container (make sut-image builds it)",
+    )?;
+    for tool in TOOLS {
+        ensure!(
+            out.lines().any(|l| l.starts_with(&format!("{tool} "))),
+            "{tool} --version: {out}"
+        );
+        ensure!(
+            out.lines()
+                .any(|l| l.starts_with("complete ") && l.ends_with(&format!(" {tool}"))),
+            "complete -p {tool}: {out}"
+        );
+    }
     Ok(())
 }
