@@ -36,8 +36,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -187,6 +185,8 @@ pub struct TfServer {
     url: String,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    /// Ends the HTTP server (axum's graceful shutdown).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
     guest: SshdPool,
 }
@@ -206,7 +206,8 @@ impl TfServer {
             Some(atex_shared::records::Connection::Ssh { port, .. }) => *port,
             _ => anyhow::bail!("the guest sshd has no port"),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").context("failed to bind the server")?;
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").context("failed to bind the server")?;
         listener
             .set_nonblocking(true)
             .context("failed to make the listener non-blocking")?;
@@ -223,10 +224,13 @@ impl TfServer {
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel();
         {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+            let state = Arc::clone(&state);
             threads.push(std::thread::spawn(move || {
-                accept_loop(&listener, &state, &stop)
+                if let Err(e) = serve(listener, state, stopped) {
+                    eprintln!("tf_server: the HTTP server stopped: {e}");
+                }
             }));
         }
         {
@@ -242,6 +246,7 @@ impl TfServer {
             url,
             state,
             stop,
+            shutdown: Some(shutdown),
             threads,
             guest,
         })
@@ -320,6 +325,9 @@ impl TfServer {
 impl Drop for TfServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -423,18 +431,86 @@ fn tick(state: &mut State) {
     }
 }
 
-fn accept_loop(listener: &TcpListener, state: &Arc<Mutex<State>>, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let state = Arc::clone(state);
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &state);
-                });
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
+/// Serve HTTP on `listener` with axum (one handler for every path and
+/// method: [`route`] decides) until `stopped` fires.
+fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<Mutex<State>>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = axum::Router::new()
+            .fallback(exchange)
+            .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
+            .with_state(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    })
+}
+
+/// One exchange: the request as [`route`] reads it, recorded in
+/// [`State::seen`], answered (a successful POST after
+/// [`Config::post_delay`]).
+async fn exchange(
+    axum::extract::State(state): axum::extract::State<Arc<Mutex<State>>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let http = Http {
+        method: method.to_string(),
+        path: uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| uri.path().to_owned()),
+        headers: headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let (answer, delay) = {
+        let mut state = lock(&state);
+        let answer = route(&mut state, &http);
+        state.seen.push(Seen {
+            method: http.method.clone(),
+            path: http.path.clone(),
+            authorization: http.headers.get("authorization").cloned(),
+            range: http.headers.get("range").cloned(),
+            body: String::from_utf8_lossy(&http.body).into_owned(),
+            status: answer.status,
+        });
+        let slow = http.method == "POST" && answer.status == 200;
+        (answer, slow.then_some(state.config.post_delay))
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
+    let mut response = axum::response::Response::builder()
+        .status(answer.status)
+        .header("content-type", answer.content_type)
+        .header("connection", "close");
+    for (name, value) in &answer.headers {
+        response = response.header(*name, value);
+    }
+    // hyper leaves the body out of a HEAD answer, its length in.
+    response
+        .body(axum::body::Body::from(answer.body))
+        .unwrap_or_else(|e| {
+            let mut failed = axum::response::Response::new(axum::body::Body::from(e.to_string()));
+            *failed.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+            failed
+        })
 }
 
 struct Http {
@@ -463,105 +539,6 @@ impl Answer {
 
     fn message(status: u16, message: &str) -> Answer {
         Answer::json(status, &json!({ "message": message }))
-    }
-}
-
-/// One exchange per connection (`Connection: close`).
-fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let Some(http) = read_request(&mut reader)? else {
-        return Ok(());
-    };
-    let (answer, delay) = {
-        let mut state = lock(state);
-        let answer = route(&mut state, &http);
-        state.seen.push(Seen {
-            method: http.method.clone(),
-            path: http.path.clone(),
-            authorization: http.headers.get("authorization").cloned(),
-            range: http.headers.get("range").cloned(),
-            body: String::from_utf8_lossy(&http.body).into_owned(),
-            status: answer.status,
-        });
-        let slow = http.method == "POST" && answer.status == 200;
-        (answer, slow.then_some(state.config.post_delay))
-    };
-    if let Some(delay) = delay {
-        std::thread::sleep(delay);
-    }
-    let mut out = stream;
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        answer.status,
-        reason(answer.status),
-        answer.content_type,
-        answer.body.len()
-    );
-    for (name, value) in &answer.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    out.write_all(head.as_bytes())?;
-    if http.method != "HEAD" {
-        out.write_all(&answer.body)?;
-    }
-    out.flush()
-}
-
-fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Http>> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-        return Ok(None);
-    };
-    let (method, path) = (method.to_owned(), path.to_owned());
-    let mut headers = HashMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 {
-            break;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-        }
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length.min(16 * 1024 * 1024)];
-    reader.read_exact(&mut body)?;
-    Ok(Some(Http {
-        method,
-        path,
-        headers,
-        body,
-    }))
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        206 => "Partial Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        416 => "Range Not Satisfiable",
-        429 => "Too Many Requests",
-        503 => "Service Unavailable",
-        _ => "Status",
     }
 }
 
