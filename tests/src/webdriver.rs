@@ -1,16 +1,17 @@
-//! A minimal WebDriver client for driving headless Chromium through
-//! ChromeDriver in the HTML report tests: HTTP/1.1 JSON over a std
-//! `TcpStream` to a chromedriver started on 127.0.0.1 (a free port), stopped
-//! by its pid on drop. Chromium runs headless with a fresh profile and no
-//! background networking.
+//! Headless Chromium through ChromeDriver for the HTML report tests, driven
+//! with fantoccini (a maintained WebDriver client) on a runtime of its own,
+//! behind a small blocking API. The chromedriver is started on 127.0.0.1 (a
+//! free port) and stopped by its pid on drop; Chromium runs headless with a
+//! fresh profile and no background networking.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use fantoccini::elements::{Element, ElementRef};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -22,8 +23,8 @@ const INSTALL_HINT: &str =
 #[derive(Debug)]
 pub struct Browser {
     driver: Child,
-    port: u16,
-    session: String,
+    runtime: tokio::runtime::Runtime,
+    client: Option<Client>,
     _profile: tempfile::TempDir,
 }
 
@@ -52,147 +53,107 @@ impl Browser {
             .prefix("atex-chromium-")
             .tempdir()
             .context("failed to create a profile dir")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to start a runtime for the WebDriver client")?;
         let mut browser = Browser {
             driver,
-            port,
-            session: String::new(),
+            runtime,
+            client: None,
             _profile: profile,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while browser.request("GET", "/status", None).is_err() {
-            if Instant::now() > deadline {
-                bail!("chromedriver did not answer on port {port} within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
         let profile_arg = format!("--user-data-dir={}", browser._profile.path().display());
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".to_owned(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
                 "binary": CHROMIUM,
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                          "--no-first-run", "--disable-background-networking",
                          "--disable-component-update", "--disable-sync",
                          "--window-size=1280,900", profile_arg],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = browser.runtime.block_on(async {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            loop {
+                match ClientBuilder::new(connector.clone())
+                    .capabilities(caps.clone())
+                    .connect(&url)
+                    .await
+                {
+                    Ok(client) => return Ok(client),
+                    Err(e) if Instant::now() > deadline => {
+                        return Err(anyhow::anyhow!(
+                            "no Chromium session from chromedriver on port {port} within 20 s: {e}"
+                        ));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
             }
-        }}});
-        let value = browser
-            .request("POST", "/session", Some(&caps))
-            .context("failed to start a Chromium session")?;
-        browser.session = value["sessionId"]
-            .as_str()
-            .context("no sessionId in the new-session answer")?
-            .to_owned();
+        })?;
+        browser.client = Some(client);
         Ok(browser)
     }
 
-    /// One WebDriver command; returns its `value`.
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))
-            .with_context(|| format!("failed to connect to chromedriver on port {}", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.port,
-            body.len()
-        )?;
-        let mut reader = BufReader::new(stream);
-        let mut status_line = String::new();
-        reader.read_line(&mut status_line)?;
-        let code: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .with_context(|| format!("bad HTTP status line {status_line:?}"))?;
-        let mut length = None;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header)?;
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = header.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse::<usize>().ok();
-            }
-        }
-        let mut data = Vec::new();
-        match length {
-            Some(n) => {
-                data.resize(n, 0);
-                reader.read_exact(&mut data)?;
-            }
-            None => {
-                reader.read_to_end(&mut data)?;
-            }
-        }
-        let value: Value = serde_json::from_slice(&data)
-            .with_context(|| format!("chromedriver answered {code} with non-JSON"))?;
-        if code >= 400 {
-            bail!("{method} {path}: HTTP {code}: {}", value["value"]);
-        }
-        Ok(value["value"].clone())
-    }
-
-    fn session_path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
+    fn client(&self) -> Result<&Client> {
+        self.client
+            .as_ref()
+            .context("the browser session is closed")
     }
 
     /// Navigate to `url` (e.g. a `file://` URL).
     pub fn goto(&self, url: &str) -> Result<()> {
-        self.request(
-            "POST",
-            &self.session_path("/url"),
-            Some(&json!({"url": url})),
-        )?;
-        Ok(())
+        let client = self.client()?;
+        self.runtime
+            .block_on(client.goto(url))
+            .with_context(|| format!("go to {url}"))
     }
 
-    /// Run `script` (a function body; `return` gives the value) with `args`.
+    /// Run `script` (a function body; `return` gives the value) with `args`
+    /// (a JSON array, or one value).
     pub fn execute(&self, script: &str, args: Value) -> Result<Value> {
-        self.request(
-            "POST",
-            &self.session_path("/execute/sync"),
-            Some(&json!({"script": script, "args": args})),
-        )
+        let args = match args {
+            Value::Array(args) => args,
+            Value::Null => Vec::new(),
+            one => vec![one],
+        };
+        let client = self.client()?;
+        self.runtime
+            .block_on(client.execute(script, args))
+            .context("execute a script in the page")
     }
 
     /// The id of the first element matching the CSS `selector`.
     pub fn find(&self, selector: &str) -> Result<String> {
-        let value = self.request(
-            "POST",
-            &self.session_path("/element"),
-            Some(&json!({"using": "css selector", "value": selector})),
-        )?;
-        value
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .with_context(|| format!("no element id for {selector}"))
+        let client = self.client()?;
+        let element = self
+            .runtime
+            .block_on(client.find(Locator::Css(selector)))
+            .with_context(|| format!("no element for {selector}"))?;
+        Ok(element.element_id().into())
     }
 
     /// Click the element `id`.
     pub fn click(&self, id: &str) -> Result<()> {
-        self.request(
-            "POST",
-            &self.session_path(&format!("/element/{id}/click")),
-            Some(&json!({})),
-        )?;
-        Ok(())
+        let element =
+            Element::from_element_id(self.client()?.clone(), ElementRef::from(id.to_owned()));
+        self.runtime
+            .block_on(element.click())
+            .with_context(|| format!("click element {id}"))
     }
 
     /// Take a screenshot, save it as `path` (PNG) and return its bytes.
     pub fn screenshot(&self, path: &Path) -> Result<Vec<u8>> {
-        use base64::Engine;
-        let value = self.request("GET", &self.session_path("/screenshot"), None)?;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(value.as_str().context("screenshot is not a string")?)
-            .context("screenshot is not base64")?;
+        let client = self.client()?;
+        let png = self
+            .runtime
+            .block_on(client.screenshot())
+            .context("take a screenshot")?;
         std::fs::write(path, &png)
             .with_context(|| format!("failed to write {}", path.display()))?;
         Ok(png)
@@ -201,8 +162,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let _ = self.request("DELETE", &self.session_path(""), None);
+        if let Some(client) = self.client.take() {
+            let _ = self.runtime.block_on(client.close());
         }
         // Only the chromedriver this value started, by its pid.
         let _ = self.driver.kill();
