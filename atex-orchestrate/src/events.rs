@@ -101,6 +101,8 @@ pub enum Event {
         /// runs ([`RunConfig::expected`](crate::run::RunConfig::expected)),
         /// else its `duration`.
         expected: Duration,
+        /// `expected` was measured (earlier runs), not its `duration` limit.
+        measured: bool,
     },
     /// A test's attempt ended.
     TestEnded {
@@ -132,6 +134,8 @@ pub enum Event {
         attempt: u32,
         /// How long it is expected to take (as in [`Event::TestStarted`]).
         expected: Duration,
+        /// `expected` was measured (as in [`Event::TestStarted`]).
+        measured: bool,
     },
     /// A machine runs no further test: it is released once its session
     /// is closed.
@@ -246,12 +250,16 @@ pub struct Running {
     pub started: Instant,
     /// How long it is expected to take.
     pub expected: Duration,
+    /// `expected` was measured in earlier runs; otherwise it is the
+    /// test's `duration`, a limit.
+    pub measured: bool,
 }
 
 impl Running {
-    /// It runs past its expected duration (before its `duration` stops it).
+    /// It runs past its measured expected duration (before its
+    /// `duration` stops it).
     pub fn slow(&self) -> bool {
-        !self.expected.is_zero() && self.started.elapsed() > self.expected
+        self.measured && !self.expected.is_zero() && self.started.elapsed() > self.expected
     }
 }
 
@@ -308,6 +316,9 @@ pub struct Snapshot {
     /// among the machines set up or being set up. `None` while there is
     /// no machine.
     pub eta: Option<Duration>,
+    /// Some test's expected duration is only its `duration` limit (no
+    /// earlier run measured it): the ETA is then an upper bound.
+    pub eta_bound: bool,
 }
 
 /// `1h02m`, `3m05s`, `42s`: a duration for people, to the second.
@@ -346,7 +357,8 @@ impl fmt::Display for Snapshot {
             write!(f, ", {} closing", m.closing)?;
         }
         if let Some(eta) = self.eta {
-            write!(f, "; ETA {}", human(eta))?;
+            let bound = if self.eta_bound { "at most " } else { "" };
+            write!(f, "; ETA {bound}{}", human(eta))?;
         }
         Ok(())
     }
@@ -367,6 +379,8 @@ struct State {
     queued: usize,
     /// The expected durations of the tests not started yet.
     work: Duration,
+    /// How many of those are `duration` limits, not measured.
+    unmeasured: usize,
     /// Running tests by machine.
     running: IndexMap<String, Running>,
     done: Done,
@@ -411,9 +425,13 @@ impl State {
                 test,
                 attempt,
                 expected,
+                measured,
             } => {
                 self.queued = self.queued.saturating_sub(1);
                 self.work = self.work.saturating_sub(*expected);
+                if !measured {
+                    self.unmeasured = self.unmeasured.saturating_sub(1);
+                }
                 self.machines.insert(machine.clone(), MachineState::Busy);
                 self.running.insert(
                     machine.clone(),
@@ -423,6 +441,7 @@ impl State {
                         machine: machine.clone(),
                         started: Instant::now(),
                         expected: *expected,
+                        measured: *measured,
                     },
                 );
             }
@@ -456,9 +475,14 @@ impl State {
                     Some(Verdict::Infra) => self.done.infra += 1,
                 }
             }
-            Event::RerunQueued { expected, .. } => {
+            Event::RerunQueued {
+                expected, measured, ..
+            } => {
                 self.queued += 1;
                 self.work += *expected;
+                if !measured {
+                    self.unmeasured += 1;
+                }
                 self.reruns += 1;
             }
             Event::Warning { .. } | Event::Interrupted { .. } | Event::Stopped { .. } => {}
@@ -501,6 +525,7 @@ impl State {
             reruns: self.reruns,
             machines,
             eta,
+            eta_bound: self.unmeasured > 0 || self.running.values().any(|r| !r.measured),
         }
     }
 }
@@ -542,14 +567,16 @@ impl Monitor {
         self.lock().snapshot()
     }
 
-    /// A run starts with `queued` tests, expected to take `work` in all:
-    /// the counts start again.
-    pub(crate) fn start(&self, queued: usize, work: Duration) {
+    /// A run starts with `queued` tests, expected to take `work` in all,
+    /// `unmeasured` of them only known by their `duration` limit: the
+    /// counts start again.
+    pub(crate) fn start(&self, queued: usize, work: Duration, unmeasured: usize) {
         let mut state = self.lock();
         let subscribers = std::mem::take(&mut state.subscribers);
         *state = State {
             queued,
             work,
+            unmeasured,
             subscribers,
             ..State::default()
         };
@@ -599,6 +626,7 @@ mod tests {
             test: test.into(),
             attempt: 0,
             expected: Duration::from_secs(10),
+            measured: true,
         }
     }
 
@@ -612,7 +640,7 @@ mod tests {
     #[test]
     fn the_snapshot_follows_the_events() {
         let monitor = Monitor::new();
-        monitor.start(2, Duration::from_secs(20));
+        monitor.start(2, Duration::from_secs(20), 0);
         let mut events = monitor.subscribe();
         monitor.emit(Event::MachinesRequested { spec: 0, count: 2 });
         monitor.emit(Event::MachineReserved {
@@ -640,6 +668,7 @@ mod tests {
             test: "/a".into(),
             attempt: 1,
             expected: Duration::from_secs(10),
+            measured: true,
         });
         monitor.emit(started("m1", "/b"));
         monitor.emit(ended("m1", "/b", Verdict::Infra, false));

@@ -175,15 +175,20 @@ impl Expected {
     }
 
     /// How long `test` is expected to take on `platform`: its median
-    /// ([`Expected::on`]), else its `duration`.
+    /// ([`Expected::on`]) and `true`, else its `duration` (a limit) and
+    /// `false`.
     pub fn or_duration(
         &self,
         platform: Option<&str>,
         test: &atex_shared::records::Test,
-    ) -> std::time::Duration {
-        self.on(platform, &test.name)
+    ) -> (std::time::Duration, bool) {
+        match self
+            .on(platform, &test.name)
             .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
-            .unwrap_or(std::time::Duration::from_secs(test.duration))
+        {
+            Some(measured) => (measured, true),
+            None => (std::time::Duration::from_secs(test.duration), false),
+        }
     }
 
     /// How many tests have an expected duration.

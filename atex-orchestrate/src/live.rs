@@ -108,7 +108,8 @@ impl View {
             msg.push_str(&format!(", {} flaky", d.flaky));
         }
         if let Some(eta) = snapshot.eta {
-            msg.push_str(&format!(" · ETA {}", human(eta)));
+            let bound = if snapshot.eta_bound { "≤" } else { "" };
+            msg.push_str(&format!(" · ETA {bound}{}", human(eta)));
         }
         self.progress.set_message(msg);
         let m = &snapshot.machines;
@@ -145,8 +146,11 @@ impl View {
                 r.test,
                 human(r.started.elapsed())
             );
-            if !r.expected.is_zero() {
-                line.push_str(&format!(" / ~{}", human(r.expected)));
+            // A measured expectation, or the `duration` limit.
+            match (r.measured, r.expected.is_zero()) {
+                (true, _) => line.push_str(&format!(" / ~{}", human(r.expected))),
+                (false, false) => line.push_str(&format!(" / ≤{}", human(r.expected))),
+                (false, true) => {}
             }
             if r.attempt > 0 {
                 line.push_str(&format!(" (attempt {})", r.attempt));

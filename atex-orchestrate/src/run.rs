@@ -407,7 +407,7 @@ async fn worker(
         ran = true;
         let name = queued.test.name.clone();
         let attempt = queued.attempt;
-        let expected = shared
+        let (expected, measured) = shared
             .expected
             .or_duration(queued.platform.as_deref(), &queued.test);
         monitor.emit(Event::TestStarted {
@@ -415,6 +415,7 @@ async fn worker(
             test: name.clone(),
             attempt,
             expected,
+            measured,
         });
         sink.verdict = Verdict::Pass;
         sink.test.1.clone_from(&name);
@@ -490,6 +491,7 @@ async fn worker(
                     test: name,
                     attempt: attempt + 1,
                     expected,
+                    measured,
                 });
             }
         }
@@ -667,12 +669,15 @@ pub async fn run_platforms(
     let sizes: Vec<usize> = groups.iter().map(|g| g.tests.len()).collect();
     let total = sizes.iter().sum();
     let monitor = config.monitor.clone();
-    let work = groups
-        .iter()
-        .flat_map(|g| g.tests.iter().map(|t| (g.platform.as_deref(), t)))
-        .map(|(platform, test)| config.expected.or_duration(platform, test))
-        .sum();
-    monitor.start(total, work);
+    let (mut work, mut unmeasured) = (std::time::Duration::ZERO, 0);
+    for group in &groups {
+        for test in &group.tests {
+            let (expected, measured) = config.expected.or_duration(group.platform.as_deref(), test);
+            work += expected;
+            unmeasured += usize::from(!measured);
+        }
+    }
+    monitor.start(total, work, unmeasured);
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
     let (interrupt_tx, interrupt_rx) = watch::channel(None);
     let closed = Arc::new(AtomicBool::new(false));
