@@ -1,6 +1,10 @@
 // Rows are [platform, status, test, subtest, files, note, dir, seconds]
-// and, for a test that ran more than once, {attempts, flaky, earlier};
-// rendered a page at a time so a million-result store stays usable.
+// and, for a test that ran more than once, {attempts, flaky, earlier}.
+// ROWS starts with the page's own rows; the others are in ROW_CHUNKS files
+// ROWS_DIR/000001.js ... (each calls ATEX_ROWS), loaded one after another
+// only when needed: a filter or "show more" wants more matches than the
+// rows loaded give, or a sort needs them all. Matches are rendered a page
+// at a time, so a million-result store stays usable.
 (function () {
   const PAGE = 1000;
   const body = document.querySelector('#results tbody');
@@ -10,8 +14,15 @@
   const platform = document.getElementById('platform');
   const name = document.getElementById('name');
   const flakyOnly = document.getElementById('flaky-only');
+  let loadedChunks = 0;
+  let loading = false;
+  let failed = null;
   let matches = [];
+  let scanned = 0;
   let shown = 0;
+  let wanted = PAGE;
+  let sort = null; // {col, dir}
+  let filter = null;
   function href(dir, file) {
     return (dir + '/' + file).split('/').map(encodeURIComponent).join('/');
   }
@@ -22,68 +33,172 @@
     tr.appendChild(td);
     return td;
   }
-  function render(upto) {
+  function mark(parent, cls, text, title) {
+    const span = document.createElement('span');
+    span.className = cls;
+    span.textContent = text;
+    if (title) span.title = title;
+    parent.appendChild(span);
+  }
+  // The same rule as the summary's (report::is_timeout).
+  function timedOut(r) {
+    return r[1] === 'infra' && typeof r[5] === 'string' && r[5].includes('duration timeout reached');
+  }
+  // Seconds, one format: always one decimal.
+  function seconds(v) {
+    return typeof v === 'number' ? v.toFixed(1) : '';
+  }
+  function allLoaded() {
+    return loadedChunks >= ROW_CHUNKS;
+  }
+  function row(r) {
+    const tr = document.createElement('tr');
+    tr.dataset.status = r[1] || '';
+    cell(tr, r[0]);
+    const st = cell(tr, r[1] === null ? '(none)' : r[1], 'status st-' + (r[1] || ''));
+    if (timedOut(r)) {
+      tr.dataset.timeout = '';
+      mark(st, 'timeout', 'timeout', 'stopped at the end of its duration');
+    }
+    const runs = r[8];
+    if (runs) {
+      tr.dataset.attempts = runs.attempts;
+      if (runs.flaky) {
+        tr.dataset.flaky = '';
+        mark(st, 'flaky', 'flaky', 'earlier: ' + runs.earlier.map(s => s === null ? '(none)' : s).join(', '));
+      }
+      mark(st, 'attempts', runs.attempts + ' attempts');
+    }
+    cell(tr, r[2]);
+    cell(tr, r[3]);
+    cell(tr, r[5]);
+    const files = cell(tr, null, 'files');
+    for (const f of r[4]) {
+      const a = document.createElement('a');
+      a.href = href(r[6], f);
+      a.textContent = f;
+      files.appendChild(a);
+    }
+    cell(tr, seconds(r[7]), 'seconds');
+    return tr;
+  }
+  function say() {
+    let text = 'showing ' + shown + ' of ' + matches.length + ' matching results';
+    if (allLoaded()) {
+      text += ' (' + ROWS.length + ' in all)';
+    } else {
+      text += ' in the first ' + ROWS.length + ' rows read (more are read as they are needed)';
+    }
+    if (loading) text += ', reading more...';
+    if (sort && !allLoaded()) text += ', reading every row to sort';
+    if (failed) text += '; failed to read ' + failed;
+    count.textContent = text;
+    more.hidden = shown >= matches.length && allLoaded();
+  }
+  function render() {
     const frag = document.createDocumentFragment();
-    for (; shown < upto && shown < matches.length; shown++) {
-      const r = ROWS[matches[shown]];
-      const tr = document.createElement('tr');
-      tr.dataset.status = r[1] || '';
-      cell(tr, r[0]);
-      const st = cell(tr, r[1] === null ? '(none)' : r[1], 'status st-' + (r[1] || ''));
-      const runs = r[8];
-      if (runs) {
-        tr.dataset.attempts = runs.attempts;
-        if (runs.flaky) {
-          tr.dataset.flaky = '';
-          const mark = document.createElement('span');
-          mark.className = 'flaky';
-          mark.textContent = 'flaky';
-          mark.title = 'earlier: ' + runs.earlier.map(s => s === null ? '(none)' : s).join(', ');
-          st.appendChild(mark);
-        }
-        const n = document.createElement('span');
-        n.className = 'attempts';
-        n.textContent = runs.attempts + ' attempts';
-        st.appendChild(n);
-      }
-      cell(tr, r[2]);
-      cell(tr, r[3]);
-      cell(tr, r[5]);
-      const files = cell(tr, null, 'files');
-      for (const f of r[4]) {
-        const a = document.createElement('a');
-        a.href = href(r[6], f);
-        a.textContent = f;
-        files.appendChild(a);
-      }
-      cell(tr, r[7]);
-      frag.appendChild(tr);
+    for (; shown < wanted && shown < matches.length; shown++) {
+      frag.appendChild(row(ROWS[matches[shown]]));
     }
     body.appendChild(frag);
-    count.textContent = 'showing ' + shown + ' of ' + matches.length + ' matching results (' + ROWS.length + ' in all)';
-    more.hidden = shown >= matches.length;
+    say();
   }
-  function apply() {
-    const statuses = new Set(boxes.filter(b => b.checked).map(b => b.value));
-    const p = platform.value;
-    const n = name.value.toLowerCase();
-    matches = [];
-    for (let i = 0; i < ROWS.length; i++) {
-      const r = ROWS[i];
-      if (!statuses.has(r[1] || '')) continue;
-      if (p && r[0] !== p) continue;
-      if (flakyOnly && flakyOnly.checked && !(r[8] && r[8].flaky)) continue;
-      if (n && !(r[2].toLowerCase().includes(n) || (r[3] || '').toLowerCase().includes(n))) continue;
-      matches.push(i);
+  function matchesFilter(r) {
+    const f = filter;
+    if (!f.statuses.has(r[1] || '')) return false;
+    if (f.platform && r[0] !== f.platform) return false;
+    if (f.flaky && !(r[8] && r[8].flaky)) return false;
+    if (f.name && !(r[2].toLowerCase().includes(f.name) || (r[3] || '').toLowerCase().includes(f.name))) return false;
+    return true;
+  }
+  function scan() {
+    for (; scanned < ROWS.length; scanned++) {
+      if (matchesFilter(ROWS[scanned])) matches.push(scanned);
     }
+  }
+  function sortMatches() {
+    const {col, dir} = sort;
+    const key = i => {
+      const v = ROWS[i][col];
+      return v === null || v === undefined ? '' : v;
+    };
+    matches.sort((a, b) => {
+      const x = key(a), y = key(b);
+      const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+      return c !== 0 ? dir * c : a - b;
+    });
+  }
+  // Read the next chunk when more rows are needed and none is on its way.
+  function need() {
+    const short = matches.length < wanted || sort !== null;
+    if (!short || allLoaded() || loading || failed) return;
+    loading = true;
+    const script = document.createElement('script');
+    const n = loadedChunks + 1;
+    script.src = ROWS_DIR + '/' + String(n).padStart(6, '0') + '.js';
+    script.onerror = () => {
+      loading = false;
+      failed = script.src;
+      say();
+    };
+    document.head.appendChild(script);
+    say();
+  }
+  window.ATEX_ROWS = function (n, rows) {
+    for (const r of rows) ROWS.push(r);
+    loadedChunks = n;
+    loading = false;
+    scan();
+    if (sort) {
+      if (allLoaded()) {
+        sortMatches();
+        body.textContent = '';
+        shown = 0;
+        render();
+      }
+    } else {
+      render();
+    }
+    need();
+    say();
+  };
+  function apply() {
+    filter = {
+      statuses: new Set(boxes.filter(b => b.checked).map(b => b.value)),
+      platform: platform.value,
+      flaky: flakyOnly && flakyOnly.checked,
+      name: name.value.toLowerCase(),
+    };
+    matches = [];
+    scanned = 0;
+    scan();
+    if (sort && allLoaded()) sortMatches();
     body.textContent = '';
     shown = 0;
-    render(PAGE);
+    wanted = PAGE;
+    if (!sort || allLoaded()) render();
+    need();
+    say();
+  }
+  for (const th of document.querySelectorAll('#results th[data-sort]')) {
+    th.classList.add('sortable');
+    th.addEventListener('click', () => {
+      const col = Number(th.dataset.sort);
+      const dir = sort && sort.col === col ? -sort.dir : 1;
+      sort = {col, dir};
+      for (const other of document.querySelectorAll('#results th[data-sort]')) other.dataset.dir = '';
+      th.dataset.dir = dir > 0 ? 'up' : 'down';
+      apply();
+    });
   }
   for (const b of boxes) b.addEventListener('change', apply);
   platform.addEventListener('change', apply);
   if (flakyOnly) flakyOnly.addEventListener('change', apply);
   name.addEventListener('input', apply);
-  more.addEventListener('click', () => render(shown + PAGE));
+  more.addEventListener('click', () => {
+    wanted = shown + PAGE;
+    render();
+    need();
+  });
   apply();
 })();

@@ -469,9 +469,118 @@ pub fn write_junit(path: &Path, platforms: &[(&str, &Totals, &Path)]) -> io::Res
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
 
+/// The result rows `index.html` holds itself; the others are in
+/// [`ROWS_DIR`], loaded by the page when they are needed.
+pub const PAGE_ROWS: usize = 2000;
+
+/// The result rows in each file of [`ROWS_DIR`].
+pub const CHUNK_ROWS: usize = 20_000;
+
+/// The directory beside `index.html` with the rows past the first
+/// [`PAGE_ROWS`]: `000001.js`, `000002.js`, ... of [`CHUNK_ROWS`] rows each
+/// (`ATEX_ROWS(n, [...]);`).
+pub const ROWS_DIR: &str = "rows";
+
+/// Stream up to `n` lines from `reader` into `out` (`None`: only count
+/// them), a line never held whole (one can be tens of megabytes); the
+/// lines and bytes passed.
+fn pass_lines(
+    reader: &mut impl io::BufRead,
+    mut out: Option<&mut dyn Write>,
+    n: usize,
+) -> io::Result<(usize, u64)> {
+    let (mut lines, mut bytes) = (0, 0u64);
+    while lines < n {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let (take, ended) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if let Some(out) = out.as_deref_mut() {
+            out.write_all(&buf[..take])?;
+        }
+        reader.consume(take);
+        bytes += take as u64;
+        lines += usize::from(ended);
+    }
+    Ok((lines, bytes))
+}
+
+/// Write the rows `reader` has left into [`ROWS_DIR`] beside `page`, in
+/// files of [`CHUNK_ROWS`] (one already there with the same length is
+/// left as it is: rows are only ever appended), and remove chunk files
+/// past the last; returns how many there are.
+fn write_row_chunks(
+    page: &Path,
+    reader: &mut io::BufReader<File>,
+) -> io::Result<usize> {
+    use std::io::Seek;
+    let dir = page.with_file_name(ROWS_DIR);
+    let mut chunks = 0;
+    loop {
+        let start = reader.stream_position()?;
+        let (lines, bytes) = pass_lines(reader, None, CHUNK_ROWS)?;
+        if lines == 0 {
+            break;
+        }
+        chunks += 1;
+        if chunks == 1 {
+            std::fs::create_dir_all(&dir)?;
+        }
+        let head = format!("ATEX_ROWS({chunks}, [\n");
+        let tail = b"]);\n";
+        let path = dir.join(format!("{chunks:06}.js"));
+        let len = (head.len() + tail.len()) as u64 + bytes;
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == len) {
+            continue;
+        }
+        let end = reader.stream_position()?;
+        reader.seek(io::SeekFrom::Start(start))?;
+        write_atomically(&path, |out| {
+            out.write_all(head.as_bytes())?;
+            pass_lines(reader, Some(out), lines)?;
+            out.write_all(tail)
+        })?;
+        reader.seek(io::SeekFrom::Start(end))?;
+    }
+    clear_chunks(&dir, chunks)?;
+    Ok(chunks)
+}
+
+/// Remove the chunk files of `dir` numbered past `last`.
+fn clear_chunks(dir: &Path, last: usize) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let number = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".js"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if number.is_some_and(|n| n > last) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Write `index.html`: the totals table (plain HTML), the filters, and the
-/// result rows from the part file, shown by the page's own script.
+/// result rows, shown by the page's own script: the first [`PAGE_ROWS`]
+/// in the page, the others in [`ROWS_DIR`] files the page loads when a
+/// filter, a sort or "show more" needs them (so the page of a
+/// million-result store stays small).
 pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io::Result<()> {
+    let mut reader = match File::open(rows) {
+        Ok(file) => Some(io::BufReader::with_capacity(1 << 16, file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
     write_atomically(path, |out| {
         let mut all = Totals::default();
         for (_, t) in platforms {
@@ -545,10 +654,19 @@ pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io
             push_html(&mut h, name);
             h.extend_from_slice(b"</option>");
         }
-        h.extend_from_slice(b"</select></label>\n<label>name <input id=\"name\" type=\"search\" placeholder=\"substring of test or subtest\"></label>\n</form>\n<p id=\"count\"></p>\n<table id=\"results\"><thead><tr><th>platform</th><th>status</th><th>test</th><th>subtest</th><th>note</th><th>files</th><th>seconds</th></tr></thead><tbody></tbody></table>\n<p><button id=\"more\" type=\"button\" hidden>show more</button></p>\n<noscript>The result table needs JavaScript; the totals above do not.</noscript>\n<script>\nconst ROWS = [\n");
+        h.extend_from_slice(b"</select></label>\n<label>name <input id=\"name\" type=\"search\" placeholder=\"substring of test or subtest\"></label>\n</form>\n<p id=\"count\"></p>\n<table id=\"results\"><thead><tr><th>platform</th><th data-sort=\"1\">status</th><th data-sort=\"2\">test</th><th>subtest</th><th>note</th><th>files</th><th data-sort=\"7\">seconds</th></tr></thead><tbody></tbody></table>\n<p><button id=\"more\" type=\"button\" hidden>show more</button></p>\n<noscript>The result table needs JavaScript; the totals above do not.</noscript>\n<script>\nconst ROWS = [\n");
         out.write_all(&h)?;
-        copy_part(rows, out)?;
-        out.write_all(b"];\n")?;
+        let chunks = match &mut reader {
+            Some(reader) => {
+                pass_lines(reader, Some(&mut *out), PAGE_ROWS)?;
+                write_row_chunks(path, reader)?
+            }
+            None => 0,
+        };
+        if chunks == 0 {
+            clear_chunks(&path.with_file_name(ROWS_DIR), 0)?;
+        }
+        let _ = write!(out, "];\nconst ROW_CHUNKS = {chunks};\nconst ROWS_DIR = '{ROWS_DIR}';\n");
         out.write_all(SCRIPT.as_bytes())?;
         out.write_all(b"</script>\n</body></html>\n")
     })
