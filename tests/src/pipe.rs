@@ -109,6 +109,19 @@ pub fn spawn_exec(args: &[&OsStr], stdin: Stdio) -> Result<Child> {
         .context("start atex-exec")
 }
 
+/// Start `atex-aggregate --output DIR` reading a pipe the caller writes
+/// (stdout to /dev/null, stderr piped).
+pub fn spawn_aggregate(dir: &std::path::Path) -> Result<Child> {
+    Command::new(bin_path("atex-aggregate")?)
+        .arg("--output")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("failed to start atex-aggregate")
+}
+
 /// Kill `child` by its pid and reap it.
 pub fn stop(child: &mut Child) {
     let _ = Command::new("kill")

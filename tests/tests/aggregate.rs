@@ -284,14 +284,7 @@ struct Ingest {
 
 impl Ingest {
     fn start(dir: &Path) -> Result<Ingest> {
-        let mut child = Command::new(bin_path("atex-aggregate")?)
-            .arg("--output")
-            .arg(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("failed to start atex-aggregate")?;
+        let mut child = atex_tests::pipe::spawn_aggregate(dir)?;
         let stdin = child.stdin.take().context("stdin")?;
         let mut err = child.stderr.take().context("stderr")?;
         let stderr = std::thread::spawn(move || {

@@ -5,12 +5,11 @@
 //! the rows, the timeout mark and the one seconds format.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use atex_tests::Fixture;
 use atex_tests::webdriver::{Browser, file_url};
-use atex_tests::{Fixture, bin_path};
 use serde_json::json;
 
 const RESULTS: usize = 1_000_000;
@@ -18,13 +17,7 @@ const RESULTS: usize = 1_000_000;
 /// A store of [`RESULTS`] results: one fail in 1000, one timeout, the
 /// others pass; durations vary.
 fn big_store(dir: &std::path::Path) -> Result<()> {
-    let mut child = Command::new(bin_path("atex-aggregate")?)
-        .arg("--output")
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = atex_tests::pipe::spawn_aggregate(dir)?;
     let mut stdin = child.stdin.take().context("stdin")?;
     let feeder = std::thread::spawn(move || -> std::io::Result<()> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut stdin);
