@@ -294,6 +294,8 @@ pub struct Aggregator {
     policy: FilePolicy,
     results: ResultsWriter,
     rows: Part,
+    /// The timeline's part file (one line per result, as `rows`).
+    timeline: Part,
     parts: PathBuf,
     platforms: Vec<Platform>,
     last_platform: usize,
@@ -393,6 +395,7 @@ impl Aggregator {
             results: ResultsWriter::open(&results_path, compression)
                 .map_err(io_err("open", &results_path))?,
             rows: Part::open(parts.join("rows.js"))?,
+            timeline: Part::open(parts.join(crate::timeline::PART))?,
             dir: dir.clone(),
             format: config.format,
             policy: config.files.clone(),
@@ -424,6 +427,8 @@ impl Aggregator {
     fn recover(&mut self, path: &Path, compression: Compression) -> Result<(), Error> {
         let rows_have =
             store::trim_lines(&self.rows.path, None).map_err(io_err("read", &self.rows.path))?;
+        let timeline_have = store::trim_lines(&self.timeline.path, None)
+            .map_err(io_err("read", &self.timeline.path))?;
         let mut junit_have: Vec<u64> = Vec::new();
         let mut index = 0u64;
         self.refresh_attempts();
@@ -504,6 +509,10 @@ impl Aggregator {
                 if index > rows_have {
                     report::html_row(&mut this.rows.pending, &row);
                 }
+                // What the crash lost of the timeline is not in the line.
+                if index > timeline_have {
+                    crate::timeline::push_unknown(&mut this.timeline.pending);
+                }
                 Ok(())
             })?
         };
@@ -546,6 +555,8 @@ impl Aggregator {
         // results) are cut back.
         store::trim_lines(&self.rows.path, Some(back.lines))
             .map_err(io_err("trim", &self.rows.path))?;
+        store::trim_lines(&self.timeline.path, Some(back.lines))
+            .map_err(io_err("trim", &self.timeline.path))?;
         for p in &mut self.platforms {
             store::trim_lines(&p.junit.path, Some(p.totals.tests))
                 .map_err(io_err("trim", &p.junit.path))?;
@@ -795,6 +806,10 @@ impl Aggregator {
         if self.rows.pending.len() > HOLD_MAX {
             self.rows.flush()?;
         }
+        crate::timeline::push_entry(&mut self.timeline.pending, r, status);
+        if self.timeline.pending.len() > HOLD_MAX {
+            self.timeline.flush()?;
+        }
         let plat = &mut self.platforms[p];
         reserve(&mut plat.junit.pending);
         report::junit_testcase(&mut plat.junit.pending, &row);
@@ -829,6 +844,7 @@ impl Aggregator {
         let path = self.results.path().to_path_buf();
         self.results.flush().map_err(io_err("write", &path))?;
         self.rows.flush()?;
+        self.timeline.flush()?;
         for p in &mut self.platforms {
             p.junit.flush()?;
         }
@@ -852,7 +868,15 @@ impl Aggregator {
             .iter()
             .map(|p| (p.name.as_str(), &p.totals))
             .collect();
-        report::write_html(&html, &plats, &self.rows.path).map_err(io_err("write", &html))
+        report::write_html(&html, &plats, &self.rows.path).map_err(io_err("write", &html))?;
+        // The earlier attempts of rerun tests are bars too.
+        let earlier = self
+            .dir
+            .join(crate::attempts::DIR)
+            .join(PARTS_DIR)
+            .join(crate::timeline::PART);
+        crate::timeline::write(&self.dir, &[&self.timeline.path, &earlier])
+            .map_err(io_err("write", &self.dir.join(crate::timeline::FILE)))
     }
 
     /// The totals of the whole store.

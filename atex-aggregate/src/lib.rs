@@ -12,5 +12,6 @@ pub mod record;
 pub mod report;
 pub mod store;
 pub mod summary;
+pub mod timeline;
 
 pub use cli::{Cli, main};

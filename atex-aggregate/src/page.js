@@ -202,3 +202,78 @@
   });
   apply();
 })();
+
+// The timeline: timeline.js (ATEX_TIMELINE) is read when it is opened.
+// Entries are [machine, started, seconds, status, test, attempt] (0 for a
+// result that is not a test's own); one row per machine, in the order
+// they started, one bar per attempt.
+(function () {
+  const MAX_BARS = 50000;
+  const details = document.getElementById('timeline');
+  const view = document.getElementById('timeline-view');
+  if (!details || !view) return;
+  let asked = false;
+  function draw(all) {
+    const bars = all.filter(e => Array.isArray(e));
+    view.textContent = '';
+    if (bars.length === 0) {
+      view.textContent = 'no test attempt with a machine and a start time';
+      return;
+    }
+    let min = Infinity, max = -Infinity;
+    const machines = new Map();
+    for (const e of bars) {
+      const start = Date.parse(e[1]);
+      if (isNaN(start)) continue;
+      const end = start + (e[2] || 0) * 1000;
+      if (start < min) min = start;
+      if (end > max) max = end;
+      if (!machines.has(e[0])) machines.set(e[0], {first: start, bars: []});
+      const m = machines.get(e[0]);
+      if (start < m.first) m.first = start;
+      m.bars.push([start, end, e]);
+    }
+    const span = Math.max(max - min, 1);
+    const rows = Array.from(machines.entries()).sort((a, b) => a[1].first - b[1].first);
+    const note = document.createElement('p');
+    note.textContent = bars.length + ' attempts on ' + rows.length + ' machines over ' + (span / 1000).toFixed(1) + ' s';
+    if (bars.length > MAX_BARS) note.textContent += ' (the first ' + MAX_BARS + ' drawn)';
+    view.appendChild(note);
+    let drawn = 0;
+    for (const [machine, m] of rows) {
+      const row = document.createElement('div');
+      row.className = 'tl-row';
+      const label = document.createElement('span');
+      label.className = 'tl-machine';
+      label.textContent = machine;
+      label.title = machine;
+      row.appendChild(label);
+      const lane = document.createElement('div');
+      lane.className = 'tl-lane';
+      for (const [start, end, e] of m.bars) {
+        if (drawn >= MAX_BARS) break;
+        drawn++;
+        const bar = document.createElement('div');
+        bar.className = 'tl-bar st-' + (e[3] || 'none');
+        bar.style.left = ((start - min) / span * 100) + '%';
+        bar.style.width = ((end - start) / span * 100) + '%';
+        bar.dataset.test = e[4];
+        bar.dataset.attempt = e[5];
+        bar.title = e[4] + (e[5] ? ' (attempt ' + e[5] + ')' : '') + ': ' + (e[3] === null ? '(no status)' : e[3]) + ', ' + Number(e[2]).toFixed(1) + ' s';
+        lane.appendChild(bar);
+      }
+      row.appendChild(lane);
+      view.appendChild(row);
+    }
+  }
+  window.ATEX_TIMELINE = draw;
+  details.addEventListener('toggle', () => {
+    if (!details.open || asked) return;
+    asked = true;
+    view.textContent = 'reading timeline.js...';
+    const script = document.createElement('script');
+    script.src = 'timeline.js';
+    script.onerror = () => { view.textContent = 'timeline.js could not be read'; };
+    document.head.appendChild(script);
+  });
+})();

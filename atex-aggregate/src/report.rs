@@ -513,10 +513,7 @@ fn pass_lines(
 /// files of [`CHUNK_ROWS`] (one already there with the same length is
 /// left as it is: rows are only ever appended), and remove chunk files
 /// past the last; returns how many there are.
-fn write_row_chunks(
-    page: &Path,
-    reader: &mut io::BufReader<File>,
-) -> io::Result<usize> {
+fn write_row_chunks(page: &Path, reader: &mut io::BufReader<File>) -> io::Result<usize> {
     use std::io::Seek;
     let dir = page.with_file_name(ROWS_DIR);
     let mut chunks = 0;
@@ -628,7 +625,7 @@ pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io
         if platforms.len() > 1 {
             rows_of("all", &all, &mut h);
         }
-        h.extend_from_slice(b"</tbody></table>\n<form id=\"filters\" onsubmit=\"return false\">\n<fieldset id=\"status-filter\"><legend>status</legend>\n");
+        h.extend_from_slice(b"</tbody></table>\n<details id=\"timeline\"><summary>timeline: a row per machine, a bar per test attempt</summary><div id=\"timeline-view\"></div></details>\n<form id=\"filters\" onsubmit=\"return false\">\n<fieldset id=\"status-filter\"><legend>status</legend>\n");
         for (s, n) in &all.statuses {
             h.extend_from_slice(
                 b"<label><input type=\"checkbox\" checked name=\"status\" value=\"",
@@ -666,7 +663,10 @@ pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io
         if chunks == 0 {
             clear_chunks(&path.with_file_name(ROWS_DIR), 0)?;
         }
-        let _ = write!(out, "];\nconst ROW_CHUNKS = {chunks};\nconst ROWS_DIR = '{ROWS_DIR}';\n");
+        let _ = write!(
+            out,
+            "];\nconst ROW_CHUNKS = {chunks};\nconst ROWS_DIR = '{ROWS_DIR}';\n"
+        );
         out.write_all(SCRIPT.as_bytes())?;
         out.write_all(b"</script>\n</body></html>\n")
     })
