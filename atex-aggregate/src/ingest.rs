@@ -509,9 +509,8 @@ impl Aggregator {
                 if index > rows_have {
                     report::html_row(&mut this.rows.pending, &row);
                 }
-                // What the crash lost of the timeline is not in the line.
                 if index > timeline_have {
-                    crate::timeline::push_unknown(&mut this.timeline.pending);
+                    crate::timeline::push_recovered(&mut this.timeline.pending, text);
                 }
                 Ok(())
             })?
@@ -862,21 +861,21 @@ impl Aggregator {
             .map(|p| (p.name.as_str(), &p.totals, p.junit.path.as_path()))
             .collect();
         report::write_junit(&junit, &suites).map_err(io_err("write", &junit))?;
-        let html = self.dir.join("index.html");
-        let plats: Vec<_> = self
-            .platforms
-            .iter()
-            .map(|p| (p.name.as_str(), &p.totals))
-            .collect();
-        report::write_html(&html, &plats, &self.rows.path).map_err(io_err("write", &html))?;
         // The earlier attempts of rerun tests are bars too.
         let earlier = self
             .dir
             .join(crate::attempts::DIR)
             .join(PARTS_DIR)
             .join(crate::timeline::PART);
-        crate::timeline::write(&self.dir, &[&self.timeline.path, &earlier])
-            .map_err(io_err("write", &self.dir.join(crate::timeline::FILE)))
+        let timeline = crate::timeline::write(&self.dir, &self.timeline.path, &earlier)
+            .map_err(io_err("write", &self.dir.join(crate::timeline::DIR)))?;
+        let html = self.dir.join("index.html");
+        let plats: Vec<_> = self
+            .platforms
+            .iter()
+            .map(|p| (p.name.as_str(), &p.totals))
+            .collect();
+        report::write_html(&html, &plats, &self.rows.path, timeline).map_err(io_err("write", &html))
     }
 
     /// The totals of the whole store.

@@ -203,46 +203,67 @@
   apply();
 })();
 
-// The timeline: timeline.js (ATEX_TIMELINE) is read when it is opened.
-// Entries are [machine, started, seconds, status, test, attempt] (0 for a
-// result that is not a test's own); one row per machine, in the order
-// they started, one bar per attempt.
+// The timeline: TIMELINE.chunks files TIMELINE.dir/000001.js ... (the
+// store's attempts) and TIMELINE.earlier files earlier-000001.js ... (the
+// earlier attempts of rerun tests), each calling ATEX_TIMELINE(kind, n,
+// entries), read one after another when the timeline is first opened.
+// An entry is [machine, started, seconds, status, test, attempt], or 0
+// for a result that is not a test's own with a machine and a start. One
+// row per machine, in the order they started; one bar per attempt.
 (function () {
   const MAX_BARS = 50000;
   const details = document.getElementById('timeline');
   const view = document.getElementById('timeline-view');
-  if (!details || !view) return;
+  if (!details || !view || typeof TIMELINE === 'undefined') return;
+  const files = [];
+  for (let n = 1; n <= TIMELINE.chunks; n++) files.push([0, n, String(n).padStart(6, '0') + '.js']);
+  for (let n = 1; n <= TIMELINE.earlier; n++) files.push([1, n, 'earlier-' + String(n).padStart(6, '0') + '.js']);
+  const machines = new Map();
+  let bars = 0, min = Infinity, max = -Infinity;
+  let next = 0;
   let asked = false;
-  function draw(all) {
-    const bars = all.filter(e => Array.isArray(e));
-    view.textContent = '';
-    if (bars.length === 0) {
-      view.textContent = 'no test attempt with a machine and a start time';
-      return;
-    }
-    let min = Infinity, max = -Infinity;
-    const machines = new Map();
-    for (const e of bars) {
+  function add(kind, entries) {
+    for (const e of entries) {
+      if (!Array.isArray(e)) continue;
       const start = Date.parse(e[1]);
       if (isNaN(start)) continue;
-      const end = start + (e[2] || 0) * 1000;
+      const end = start + Math.max(Number(e[2]) || 0, 0) * 1000;
       if (start < min) min = start;
       if (end > max) max = end;
-      if (!machines.has(e[0])) machines.set(e[0], {first: start, bars: []});
-      const m = machines.get(e[0]);
+      let m = machines.get(e[0]);
+      if (!m) {
+        m = {first: start, bars: []};
+        machines.set(e[0], m);
+      }
       if (start < m.first) m.first = start;
-      m.bars.push([start, end, e]);
+      m.bars.push([start, end, e, kind]);
+      bars++;
+    }
+  }
+  function title(e, kind) {
+    let t = e[4] + (e[5] ? ' (attempt ' + e[5] + ')' : '') + ': ' + (e[3] === null ? '(no status)' : e[3]);
+    t += ', ' + Number(e[2]).toFixed(1) + ' s, on ' + e[0] + ', from ' + e[1];
+    if (kind === 1) t += ' (rerun later)';
+    return t;
+  }
+  function draw() {
+    view.textContent = '';
+    if (bars === 0) {
+      view.textContent = 'no test attempt with a machine and a start time';
+      return;
     }
     const span = Math.max(max - min, 1);
     const rows = Array.from(machines.entries()).sort((a, b) => a[1].first - b[1].first);
     const note = document.createElement('p');
-    note.textContent = bars.length + ' attempts on ' + rows.length + ' machines over ' + (span / 1000).toFixed(1) + ' s';
-    if (bars.length > MAX_BARS) note.textContent += ' (the first ' + MAX_BARS + ' drawn)';
+    note.textContent = bars + ' attempts on ' + rows.length + ' machines, ' + (span / 1000).toFixed(1) + ' s from ' + new Date(min).toISOString();
+    if (bars > MAX_BARS) note.textContent += ' (the first ' + MAX_BARS + ' drawn)';
     view.appendChild(note);
     let drawn = 0;
+    const frag = document.createDocumentFragment();
     for (const [machine, m] of rows) {
       const row = document.createElement('div');
       row.className = 'tl-row';
+      row.dataset.machine = machine;
       const label = document.createElement('span');
       label.className = 'tl-machine';
       label.textContent = machine;
@@ -250,7 +271,8 @@
       row.appendChild(label);
       const lane = document.createElement('div');
       lane.className = 'tl-lane';
-      for (const [start, end, e] of m.bars) {
+      m.bars.sort((a, b) => a[0] - b[0]);
+      for (const [start, end, e, kind] of m.bars) {
         if (drawn >= MAX_BARS) break;
         drawn++;
         const bar = document.createElement('div');
@@ -259,21 +281,35 @@
         bar.style.width = ((end - start) / span * 100) + '%';
         bar.dataset.test = e[4];
         bar.dataset.attempt = e[5];
-        bar.title = e[4] + (e[5] ? ' (attempt ' + e[5] + ')' : '') + ': ' + (e[3] === null ? '(no status)' : e[3]) + ', ' + Number(e[2]).toFixed(1) + ' s';
+        if (kind === 1) bar.dataset.earlier = '';
+        bar.title = title(e, kind);
         lane.appendChild(bar);
       }
       row.appendChild(lane);
-      view.appendChild(row);
+      frag.appendChild(row);
     }
+    view.appendChild(frag);
   }
-  window.ATEX_TIMELINE = draw;
+  // Read the next file, or draw when all are read.
+  function read() {
+    if (next >= files.length) {
+      draw();
+      return;
+    }
+    view.textContent = 'reading the timeline (' + (next + 1) + ' of ' + files.length + ')...';
+    const script = document.createElement('script');
+    script.src = TIMELINE.dir + '/' + files[next][2];
+    script.onerror = () => { view.textContent = 'failed to read ' + script.src; };
+    document.head.appendChild(script);
+  }
+  window.ATEX_TIMELINE = function (kind, n, entries) {
+    add(kind, entries);
+    next++;
+    read();
+  };
   details.addEventListener('toggle', () => {
     if (!details.open || asked) return;
     asked = true;
-    view.textContent = 'reading timeline.js...';
-    const script = document.createElement('script');
-    script.src = 'timeline.js';
-    script.onerror = () => { view.textContent = 'timeline.js could not be read'; };
-    document.head.appendChild(script);
+    read();
   });
 })();

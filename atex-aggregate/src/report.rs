@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::attempts::{Earlier, Reruns};
 use crate::record::{push_json_str, write_atex_line};
@@ -483,13 +483,14 @@ pub const ROWS_DIR: &str = "rows";
 
 /// Stream up to `n` lines from `reader` into `out` (`None`: only count
 /// them), a line never held whole (one can be tens of megabytes); the
-/// lines and bytes passed.
+/// lines and the bytes of those lines passed (an unended last line, of a
+/// file still being written, is not counted).
 fn pass_lines(
     reader: &mut impl io::BufRead,
     mut out: Option<&mut dyn Write>,
     n: usize,
 ) -> io::Result<(usize, u64)> {
-    let (mut lines, mut bytes) = (0, 0u64);
+    let (mut lines, mut bytes, mut partial) = (0, 0u64, 0u64);
     while lines < n {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
@@ -503,76 +504,111 @@ fn pass_lines(
             out.write_all(&buf[..take])?;
         }
         reader.consume(take);
-        bytes += take as u64;
-        lines += usize::from(ended);
+        partial += take as u64;
+        if ended {
+            lines += 1;
+            bytes += partial;
+            partial = 0;
+        }
     }
     Ok((lines, bytes))
 }
 
-/// Write the rows `reader` has left into [`ROWS_DIR`] beside `page`, in
-/// files of [`CHUNK_ROWS`] (one already there with the same length is
-/// left as it is: rows are only ever appended), and remove chunk files
-/// past the last; returns how many there are.
-fn write_row_chunks(page: &Path, reader: &mut io::BufReader<File>) -> io::Result<usize> {
-    use std::io::Seek;
-    let dir = page.with_file_name(ROWS_DIR);
-    let mut chunks = 0;
-    loop {
-        let start = reader.stream_position()?;
-        let (lines, bytes) = pass_lines(reader, None, CHUNK_ROWS)?;
-        if lines == 0 {
-            break;
-        }
-        chunks += 1;
-        if chunks == 1 {
-            std::fs::create_dir_all(&dir)?;
-        }
-        let head = format!("ATEX_ROWS({chunks}, [\n");
-        let tail = b"]);\n";
-        let path = dir.join(format!("{chunks:06}.js"));
-        let len = (head.len() + tail.len()) as u64 + bytes;
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() == len) {
-            continue;
-        }
-        let end = reader.stream_position()?;
-        reader.seek(io::SeekFrom::Start(start))?;
-        write_atomically(&path, |out| {
-            out.write_all(head.as_bytes())?;
-            pass_lines(reader, Some(out), lines)?;
-            out.write_all(tail)
-        })?;
-        reader.seek(io::SeekFrom::Start(end))?;
-    }
-    clear_chunks(&dir, chunks)?;
-    Ok(chunks)
+/// A series of chunk files in one directory: `<prefix>000001.js`, ...,
+/// each `<call><n>, [\n<lines>]);` with up to `lines` lines of a part
+/// file; the page loads them one after another when it needs them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chunks<'a> {
+    /// The directory, beside `index.html`.
+    pub dir: &'a Path,
+    /// What each file's name starts with.
+    pub prefix: &'a str,
+    /// The start of each file: the function it calls and its first
+    /// arguments, up to the chunk number (`ATEX_ROWS(`).
+    pub call: &'a str,
+    /// Lines in each file.
+    pub lines: usize,
 }
 
-/// Remove the chunk files of `dir` numbered past `last`.
-fn clear_chunks(dir: &Path, last: usize) -> io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let number = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".js"))
-            .and_then(|n| n.parse::<usize>().ok());
-        if number.is_some_and(|n| n > last) {
-            std::fs::remove_file(entry.path())?;
-        }
+impl Chunks<'_> {
+    fn path(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("{}{n:06}.js", self.prefix))
     }
-    Ok(())
+
+    /// Write the lines `reader` has left into the chunk files (one already
+    /// there with the same length is left as it is: part files are only
+    /// ever appended to), and remove the series' files past the last;
+    /// returns how many there are. An unended last line (a part file
+    /// being written by another process) is left for the next time.
+    pub fn write(&self, reader: &mut io::BufReader<File>) -> io::Result<usize> {
+        use std::io::Seek;
+        let mut chunks = 0;
+        loop {
+            let start = reader.stream_position()?;
+            let (lines, bytes) = pass_lines(reader, None, self.lines)?;
+            if lines == 0 {
+                break;
+            }
+            chunks += 1;
+            if chunks == 1 {
+                std::fs::create_dir_all(self.dir)?;
+            }
+            let head = format!("{}{chunks}, [\n", self.call);
+            let tail = b"]);\n";
+            let path = self.path(chunks);
+            let len = (head.len() + tail.len()) as u64 + bytes;
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == len) {
+                continue;
+            }
+            let end = reader.stream_position()?;
+            reader.seek(io::SeekFrom::Start(start))?;
+            write_atomically(&path, |out| {
+                out.write_all(head.as_bytes())?;
+                pass_lines(reader, Some(out), lines)?;
+                out.write_all(tail)
+            })?;
+            reader.seek(io::SeekFrom::Start(end))?;
+        }
+        self.clear(chunks)?;
+        Ok(chunks)
+    }
+
+    /// Remove the series' files numbered past `last`.
+    pub fn clear(&self, last: usize) -> io::Result<()> {
+        let entries = match std::fs::read_dir(self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let number = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(self.prefix))
+                .and_then(|n| n.strip_suffix(".js"))
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<usize>().ok());
+            if number.is_some_and(|n| n > last) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Write `index.html`: the totals table (plain HTML), the filters, and the
 /// result rows, shown by the page's own script: the first [`PAGE_ROWS`]
 /// in the page, the others in [`ROWS_DIR`] files the page loads when a
 /// filter, a sort or "show more" needs them (so the page of a
-/// million-result store stays small).
-pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io::Result<()> {
+/// million-result store stays small); `timeline` says how many timeline
+/// chunk files [`crate::timeline::write`] wrote for the page to load
+/// when its timeline is opened.
+pub fn write_html(
+    path: &Path,
+    platforms: &[(&str, &Totals)],
+    rows: &Path,
+    timeline: crate::timeline::Written,
+) -> io::Result<()> {
     let mut reader = match File::open(rows) {
         Ok(file) => Some(io::BufReader::with_capacity(1 << 16, file)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -653,19 +689,28 @@ pub fn write_html(path: &Path, platforms: &[(&str, &Totals)], rows: &Path) -> io
         }
         h.extend_from_slice(b"</select></label>\n<label>name <input id=\"name\" type=\"search\" placeholder=\"substring of test or subtest\"></label>\n</form>\n<p id=\"count\"></p>\n<table id=\"results\"><thead><tr><th>platform</th><th data-sort=\"1\">status</th><th data-sort=\"2\">test</th><th>subtest</th><th>note</th><th>files</th><th data-sort=\"7\">seconds</th></tr></thead><tbody></tbody></table>\n<p><button id=\"more\" type=\"button\" hidden>show more</button></p>\n<noscript>The result table needs JavaScript; the totals above do not.</noscript>\n<script>\nconst ROWS = [\n");
         out.write_all(&h)?;
+        let series = Chunks {
+            dir: &path.with_file_name(ROWS_DIR),
+            prefix: "",
+            call: "ATEX_ROWS(",
+            lines: CHUNK_ROWS,
+        };
         let chunks = match &mut reader {
             Some(reader) => {
                 pass_lines(reader, Some(&mut *out), PAGE_ROWS)?;
-                write_row_chunks(path, reader)?
+                series.write(reader)?
             }
             None => 0,
         };
         if chunks == 0 {
-            clear_chunks(&path.with_file_name(ROWS_DIR), 0)?;
+            series.clear(0)?;
         }
         let _ = write!(
             out,
-            "];\nconst ROW_CHUNKS = {chunks};\nconst ROWS_DIR = '{ROWS_DIR}';\n"
+            "];\nconst ROW_CHUNKS = {chunks};\nconst ROWS_DIR = '{ROWS_DIR}';\nconst TIMELINE = {{dir: '{}', chunks: {}, earlier: {}}};\n",
+            crate::timeline::DIR,
+            timeline.chunks,
+            timeline.earlier
         );
         out.write_all(SCRIPT.as_bytes())?;
         out.write_all(b"</script>\n</body></html>\n")
