@@ -246,6 +246,35 @@
     if (kind === 1) t += ' (rerun later)';
     return t;
   }
+  // Over MAX_BARS, a machine's attempts are drawn grouped: one bar per
+  // status in each of its GROUPS stretches of time (a single attempt
+  // would be narrower than a pixel anyway), failures on top.
+  const GROUPS = 1000;
+  const ORDER = {pass: 0, skip: 1, info: 1, warn: 2};
+  function grouped(m, span) {
+    const groups = new Map();
+    for (const b of m.bars) {
+      const status = b[2][3] || 'none';
+      const key = Math.floor((b[0] - min) / span * GROUPS) + ' ' + status;
+      const g = groups.get(key);
+      if (g) {
+        g[0] = Math.min(g[0], b[0]);
+        g[1] = Math.max(g[1], b[1]);
+        g[2]++;
+      } else {
+        groups.set(key, [b[0], b[1], 1, status]);
+      }
+    }
+    const rank = s => (s in ORDER ? ORDER[s] : 3);
+    return Array.from(groups.values()).sort((a, b) => rank(a[3]) - rank(b[3]) || a[0] - b[0]);
+  }
+  function bar(start, end, span, status) {
+    const div = document.createElement('div');
+    div.className = 'tl-bar st-' + status;
+    div.style.left = ((start - min) / span * 100) + '%';
+    div.style.width = ((end - start) / span * 100) + '%';
+    return div;
+  }
   function draw() {
     view.textContent = '';
     if (bars === 0) {
@@ -254,11 +283,11 @@
     }
     const span = Math.max(max - min, 1);
     const rows = Array.from(machines.entries()).sort((a, b) => a[1].first - b[1].first);
+    const group = bars > MAX_BARS;
     const note = document.createElement('p');
     note.textContent = bars + ' attempts on ' + rows.length + ' machines, ' + (span / 1000).toFixed(1) + ' s from ' + new Date(min).toISOString();
-    if (bars > MAX_BARS) note.textContent += ' (the first ' + MAX_BARS + ' drawn)';
+    if (group) note.textContent += ' (grouped: a bar per status in each ' + (span / GROUPS / 1000).toFixed(1) + ' s)';
     view.appendChild(note);
-    let drawn = 0;
     const frag = document.createDocumentFragment();
     for (const [machine, m] of rows) {
       const row = document.createElement('div');
@@ -271,19 +300,23 @@
       row.appendChild(label);
       const lane = document.createElement('div');
       lane.className = 'tl-lane';
-      m.bars.sort((a, b) => a[0] - b[0]);
-      for (const [start, end, e, kind] of m.bars) {
-        if (drawn >= MAX_BARS) break;
-        drawn++;
-        const bar = document.createElement('div');
-        bar.className = 'tl-bar st-' + (e[3] || 'none');
-        bar.style.left = ((start - min) / span * 100) + '%';
-        bar.style.width = ((end - start) / span * 100) + '%';
-        bar.dataset.test = e[4];
-        bar.dataset.attempt = e[5];
-        if (kind === 1) bar.dataset.earlier = '';
-        bar.title = title(e, kind);
-        lane.appendChild(bar);
+      if (group) {
+        for (const [start, end, n, status] of grouped(m, span)) {
+          const div = bar(start, end, span, status);
+          div.dataset.attempts = n;
+          div.title = n + ' attempts: ' + status + ', from ' + new Date(start).toISOString() + ' to ' + new Date(end).toISOString();
+          lane.appendChild(div);
+        }
+      } else {
+        m.bars.sort((a, b) => a[0] - b[0]);
+        for (const [start, end, e, kind] of m.bars) {
+          const div = bar(start, end, span, e[3] || 'none');
+          div.dataset.test = e[4];
+          div.dataset.attempt = e[5];
+          if (kind === 1) div.dataset.earlier = '';
+          div.title = title(e, kind);
+          lane.appendChild(div);
+        }
       }
       row.appendChild(lane);
       frag.appendChild(row);
