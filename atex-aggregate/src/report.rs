@@ -496,19 +496,28 @@ fn pass_lines(
         if buf.is_empty() {
             break;
         }
-        let (take, ended) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
+        // Every line the buffer ends, up to the n-th: one scan of the
+        // buffer, not one call per line.
+        let mut take = buf.len();
+        let mut last_end = None;
+        for at in memchr::memchr_iter(b'\n', buf) {
+            lines += 1;
+            last_end = Some(at + 1);
+            if lines == n {
+                take = at + 1;
+                break;
+            }
+        }
         if let Some(out) = out.as_deref_mut() {
             out.write_all(&buf[..take])?;
         }
         reader.consume(take);
-        partial += take as u64;
-        if ended {
-            lines += 1;
-            bytes += partial;
-            partial = 0;
+        match last_end {
+            Some(end) => {
+                bytes += partial + end as u64;
+                partial = (take - end) as u64;
+            }
+            None => partial += take as u64,
         }
     }
     Ok((lines, bytes))
