@@ -3,7 +3,8 @@
 # atex-orchestrate's podman specs): Debian's packages installed by
 # mmdebstrap into a root filesystem, imported into podman. It holds what
 # atex needs on a machine: bash and python3 (the test runner), rsync, and
-# openssh-server (`--ssh`) and systemd (`--systemd`).
+# openssh-server (`--ssh`) and systemd (`--systemd`); man-db, so that
+# man pages installed there can be read (the install test reads ours).
 #
 # Usage: scripts/sut-image.sh [IMAGE]   (default localhost/sut; root, as
 # podman runs here)
@@ -13,7 +14,7 @@ set -euo pipefail
 
 image=${1:-localhost/sut}
 suite=${SUITE:-bookworm}
-packages=python3,rsync,openssh-server,systemd-sysv,procps,iproute2${PACKAGES:+,$PACKAGES}
+packages=python3,rsync,openssh-server,systemd-sysv,procps,iproute2,man-db${PACKAGES:+,$PACKAGES}
 
 log() { echo "sut-image: $*" >&2; }
 

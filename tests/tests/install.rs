@@ -105,18 +105,20 @@ fn make_install_puts_tools_man_pages_and_completions_in_place() -> Result<()> {
 
 /// The installed tree in a clean Debian container (`localhost/sut`, which
 /// `make sut-image` builds: nothing of this project or of Rust in it, no
-/// network): every tool runs by name from PATH and bash completes it once
-/// its file is sourced. (The image has no man-db: the pages are rendered
-/// above, on this machine.)
+/// network): every tool runs by name from PATH, `man -l` renders its page
+/// and bash completes it once its file is sourced.
 fn in_a_clean_container(prefix: &std::path::Path) -> Result<()> {
     let podman = atex_tests::podman::PodmanConf::new()?;
     let mut script = String::from("set -e; export PATH=/opt/atex/bin:/usr/bin:/bin\n");
     for tool in TOOLS {
         script.push_str(&format!(
             "{tool} --version\n. /opt/atex/share/bash-completion/completions/{tool}\n\
-             complete -p {tool}\n"
+             complete -p {tool}\n\
+             MANPAGER=cat MANWIDTH=80 man -l /opt/atex/share/man/man1/{tool}.1 > /tmp/page\n\
+             grep -q '^NAME' /tmp/page && grep -q -e '--help' /tmp/page && echo 'page of {tool} rendered'\n"
         ));
     }
+    let missing = "the image has no man (an old localhost/sut: `make sut-image` builds it again)";
     let out = ok(
         Command::new("podman")
             .env("CONTAINERS_CONF", podman.path())
@@ -124,7 +126,8 @@ fn in_a_clean_container(prefix: &std::path::Path) -> Result<()> {
             .arg(format!("{}:/opt/atex:ro", prefix.display()))
             .args(["localhost/sut", "bash", "-c", &script]),
         "the installed tools in a clean localhost/sut container (make sut-image builds it)",
-    )?;
+    )
+    .context(missing)?;
     for tool in TOOLS {
         ensure!(
             out.lines().any(|l| l.starts_with(&format!("{tool} "))),
@@ -134,6 +137,13 @@ fn in_a_clean_container(prefix: &std::path::Path) -> Result<()> {
             out.lines()
                 .any(|l| l.starts_with("complete ") && l.ends_with(&format!(" {tool}"))),
             "complete -p {tool}: {out}"
+        );
+    }
+    // Each page rendered with its NAME section and --help.
+    for tool in TOOLS {
+        ensure!(
+            out.contains(&format!("page of {tool} rendered")),
+            "man -l {tool}.1 in the container: {out}"
         );
     }
     Ok(())
