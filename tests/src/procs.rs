@@ -73,17 +73,29 @@ pub fn assert_no_leftover_processes(own: &[String]) -> Result<()> {
     }
 }
 
-/// The processes under `pid` (its children, theirs, ...), from
-/// `/proc/PID/task/PID/children`.
+/// The live processes under `pid` (its children, theirs, ...), from
+/// `/proc/PID/task/PID/children`; zombies (dead, not yet reaped: a
+/// subreaper's adopted orphans) are left out.
 pub fn descendants(pid: u32) -> Vec<u32> {
+    let zombie = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().next().map(|state| state == "Z")
+            })
+            .unwrap_or(true)
+    };
     let mut found = Vec::new();
     let mut next = vec![pid];
     while let Some(parent) = next.pop() {
         let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
             .unwrap_or_default();
         for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-            found.push(child);
-            next.push(child);
+            if !zombie(child) {
+                found.push(child);
+                next.push(child);
+            }
         }
     }
     found

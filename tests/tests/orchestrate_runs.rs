@@ -142,15 +142,23 @@ fn resume_after_kill_9_gives_the_store_of_a_clean_run() -> Result<()> {
     }
     killed.signal(rustix::process::Signal::KILL)?;
     let done = killed.finish(WAIT)?;
-    // What it left (its ssh masters) is stopped by pid.
-    let left = descendants(std::process::id())
-        .into_iter()
-        .filter(|pid| !ours.contains(pid));
-    for pid in left {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .stderr(std::process::Stdio::null())
-            .status();
+    // What it left (its ssh masters) is stopped by pid. A master that was
+    // connecting daemonizes a moment after the kill: sweep until two
+    // sweeps in a row find nothing.
+    let mut quiet = 0;
+    while quiet < 2 {
+        let left: Vec<u32> = descendants(std::process::id())
+            .into_iter()
+            .filter(|pid| !ours.contains(pid))
+            .collect();
+        quiet = if left.is_empty() { quiet + 1 } else { 0 };
+        for pid in left {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(300));
     }
     ensure!(done.code.is_none(), "SIGKILL ended it: {:?}", done.code);
     let before = stored(&store)?.len();
