@@ -118,7 +118,11 @@ fi
 # mmdebstrap for the guest image (`make vm-image`). Debian's
 # qemu-system-x86 wants the qemu-utils of its own build (the security
 # archive's may be older): both are pinned to qemu-system-x86's candidate.
+# The machine may already carry a newer qemu-utils (these images ship
+# bookworm-backports' 10.0, which Debian 12's qemu-system-x86 does not
+# accept): it is then replaced by the matching build (--allow-downgrades).
 vm_pkgs=()
+vm_opts=()
 if ! command -v virsh >/dev/null 2>&1; then vm_pkgs+=(libvirt-clients); fi
 if [ ! -x /usr/sbin/libvirtd ]; then
     vm_pkgs+=(libvirt-daemon-system libvirt-daemon-driver-qemu)
@@ -130,12 +134,13 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/de
     qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ { print $2 }')
     if [ -n "$qemu_version" ] && [ "$qemu_version" != "(none)" ]; then
         vm_pkgs+=("qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version")
+        vm_opts+=(--allow-downgrades)
     else
         vm_pkgs+=(qemu-system-x86 qemu-utils)
     fi
 fi
 if [ ${#vm_pkgs[@]} -gt 0 ]; then
-    apt_install "${vm_pkgs[@]}"
+    apt_install "${vm_opts[@]}" "${vm_pkgs[@]}"
 fi
 # libvirtd and virtlogd: started by systemd where it runs, else here (a
 # container without systemd), each only when not answering already.
