@@ -1,8 +1,18 @@
 # atex-exec remote test runner: started once per connection, it stays on the
-# machine and starts each test's wrapper (wrapper.py's main) in a forked child
-# of this warm process, so that a test costs a fork and a bash, not a new
+# machine and starts each test, so that a test costs a bash, not a new
 # session and a new interpreter. Every test's control stream, output and exit
 # status come back multiplexed over our stdout.
+#
+# A test without wrapper flags starts directly: the runner does what
+# wrapper.py's main would (environment file, control fd, own session, work
+# directory) and spawns bash with posix_spawn (vfork and exec, no copy of
+# this interpreter), then plays the wrapper's part on its end (what is left
+# of the process group is killed, "exitcode RC" follows whatever the test
+# wrote to its control stream, a stop request hangs the group up and kills
+# it after wrapper.KILL_GRACE), so the controller sees the frames a wrapper
+# would have caused. A test with flags (--pty, --no-exitcode, --no-kill), or
+# a Python without posix_spawn's setsid (before 3.8), gets wrapper.py's main
+# in a forked child of this warm process, as before.
 #
 # Usage: python3 -S runner.py   (next to wrapper.py, which it imports)
 #
@@ -11,13 +21,15 @@
 # number, payload length), then the payload.
 #
 # Requests (controller -> runner):
-#   S seq  start a wrapper: the payload is its arguments (wrapper.py's argv
-#          without the interpreter), each followed by NUL
+#   S seq  start a test: the payload is its wrapper's arguments (wrapper.py's
+#          argv without the interpreter), each followed by NUL
 #   P seq  set a test up: JSON {"dir": D, "plan_env": [BASE, ENV],
 #          "files": [[PATH, MODE, TEXT], ...]}: D made anew, ENV a copy of
 #          BASE (empty without one), the files written; answered by R
 #   W seq  write a file: PATH NUL CONTENTS; answered by R
-#   K seq  send the signal in the payload (decimal) to wrapper seq
+#   K seq  send the signal in the payload (decimal) to wrapper seq (a test
+#          started directly: SIGHUP to its group, SIGKILL after
+#          wrapper.KILL_GRACE, at once for signal 9)
 #   C seq  close our end of seq's control stream (its writes fail with EPIPE)
 #          and stop taking its output (D is sent)
 #   F seq  forget seq: close its pipes, SIGTERM its wrapper if it still runs
@@ -34,9 +46,14 @@
 #
 # When our stdin ends, our parent (sshd's session) dies, or we get SIGTERM,
 # SIGHUP or SIGINT, every wrapper gets SIGTERM (it hangs up its test's process
-# group) and SIGKILL after STOP_GRACE, and we exit: no test outlives its
-# connection. Each wrapper also asks for SIGTERM when we die.
+# group) and SIGKILL after STOP_GRACE, every directly started test's group
+# SIGHUP and SIGKILL after wrapper.KILL_GRACE, and we exit: no test outlives
+# its connection. Each wrapper also asks for SIGTERM when we die; a test
+# started directly cannot (posix_spawn runs no code in the child), so a
+# SIGKILL of the runner itself (not of its connection) leaves such a test
+# running to its end.
 
+import errno
 import json
 import os
 import select
@@ -62,6 +79,11 @@ READ_SIZE = 65536
 STOP_GRACE = 3.0
 # The longest payload of a request (a prepare with a large test script).
 MAX_REQUEST = 256 * 1024 * 1024
+# The wrapper's flags: a test with any of them goes through the wrapper.
+WRAPPER_FLAGS = ("--pty", "--no-exitcode", "--no-kill")
+# The fd a directly started test finds its control stream on
+# (ATEX_TEST_CONTROL), as the wrapper's first free fd would be.
+CONTROL_FD = 3
 
 
 def write_all(fd, data):
@@ -91,19 +113,37 @@ def write_file(path, data, mode):
         os.close(fd)
 
 
-class Test(object):
-    __slots__ = ("pid", "control", "output")
+def close_quietly(fd):
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
-    def __init__(self, pid, control, output):
-        self.pid = pid
-        self.control = control
-        self.output = output
+
+class Test(object):
+    """One started test: its wrapper, or (direct) the test's own bash."""
+
+    __slots__ = ("pid", "control", "output", "direct", "stop_signal",
+                 "kill_at", "control_ended", "closed", "reaped")
+
+    def __init__(self, pid, control, output, direct=False):
+        self.pid = pid  # running: the wrapper's pid, or the test's (= its group)
+        self.control = control  # our read end of its control stream, while read
+        self.output = output  # our read end of its output, while read
+        self.direct = direct
+        # Direct tests only:
+        self.stop_signal = None  # the signal it was stopped for
+        self.kill_at = None  # when its group gets SIGKILL
+        self.control_ended = False  # its control stream ended, E not sent yet
+        self.closed = False  # the controller closed its control stream
+        self.reaped = False
 
 
 class Runner(object):
     def __init__(self):
         self.tests = {}  # seq -> Test
-        self.by_pid = {}  # running wrapper pid -> seq
+        self.by_pid = {}  # running pid -> (seq, Test)
         self.streams = {}  # our read end -> (seq, data kind, end kind)
         self.inbuf = bytearray()
         self.stopping = False
@@ -111,6 +151,11 @@ class Runner(object):
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
+        # Where we were started: relative test scripts are taken from here,
+        # and we come back here after starting a test in its work directory.
+        self.home = os.open(".", os.O_RDONLY)
+        self.direct = hasattr(os, "posix_spawn")
+        self.bash = None
 
     # Frames.
 
@@ -141,7 +186,7 @@ class Runner(object):
         self.poll.register(self.wake_r, select.POLLIN)
         self.send(b"H", 0, VERSION)
         while True:
-            for fd, _ in self.poll.poll():
+            for fd, _ in self.poll.poll(self.timeout_ms()):
                 if fd == 0:
                     self.read_requests()
                 elif fd == self.wake_r:
@@ -152,20 +197,30 @@ class Runner(object):
                     self.reap()
                 elif fd in self.streams:
                     self.relay(fd)
+            self.kill_late_groups()
 
     def on_signal(self, signum, frame):
         self.shutdown(128 + signum)
 
-    def stop_wrappers(self):
-        """SIGTERM to every running wrapper, SIGKILL after STOP_GRACE."""
-        for pid in list(self.by_pid):
-            self.signal_pid(pid, signal.SIGTERM)
+    def stop_all(self):
+        """Stops every running test: SIGTERM to each wrapper (SIGKILL after
+        STOP_GRACE), SIGHUP to each direct test's group (SIGKILL after
+        wrapper.KILL_GRACE); returns once all are reaped."""
+        for pid, (_, test) in list(self.by_pid.items()):
+            if test.direct:
+                self.stop_direct(test, signal.SIGTERM)
+            else:
+                self.signal_pid(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         while self.by_pid and time.monotonic() < deadline:
             if not self.reap():
+                self.kill_late_groups()
                 time.sleep(0.02)
-        for pid in list(self.by_pid):
-            self.signal_pid(pid, signal.SIGKILL)
+        for pid, (_, test) in list(self.by_pid.items()):
+            if test.direct:
+                self.killpg(pid, signal.SIGKILL)
+            else:
+                self.signal_pid(pid, signal.SIGKILL)
         while self.by_pid and self.reap(block=True):
             pass
 
@@ -173,7 +228,7 @@ class Runner(object):
         if self.stopping:
             return
         self.stopping = True
-        self.stop_wrappers()
+        self.stop_all()
         os._exit(code)
 
     def signal_pid(self, pid, sig):
@@ -182,8 +237,16 @@ class Runner(object):
         except OSError:
             pass
 
+    def killpg(self, pgid, sig):
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            # ESRCH: the group is gone already.
+            pass
+
     def reap(self, block=False):
-        """Reaps wrappers and reports them; returns whether one was reaped."""
+        """Reaps tests and wrappers and reports them; returns whether one was
+        reaped."""
         reaped = False
         while self.by_pid:
             try:
@@ -195,12 +258,12 @@ class Runner(object):
             if pid == 0:
                 break
             reaped = True
-            seq = self.by_pid.pop(pid, None)
-            if seq is not None:
-                test = self.tests.get(seq)
-                if test is not None:
-                    test.pid = None
-                if not self.stopping:
+            seq, test = self.by_pid.pop(pid, (None, None))
+            if test is not None:
+                test.pid = None
+                if test.direct:
+                    self.direct_ended(seq, test, pid, status)
+                elif not self.stopping and self.tests.get(seq) is test:
                     self.send(b"X", seq, str(exit_status(status)).encode("ascii"))
             if block:
                 break
@@ -219,24 +282,34 @@ class Runner(object):
         self.poll.unregister(fd)
         os.close(fd)
 
-    def relay(self, fd):
+    def relay(self, fd, drain=False):
+        """Sends what fd has (all of it when drain), or its end."""
         seq, kind, end = self.streams[fd]
-        try:
-            data = os.read(fd, READ_SIZE)
-        except InterruptedError:
-            return
-        except OSError:
-            data = b""
-        if data:
+        while True:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except (InterruptedError, BlockingIOError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                break
             self.send(kind, seq, data)
-            return
+            if not drain:
+                return
         self.unwatch(fd)
         test = self.tests.get(seq)
-        if test is not None:
-            if kind == b"C":
-                test.control = None
-            else:
-                test.output = None
+        if test is None:
+            self.send(end, seq)
+            return
+        if kind == b"C":
+            test.control = None
+            if test.direct and not test.reaped:
+                # "exitcode" is still to come: the end waits for it.
+                test.control_ended = True
+                return
+        else:
+            test.output = None
         self.send(end, seq)
 
     # Requests.
@@ -277,7 +350,10 @@ class Runner(object):
         elif kind == b"K":
             test = self.tests.get(seq)
             if test is not None and test.pid is not None:
-                self.signal_pid(test.pid, int(payload))
+                if test.direct:
+                    self.stop_direct(test, int(payload))
+                else:
+                    self.signal_pid(test.pid, int(payload))
         elif kind == b"C":
             # The controller closed the channel (the test sent disconnect):
             # as when a connection goes, what the test writes after it is
@@ -285,6 +361,8 @@ class Runner(object):
             # exit code included.
             test = self.tests.get(seq)
             if test is not None:
+                test.closed = True
+                test.control_ended = False
                 self.unwatch(test.control)
                 test.control = None
                 if test.output is not None:
@@ -297,9 +375,12 @@ class Runner(object):
                 self.unwatch(test.control)
                 self.unwatch(test.output)
                 if test.pid is not None:
-                    self.signal_pid(test.pid, signal.SIGTERM)
+                    if test.direct:
+                        self.stop_direct(test, signal.SIGTERM)
+                    else:
+                        self.signal_pid(test.pid, signal.SIGTERM)
         elif kind == b"T":
-            self.stop_wrappers()
+            self.stop_all()
             self.answer(seq)
         elif kind == b"Q":
             self.shutdown(0)
@@ -331,6 +412,14 @@ class Runner(object):
 
     def start(self, seq, payload):
         args = [os.fsdecode(a) for a in payload.split(b"\0")[:-1]]
+        if self.direct and len(args) == 3 and args[0] not in WRAPPER_FLAGS:
+            if self.start_direct(seq, *args):
+                return
+        self.start_wrapper(seq, args)
+
+    # Tests started through a forked wrapper.
+
+    def start_wrapper(self, seq, args):
         control_r, control_w = os.pipe()
         output_r, output_w = os.pipe()
         try:
@@ -339,10 +428,7 @@ class Runner(object):
             for fd in (control_r, control_w, output_r, output_w):
                 os.close(fd)
             self.tests[seq] = Test(None, None, None)
-            self.send(b"E", seq)
-            self.send(b"D", seq)
-            self.send(b"X", seq, str(wrapper.EXIT_SETUP).encode("ascii"))
-            wrapper.say("runner: cannot fork: %s" % e.strerror)
+            self.cannot_start(seq, "cannot fork: %s" % e.strerror)
             return
         if pid == 0:
             try:
@@ -351,10 +437,19 @@ class Runner(object):
                 os._exit(wrapper.EXIT_SETUP)
         os.close(control_w)
         os.close(output_w)
-        self.tests[seq] = Test(pid, control_r, output_r)
-        self.by_pid[pid] = seq
+        test = Test(pid, control_r, output_r)
+        self.tests[seq] = test
+        self.by_pid[pid] = (seq, test)
         self.watch(control_r, seq, b"C", b"E")
         self.watch(output_r, seq, b"O", b"D")
+
+    def cannot_start(self, seq, message):
+        """Reports a test that did not start, as its wrapper would have: the
+        message in its output, no control, exit status EXIT_SETUP."""
+        self.send(b"O", seq, ("atex-exec wrapper: " + message + "\n").encode("utf-8", "replace"))
+        self.send(b"E", seq)
+        self.send(b"D", seq)
+        self.send(b"X", seq, str(wrapper.EXIT_SETUP).encode("ascii"))
 
     def become_wrapper(self, control_w, output_w, ours, args):
         """In the forked child: be `wrapper.py ARGS` with stdout the control
@@ -369,13 +464,157 @@ class Runner(object):
         # Nothing of the runner stays open in the test: another test's
         # streams would never end.
         # Nor our read ends: the test's writes must fail once we close ours.
-        for fd in [null, control_w, output_w, self.wake_r, self.wake_w] + list(ours) + list(self.streams):
+        for fd in [null, control_w, output_w, self.wake_r, self.wake_w, self.home] + list(ours) + list(self.streams):
             if fd > 2:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
         wrapper.main(args)
+
+    # Tests started directly (see the top of this file).
+
+    def start_direct(self, seq, env_file, script, workdir):
+        """Starts `bash SCRIPT` as wrapper.py's main would; returns False when
+        this Python cannot (the wrapper is then forked instead)."""
+        test = Test(None, None, None, direct=True)
+        self.tests[seq] = test
+        try:
+            env = dict(os.environb)
+            env.update(wrapper.load_env_file(env_file))
+        except wrapper.SetupError as e:
+            self.cannot_start(seq, str(e))
+            return True
+        env[b"ATEX_TEST_CONTROL"] = str(CONTROL_FD).encode("ascii")
+        if self.bash is None:
+            self.bash = wrapper.find_bash()
+        # A relative TEST_SCRIPT names a file from where we were started.
+        script = os.path.abspath(script)
+        control_r, control_w = os.pipe()
+        output_r, output_w = os.pipe()
+        if control_w == CONTROL_FD:
+            # dup2 onto itself would leave it close-on-exec.
+            moved = os.dup(control_w)
+            os.close(control_w)
+            control_w = moved
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, output_w, 1),
+            (os.POSIX_SPAWN_DUP2, output_w, 2),
+            (os.POSIX_SPAWN_DUP2, control_w, CONTROL_FD),
+        ]
+        pid = error = spawn_error = None
+        try:
+            os.chdir(workdir)
+        except OSError as e:
+            error = "cannot change directory to %s: %s" % (workdir, e.strerror)
+        else:
+            try:
+                pid = os.posix_spawn(
+                    self.bash, [self.bash, script], env, file_actions=actions,
+                    setsid=True, setsigdef=wrapper.TEST_DEFAULT_SIGNALS,
+                    setsigmask=())
+            except NotImplementedError:
+                # No POSIX_SPAWN_SETSID in this libc: the wrapper, from now on.
+                self.direct = False
+            except OSError as e:
+                spawn_error = e
+            finally:
+                os.fchdir(self.home)
+        os.close(control_w)
+        os.close(output_w)
+        if not self.direct or error is not None:
+            os.close(control_r)
+            os.close(output_r)
+            if error is None:
+                del self.tests[seq]
+                return False
+            self.cannot_start(seq, error)
+            return True
+        os.set_blocking(control_r, False)
+        test.control = control_r
+        test.output = output_r
+        self.watch(control_r, seq, b"C", b"E")
+        self.watch(output_r, seq, b"O", b"D")
+        if spawn_error is not None:
+            if spawn_error.errno in (errno.EAGAIN, errno.ENOMEM):
+                # The fork part failed, as the wrapper's fork would have.
+                self.unwatch(test.control)
+                self.unwatch(test.output)
+                test.control = test.output = None
+                self.cannot_start(seq, "cannot fork: %s" % spawn_error.strerror)
+                return True
+            # bash could not be run: the wrapper's child would have said so
+            # and ended 126 or 127.
+            self.send(b"O", seq, ("atex-exec wrapper: cannot run %s: %s\n" % (self.bash, spawn_error.strerror)).encode("utf-8", "replace"))
+            self.end_control(seq, test, 126 if spawn_error.errno == errno.EACCES else 127)
+            test.reaped = True
+            if test.control_ended:
+                test.control_ended = False
+                self.send(b"E", seq)
+            self.send(b"X", seq, b"0")
+            return True
+        test.pid = pid
+        self.by_pid[pid] = (seq, test)
+        return True
+
+    def stop_direct(self, test, sig):
+        """Stops a direct test as its wrapper would on signal sig: SIGHUP to
+        its group, SIGKILL after wrapper.KILL_GRACE (at once for SIGKILL)."""
+        if test.pid is None:
+            return
+        if test.stop_signal is None:
+            test.stop_signal = sig
+            self.killpg(test.pid, signal.SIGHUP)
+            test.kill_at = time.monotonic() + wrapper.KILL_GRACE
+        if sig == signal.SIGKILL:
+            self.killpg(test.pid, signal.SIGKILL)
+
+    def timeout_ms(self):
+        """How long poll may wait: until the next group to kill, or for ever."""
+        due = [t.kill_at for _, t in self.by_pid.values() if t.kill_at is not None]
+        if not due:
+            return None
+        return max(0, int((min(due) - time.monotonic()) * 1000) + 1)
+
+    def kill_late_groups(self):
+        now = time.monotonic()
+        for pid, (_, test) in list(self.by_pid.items()):
+            if test.kill_at is not None and test.kill_at <= now:
+                test.kill_at = None
+                self.killpg(pid, signal.SIGKILL)
+
+    def direct_ended(self, seq, test, pid, status):
+        """A direct test's bash was reaped: what its wrapper would do now."""
+        test.kill_at = None
+        # Background processes the test left behind would hold its streams
+        # open (daemons that called setsid escape, as with the wrapper).
+        self.killpg(pid, signal.SIGKILL)
+        if self.stopping or self.tests.get(seq) is not test:
+            test.reaped = True
+            return
+        if test.stop_signal is not None:
+            # Stopped: no exitcode, the wrapper's 128 + signal.
+            code = 128 + test.stop_signal
+        elif test.closed:
+            # The controller closed the control stream (disconnect): the
+            # wrapper's write of exitcode would fail.
+            code = wrapper.EXIT_CONTROL_WRITE
+        else:
+            self.end_control(seq, test, exit_status(status))
+            code = 0
+        test.reaped = True
+        if test.control_ended:
+            test.control_ended = False
+            self.send(b"E", seq)
+        self.send(b"X", seq, str(code).encode("ascii"))
+
+    def end_control(self, seq, test, rc):
+        """Sends "exitcode RC" after all the test wrote to its control
+        stream (the stream's end, if it came, is left to the caller)."""
+        if test.control is not None:
+            self.relay(test.control, drain=True)
+        self.send(b"C", seq, ("exitcode %d\n" % rc).encode("ascii"))
 
 
 if __name__ == "__main__":

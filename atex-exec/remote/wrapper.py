@@ -32,6 +32,10 @@ PR_SET_PDEATHSIG = 1
 
 TERMINATING_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
+# Signals the test gets at their defaults: Python ignores SIGPIPE and
+# SIGXFSZ, and handles the others itself.
+TEST_DEFAULT_SIGNALS = TERMINATING_SIGNALS + (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD)
+
 
 def say(message):
     # stderr is the test output file on the controller: the one place a
@@ -60,21 +64,33 @@ def parse_args(argv):
     return flags, rest[0], rest[1], rest[2]
 
 
-def read_env_file(path):
+class SetupError(Exception):
+    """The test cannot start; the message says why."""
+
+
+def load_env_file(path):
+    """The KEY=VALUE entries of ENV_FILE, as (bytes, bytes) pairs."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        fail(EXIT_SETUP, "cannot read environment file %s: %s" % (path, e.strerror))
+        raise SetupError("cannot read environment file %s: %s" % (path, e.strerror))
     env = []
     for entry in data.split(b"\0"):
         if not entry:
             continue
         key, sep, value = entry.partition(b"=")
         if not sep or not key:
-            fail(EXIT_SETUP, "malformed entry in environment file %s: %r" % (path, entry[:80]))
+            raise SetupError("malformed entry in environment file %s: %r" % (path, entry[:80]))
         env.append((key, value))
     return env
+
+
+def read_env_file(path):
+    try:
+        return load_env_file(path)
+    except SetupError as e:
+        fail(EXIT_SETUP, str(e))
 
 
 _libc = []
@@ -192,8 +208,7 @@ def start_test(wrapper, bash, script, pty):
 
 def run_child(bash, script, master, slave):
     os.setsid()
-    # Python ignores SIGPIPE and SIGXFSZ; the test expects the defaults.
-    for sig in TERMINATING_SIGNALS + (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+    for sig in TEST_DEFAULT_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if slave is not None:

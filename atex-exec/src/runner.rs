@@ -1,10 +1,14 @@
 //! The warm test runner: one `remote/runner.py` per session's connection,
 //! started once and kept on the machine, which sets each test up and starts
-//! its wrapper by a fork of itself (the wrapper's code already loaded), and
-//! sends every test's control stream, output and exit status back over the
-//! one channel it was started with. A test then costs a fork and a bash on
-//! the machine, not an ssh session, a login shell, a `bash -s` setup script
-//! and a new Python (issue 13: about 30 ms of CPU per trivial test before).
+//! it, and sends every test's control stream, output and exit status back
+//! over the one channel it was started with. A plain test is spawned by the
+//! runner itself (`posix_spawn` of bash, the runner playing the wrapper's
+//! part, decision 40); a `tty` test gets its wrapper by a fork of the runner
+//! (the wrapper's code already loaded). A test then costs a bash on the
+//! machine, not an ssh session, a login shell, a `bash -s` setup script and
+//! a new Python (issue 13: about 30 ms of CPU per trivial test before). The
+//! frames a test causes are the same either way, so this side does not know
+//! which way a test was started.
 //!
 //! [`RunnerLauncher`] plugs the runner into the run loop ([`crate::run`]):
 //! the loop is the same as for any [`Launcher`]; the control stream of one
@@ -28,8 +32,9 @@
 //!   runner cannot start could not run the wrapper either.
 //! - The runner dies with its connection: its stdin ends, or its parent
 //!   (sshd's session) dies and the kernel sends it SIGTERM; it then stops
-//!   every wrapper (SIGTERM: the wrapper hangs up its test's process group,
-//!   SIGKILL after a grace) and exits. Dropping a [`Runner`] closes its
+//!   every test (a wrapper gets SIGTERM and hangs up its test's process
+//!   group, a test it spawned itself has its group hung up; SIGKILL after a
+//!   grace) and exits. Dropping a [`Runner`] closes its
 //!   stdin, so a session that is dropped or closed leaves no test behind.
 //! - When the channel ends, every running test's control stream ends and its
 //!   wait fails with the connection's error (a lost connection makes the test

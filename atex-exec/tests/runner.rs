@@ -2,6 +2,8 @@
 //! dies with its connection and takes its tests' process groups along
 //! (its stdin closed, or its parent killed), a session starts a new one
 //! after a reboot, and no test outlives a session that is dropped mid-test.
+//! A plain test is spawned by the runner itself (decision 40): its control
+//! stream arrives whole before the exit code, and a stop kills its group.
 #![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 
 use std::io::Write as _;
@@ -192,9 +194,10 @@ fn test(root: &Path, script: &str, duration: u64) -> Test {
     .unwrap()
 }
 
-/// The pid of the runner that started the test: the parent of the
-/// wrapper, the test's parent.
-const RUNNER_PID: &str = "ps -o ppid= -p \"$PPID\" | tr -d ' '";
+/// The pid of the runner that started the test: the nearest ancestor
+/// running runner.py (the test's parent, or its wrapper's parent).
+const RUNNER_PID: &str = "p=$PPID; while [ \"${p:-0}\" -gt 1 ] && ! tr '\\0' ' ' < /proc/$p/cmdline | grep -q runner.py; do \
+     p=$(ps -o ppid= -p $p | tr -d ' '); done; echo $p";
 
 #[test]
 fn a_new_runner_starts_after_a_reboot() {
@@ -287,4 +290,116 @@ async fn no_test_outlives_a_session_dropped_mid_test() {
     let work_dir = std::fs::read_to_string(&work_dir).unwrap();
     assert!(work_dir.trim().contains("/atex-"), "{work_dir}");
     std::fs::remove_dir_all(work_dir.trim()).unwrap();
+}
+
+/// Run `tests` in one session on the local machine; the results.
+fn run_session(root: &Path, tests: Vec<Test>) -> Vec<TestResult> {
+    let config = SessionConfig::new(machine(), "here", root.join("artifacts"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let mut interrupt: Interrupt<'static> = Box::pin(std::future::pending());
+        let mut results: Vec<TestResult> = Vec::new();
+        let mut session = Session::open(config, &mut interrupt).await.unwrap();
+        for test in &tests {
+            tokio::time::timeout(
+                BOUND,
+                session.run_test(test, 0, &mut results, &mut interrupt),
+            )
+            .await
+            .unwrap();
+        }
+        session.close(&mut results, &mut interrupt).await;
+        results
+    })
+}
+
+/// The output a result's test wrote.
+fn output_of(result: &TestResult) -> String {
+    std::fs::read_to_string(result.artifacts.join("files/output.txt")).unwrap()
+}
+
+/// What the test's parent and grandparent run (their command lines): a
+/// wrapper forked by the runner has the runner's.
+const PARENT: &str = "echo \"parent: $(tr '\\0' ' ' < /proc/$PPID/cmdline)\"\n\
+     echo \"grandparent: $(tr '\\0' ' ' < /proc/$(ps -o ppid= -p $PPID | tr -d ' ')/cmdline)\"\n";
+
+#[test]
+fn the_runner_spawns_a_plain_test_itself_and_forks_a_wrapper_for_a_tty_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    std::fs::create_dir(&root).unwrap();
+    // 500 sub-results written right before the exit: every one reaches the
+    // controller before the exit code the runner adds after them.
+    let plain = format!(
+        "{PARENT}export LC_ALL=C\n\
+         for i in $(seq 500); do r='{{\"status\": \"pass\", \"name\": \"r'$i'\"}}'; \
+         printf 'result %d\\n%s' \"${{#r}}\" \"$r\" >&\"$ATEX_TEST_CONTROL\"; done\n\
+         echo \"control fd $ATEX_TEST_CONTROL\"\nexit 7\n"
+    );
+    let mut tty = test(&root, &format!("{PARENT}[ -t 1 ] && echo terminal\n"), 60);
+    tty.tty = true;
+    let mut plain = test(&root, &plain, 60);
+    plain.name = "/plain".into();
+    tty.name = "/tty".into();
+    let results = run_session(tmp.path(), vec![plain, tty]);
+    let own: Vec<&TestResult> = results.iter().filter(|r| r.name.is_none()).collect();
+    assert_eq!(own.len(), 2, "{results:?}");
+    assert_eq!(results.len(), 502, "{:?}", &results[..3]);
+    assert_eq!(own[0].status.as_deref(), Some("fail"), "{:?}", own[0]);
+    assert_eq!(own[0].exit_code, Some(7), "{:?}", own[0]);
+    // The runner is the test's parent.
+    let output = output_of(own[0]);
+    let lines: Vec<&str> = output.lines().collect();
+    assert!(
+        lines[0].starts_with("parent: ") && lines[0].contains("runner.py"),
+        "{output}"
+    );
+    assert!(!lines[1].contains("runner.py"), "{output}");
+    assert!(output.contains("control fd 3"), "{output}");
+    assert_eq!(own[1].status.as_deref(), Some("pass"), "{:?}", own[1]);
+    // A wrapper forked from the runner is the test's parent.
+    let output = output_of(own[1]);
+    let lines: Vec<&str> = output.lines().collect();
+    assert!(
+        lines[0].contains("runner.py") && lines[1].contains("runner.py"),
+        "{output}"
+    );
+    assert!(output.contains("terminal"), "{output}");
+}
+
+#[test]
+fn a_spawned_test_ignoring_sighup_is_killed_at_its_duration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    std::fs::create_dir(&root).unwrap();
+    let pids = tmp.path().join("pids");
+    let script = format!(
+        "trap '' HUP\nsleep 300 &\necho \"$$ $!\" > {tmp}\nmv {tmp} {pids}\nwhile :; do sleep 1; done\n",
+        tmp = pids.with_extension("tmp").display(),
+        pids = pids.display()
+    );
+    let started = Instant::now();
+    let results = run_session(tmp.path(), vec![test(&root, &script, 1)]);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status.as_deref(), Some("infra"), "{results:?}");
+    assert!(
+        results[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("duration timeout")),
+        "{results:?}"
+    );
+    // The duration (1 s), the hangup's grace (1 s), and some slack.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let pids = wait_for_pids(&pids);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(assert_all_end(&pids, "the test and its background child"));
 }
