@@ -63,9 +63,9 @@ import struct
 import sys
 import time
 
-# The wrapper's lazy imports, made once here so that forked wrappers find them
-# loaded.
-import fcntl  # noqa: F401
+# Also the wrapper's lazy imports, made once here so that forked wrappers
+# find them loaded.
+import fcntl
 import termios  # noqa: F401
 
 sys.dont_write_bytecode = True
@@ -74,7 +74,14 @@ import wrapper  # noqa: E402
 
 VERSION = b"atex-runner 1"
 HEADER = struct.Struct(">cII")
-READ_SIZE = 65536
+# The largest read of a test's stream, and the size asked for its pipes: a
+# test writing a lot (a million results) then moves a megabyte per
+# system call and per frame, not 64 KiB.
+READ_SIZE = 1 << 20
+F_SETPIPE_SZ = 1031
+# Up to this size a frame is one write of a joined copy, above it a writev
+# of the header and the data in place.
+SMALL_FRAME = 4096
 # Seconds a wrapper has after SIGTERM (it gives its test one second).
 STOP_GRACE = 3.0
 # The longest payload of a request (a prepare with a large test script).
@@ -93,6 +100,32 @@ def write_all(fd, data):
             view = view[os.write(fd, view):]
         except InterruptedError:
             continue
+
+
+def writev_all(fd, header, data):
+    """Writes header then data (a buffer) without joining them."""
+    while True:
+        try:
+            written = os.writev(fd, [header, data])
+            break
+        except InterruptedError:
+            continue
+    if written < len(header):
+        write_all(fd, header[written:])
+        write_all(fd, data)
+    elif written < len(header) + len(data):
+        write_all(fd, memoryview(data)[written - len(header):])
+
+
+def big_pipe():
+    """A pipe (read end, write end) of READ_SIZE bytes where the kernel
+    allows it (else of its default size)."""
+    read, write = os.pipe()
+    try:
+        fcntl.fcntl(write, F_SETPIPE_SZ, READ_SIZE)
+    except OSError:
+        pass
+    return read, write
 
 
 def exit_status(status):
@@ -156,12 +189,19 @@ class Runner(object):
         self.home = os.open(".", os.O_RDONLY)
         self.direct = hasattr(os, "posix_spawn")
         self.bash = None
+        # Every read of a test's stream lands here, and is sent from here.
+        self.buf = bytearray(READ_SIZE)
+        self.view = memoryview(self.buf)
 
     # Frames.
 
     def send(self, kind, seq, data=b""):
+        header = HEADER.pack(kind, seq, len(data))
         try:
-            write_all(1, HEADER.pack(kind, seq, len(data)) + data)
+            if len(data) <= SMALL_FRAME:
+                write_all(1, header + data)
+            else:
+                writev_all(1, header, data)
         except OSError:
             # The controller is gone: nobody is left to report to.
             self.shutdown(0)
@@ -287,14 +327,14 @@ class Runner(object):
         seq, kind, end = self.streams[fd]
         while True:
             try:
-                data = os.read(fd, READ_SIZE)
+                n = os.readv(fd, [self.buf])
             except (InterruptedError, BlockingIOError):
                 return
             except OSError:
-                data = b""
-            if not data:
+                n = 0
+            if not n:
                 break
-            self.send(kind, seq, data)
+            self.send(kind, seq, self.view[:n])
             if not drain:
                 return
         self.unwatch(fd)
@@ -420,8 +460,8 @@ class Runner(object):
     # Tests started through a forked wrapper.
 
     def start_wrapper(self, seq, args):
-        control_r, control_w = os.pipe()
-        output_r, output_w = os.pipe()
+        control_r, control_w = big_pipe()
+        output_r, output_w = big_pipe()
         try:
             pid = os.fork()
         except OSError as e:
@@ -490,8 +530,8 @@ class Runner(object):
             self.bash = wrapper.find_bash()
         # A relative TEST_SCRIPT names a file from where we were started.
         script = os.path.abspath(script)
-        control_r, control_w = os.pipe()
-        output_r, output_w = os.pipe()
+        control_r, control_w = big_pipe()
+        output_r, output_w = big_pipe()
         if control_w == CONTROL_FD:
             # dup2 onto itself would leave it close-on-exec.
             moved = os.dup(control_w)
