@@ -53,20 +53,28 @@
 # SIGKILL of the runner itself (not of its connection) leaves such a test
 # running to its end.
 
-import errno
-import json
-import os
-import select
-import shutil
-import signal
-import struct
 import sys
-import time
+
+# The setup takes a `python3` without asking its version: it is asked here.
+if sys.version_info < (3, 6):
+    sys.stderr.write("atex-exec runner: python 3.6 or newer is needed, %s is %s\n"
+                     % (sys.executable, sys.version.split()[0]))
+    sys.exit(2)
+
+import errno  # noqa: E402
+import json  # noqa: E402
+import mmap  # noqa: E402
+import os  # noqa: E402
+import select  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
 
 # Also the wrapper's lazy imports, made once here so that forked wrappers
 # find them loaded.
-import fcntl
-import termios  # noqa: F401
+import fcntl  # noqa: E402
+import termios  # noqa: E402,F401
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -189,8 +197,10 @@ class Runner(object):
         self.home = os.open(".", os.O_RDONLY)
         self.direct = hasattr(os, "posix_spawn")
         self.bash = None
-        # Every read of a test's stream lands here, and is sent from here.
-        self.buf = bytearray(READ_SIZE)
+        # Every read of a test's stream lands here, and is sent from here:
+        # anonymous memory, so that only the pages a read filled are ever
+        # resident (a runner whose tests write little stays small).
+        self.buf = mmap.mmap(-1, READ_SIZE)
         self.view = memoryview(self.buf)
 
     # Frames.

@@ -3,8 +3,9 @@
 //! D.2, spec/atex-reference.md section 2).
 //!
 //! One multi-call bash script, [`HELPERS_SCRIPT`], is installed as
-//! `W/bin/atex-tmt-helpers` and linked under every name of
-//! [`HELPER_NAMES`]; it acts on the name it is called by. Every write to
+//! `W/bin/atex-tmt-helpers` and under every name of [`HELPER_NAMES`] (as
+//! copies, which the setup script writes without starting a process per
+//! name); it acts on the name it is called by. Every write to
 //! the channel is made under `flock` on `W/control.lock`, so helpers started
 //! at the same time by background jobs never interleave their bytes.
 //! ATEX's helpers lock `/run/lock/atex-test-control` instead, which a
@@ -59,7 +60,7 @@ pub const HELPERS_SCRIPT: &str = include_str!("../remote/bin/atex-tmt-helpers");
 /// The file name of [`HELPERS_SCRIPT`] in `W/bin`.
 pub const HELPERS_FILE: &str = "atex-tmt-helpers";
 
-/// Every name the helpers answer to, each a symlink to [`HELPERS_FILE`].
+/// Every name the helpers answer to, each a copy of [`HELPERS_FILE`].
 pub const HELPER_NAMES: &[&str] = &[
     "tmt-report-result",
     "rstrnt-report-result",
@@ -87,7 +88,7 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    /// A `W/bin` with the script and its links.
+    /// A `W/bin` with the script under each of its names.
     fn install(dir: &Path) -> PathBuf {
         let bin = dir.join("bin");
         std::fs::create_dir(&bin).unwrap();
@@ -95,7 +96,7 @@ mod tests {
         std::fs::write(&script, HELPERS_SCRIPT).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         for name in HELPER_NAMES {
-            std::os::unix::fs::symlink(HELPERS_FILE, bin.join(name)).unwrap();
+            std::fs::copy(&script, bin.join(name)).unwrap();
         }
         bin
     }

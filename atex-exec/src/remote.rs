@@ -8,9 +8,10 @@
 //! W/                  the work dir (see below for where it is made)
 //! W/tests/            the fmf tree, uploaded without `.git` (TMT_TREE)
 //! W/plan_env          TMT_PLAN_ENVIRONMENT_FILE
-//! W/plan_env.base     what the prepare phases left in plan_env
+//! W/plan_env.base     what the prepare phases left in plan_env (none
+//!                     without prepare phases: then taken as empty)
 //! W/bin/              first on the test's PATH: the tmt helpers
-//!                     (crate::helpers), 0755, and their alias links
+//!                     (crate::helpers), 0755, under each of their names
 //! W/wrapper.py        the test wrapper (crate::wrapper::WRAPPER_PY), 0755
 //! W/runner.py         the warm runner (crate::runner::RUNNER_PY), which
 //!                     imports the wrapper beside it
@@ -67,7 +68,10 @@ use crate::wrapper::{self, EnvFileError, WrapperFlags, shell_quote};
 /// The prefix of the work dir's name, as ATEX (`mktemp` adds ten characters).
 pub const WORK_DIR_TEMPLATE: &str = "atex-XXXXXXXXXX";
 
-/// Python interpreters tried, in order (the wrapper needs 3.6 or newer).
+/// Python interpreters tried, in order (the runner and the wrapper need 3.6
+/// or newer). A `python3` is taken by its name, without being run (the
+/// runner checks its own version when it starts and says what it found);
+/// the others are asked their version.
 pub const PYTHONS: &[&str] = &["python3", "python", "/usr/libexec/platform-python"];
 
 /// A failure to lay out the machine or to set a test up; messages read
@@ -622,7 +626,8 @@ impl RemoteLayout {
     /// - any other `how` is [`RemoteError::UnknownHow`].
     ///
     /// `W/plan_env` starts from what the prepare phases left (empty before
-    /// them) and is kept as that base afterwards.
+    /// them) and is kept as that base afterwards. Without phases nothing
+    /// runs on the machine (a test's setup takes a missing base as empty).
     pub async fn run_plan_phases(
         &self,
         conn: &Connection,
@@ -631,6 +636,11 @@ impl RemoteLayout {
         plan_environment: &[(String, String)],
     ) -> Result<Vec<Output>, RemoteError> {
         let mut outputs = Vec::new();
+        if phases.is_empty() {
+            // Resetting the file and keeping it again would change nothing
+            // anyone reads, at two ssh sessions per step.
+            return Ok(outputs);
+        }
         let mut env: IndexMap<String, String> = plan_environment.iter().cloned().collect();
         env.insert("TMT_TREE".into(), self.tests_dir());
         env.insert("TMT_PLAN_ENVIRONMENT_FILE".into(), self.plan_env());
@@ -807,9 +817,13 @@ PY=
 "#,
     );
     let _ = writeln!(script, "for p in {pythons}; do");
+    // A `python3` is taken as found (the runner checks its own version
+    // when it starts, and says so): running it here cost a Python start
+    // per session. `python` may be Python 2, so it is asked.
     script.push_str(
         r#"    c=$(command -v "$p" 2>/dev/null) || continue
     case $c in /*) ;; *) continue ;; esac
+    if [ "$p" = python3 ]; then PY=$c; break; fi
     if "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 6) else 1)' </dev/null >/dev/null 2>&1; then PY=$c; break; fi
 done
 if [ -z "$PY" ]; then rm -rf -- "$W"; exit 11; fi
@@ -818,18 +832,20 @@ mkdir -- "$W/bin" "$W/tests"
 "#,
     );
     script.push_str(&write_file_var("$W/wrapper.py", wrapper::WRAPPER_PY));
-    script.push_str("chmod 0755 -- \"$W/wrapper.py\"\n");
     script.push_str(&write_file_var("$W/runner.py", crate::runner::RUNNER_PY));
-    let helpers_path = format!("$W/bin/{}", helpers::HELPERS_FILE);
-    script.push_str(&write_file_var(&helpers_path, helpers::HELPERS_SCRIPT));
-    let _ = writeln!(script, "chmod 0755 -- \"{helpers_path}\"");
-    for name in helpers::HELPER_NAMES {
-        let _ = writeln!(
-            script,
-            "ln -s -- {} \"$W/bin/{name}\"",
-            helpers::HELPERS_FILE
-        );
-    }
+    // The helper script under each of its names, written by the printf
+    // builtin: no process per name (an `ln -s` each cost 13 processes per
+    // session), and one chmod for all.
+    let _ = writeln!(script, "H={}", shell_quote(helpers::HELPERS_SCRIPT));
+    let names: Vec<&str> = std::iter::once(helpers::HELPERS_FILE)
+        .chain(helpers::HELPER_NAMES.iter().copied())
+        .collect();
+    let _ = writeln!(
+        script,
+        "for n in {}; do printf '%s' \"$H\" > \"$W/bin/$n\"; done",
+        names.join(" ")
+    );
+    script.push_str("chmod 0755 -- \"$W/wrapper.py\" \"$W\"/bin/*\n");
     script.push_str("printf '%s\\0%s\\0' \"$W\" \"$PY\"\n");
     script
 }
