@@ -253,7 +253,7 @@ impl RemoteLayout {
     /// files, without the tree. One script, which is short: a caller that
     /// must stop meanwhile can wait for it to learn what to remove.
     pub async fn create(conn: &Connection) -> Result<RemoteLayout, RemoteError> {
-        let out = conn.run_script(prepare_script().as_bytes()).await?;
+        let out = conn.run_script(PREPARE_SCRIPT.as_bytes()).await?;
         match out.code {
             Some(0) => {}
             Some(10) => {
@@ -783,6 +783,9 @@ async fn run_setup_script(conn: &Connection, test: &Test, script: &str) -> Resul
     }
     Ok(())
 }
+
+/// [`prepare_script`], made once: every session sends the same 50 KB.
+static PREPARE_SCRIPT: std::sync::LazyLock<String> = std::sync::LazyLock::new(prepare_script);
 
 /// The script that makes `W`, finds Python and writes the fixed files; it
 /// prints `W` and the Python path, each followed by NUL. Exit 10: no work

@@ -521,14 +521,10 @@ impl Connection {
         // what the script starts could read the rest): 60,000 system calls
         // for the 60 KB setup script. A long script is read by `head -c`
         // in a few reads and run by `eval` instead.
-        let framed;
-        let script = if script.len() > BASH_READS_ITSELF {
-            let mut text = format!("eval \"$(head -c {})\"\n", script.len()).into_bytes();
-            text.extend_from_slice(script);
-            framed = text;
-            framed.as_slice()
+        let head = if script.len() > BASH_READS_ITSELF {
+            format!("eval \"$(head -c {})\"\n", script.len())
         } else {
-            script
+            String::new()
         };
         let mut process = self
             .spawn_inner(&["bash", "-s"], Input::Piped, Sink::Piped)
@@ -539,7 +535,9 @@ impl Connection {
         let feed = async {
             if let Some(w) = stdin.as_mut() {
                 // bash may exit before reading all of it; its exit code says why.
-                let _ = w.write_all(script).await;
+                if w.write_all(head.as_bytes()).await.is_ok() {
+                    let _ = w.write_all(script).await;
+                }
                 let _ = w.shutdown().await;
             }
             drop(stdin);
