@@ -715,7 +715,20 @@ impl RemoteLayout {
 
     /// Remove the work dir (`rm -rf W`).
     pub async fn cleanup(&self, conn: &Connection) -> Result<(), RemoteError> {
-        let script = format!("rm -rf -- {}\n", shell_quote(&self.work_dir));
+        self.cleanup_and_forget(conn, None).await
+    }
+
+    /// Remove the work dir and, in the same script, the file `marker` (a
+    /// boot marker, [`crate::reboot::BootIdentity`]) when given.
+    pub async fn cleanup_and_forget(
+        &self,
+        conn: &Connection,
+        marker: Option<&str>,
+    ) -> Result<(), RemoteError> {
+        let mut script = format!("rm -rf -- {}\n", shell_quote(&self.work_dir));
+        if let Some(marker) = marker {
+            let _ = writeln!(script, "rm -f -- {}", shell_quote(marker));
+        }
         self.script_ok(conn, "remove the work directory", &script)
             .await
     }

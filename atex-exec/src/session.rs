@@ -720,13 +720,16 @@ impl Session {
         interrupt: &mut Interrupt<'_>,
     ) -> Result<(), String> {
         let key = (test.plan.name.clone(), test.root.clone());
-        self.finish_key(&key, sink, interrupt).await
+        self.finish_key(&key, false, sink, interrupt).await
     }
 
-    /// [`Session::finish_plan`] of the plan `key`.
+    /// [`Session::finish_plan`] of the plan `key`; with `last`, the boot
+    /// marker goes in the same script as the work directory (one ssh
+    /// session less at the end of a session).
     async fn finish_key(
         &mut self,
         key: &PlanKey,
+        last: bool,
         sink: &mut impl Sink,
         interrupt: &mut Interrupt<'_>,
     ) -> Result<(), String> {
@@ -748,7 +751,9 @@ impl Session {
             if let Err(e) = finished {
                 sink.warning(format!("plan {}: failed to {e}", plan.name));
             }
-            if let Err(e) = layout.cleanup(&self.conn).await {
+            let boot = if last { self.boot.take() } else { None };
+            let marker = boot.as_ref().map(|b| b.marker.as_str());
+            if let Err(e) = layout.cleanup_and_forget(&self.conn, marker).await {
                 sink.warning(format!("failed to {e}"));
             }
         }
@@ -771,7 +776,8 @@ impl Session {
             let Some(key) = self.plans.keys().next().cloned() else {
                 break;
             };
-            if let Err(message) = self.finish_key(&key, sink, interrupt).await {
+            let last = self.plans.len() == 1;
+            if let Err(message) = self.finish_key(&key, last, sink, interrupt).await {
                 closed.interrupted = Some(message);
             }
         }

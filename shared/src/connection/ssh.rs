@@ -238,16 +238,13 @@ impl Drop for MasterInner {
         // After `ssh -O exit` the master is usually gone already; else (a
         // connection dropped without disconnect, a close that timed out)
         // it is told to end here. A signal rather than `ssh -O exit`,
-        // which could wait on a master that does not answer; sh's `kill`
-        // builtin, which every system has.
-        if self.process.alive() {
-            let _ = super::child_command("sh")
-                .args(["-c", "kill -TERM \"$1\"", "atex-kill"])
-                .arg(self.process.pid.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        // which could wait on a master that does not answer. `alive`
+        // checked the pid's start time, so the pid is still the master's.
+        if self.process.alive()
+            && let Ok(raw) = i32::try_from(self.process.pid)
+            && let Some(pid) = rustix::process::Pid::from_raw(raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
     }
 }
