@@ -8,7 +8,7 @@
 //! own result with a machine and a start,
 //! `[machine, started, seconds, status, test, attempt],`, else `0,`; one
 //! line per result, like the rows part, so a crash's cut trims both alike.
-//! [`write`] copies the store's part, and the part of its `attempts/`
+//! [`write()`] copies the store's part, and the part of its `attempts/`
 //! sub-store (the earlier attempts of rerun tests), into chunk files in
 //! [`DIR`] beside index.html, which the page reads only when its timeline
 //! is opened (a big store's page stays small; a chunk already written is
@@ -33,7 +33,7 @@ pub const DIR: &str = "timeline";
 /// Lines of a part file in each chunk file.
 pub const CHUNK_LINES: usize = 50_000;
 
-/// How many chunk files [`write`] left, for the page to load.
+/// How many chunk files [`write()`] left, for the page to load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
     /// The store's own.

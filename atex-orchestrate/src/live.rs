@@ -5,7 +5,7 @@
 //! second from the [`Monitor`]'s snapshot; above it, the lines that stay:
 //! failures as they happen (name and note), machines lost, warnings, and
 //! with `--verbose` every event line. It is one more subscriber of the
-//! run's events, like the plain lines of [`crate::print_events`].
+//! run's events, like the plain event lines (`print_events` in the crate root).
 
 use std::time::Duration;
 
