@@ -61,6 +61,19 @@ impl SshdPool {
     /// [`SshdPool::start`], the servers accepting only `user` (root for
     /// what needs root on the far side: a qemu+ssh:// hypervisor).
     pub fn start_with_login(count: usize, user: &str) -> Result<SshdPool> {
+        SshdPool::start_inner(count, user, &[])
+    }
+
+    /// [`SshdPool::start`], every login on the servers getting the
+    /// variables of `env` (sshd's `SetEnv`, which overrides its default
+    /// `PATH`): e.g. a `PATH` without some tool, to show what happens on
+    /// a machine that lacks it.
+    pub fn start_with_env(count: usize, env: &[(&str, &str)]) -> Result<SshdPool> {
+        ensure_user()?;
+        SshdPool::start_inner(count, TEST_USER, env)
+    }
+
+    fn start_inner(count: usize, user: &str, env: &[(&str, &str)]) -> Result<SshdPool> {
         sshd_path()?;
         require_program("ssh-keygen")?;
         require_program("ssh")?;
@@ -86,7 +99,7 @@ impl SshdPool {
             dir,
         };
         for index in 0..count {
-            let server = Sshd::start(pool.dir.path(), index, &host_key, &authorized, user)?;
+            let server = Sshd::start(pool.dir.path(), index, &host_key, &authorized, user, env)?;
             pool.servers.push(server);
         }
         Ok(pool)
@@ -132,7 +145,12 @@ impl Sshd {
         host_key: &Path,
         authorized: &Path,
         user: &str,
+        env: &[(&str, &str)],
     ) -> Result<Sshd> {
+        let set_env: String = env
+            .iter()
+            .map(|(name, value)| format!("SetEnv {name}={value}\n"))
+            .collect();
         let mut last_error = None;
         // A free port can be taken between probing and binding; retry.
         for _ in 0..3 {
@@ -149,7 +167,7 @@ impl Sshd {
                      KbdInteractiveAuthentication no\nAllowUsers {user}\n\
                      PermitRootLogin prohibit-password\n\
                      MaxSessions 200\nMaxStartups 100\nUseDNS no\nPrintMotd no\n\
-                     LogLevel ERROR\nSubsystem sftp internal-sftp\n",
+                     LogLevel ERROR\nSubsystem sftp internal-sftp\n{set_env}",
                     host_key.display(),
                     pid_file.display(),
                     authorized.display()

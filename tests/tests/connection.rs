@@ -137,6 +137,74 @@ async fn ssh_upload_copies_a_tree_without_git() -> Result<()> {
     Ok(())
 }
 
+/// A directory for a machine's `PATH` with the tools an upload and a login
+/// use, as links, but only those of `tools`' choice of tar and rsync.
+fn bin_dir(dir: &Path, with: &[&str]) -> Result<std::path::PathBuf> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    for tool in ["sh", "bash", "mkdir", "rm", "cat", "find", "sort", "printf"]
+        .iter()
+        .chain(with)
+    {
+        let path = which(tool).with_context(|| format!("{tool} is not on PATH"))?;
+        std::os::unix::fs::symlink(path, bin.join(tool))?;
+    }
+    // The test user's sshd reads it; the temp dir is 0700.
+    for d in [dir, bin.as_path()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    Ok(bin)
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// The tree goes by tar first (decision 42); a machine without tar gets it
+/// by rsync, and one with neither is told so by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_upload_without_tar_on_the_machine_goes_by_rsync() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bin = bin_dir(dir.path(), &["rsync"])?;
+    let pool = SshdPool::start_with_env(1, &[("PATH", &bin.to_string_lossy())])?;
+    let conn = ssh_connection(&pool).await?;
+    let out = conn.run_script(b"command -v tar || echo none").await?;
+    assert_eq!(out.stdout, b"none\n", "the machine must lack tar");
+    let remote = format!(
+        "/tmp/atex-upload-rsync-{}",
+        pool.machines()[0].id.replace('/', "-")
+    );
+    let trees = tempfile::tempdir()?;
+    check_upload(&conn, trees.path(), &remote, false).await?;
+    assert!(
+        conn.run_script(format!("rm -rf '{remote}'").as_bytes())
+            .await?
+            .success()
+    );
+
+    let dir = tempfile::tempdir()?;
+    let bin = bin_dir(dir.path(), &[])?;
+    let pool = SshdPool::start_with_env(1, &[("PATH", &bin.to_string_lossy())])?;
+    let conn = ssh_connection(&pool).await?;
+    let trees = tempfile::tempdir()?;
+    let root = tree(trees.path())?;
+    let err = conn
+        .upload(&root, "/tmp/atex-upload-none")
+        .await
+        .expect_err("a machine with neither tar nor rsync");
+    assert!(
+        matches!(err, ConnectionError::NoRemoteTool { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("the machine has no tar or rsync"),
+        "{err}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_kill_ends_a_running_command() -> Result<()> {
     let pool = SshdPool::start(1)?;

@@ -159,6 +159,14 @@ pub enum ConnectionError {
         /// What went wrong.
         message: String,
     },
+    /// The machine has none of the tools an upload unpacks with.
+    #[error("{action}: the machine has no {tools}")]
+    NoRemoteTool {
+        /// What was attempted.
+        action: String,
+        /// The tools looked for, e.g. "tar or rsync".
+        tools: &'static str,
+    },
 }
 
 impl ConnectionError {
@@ -554,9 +562,10 @@ impl Connection {
     }
 
     /// Copy the directory `local_dir` to `remote_dir` on the machine
-    /// (created if missing), skipping every `.git`. Over ssh it uses rsync
-    /// through the master when both sides have rsync, else a tar stream
-    /// piped over the connection (as it does for local and podman).
+    /// (created if missing), skipping every `.git`: a tar stream piped over
+    /// the connection (`tar -x` on the machine). Over ssh, a machine
+    /// without tar (or a controller without it) gets the tree by rsync
+    /// through the master instead, when both sides have rsync.
     ///
     /// ```no_run
     /// # async fn demo(conn: atex_shared::connection::Connection) -> Result<(), atex_shared::connection::ConnectionError> {
@@ -570,24 +579,39 @@ impl Connection {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             });
         }
-        if let Connection::Ssh(s) = self {
-            let master = s.master()?;
-            if have_local("rsync") {
-                // One session asks for rsync on the machine and makes the
-                // directory it is to fill.
-                let script = format!(
-                    "command -v rsync >/dev/null 2>&1 || exit {NO_REMOTE_RSYNC}\nmkdir -p -- {}\n",
-                    sh_quote_str(remote_dir)
-                );
-                let out = self.run_script(script.as_bytes()).await?;
-                match out.code {
-                    Some(0) => return self.rsync(master, local_dir, remote_dir).await,
-                    Some(NO_REMOTE_RSYNC) => {}
-                    _ => return Err(remote_failure("create the upload directory", &out)),
-                }
+        let Connection::Ssh(s) = self else {
+            return self.tar_upload(local_dir, remote_dir).await;
+        };
+        // One session, no rsync on either side and no ssh for it: the
+        // stream goes over the master (decision 42).
+        if have_local("tar") {
+            match self.tar_upload(local_dir, remote_dir).await {
+                Err(ConnectionError::NoRemoteTool { .. }) if have_local("rsync") => {}
+                done => return done,
             }
+        } else if !have_local("rsync") {
+            return Err(ConnectionError::Io {
+                action: format!("upload {}", local_dir.display()),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "neither tar nor rsync is on this machine's PATH",
+                ),
+            });
         }
-        self.upload_tar(local_dir, remote_dir).await
+        let master = s.master()?;
+        let script = format!(
+            "command -v rsync >/dev/null 2>&1 || exit {NO_REMOTE_TOOL}\nmkdir -p -- {}\n",
+            sh_quote_str(remote_dir)
+        );
+        let out = self.run_script(script.as_bytes()).await?;
+        match out.code {
+            Some(0) => self.rsync(master, local_dir, remote_dir).await,
+            Some(NO_REMOTE_TOOL) => Err(ConnectionError::NoRemoteTool {
+                action: format!("upload {}", local_dir.display()),
+                tools: "tar or rsync",
+            }),
+            _ => Err(remote_failure("create the upload directory", &out)),
+        }
     }
 
     /// Like [`Connection::upload`], but always as a tar stream piped over
@@ -696,10 +720,14 @@ impl Connection {
         })?;
         // -o: do not restore the controller's owners (root here may be a
         // plain user there); GNU tar and busybox tar both read it so.
-        let script = "mkdir -p -- \"$1\" && exec tar -C \"$1\" -xof -";
+        let script = format!(
+            "mkdir -p -- \"$1\" || exit 1\n\
+             command -v tar >/dev/null 2>&1 || exit {NO_REMOTE_TOOL}\n\
+             exec tar -C \"$1\" -xof -"
+        );
         let mut process = self
             .spawn_inner(
-                &["sh", "-c", script, "atex-upload", remote_dir],
+                &["sh", "-c", &script, "atex-upload", remote_dir],
                 Input::Piped,
                 Sink::Piped,
             )
@@ -723,6 +751,13 @@ impl Connection {
             .wait_with_output()
             .await
             .map_err(ConnectionError::io("wait for tar"))?;
+        if code == Some(NO_REMOTE_TOOL) {
+            // Our tar met a closed pipe: nothing was unpacked.
+            return Err(ConnectionError::NoRemoteTool {
+                action: format!("upload {}", local_dir.display()),
+                tools: "tar",
+            });
+        }
         if !tar_out.status.success() && !only_files_changed(&tar_out) {
             return Err(ConnectionError::Remote {
                 action: format!("archive {}", local_dir.display()),
@@ -1257,9 +1292,9 @@ fn only_files_changed(out: &std::process::Output) -> bool {
 /// The longest script [`Connection::run_script`] lets bash read by itself.
 const BASH_READS_ITSELF: usize = 4096;
 
-/// The exit code of the upload's first script when the machine has no
-/// rsync (then the tree goes as a tar stream).
-const NO_REMOTE_RSYNC: i32 = 97;
+/// The exit code of an upload's script when the machine lacks the tool it
+/// unpacks with (tar, or rsync).
+const NO_REMOTE_TOOL: i32 = 97;
 
 /// Whether `program` is an executable file in a directory of this
 /// process's `PATH` (what `command -v` finds, without starting a shell).

@@ -156,7 +156,6 @@ struct MasterInner {
     session: Session,
     process: MasterProcess,
     config: PathBuf,
-    host: String,
     // `user@host:port`, for messages.
     target: String,
     // Holds the config file, the log and the control socket; removed on
@@ -180,15 +179,34 @@ impl MasterProcess {
     fn alive(&self) -> bool {
         self.started.is_some() && process_started(self.pid) == self.started
     }
+
+    /// SIGTERM to the master, if it still runs: it ends its connection as
+    /// for `ssh -O exit`. A signal rather than a request on the control
+    /// socket, which could wait on a master that does not answer; `alive`
+    /// checked the pid's start time, so the pid is still the master's.
+    fn terminate(&self) {
+        if self.alive()
+            && let Ok(raw) = i32::try_from(self.pid)
+            && let Some(pid) = rustix::process::Pid::from_raw(raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
 }
 
-/// The start time of process `pid` (`/proc/PID/stat` field 22).
+/// The start time of process `pid` (`/proc/PID/stat` field 22), while it
+/// runs: a zombie (state `Z`, ended but not yet reaped by whoever adopted
+/// it, often a slow init) counts as gone.
 fn process_started(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) state ppid ...`: comm may hold spaces and parens, the
     // fields after it do not; starttime is the 20th after comm.
     let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl std::ops::Deref for Master {
@@ -206,46 +224,38 @@ impl Master {
     }
 
     /// Stop the master when no command holds it any more (else the last
-    /// one to end stops it): `ssh -O exit` through the control socket,
-    /// waiting at most `timeout`; a master still there after that is
-    /// killed by its pid when this returns.
+    /// one to end stops it): SIGTERM by its pid (as `ssh -O exit` would
+    /// ask, without an ssh process to ask it), then wait at most `timeout`
+    /// for it to be gone; a master still there after that is told again
+    /// when this returns.
     pub(crate) async fn close(self, timeout: Duration) -> Result<(), ConnectionError> {
         let Ok(inner) = Arc::try_unwrap(self.0) else {
             return Ok(());
         };
-        let mut exit = control_command(
-            inner.session.control_socket(),
-            &inner.config,
-            &inner.host,
-            "exit",
-        );
-        exit.stdout(Stdio::null()).stderr(Stdio::null());
-        // A master that is already gone has nothing to close: ssh's
-        // complaint about a missing socket is not an error of ours.
-        match tokio::time::timeout(timeout, exit.status()).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(ConnectionError::Timeout {
-                action: format!("close the ssh master of {}", inner.target),
-                after: timeout,
-            }),
+        inner.process.terminate();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        while inner.process.alive() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ConnectionError::Timeout {
+                    action: format!("close the ssh master of {}", inner.target),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
-        // `inner` drops here: SIGTERM to a master that did not exit.
+        Ok(())
+        // `inner` drops here: SIGTERM again to a master that did not exit.
     }
 }
 
 impl Drop for MasterInner {
     fn drop(&mut self) {
-        // After `ssh -O exit` the master is usually gone already; else (a
+        // After `close` the master is usually gone already; else (a
         // connection dropped without disconnect, a close that timed out)
-        // it is told to end here. A signal rather than `ssh -O exit`,
-        // which could wait on a master that does not answer. `alive`
-        // checked the pid's start time, so the pid is still the master's.
-        if self.process.alive()
-            && let Ok(raw) = i32::try_from(self.process.pid)
-            && let Some(pid) = rustix::process::Pid::from_raw(raw)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
+        // it is told to end here.
+        self.process.terminate();
     }
 }
 
@@ -362,7 +372,7 @@ impl Target {
             };
             return Err(connect_error(message));
         }
-        let pid = match master_pid(&ctl, &config, &self.host, deadline).await {
+        let pid = match master_pid(&ctl, deadline).await {
             Ok(pid) => pid,
             Err(message) => {
                 // The master runs, but could not be stopped by its pid
@@ -384,7 +394,6 @@ impl Target {
             session,
             process,
             config,
-            host: self.host.clone(),
             target: self.display(),
             _dir: dir,
         })))
@@ -406,28 +415,24 @@ fn log_message(log: &str) -> String {
     text.to_string()
 }
 
-/// The pid of the master listening on `ctl`: `ssh -O check` says "Master
-/// running (pid=N)". The error is a message for people.
-async fn master_pid(
-    ctl: &Path,
-    config: &Path,
-    host: &str,
-    deadline: tokio::time::Instant,
-) -> Result<u32, String> {
-    let out = tokio::time::timeout_at(
-        deadline,
-        control_command(ctl, config, host, "check").output(),
-    )
-    .await
-    .map_err(|_| "ssh -O check gave no answer in time".to_string())?
-    .map_err(|e| format!("start ssh: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    parse_master_pid(&text).ok_or_else(|| format!("ssh -O check said {:?}", text.trim()))
+/// The pid of the master listening on `ctl`, from its answer to an alive
+/// check on the control socket (what `ssh -O check` asks, without starting
+/// an ssh for it). The error is a message for people.
+async fn master_pid(ctl: &Path, deadline: tokio::time::Instant) -> Result<u32, String> {
+    let ask = async {
+        let mut mux = openssh_mux_client::Connection::connect(ctl).await?;
+        mux.send_alive_check().await
+    };
+    match tokio::time::timeout_at(deadline, ask).await {
+        Err(_) => Err("the master gave no answer in time".to_string()),
+        Ok(Err(e)) => Err(format!("ask the master: {e}")),
+        Ok(Ok(pid)) => Ok(pid.get()),
+    }
 }
 
 /// `ssh -S CTL -F CONFIG -O OPERATION HOST`: a request to the master
-/// through its control socket (`check`, `exit`); stdin from /dev/null,
-/// killed when dropped.
+/// through its control socket (`exit`, for a master whose pid could not
+/// be learnt); stdin from /dev/null, killed when dropped.
 fn control_command(
     ctl: &Path,
     config: &Path,
@@ -445,12 +450,6 @@ fn control_command(
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
-}
-
-/// The pid in ssh's "Master running (pid=N)".
-fn parse_master_pid(text: &str) -> Option<u32> {
-    let (_, rest) = text.split_once("(pid=")?;
-    rest.split_once(')')?.0.parse().ok()
 }
 
 /// Refuse a host, user or container name that is empty, starts with `-`
@@ -631,19 +630,6 @@ mod tests {
             ),
             "u@h: Permission denied (publickey)."
         );
-    }
-
-    #[test]
-    fn master_pid_is_read_from_ssh_check() {
-        assert_eq!(
-            parse_master_pid("Master running (pid=4242)\r\n"),
-            Some(4242)
-        );
-        assert_eq!(
-            parse_master_pid("Control socket connect(x): No such file"),
-            None
-        );
-        assert_eq!(parse_master_pid("Master running (pid=x)"), None);
     }
 
     #[test]
