@@ -23,10 +23,16 @@
 # Requests (controller -> runner):
 #   S seq  start a test: the payload is its wrapper's arguments (wrapper.py's
 #          argv without the interpreter), each followed by NUL
-#   P seq  set a test up: JSON {"dir": D, "plan_env": [BASE, ENV],
-#          "files": [[PATH, MODE, TEXT], ...]}: D made anew, ENV a copy of
-#          BASE (empty without one), the files written; answered by R
+#   P seq  set a test up: D NUL BASE NUL ENV NUL, then per file PATH NUL
+#          MODE (octal) NUL LENGTH (decimal) NUL and LENGTH bytes: D made
+#          anew, ENV a copy of BASE (empty without one), the files written;
+#          answered by R
 #   W seq  write a file: PATH NUL CONTENTS; answered by R
+#   B seq  record the boot identity: remove the marker named in the payload
+#          (when not empty), create a new one (/run/atex-boot-XXXXXXXXXX,
+#          else in /dev/shm); answered by R with BOOT_ID NUL MARKER
+#   U seq  remove the paths of the payload (each followed by NUL), trees
+#          included; answered by R
 #   K seq  send the signal in the payload (decimal) to wrapper seq (a test
 #          started directly: SIGHUP to its group, SIGKILL after
 #          wrapper.KILL_GRACE, at once for signal 9)
@@ -42,7 +48,8 @@
 #   O seq  output of test seq
 #   D seq  that output ended
 #   X seq  wrapper seq exited: its exit status, decimal (128+N: signal N)
-#   R seq  answer to request seq: "0", or "1" and a message
+#   R seq  answer to request seq: "0" (and the answer's data), or "1" and
+#          a message
 #
 # When our stdin ends, our parent (sshd's session) dies, or we get SIGTERM,
 # SIGHUP or SIGINT, every wrapper gets SIGTERM (it hangs up its test's process
@@ -61,12 +68,12 @@ if sys.version_info < (3, 6):
                      % (sys.executable, sys.version.split()[0]))
     sys.exit(2)
 
+# Every import is a cost of each session's start: json (with re), shutil
+# and ctypes were 12 ms of CPU of it, and are not needed.
 import errno  # noqa: E402
-import json  # noqa: E402
 import mmap  # noqa: E402
 import os  # noqa: E402
 import select  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
 import struct  # noqa: E402
 import time  # noqa: E402
@@ -80,7 +87,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wrapper  # noqa: E402
 
-VERSION = b"atex-runner 1"
+VERSION = b"atex-runner 2"
 HEADER = struct.Struct(">cII")
 # The largest read of a test's stream, and the size asked for its pipes: a
 # test writing a lot (a million results) then moves a megabyte per
@@ -90,6 +97,8 @@ F_SETPIPE_SZ = 1031
 # Up to this size a frame is one write of a joined copy, above it a writev
 # of the header and the data in place.
 SMALL_FRAME = 4096
+# Without a pidfd, how often (seconds) we look whether our parent died.
+PARENT_CHECK = 1.0
 # Seconds a wrapper has after SIGTERM (it gives its test one second).
 STOP_GRACE = 3.0
 # The longest payload of a request (a prepare with a large test script).
@@ -154,6 +163,68 @@ def write_file(path, data, mode):
         os.close(fd)
 
 
+def read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def random_name(length):
+    """`length` letters and digits, as mktemp's X's become."""
+    return bytes(NAME_CHARS[b % len(NAME_CHARS)] for b in os.urandom(length))
+
+
+def remove_tree(path):
+    """rm -rf PATH: a file or link is unlinked, a directory emptied (links
+    in it are not followed) and removed; a missing PATH is no error."""
+    try:
+        os.unlink(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno not in (errno.EISDIR, errno.EPERM):
+            raise
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            os.unlink(os.path.join(root, name))
+        for name in dirs:
+            sub = os.path.join(root, name)
+            if os.path.islink(sub):
+                os.unlink(sub)
+            else:
+                os.rmdir(sub)
+    os.rmdir(path)
+
+
+def parse_prepare(payload):
+    """The P request: (DIR, BASE, ENV, [(PATH, MODE, DATA), ...])."""
+    fields = payload.split(b"\0", 3)
+    if len(fields) != 4:
+        raise ValueError("fewer than three paths")
+    test_dir, base, env, rest = fields
+    files = []
+    pos = 0
+    while pos < len(rest):
+        end = rest.index(b"\0", pos)
+        path = rest[pos:end]
+        mode_end = rest.index(b"\0", end + 1)
+        mode = int(rest[end + 1:mode_end], 8)
+        length_end = rest.index(b"\0", mode_end + 1)
+        length = int(rest[mode_end + 1:length_end])
+        pos = length_end + 1 + length
+        if length < 0 or pos > len(rest):
+            raise ValueError("a file runs past the request's end")
+        files.append((path, mode, rest[length_end + 1:pos]))
+    return test_dir, base, env, files
+
+
 def close_quietly(fd):
     if fd is not None:
         try:
@@ -195,6 +266,8 @@ class Runner(object):
         # Where we were started: relative test scripts are taken from here,
         # and we come back here after starting a test in its work directory.
         self.home = os.open(".", os.O_RDONLY)
+        self.parent = None  # our parent's pid, while watched
+        self.parent_fd = None  # a pidfd on it
         self.direct = hasattr(os, "posix_spawn")
         self.bash = None
         # Every read of a test's stream lands here, and is sent from here:
@@ -216,18 +289,44 @@ class Runner(object):
             # The controller is gone: nobody is left to report to.
             self.shutdown(0)
 
-    def answer(self, seq, error=None):
+    def answer(self, seq, error=None, data=b""):
         if error is None:
-            self.send(b"R", seq, b"0")
+            self.send(b"R", seq, b"0" + data)
         else:
             self.send(b"R", seq, b"1" + error.encode("utf-8", "replace"))
 
     # Life cycle.
 
+    def watch_parent(self):
+        """Our parent is sshd's session (or the container runtime, or the
+        controller itself): its death is the connection's, and ends us as
+        SIGTERM would, even while something still holds our stdin. Watched
+        by a pidfd in our poll (Python 3.9+, Linux 5.3+), else by checking
+        our parent pid at least every PARENT_CHECK seconds. Not by
+        PR_SET_PDEATHSIG, whose ctypes would be a third of our start (a
+        forked wrapper still asks for it)."""
+        parent = os.getppid()
+        if parent <= 1:
+            # 0: our parent is outside our PID namespace (under `podman
+            # exec`, runc, which exits on purpose right after starting us);
+            # 1: it is gone already, or we were started by init.
+            return
+        self.parent = parent
+        try:
+            self.parent_fd = os.pidfd_open(parent)
+        except (AttributeError, OSError):
+            self.parent_fd = None
+            return
+        self.poll.register(self.parent_fd, select.POLLIN)
+        # It may have died before the pidfd was opened.
+        self.check_parent()
+
+    def check_parent(self):
+        if self.parent is not None and os.getppid() != self.parent:
+            self.shutdown(128 + signal.SIGTERM)
+
     def main(self):
-        # Our parent is sshd's session (or the container runtime, or the
-        # controller itself): its death is the connection's.
-        wrapper.die_with_parent()
+        self.watch_parent()
         for sig in wrapper.TERMINATING_SIGNALS:
             signal.signal(sig, self.on_signal)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
@@ -247,6 +346,10 @@ class Runner(object):
                     self.reap()
                 elif fd in self.streams:
                     self.relay(fd)
+                elif fd == self.parent_fd:
+                    self.shutdown(128 + signal.SIGTERM)
+            if self.parent_fd is None:
+                self.check_parent()
             self.kill_late_groups()
 
     def on_signal(self, signum, frame):
@@ -390,6 +493,19 @@ class Runner(object):
             self.start(seq, payload)
         elif kind == b"P":
             self.answer(seq, self.prepare(payload))
+        elif kind == b"B":
+            try:
+                self.answer(seq, data=self.boot_identity(payload))
+            except OSError as e:
+                self.answer(seq, "record the boot identity: %s: %s"
+                            % (e.filename or "", e.strerror))
+        elif kind == b"U":
+            try:
+                for path in payload.split(b"\0")[:-1]:
+                    remove_tree(path)
+                self.answer(seq)
+            except OSError as e:
+                self.answer(seq, "remove %s: %s" % (os.fsdecode(e.filename or b""), e.strerror))
         elif kind == b"W":
             path, _, contents = payload.partition(b"\0")
             try:
@@ -440,25 +556,56 @@ class Runner(object):
 
     def prepare(self, payload):
         try:
-            spec = json.loads(payload.decode("utf-8"))
-            test_dir = spec["dir"]
-            base, env = spec["plan_env"]
+            test_dir, base, env, files = parse_prepare(payload)
             if os.path.islink(test_dir):
                 os.unlink(test_dir)
             elif os.path.exists(test_dir):
-                shutil.rmtree(test_dir)
+                remove_tree(test_dir)
             os.mkdir(test_dir)
-            if os.path.isfile(base):
-                shutil.copyfile(base, env)
-            else:
+            try:
+                fd = os.open(base, os.O_RDONLY)
+            except FileNotFoundError:
                 write_file(env, b"", 0o644)
-            for path, mode, text in spec["files"]:
-                write_file(path, text.encode("utf-8"), mode)
+            else:
+                try:
+                    write_file(env, read_all(fd), 0o644)
+                finally:
+                    os.close(fd)
+            for path, mode, data in files:
+                write_file(path, data, mode)
         except OSError as e:
-            return "set the test up: %s: %s" % (e.filename or "", e.strerror)
-        except (ValueError, KeyError, TypeError) as e:
+            return "set the test up: %s: %s" % (os.fsdecode(e.filename or b""), e.strerror)
+        except ValueError as e:
             return "set the test up: bad request: %s" % e
         return None
+
+    def boot_identity(self, previous):
+        """Removes the marker `previous` (when given), reads the boot id and
+        creates a new marker; returns BOOT_ID NUL MARKER."""
+        if previous:
+            try:
+                os.unlink(previous)
+            except OSError:
+                pass
+        fd = os.open("/proc/sys/kernel/random/boot_id", os.O_RDONLY)
+        try:
+            boot_id = read_all(fd).strip()
+        finally:
+            os.close(fd)
+        error = None
+        for directory in (b"/run", b"/dev/shm"):
+            for _ in range(100):
+                marker = directory + b"/atex-boot-" + random_name(10)
+                try:
+                    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    continue
+                except OSError as e:
+                    error = e
+                    break
+                os.close(fd)
+                return boot_id + b"\0" + marker
+        raise error or OSError(errno.EEXIST, "no free marker name", "/dev/shm")
 
     def start(self, seq, payload):
         args = [os.fsdecode(a) for a in payload.split(b"\0")[:-1]]
@@ -470,6 +617,12 @@ class Runner(object):
     # Tests started through a forked wrapper.
 
     def start_wrapper(self, seq, args):
+        # A wrapper asks for PR_SET_PDEATHSIG through ctypes: loaded here,
+        # once, so that every forked wrapper finds it loaded.
+        try:
+            wrapper.libc()
+        except Exception:
+            pass
         control_r, control_w = big_pipe()
         output_r, output_w = big_pipe()
         try:
@@ -514,8 +667,9 @@ class Runner(object):
         # Nothing of the runner stays open in the test: another test's
         # streams would never end.
         # Nor our read ends: the test's writes must fail once we close ours.
-        for fd in [null, control_w, output_w, self.wake_r, self.wake_w, self.home] + list(ours) + list(self.streams):
-            if fd > 2:
+        for fd in [null, control_w, output_w, self.wake_r, self.wake_w, self.home,
+                   self.parent_fd] + list(ours) + list(self.streams):
+            if fd is not None and fd > 2:
                 try:
                     os.close(fd)
                 except OSError:
@@ -621,8 +775,11 @@ class Runner(object):
             self.killpg(test.pid, signal.SIGKILL)
 
     def timeout_ms(self):
-        """How long poll may wait: until the next group to kill, or for ever."""
+        """How long poll may wait: until the next group to kill, or for ever
+        (at most PARENT_CHECK without a pidfd on our parent)."""
         due = [t.kill_at for _, t in self.by_pid.values() if t.kill_at is not None]
+        if self.parent is not None and self.parent_fd is None:
+            due.append(time.monotonic() + PARENT_CHECK)
         if not due:
             return None
         return max(0, int((min(due) - time.monotonic()) * 1000) + 1)

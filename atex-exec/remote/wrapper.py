@@ -98,7 +98,7 @@ _libc = []
 
 def libc():
     # Loaded once: importing ctypes costs more than the rest of a start, and
-    # the runner (runner.py) forks wrappers from a process that has it.
+    # the runner (runner.py) loads it before it forks its first wrapper.
     if not _libc:
         import ctypes
         _libc.append(ctypes.CDLL(None, use_errno=True))

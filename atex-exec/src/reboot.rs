@@ -5,7 +5,8 @@
 //!
 //! # How a reboot is told from a reconnect
 //!
-//! Before every launch of a test, [`BootIdentity::record`] reads
+//! Before the first launch of a test on a boot, [`BootIdentity::record_by`]
+//! (the session's runner; [`BootIdentity::record`] by a script) reads
 //! `/proc/sys/kernel/random/boot_id` and creates an empty marker file with a
 //! random name in `/run` (`mktemp -p /run atex-boot-XXXXXXXXXX`), or in
 //! `/dev/shm` when the login cannot write `/run` (an ordinary user). Both
@@ -112,6 +113,21 @@ impl BootIdentity {
                 String::from_utf8_lossy(&out.stderr).trim()
             ))),
         }
+    }
+
+    /// [`BootIdentity::record`] through the session's runner: the same
+    /// boot id and marker (`/run`, else `/dev/shm`), made by the runner
+    /// over its channel instead of by a script in a session of its own.
+    pub async fn record_by(
+        runner: &crate::runner::Runner,
+        previous: Option<&BootIdentity>,
+    ) -> Result<Self, RebootError> {
+        let previous = previous.map(|p| p.marker.as_str());
+        let (boot_id, marker) = runner
+            .boot_identity(previous)
+            .await
+            .map_err(|e| RebootError::Record(e.to_string()))?;
+        Ok(Self { boot_id, marker })
     }
 
     /// Whether the machine booted since `self` was recorded: its boot id

@@ -30,8 +30,8 @@
 //!   (`TestSetupError(failed to start the test runner on the machine: ...)`).
 //!   There is no second, per-test path to fall back to: a machine where the
 //!   runner cannot start could not run the wrapper either.
-//! - The runner dies with its connection: its stdin ends, or its parent
-//!   (sshd's session) dies and the kernel sends it SIGTERM; it then stops
+//! - The runner dies with its connection: its stdin ends (also when its
+//!   parent, sshd's session, dies: the parent held the other end); it then stops
 //!   every test (a wrapper gets SIGTERM and hangs up its test's process
 //!   group, a test it spawned itself has its group hung up; SIGKILL after a
 //!   grace) and exits. Dropping a [`Runner`] closes its
@@ -66,8 +66,11 @@ use crate::run::{Launcher, READ_CHUNK, RemoteLayout, TestProcess};
 /// [`crate::wrapper::WRAPPER_PY`] from the file beside it.
 pub const RUNNER_PY: &str = include_str!("../remote/runner.py");
 
+/// Where the answer to one request goes: its data, or the runner's message.
+type Answer = oneshot::Sender<Result<Vec<u8>, String>>;
+
 /// What the runner says first; another answer is another program.
-pub const VERSION: &[u8] = b"atex-runner 1";
+pub const VERSION: &[u8] = b"atex-runner 2";
 
 /// The header of a frame: kind, sequence number, payload length.
 const HEADER: usize = 9;
@@ -106,10 +109,7 @@ enum Route {
         exit: oneshot::Sender<Result<i32, String>>,
     },
     /// A request answered by an `R` frame.
-    Reply {
-        seq: u32,
-        done: oneshot::Sender<Result<(), String>>,
-    },
+    Reply { seq: u32, done: Answer },
     /// The wrapper's process handle is gone: only its output is still taken.
     Forget(u32),
 }
@@ -273,8 +273,8 @@ impl Runner {
         self.requests.send(frame).map_err(|_| self.gone_error())
     }
 
-    /// Send a request answered by `R` and wait for the answer.
-    async fn request(&self, kind: u8, payload: &[u8]) -> Result<(), RunnerError> {
+    /// Send a request answered by `R` and wait for the answer's data.
+    async fn request(&self, kind: u8, payload: &[u8]) -> Result<Vec<u8>, RunnerError> {
         if !self.is_alive() {
             return Err(self.gone_error());
         }
@@ -285,7 +285,7 @@ impl Runner {
             .map_err(|_| self.gone_error())?;
         self.send(kind, seq, payload)?;
         match answer.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(data)) => Ok(data),
             Ok(Err(message)) => Err(RunnerError::Refused(message)),
             Err(_) => Err(self.gone_error()),
         }
@@ -294,17 +294,26 @@ impl Runner {
     /// Set a test up ([`TestSetup`]): its directory made anew, the plan
     /// environment file reset, its files written.
     pub async fn prepare_test(&self, setup: &TestSetup) -> Result<(), RunnerError> {
-        let files: Vec<(&str, u32, &str)> = setup
+        // D NUL BASE NUL ENV NUL, then PATH NUL MODE NUL LENGTH NUL DATA per
+        // file (remote/runner.py): no JSON parser to load on the machine.
+        let size: usize = setup
             .writes
             .iter()
-            .map(|f| (f.path.as_str(), f.mode, f.contents.as_str()))
-            .collect();
-        let request = serde_json::json!({
-            "dir": setup.test_dir,
-            "plan_env": [setup.plan_env_base, setup.plan_env],
-            "files": files,
-        });
-        self.request(b'P', request.to_string().as_bytes()).await
+            .map(|f| f.path.len() + f.contents.len() + 24)
+            .sum();
+        let mut payload = Vec::with_capacity(
+            setup.test_dir.len() + setup.plan_env_base.len() + setup.plan_env.len() + 3 + size,
+        );
+        for path in [&setup.test_dir, &setup.plan_env_base, &setup.plan_env] {
+            payload.extend_from_slice(path.as_bytes());
+            payload.push(0);
+        }
+        for file in &setup.writes {
+            let head = format!("{}\0{:o}\0{}\0", file.path, file.mode, file.contents.len());
+            payload.extend_from_slice(head.as_bytes());
+            payload.extend_from_slice(file.contents.as_bytes());
+        }
+        self.request(b'P', &payload).await.map(drop)
     }
 
     /// Write `contents` to `path` on the machine (replacing it).
@@ -313,7 +322,40 @@ impl Runner {
         payload.extend_from_slice(path.as_bytes());
         payload.push(0);
         payload.extend_from_slice(contents);
-        self.request(b'W', &payload).await
+        self.request(b'W', &payload).await.map(drop)
+    }
+
+    /// Read the machine's boot id and create a new boot marker (removing
+    /// `previous` first, when given): `(boot id, marker path)`, as
+    /// [`crate::reboot::BootIdentity::record`] makes them by a script,
+    /// without a session of its own.
+    pub async fn boot_identity(
+        &self,
+        previous: Option<&str>,
+    ) -> Result<(String, String), RunnerError> {
+        let data = self
+            .request(b'B', previous.unwrap_or_default().as_bytes())
+            .await?;
+        let text = String::from_utf8_lossy(&data);
+        match text.split_once('\0') {
+            Some((boot_id, marker)) if !boot_id.is_empty() && marker.starts_with('/') => {
+                Ok((boot_id.to_owned(), marker.to_owned()))
+            }
+            _ => Err(RunnerError::Refused(format!(
+                "record the boot identity: the runner answered {text:?}"
+            ))),
+        }
+    }
+
+    /// Remove `paths` on the machine (`rm -rf`), without a session of
+    /// its own.
+    pub async fn remove(&self, paths: &[&str]) -> Result<(), RunnerError> {
+        let mut payload = Vec::new();
+        for path in paths {
+            payload.extend_from_slice(path.as_bytes());
+            payload.push(0);
+        }
+        self.request(b'U', &payload).await.map(drop)
     }
 
     /// Start the wrapper with `args` (its argv without the interpreter,
@@ -365,7 +407,7 @@ impl Runner {
     /// Stop every running wrapper (SIGTERM, then SIGKILL after the
     /// runner's grace) and wait until they are reaped.
     pub async fn stop_tests(&self) -> Result<(), RunnerError> {
-        self.request(b'T', &[]).await
+        self.request(b'T', &[]).await.map(drop)
     }
 
     /// Stop the runner: its wrappers are stopped and it exits. The caller
@@ -484,7 +526,7 @@ async fn demux(
     tail: Arc<Mutex<Vec<u8>>>,
 ) {
     let mut tests: HashMap<u32, Live> = HashMap::new();
-    let mut replies: HashMap<u32, oneshot::Sender<Result<(), String>>> = HashMap::new();
+    let mut replies: HashMap<u32, Answer> = HashMap::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let broken = 'frames: loop {
         let mut header = [0u8; HEADER];
@@ -551,7 +593,7 @@ async fn demux(
                 b'R' => {
                     if let Some(done) = replies.remove(&seq) {
                         let answer = match payload.split_first() {
-                            Some((b'0', _)) => Ok(()),
+                            Some((b'0', data)) => Ok(data.to_vec()),
                             Some((_, message)) => {
                                 Err(String::from_utf8_lossy(message).into_owned())
                             }
@@ -599,11 +641,7 @@ async fn demux(
     }
 }
 
-fn take_route(
-    route: Route,
-    tests: &mut HashMap<u32, Live>,
-    replies: &mut HashMap<u32, oneshot::Sender<Result<(), String>>>,
-) {
+fn take_route(route: Route, tests: &mut HashMap<u32, Live>, replies: &mut HashMap<u32, Answer>) {
     match route {
         Route::Test {
             seq,

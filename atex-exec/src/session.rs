@@ -753,7 +753,7 @@ impl Session {
             }
             let boot = if last { self.boot.take() } else { None };
             let marker = boot.as_ref().map(|b| b.marker.as_str());
-            if let Err(e) = layout.cleanup_and_forget(&self.conn, marker).await {
+            if let Err(e) = self.remove_remotely(layout, marker).await {
                 sink.warning(format!("failed to {e}"));
             }
         }
@@ -795,7 +795,14 @@ impl Session {
                 Some(wind) => {
                     let _ = wind.step(boot.forget(&self.conn)).await;
                 }
-                None => boot.forget(&self.conn).await,
+                None => match self.runner.as_ref().filter(|r| r.is_alive()) {
+                    Some(runner) => {
+                        if runner.remove(&[&boot.marker]).await.is_err() {
+                            boot.forget(&self.conn).await;
+                        }
+                    }
+                    None => boot.forget(&self.conn).await,
+                },
             }
         }
         if let Some(runner) = self.runner.take() {
@@ -901,6 +908,23 @@ impl Session {
         }
     }
 
+    /// Remove `layout`'s work dir and the boot `marker` (when given): by
+    /// the runner when it runs (no session for it), else by a script.
+    async fn remove_remotely(
+        &self,
+        layout: &RemoteLayout,
+        marker: Option<&str>,
+    ) -> Result<(), remote::RemoteError> {
+        if let Some(runner) = self.runner.as_ref().filter(|r| r.is_alive()) {
+            let mut paths = vec![layout.work_dir()];
+            paths.extend(marker);
+            if runner.remove(&paths).await.is_ok() {
+                return Ok(());
+            }
+        }
+        layout.cleanup_and_forget(&self.conn, marker).await
+    }
+
     /// After an interrupt: remove the work dir (see [`CLEANUP_LIMIT`]),
     /// or say why it stays.
     async fn remove_work_dir(&mut self, layout: &RemoteLayout, out: &mut impl Sink) {
@@ -987,19 +1011,19 @@ impl Session {
         let conn = &self.conn;
         let runner = &mut self.runner;
         let setup = async {
+            let runner = ensure_runner(runner, conn, layout)
+                .await
+                .map_err(|e| e.to_string())?;
             // The boot identity is known before the setup, so the setup
-            // script writes the first attempt's whole environment (marker
+            // writes the first attempt's whole environment (marker
             // included) and the run loop need not write it again.
             if boot.is_none() {
-                *boot = BootIdentity::record(conn, None).await.ok();
+                *boot = BootIdentity::record_by(runner, None).await.ok();
             }
             let mut setup_extra = Vec::new();
             if let Some(boot) = boot.as_ref() {
                 setup_extra.push((reboot::MARKER_VAR.to_owned(), boot.marker.clone()));
             }
-            let runner = ensure_runner(runner, conn, layout)
-                .await
-                .map_err(|e| e.to_string())?;
             setup_test(conn, runner, layout, test, &setup_extra).await
         };
         let setup = tokio::select! {
@@ -1045,9 +1069,16 @@ impl Session {
             // round trip less per test): it stays valid until a reboot is
             // confirmed or a test ends as infra (the machine may have
             // rebooted on its own), which forget it.
+            let runner = match ensure_runner(&mut self.runner, &self.conn, layout).await {
+                Ok(runner) => &*runner,
+                Err(e) => {
+                    test_run.abort(Failure::new("TestSetupError", format!("failed to {e}")));
+                    return Step::Done(Ended::INFRA);
+                }
+            };
             let boot = match &self.boot {
                 Some(boot) => Ok(boot.clone()),
-                None => BootIdentity::record(&self.conn, None).await,
+                None => BootIdentity::record_by(runner, None).await,
             };
             self.boot = boot.as_ref().ok().cloned();
             let mut extra = Vec::new();
@@ -1056,13 +1087,6 @@ impl Session {
             }
             let environment =
                 layout.test_environment(test, &extra, counters.reboot, counters.restart);
-            let runner = match ensure_runner(&mut self.runner, &self.conn, layout).await {
-                Ok(runner) => &*runner,
-                Err(e) => {
-                    test_run.abort(Failure::new("TestSetupError", format!("failed to {e}")));
-                    return Step::Done(Ended::INFRA);
-                }
-            };
             let launcher = RunnerLauncher::new(runner);
             let end = tokio::select! {
                 end = test_run.run(&launcher, &run_layout, &environment, counters) => end,

@@ -99,17 +99,22 @@ fn kill(pid: u32, signal: &str) {
         .status();
 }
 
+/// The runner of `dir` (see [`runner_dir`]) started on this machine.
+async fn local_runner(dir: &Path) -> Runner {
+    let mut conn = connection::Connection::new(&Connection::Local);
+    conn.connect().await.unwrap();
+    let runner_py = dir.join("runner.py");
+    Runner::start(&conn, python(), runner_py.to_str().unwrap())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_runner_ends_its_tests_when_its_channel_closes() {
     let dir = runner_dir();
     let pids = dir.path().join("pids");
     let script = sleeper(dir.path(), &pids);
-    let mut conn = connection::Connection::new(&Connection::Local);
-    conn.connect().await.unwrap();
-    let runner_py = dir.path().join("runner.py");
-    let runner = Runner::start(&conn, python(), runner_py.to_str().unwrap())
-        .await
-        .unwrap();
+    let runner = local_runner(dir.path()).await;
     assert!(runner.is_alive());
     let output = std::fs::File::create(dir.path().join("output")).unwrap();
     let args = [dir.path().join("env"), script, dir.path().to_path_buf()]
@@ -124,6 +129,48 @@ async fn the_runner_ends_its_tests_when_its_channel_closes() {
     assert_all_end(&pids, "the test and its background child").await;
 }
 
+/// The runner records the boot identity (decision 43): the machine's boot
+/// id and a new marker, the previous marker removed; and it removes trees
+/// as `rm -rf` does, without following links out of them.
+#[tokio::test]
+async fn the_runner_records_the_boot_identity_and_removes_trees() {
+    let dir = runner_dir();
+    let runner = local_runner(dir.path()).await;
+    let (boot_id, first) = runner.boot_identity(None).await.unwrap();
+    let expected = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(boot_id, expected.trim());
+    assert!(
+        first.starts_with("/run/atex-boot-") || first.starts_with("/dev/shm/atex-boot-"),
+        "{first}"
+    );
+    assert!(Path::new(&first).is_file(), "{first}");
+    let (_, second) = runner.boot_identity(Some(&first)).await.unwrap();
+    assert_ne!(first, second);
+    assert!(
+        !Path::new(&first).exists(),
+        "the previous marker {first} stays"
+    );
+    assert!(Path::new(&second).is_file(), "{second}");
+
+    let tree = dir.path().join("tree");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(tree.join("a/b/file"), "x").unwrap();
+    std::fs::write(tree.join("top"), "x").unwrap();
+    std::fs::write(outside.join("kept"), "x").unwrap();
+    std::os::unix::fs::symlink(&outside, tree.join("a/link")).unwrap();
+    let missing = dir.path().join("missing");
+    let paths = [&tree, &missing].map(|p| p.to_str().unwrap().to_owned());
+    runner
+        .remove(&[&paths[0], &second, &paths[1]])
+        .await
+        .unwrap();
+    assert!(!tree.exists(), "the tree stays");
+    assert!(!Path::new(&second).exists(), "the marker {second} stays");
+    assert!(outside.join("kept").is_file(), "a link was followed");
+}
+
 /// Requests the runner understands, for a driver of its own.
 fn frame(kind: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![kind];
@@ -136,6 +183,25 @@ fn frame(kind: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn the_runner_ends_its_tests_when_its_parent_dies() {
     let dir = runner_dir();
+    let runner = format!("{} -S {}", python(), dir.path().join("runner.py").display());
+    ends_its_tests_when_its_parent_dies(&dir, &runner).await;
+}
+
+/// As above, with a Python that has no `os.pidfd_open` (before 3.9): the
+/// runner then looks at its parent pid every second.
+#[tokio::test]
+async fn the_runner_ends_its_tests_when_its_parent_dies_without_a_pidfd() {
+    let dir = runner_dir();
+    let runner = format!(
+        "{} -S -c 'import os, runpy, sys; del os.pidfd_open; \
+         sys.argv = [sys.argv[1]]; runpy.run_path(sys.argv[0], run_name=\"__main__\")' {}",
+        python(),
+        dir.path().join("runner.py").display()
+    );
+    ends_its_tests_when_its_parent_dies(&dir, &runner).await;
+}
+
+async fn ends_its_tests_when_its_parent_dies(dir: &tempfile::TempDir, runner: &str) {
     let pids = dir.path().join("pids");
     let script = sleeper(dir.path(), &pids);
     // The runner's parent is a shell standing for sshd's session; its
@@ -145,9 +211,7 @@ async fn the_runner_ends_its_tests_when_its_parent_dies() {
         .arg("-c")
         .arg(format!(
             // An asynchronous command's stdin is /dev/null unless redirected.
-            "exec 3<&0; {} -S {} <&3 & wait",
-            python(),
-            dir.path().join("runner.py").display()
+            "exec 3<&0; {runner} <&3 & wait"
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
