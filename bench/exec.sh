@@ -14,8 +14,9 @@
 #     trivial test or less, and 40 tests/s at least.
 #   - W4: one test reporting 1,000,000 results through test control;
 #     results/s from the first to the last result line on stdout (target
-#     >= 500,000; ATEX ~18,000), as a share of the same emitter's rate
-#     over plain ssh into the same counter (target >= 90 %), and
+#     >= 500,000 where the emitter alone over plain ssh reaches it; ATEX
+#     ~18,000), as a share of the same emitter's rate over plain ssh into
+#     the same counter (target >= 90 %), and
 #     atex-exec's peak RSS (GNU time %M, the largest of atex-exec and its
 #     children; target < 20 MB; ATEX 270 MB).
 # Prints each figure with its target and exits non-zero when one is missed
@@ -185,7 +186,7 @@ print("%.2f %.0f %.2f %.1f" % (s, n / s, wall / 1e9, kb / 1024))' "$w4_count" "$
 echo "exec w4: $w4_count results in $w4_s s = $w4_rps results/s (target >= $target_rps; first to last result, $w4_total_s s in all)"
 echo "exec w4 peak RSS: $w4_mb MB (target < $target_mb MB)"
 # For scale: the same emitter over plain ssh into the same counter, no
-# atex-exec; its rate is the ceiling this machine allows (information only).
+# atex-exec; its rate is the ceiling this machine allows.
 ssh -i "$sut_state/client_key" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no \
     -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 \
     "cd '$out/w4/tests' && ATEX_TEST_CONTROL=1 python3 emit.py $w4_results" \
@@ -201,7 +202,17 @@ fi
 if [ "$w4_count" -lt "$w4_results" ] || [ "$w4_count" -gt $((w4_results + 1)) ]; then
     fail "w4: $w4_count results, expected $w4_results (+1 for the test's own)"
 fi
-if below "$w4_rps" "$target_rps"; then fail "w4: $w4_rps results/s is under the $target_rps target"; fi
+# The absolute target is judged where this machine allows it: when the
+# emitter alone over plain ssh is slower than the target, no tool can
+# reach it here, and the share above is what says how close atex-exec is
+# (issue 13: the W4 figures are judged as that share).
+if below "$w4_rps" "$target_rps"; then
+    if [ "$plain_count" -gt 0 ] && below "$plain_rps" "$target_rps"; then
+        echo "exec w4: $w4_rps results/s is under the $target_rps target, but so is the emitter alone over plain ssh ($plain_rps): judged by the share"
+    else
+        fail "w4: $w4_rps results/s is under the $target_rps target"
+    fi
+fi
 if ! below "$w4_mb" "$target_mb"; then fail "w4: peak RSS $w4_mb MB is over the $target_mb MB target"; fi
 
 exit "$status"

@@ -244,6 +244,11 @@ impl Master {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
+            // Again: OpenSSH 9.2's client checks for a signal and then
+            // polls, and a SIGTERM between the two is only seen when the
+            // poll wakes (at the next keepalive, seconds later); one more
+            // interrupts the poll.
+            inner.process.terminate();
         }
         Ok(())
         // `inner` drops here: SIGTERM again to a master that did not exit.
