@@ -557,11 +557,18 @@ class Runner(object):
     def prepare(self, payload):
         try:
             test_dir, base, env, files = parse_prepare(payload)
-            if os.path.islink(test_dir):
-                os.unlink(test_dir)
-            elif os.path.exists(test_dir):
+            if os.path.isdir(test_dir) and not os.path.islink(test_dir):
+                # Made anew by emptying it: an rmdir and a mkdir per test
+                # were a tenth of our time.
+                with os.scandir(test_dir) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            remove_tree(entry.path)
+                        else:
+                            os.unlink(entry.path)
+            else:
                 remove_tree(test_dir)
-            os.mkdir(test_dir)
+                os.mkdir(test_dir)
             try:
                 fd = os.open(base, os.O_RDONLY)
             except FileNotFoundError:

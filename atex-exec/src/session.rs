@@ -871,11 +871,20 @@ impl Session {
             }
         };
         let root = &test.root;
+        let conn = &self.conn;
+        let runner = &mut self.runner;
         let prepared = async {
             let layout = created?;
             let ready = async {
-                layout.upload_tree(&self.conn, root).await?;
-                layout.run_prepare(&self.conn, &test.plan).await
+                // The runner needs the layout's files, not the tree: it
+                // starts while the tree travels (a failure to start shows,
+                // with its message, when the first test needs it).
+                let (uploaded, _) = tokio::join!(
+                    layout.upload_tree(conn, root),
+                    ensure_runner(runner, conn, &layout)
+                );
+                uploaded?;
+                layout.run_prepare(conn, &test.plan).await
             };
             let ready = tokio::select! {
                 r = ready => r,
