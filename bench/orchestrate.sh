@@ -4,7 +4,8 @@
 # (../shared/bench/sut.py, clean HOME, stopped by their pids on exit), then
 # through Python ATEX 1.2's AdHocOrchestrator on the same 4 machines in
 # the same run (../shared/bench/atex_run.py --suts 4). Prints for both:
-# tests/s (wall time of the whole run, discovery included), and the CPU
+# tests/s (over the window atex_run.py times for ATEX: see
+# orchestrate_round below), and the CPU
 # milliseconds per test of everything on the machine (busy jiffies of
 # /proc/stat: the controller, ssh, sshd, the tests; the machines share
 # the 2 cores with the controller, so this is what limits); then the
@@ -98,23 +99,33 @@ fi
 exec_own=$(ms_of "$(cat "$out/exec.cpu")" "$exec_count")
 
 # One round: atex-orchestrate on the pool (discovery, provisioning, setup,
-# the tests, release; the whole run timed), then, when compared, Python
-# ATEX on the same machines right after. The machines here change speed
-# by up to 2x from one minute to the next, so the rounds alternate and
-# the figures judged are the medians over the rounds (each round's ratio
-# compares two runs a few seconds apart).
+# the tests, release), then, when compared, Python ATEX on the same
+# machines right after. The machines here change speed by up to 2x from
+# one minute to the next, so the rounds alternate and the figures judged
+# are the medians over the rounds (each round's ratio compares two runs a
+# few seconds apart).
+#
+# The tests/s judged against ATEX's is taken over the window atex_run.py
+# times for ATEX (`tests_per_s`: from the end of its discovery to the end
+# of its last test, without the interpreter's start, its imports, its
+# discovery or its teardown): for atex-orchestrate, from the moment the
+# process is started (so its discovery is in it) to the arrival of its
+# last result line on stdout (bench/count_lines.py, through tee). The
+# whole run's wall (with the release of the machines, and with the
+# Python wrapper that measures the CPU) is printed too.
 # orchestrate_round N: leaves "TESTS_PER_S CPU_MS OWN_MS" in $out/round-N.orch.
 orchestrate_round() {
-    local n=$1 rc start end count passed secs tps cpu own
+    local n=$1 rc start end count passed secs tps cpu own started first last wsecs
     busy0=$(busy)
     start=$(date +%s%N)
     set +e
-    python3 bench/own_cpu.py "$out/orchestrate-$n.cpu" \
+    python3 bench/own_cpu.py --started "$out/orchestrate-$n.start" "$out/orchestrate-$n.cpu" \
         "$bin/atex-orchestrate" --root "$out/w2" \
         --provision "ssh$hosts -i $sut_state/client_key" \
         --artifacts "$out/orchestrate-$n-artifacts" \
-        >"$out/orchestrate-$n.results" 2>"$out/orchestrate-$n.err"
-    rc=$?
+        2>"$out/orchestrate-$n.err" \
+        | tee "$out/orchestrate-$n.results" | python3 bench/count_lines.py >"$out/orchestrate-$n.count"
+    rc=${PIPESTATUS[0]}
     set -e
     end=$(date +%s%N)
     busy1=$(busy)
@@ -123,11 +134,16 @@ orchestrate_round() {
         fail "atex-orchestrate exited $rc with $passed of $w2_tests passed (see $out/orchestrate-$n.err)"
         tail -n5 "$out/orchestrate-$n.err" >&2
     fi
-    read -r secs tps < <(python3 -c 'import sys; s = int(sys.argv[1]) / 1e9; print("%.2f %.1f" % (s, int(sys.argv[2]) / s))' $((end - start)) "$count")
+    started=$(cat "$out/orchestrate-$n.start")
+    read -r _ first last <"$out/orchestrate-$n.count"
+    read -r secs wsecs tps < <(python3 -c '
+import sys
+whole, window, n = int(sys.argv[1]) / 1e9, int(sys.argv[2]) / 1e9, int(sys.argv[3])
+print("%.2f %.2f %.1f" % (whole, window, n / window))' $((end - start)) $((last - started)) "$count")
     cpu=$(ms_per "$count" "$busy0" "$busy1")
     own=$(ms_of "$(cat "$out/orchestrate-$n.cpu")" "$count")
     echo "$tps $cpu $own" >"$out/round-$n.orch"
-    echo "orchestrate w2 round $n: $count tests on $machines machines in $secs s = $tps tests/s, $cpu ms of CPU per test on the machine, its own $own ms per test"
+    echo "orchestrate w2 round $n: $count tests on $machines machines, $wsecs s from its start to its last result = $tps tests/s ($secs s for the whole run), $cpu ms of CPU per test on the machine, its own $own ms per test"
 }
 # atex_round N: leaves "TESTS_PER_S CPU_MS" in $out/round-N.atex.
 atex_round() {
@@ -140,7 +156,7 @@ atex_round() {
     atex_cpu=$(ms_per "$atex_tests" "$atex_busy0" "$atex_busy1")
     [ "$atex_tests" = "$w2_tests" ] || fail "Python ATEX ran $atex_tests tests, expected $w2_tests"
     echo "$atex_tps $atex_cpu" >"$out/round-$n.atex"
-    echo "atex        w2 round $n: $atex_tests tests on $machines machines at $atex_tps tests/s, $atex_cpu ms of CPU per test on the machine (Python ATEX 1.2, same machines)"
+    echo "atex        w2 round $n: $atex_tests tests on $machines machines at $atex_tps tests/s (atex_run.py: from the end of its discovery to its last test), $atex_cpu ms of CPU per test on the machine (Python ATEX 1.2, same machines)"
 }
 for n in $(seq "$rounds"); do
     orchestrate_round "$n"
