@@ -110,22 +110,24 @@ exec_own=$(ms_of "$(cat "$out/exec.cpu")" "$exec_count")
 # of its last test, without the interpreter's start, its imports, its
 # discovery or its teardown): for atex-orchestrate, from the moment the
 # process is started (so its discovery is in it) to the arrival of its
-# last result line on stdout (bench/count_lines.py, through tee). The
-# whole run's wall (with the release of the machines, and with the
-# Python wrapper that measures the CPU) is printed too.
+# last result line on stdout, both taken by bench/own_cpu.py, which was
+# started before (no measuring process starts beside it while it is
+# timed: a Python start is about 70 ms of CPU here, through pyenv's
+# shim). The whole run's wall (with the release of the machines, and
+# with the start of that Python wrapper) is printed too.
 # orchestrate_round N: leaves "TESTS_PER_S CPU_MS OWN_MS" in $out/round-N.orch.
 orchestrate_round() {
     local n=$1 rc start end count passed secs tps cpu own started first last wsecs
     busy0=$(busy)
     start=$(date +%s%N)
     set +e
-    python3 bench/own_cpu.py --started "$out/orchestrate-$n.start" "$out/orchestrate-$n.cpu" \
+    python3 bench/own_cpu.py --started "$out/orchestrate-$n.start" \
+        --lines "$out/orchestrate-$n.count" "$out/orchestrate-$n.cpu" \
         "$bin/atex-orchestrate" --root "$out/w2" \
         --provision "ssh$hosts -i $sut_state/client_key" \
         --artifacts "$out/orchestrate-$n-artifacts" \
-        2>"$out/orchestrate-$n.err" \
-        | tee "$out/orchestrate-$n.results" | python3 bench/count_lines.py >"$out/orchestrate-$n.count"
-    rc=${PIPESTATUS[0]}
+        >"$out/orchestrate-$n.results" 2>"$out/orchestrate-$n.err"
+    rc=$?
     set -e
     end=$(date +%s%N)
     busy1=$(busy)

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Run a command and write the CPU seconds of that process alone.
 
-Usage: own_cpu.py [--started START_FILE] FILE COMMAND [ARG...]
+Usage: own_cpu.py [--started START_FILE] [--lines LINES_FILE] FILE COMMAND [ARG...]
 
 stdin, stdout and stderr are the command's. When it exits, FILE gets one
 line, "CPU_S", its user + system time, all its threads, none of its
 children: read from /proc/PID/stat while it is a zombie (waitid with
-WNOWAIT), before it is reaped. Exits with the command's exit code. With
---started, START_FILE gets time.time_ns() taken just before the command
+WNOWAIT), before it is reaped. Exits with the command's exit code.
+
+--started: START_FILE gets time.time_ns() taken just before the command
 is started (this wrapper's own start is not in it).
+--lines: the command's stdout goes through this wrapper (copied to ours
+as it comes, in 1 MiB reads), and LINES_FILE gets "COUNT FIRST_NS
+LAST_NS", the number of lines and when the first and the last newline
+arrived (as bench/count_lines.py prints, without a second process started
+beside the command while it is timed).
 """
 import os
 import subprocess
@@ -16,18 +22,44 @@ import sys
 import time
 
 
+def copy_lines(source):
+    count = first = last = 0
+    while True:
+        chunk = os.read(source, 1 << 20)
+        if not chunk:
+            return count, first, last
+        n = chunk.count(b"\n")
+        if n:
+            now = time.time_ns()
+            if not count:
+                first = now
+            last = now
+            count += n
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(1, view):]
+
+
 def main():
     args = sys.argv[1:]
-    started = None
-    if args[:1] == ["--started"] and len(args) > 1:
-        started, args = args[1], args[2:]
+    started = lines = None
+    while len(args) > 1 and args[0] in ("--started", "--lines"):
+        if args[0] == "--started":
+            started = args[1]
+        else:
+            lines = args[1]
+        args = args[2:]
     if len(args) < 2:
         sys.exit(__doc__)
     out, command = args[0], args[1:]
     if started:
         with open(started, "w") as f:
             f.write("%d\n" % time.time_ns())
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE if lines else None)
+    if lines:
+        counted = copy_lines(child.stdout.fileno())
+        with open(lines, "w") as f:
+            f.write("%d %d %d\n" % counted)
     os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
     with open(f"/proc/{child.pid}/stat") as f:
         # `pid (comm) state ...`: utime and stime are fields 14 and 15.
