@@ -144,23 +144,7 @@ for n in $(seq "$w2_rounds"); do
         fi
     fi
 done
-read -r w2_tps w2_cpu atex_tps atex_cpu ratio cpu_ratio < <(python3 - "$out" "$w2_rounds" <<'PY'
-import os, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
-ours = [list(map(float, open(f"{out}/round-{n}.exec").read().split())) for n in range(1, rounds + 1)]
-atex = [list(map(float, open(f"{out}/round-{n}.atex").read().split()))
-        for n in range(1, rounds + 1) if os.path.exists(f"{out}/round-{n}.atex")]
-med = statistics.median
-row = [med([o[0] for o in ours]), med([o[1] for o in ours])]
-if atex and len(atex) == len(ours):
-    row += [med([a[0] for a in atex]), med([a[1] for a in atex]),
-            med([o[0] / a[0] for o, a in zip(ours, atex)]),
-            med([a[1] / o[1] for o, a in zip(ours, atex)])]
-else:
-    row += [0, 0, 0, 0]
-print(" ".join("%.2f" % x for x in row))
-PY
-)
+read -r w2_tps w2_cpu atex_tps atex_cpu ratio cpu_ratio < <(python3 bench/medians.py "$out" "$w2_rounds" exec)
 echo "exec w2: median of $w2_rounds rounds: $w2_tps tests/s (target >= $target_tps), $w2_cpu ms of CPU per test on the machine (target <= $target_cpu_ms)"
 if below "$w2_tps" "$target_tps"; then fail "w2: $w2_tps tests/s is under the $target_tps target"; fi
 if below "$target_cpu_ms" "$w2_cpu"; then fail "w2: $w2_cpu ms of CPU per test is over the $target_cpu_ms ms target"; fi

@@ -166,23 +166,7 @@ for n in $(seq "$rounds"); do
 done
 # The medians: tests/s, CPU, own CPU, and (compared) ATEX's tests/s and
 # CPU and the ratios of each round.
-read -r tps cpu own atex_tps atex_cpu ratio cpu_ratio < <(python3 - "$out" "$rounds" <<'PY'
-import statistics, sys, os
-out, rounds = sys.argv[1], int(sys.argv[2])
-orch = [list(map(float, open(f"{out}/round-{n}.orch").read().split())) for n in range(1, rounds + 1)]
-atex = [list(map(float, open(f"{out}/round-{n}.atex").read().split()))
-        for n in range(1, rounds + 1) if os.path.exists(f"{out}/round-{n}.atex")]
-med = lambda xs: statistics.median(xs) if xs else 0.0
-row = [med([o[0] for o in orch]), med([o[1] for o in orch]), med([o[2] for o in orch])]
-if atex and len(atex) == len(orch):
-    row += [med([a[0] for a in atex]), med([a[1] for a in atex]),
-            med([o[0] / a[0] for o, a in zip(orch, atex)]),
-            med([a[1] / o[1] for o, a in zip(orch, atex)])]
-else:
-    row += [0, 0, 0, 0]
-print(" ".join("%.2f" % x for x in row))
-PY
-)
+read -r tps cpu own atex_tps atex_cpu ratio cpu_ratio < <(python3 bench/medians.py "$out" "$rounds" orch)
 extra=$(python3 -c 'import sys; print("%.2f" % (float(sys.argv[1]) - float(sys.argv[2])))' "$own" "$exec_own")
 echo "orchestrate w2: median of $rounds rounds: $tps tests/s, $cpu ms of CPU per test on the machine"
 echo "orchestrate w2: atex-orchestrate's own CPU $own ms per test, atex-exec's own $exec_own ms per test (one machine): $extra ms more (target <= $target_own_ms)"

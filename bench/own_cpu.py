@@ -13,7 +13,7 @@ is started (this wrapper's own start is not in it).
 --lines: the command's stdout goes through this wrapper (copied to ours
 as it comes, in 1 MiB reads), and LINES_FILE gets "COUNT FIRST_NS
 LAST_NS", the number of lines and when the first and the last newline
-arrived (as bench/count_lines.py prints, without a second process started
+arrived (bench/count_lines.py's count, without a second process started
 beside the command while it is timed).
 """
 import os
@@ -21,23 +21,13 @@ import subprocess
 import sys
 import time
 
+from count_lines import count_lines
 
-def copy_lines(source):
-    count = first = last = 0
-    while True:
-        chunk = os.read(source, 1 << 20)
-        if not chunk:
-            return count, first, last
-        n = chunk.count(b"\n")
-        if n:
-            now = time.time_ns()
-            if not count:
-                first = now
-            last = now
-            count += n
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(1, view):]
+
+def write_all(data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
 
 
 def main():
@@ -57,9 +47,10 @@ def main():
             f.write("%d\n" % time.time_ns())
     child = subprocess.Popen(command, stdout=subprocess.PIPE if lines else None)
     if lines:
-        counted = copy_lines(child.stdout.fileno())
+        source = child.stdout.fileno()
+        count, first, last, _ = count_lines(lambda n: os.read(source, n), write_all)
         with open(lines, "w") as f:
-            f.write("%d %d %d\n" % counted)
+            f.write("%d %d %d\n" % (count, first, last))
     os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
     with open(f"/proc/{child.pid}/stat") as f:
         # `pid (comm) state ...`: utime and stime are fields 14 and 15.
