@@ -191,16 +191,18 @@ def remove_tree(path):
     except OSError as e:
         if e.errno not in (errno.EISDIR, errno.EPERM):
             raise
-    for root, dirs, files in os.walk(path, topdown=False):
-        for name in files:
-            os.unlink(os.path.join(root, name))
-        for name in dirs:
-            sub = os.path.join(root, name)
-            if os.path.islink(sub):
-                os.unlink(sub)
-            else:
-                os.rmdir(sub)
+    empty_dir(path)
     os.rmdir(path)
+
+
+def empty_dir(path):
+    """Removes what the directory PATH holds, not following links."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
 
 
 def parse_prepare(payload):
@@ -498,7 +500,7 @@ class Runner(object):
                 self.answer(seq, data=self.boot_identity(payload))
             except OSError as e:
                 self.answer(seq, "record the boot identity: %s: %s"
-                            % (e.filename or "", e.strerror))
+                            % (os.fsdecode(e.filename or b""), e.strerror))
         elif kind == b"U":
             try:
                 for path in payload.split(b"\0")[:-1]:
@@ -560,12 +562,7 @@ class Runner(object):
             if os.path.isdir(test_dir) and not os.path.islink(test_dir):
                 # Made anew by emptying it: an rmdir and a mkdir per test
                 # were a tenth of our time.
-                with os.scandir(test_dir) as entries:
-                    for entry in entries:
-                        if entry.is_dir(follow_symlinks=False):
-                            remove_tree(entry.path)
-                        else:
-                            os.unlink(entry.path)
+                empty_dir(test_dir)
             else:
                 remove_tree(test_dir)
                 os.mkdir(test_dir)

@@ -795,14 +795,11 @@ impl Session {
                 Some(wind) => {
                     let _ = wind.step(boot.forget(&self.conn)).await;
                 }
-                None => match self.runner.as_ref().filter(|r| r.is_alive()) {
-                    Some(runner) => {
-                        if runner.remove(&[&boot.marker]).await.is_err() {
-                            boot.forget(&self.conn).await;
-                        }
+                None => {
+                    if !self.removed_by_runner(&[&boot.marker]).await {
+                        boot.forget(&self.conn).await;
                     }
-                    None => boot.forget(&self.conn).await,
-                },
+                }
             }
         }
         if let Some(runner) = self.runner.take() {
@@ -924,14 +921,21 @@ impl Session {
         layout: &RemoteLayout,
         marker: Option<&str>,
     ) -> Result<(), remote::RemoteError> {
-        if let Some(runner) = self.runner.as_ref().filter(|r| r.is_alive()) {
-            let mut paths = vec![layout.work_dir()];
-            paths.extend(marker);
-            if runner.remove(&paths).await.is_ok() {
-                return Ok(());
-            }
+        let mut paths = vec![layout.work_dir()];
+        paths.extend(marker);
+        if self.removed_by_runner(&paths).await {
+            return Ok(());
         }
         layout.cleanup_and_forget(&self.conn, marker).await
+    }
+
+    /// Whether the session's runner, when it runs, removed `paths`
+    /// (`false`: the caller removes them by a script).
+    async fn removed_by_runner(&self, paths: &[&str]) -> bool {
+        match self.runner.as_ref().filter(|r| r.is_alive()) {
+            Some(runner) => runner.remove(paths).await.is_ok(),
+            None => false,
+        }
     }
 
     /// After an interrupt: remove the work dir (see [`CLEANUP_LIMIT`]),
