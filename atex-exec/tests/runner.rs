@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use atex_exec::remote::{SetupFile, TestFiles, TestSetup};
 use atex_exec::runner::{RUNNER_PY, Runner};
 use atex_exec::session::{Interrupt, Session, SessionConfig};
 use atex_exec::wrapper::WRAPPER_PY;
@@ -169,6 +170,105 @@ async fn the_runner_records_the_boot_identity_and_removes_trees() {
     assert!(!tree.exists(), "the tree stays");
     assert!(!Path::new(&second).exists(), "the marker {second} stays");
     assert!(outside.join("kept").is_file(), "a link was followed");
+}
+
+/// A test's setup rewrites its files in place (no new inode per file and
+/// test) but never through what a test left there: a link is replaced,
+/// not followed; a file with a second name is replaced, the other name
+/// keeps its contents; a directory in a file's place is removed, and so is
+/// anything else in the test directory. The plan environment file gets the
+/// same care.
+#[tokio::test]
+async fn a_test_setup_rewrites_its_files_but_never_through_links() {
+    let dir = runner_dir();
+    let runner = local_runner(dir.path()).await;
+    let root = dir.path();
+    let test_dir = root.join("test");
+    let outside = root.join("outside");
+    std::fs::create_dir(&test_dir).unwrap();
+    std::fs::write(&outside, "outside").unwrap();
+    let partner = root.join("partner");
+    std::fs::write(&partner, "partner").unwrap();
+    // What a previous test may leave behind.
+    std::os::unix::fs::symlink(&outside, test_dir.join("env")).unwrap();
+    std::fs::hard_link(&partner, test_dir.join("test.sh")).unwrap();
+    std::fs::create_dir_all(test_dir.join("metadata.yaml/sub")).unwrap();
+    std::fs::write(test_dir.join("leftover"), "x").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("plan_env")).unwrap();
+    let kept = test_dir.join("kept");
+    std::fs::write(&kept, "a file rewritten in place, longer than the next").unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let file = |name: &str, mode: u32, contents: &str| SetupFile {
+        path: path(&test_dir.join(name)),
+        mode,
+        contents: contents.into(),
+    };
+    let setup = |writes: Vec<SetupFile>| TestSetup {
+        files: TestFiles {
+            argv: Vec::new(),
+            env_file: path(&test_dir.join("env")),
+            script: path(&test_dir.join("test.sh")),
+            metadata: path(&test_dir.join("metadata.yaml")),
+            workdir: path(root),
+        },
+        test_dir: path(&test_dir),
+        plan_env_base: path(&root.join("plan_env.base")),
+        plan_env: path(&root.join("plan_env")),
+        writes,
+        install: None,
+    };
+    runner
+        .prepare_test(&setup(vec![
+            file("env", 0o644, "A=1\0"),
+            file("test.sh", 0o755, "true\n"),
+            file("metadata.yaml", 0o644, "{}\n"),
+            file("kept", 0o644, "short"),
+        ]))
+        .await
+        .unwrap();
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "outside");
+    assert_eq!(std::fs::read_to_string(&partner).unwrap(), "partner");
+    for (name, contents) in [
+        ("env", "A=1\0"),
+        ("test.sh", "true\n"),
+        ("metadata.yaml", "{}\n"),
+        ("kept", "short"),
+    ] {
+        let p = test_dir.join(name);
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        assert!(meta.is_file() && meta.nlink() == 1, "{name}: {meta:?}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), contents, "{name}");
+    }
+    let mode = std::fs::metadata(test_dir.join("test.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert!(!test_dir.join("leftover").exists(), "a leftover stays");
+    let plan_env = std::fs::symlink_metadata(root.join("plan_env")).unwrap();
+    assert!(plan_env.is_file() && plan_env.len() == 0, "{plan_env:?}");
+
+    // The next test's setup overwrites the same inodes.
+    let inode = |name: &str| std::fs::metadata(test_dir.join(name)).unwrap().ino();
+    let before = [inode("env"), inode("test.sh"), inode("metadata.yaml")];
+    runner
+        .prepare_test(&setup(vec![
+            file("env", 0o644, "B=2\0"),
+            file("test.sh", 0o755, "false\n"),
+            file("metadata.yaml", 0o644, "{\"a\": 1}\n"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(
+        before,
+        [inode("env"), inode("test.sh"), inode("metadata.yaml")]
+    );
+    assert_eq!(
+        std::fs::read_to_string(test_dir.join("test.sh")).unwrap(),
+        "false\n"
+    );
+    assert!(!kept.exists(), "a file the setup no longer writes stays");
 }
 
 /// Requests the runner understands, for a driver of its own.
