@@ -24,8 +24,8 @@
 //!
 //! # Life cycle, and what happens when something goes away
 //!
-//! - The runner is started with `python -S W/runner.py` (see
-//!   [`Runner::start`]) and says hello within the connection's timeout;
+//! - The runner is started with `python -S -c BOOT_PY W/runner.py` (see
+//!   [`Runner::start`], [`BOOT_PY`]) and says hello within the connection's timeout;
 //!   otherwise starting fails and the session reports the test `infra`
 //!   (`TestSetupError(failed to start the test runner on the machine: ...)`).
 //!   There is no second, per-test path to fall back to: a machine where the
@@ -65,6 +65,41 @@ use crate::run::{Launcher, READ_CHUNK, RemoteLayout, TestProcess};
 /// The runner's source (Python 3.6+, standard library only); it imports
 /// [`crate::wrapper::WRAPPER_PY`] from the file beside it.
 pub const RUNNER_PY: &str = include_str!("../remote/runner.py");
+
+/// What starts the runner (`python -S -c BOOT W/runner.py`): it runs
+/// `W/runner.py` with `W/wrapper.py` loaded, from code compiled once per
+/// machine, login and Python and kept in the login's cache directory
+/// (decision 45), else compiled from the sources as before.
+pub const BOOT_PY: &str = include_str!("../remote/boot.py");
+
+/// [`BOOT_PY`] as the one-line argument of `python -c`:
+/// `exec('...')` of its code without comments and blank lines, newlines
+/// and quotes escaped, so that `ps` shows the runner on one line.
+static BOOT_ARG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut arg = String::from("exec('");
+    for line in BOOT_PY.lines() {
+        let code = line.trim_start();
+        if code.is_empty() || code.starts_with('#') {
+            continue;
+        }
+        for c in line.chars() {
+            match c {
+                '\\' => arg.push_str("\\\\"),
+                '\'' => arg.push_str("\\'"),
+                c => arg.push(c),
+            }
+        }
+        arg.push_str("\\n");
+    }
+    arg.push_str("')");
+    arg
+});
+
+/// The argv that starts the runner `script` with `python`:
+/// `python -S -c BOOT script` ([`BOOT_PY`], on one line).
+pub fn runner_argv<'a>(python: &'a str, script: &'a str) -> [&'a str; 5] {
+    [python, "-S", "-c", BOOT_ARG.as_str(), script]
+}
 
 /// Where the answer to one request goes: its data, or the runner's message.
 type Answer = oneshot::Sender<Result<Vec<u8>, String>>;
@@ -175,8 +210,9 @@ impl Drop for Runner {
 }
 
 impl Runner {
-    /// Start `python -S script` on `conn` (the runner written by the
-    /// layout) and wait for its hello, at most the connection's timeout.
+    /// Start the runner `script` (written by the layout) with `python` on
+    /// `conn` ([`BOOT_PY`]) and wait for its hello, at most the
+    /// connection's timeout.
     pub async fn start(
         conn: &Connection,
         python: &str,
@@ -189,7 +225,7 @@ impl Runner {
             .map_err(|e| start(format!("create a pipe: {e}")))?;
         let tail = Arc::new(Mutex::new(Vec::new()));
         let tail_task = tokio::spawn(keep_tail(stderr, Arc::clone(&tail)));
-        let argv = [python, "-S", script];
+        let argv = runner_argv(python, script);
         let mut process = match conn.spawn(&argv, Input::Piped, File::from(write)).await {
             Ok(process) => process,
             Err(e) => {

@@ -271,6 +271,99 @@ async fn a_test_setup_rewrites_its_files_but_never_through_links() {
     assert!(!kept.exists(), "a file the setup no longer writes stays");
 }
 
+/// Start the runner of `dir` as a session does (`runner_argv`), with the
+/// cache directory `cache` and stdin closed (it says hello and ends): its
+/// stdout. PYTHONDONTWRITEBYTECODE as `no_bytecode` says.
+fn boot(dir: &Path, cache: &Path, no_bytecode: bool) -> Vec<u8> {
+    let script = dir.join("runner.py");
+    let argv = atex_exec::runner::runner_argv(python(), script.to_str().unwrap());
+    let mut command = Command::new(argv[0]);
+    command
+        .args(&argv[1..])
+        .env("XDG_CACHE_HOME", cache)
+        .env_remove("PYTHONDONTWRITEBYTECODE")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    if no_bytecode {
+        command.env("PYTHONDONTWRITEBYTECODE", "1");
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
+/// Replace the cache entry `entry` by one for the sources of `dir` whose
+/// runner prints `marker` instead of being the runner: what a start that
+/// used the entry prints.
+fn plant(dir: &Path, entry: &Path, marker: &str) {
+    let status = Command::new(python())
+        .args(["-S", "-c"])
+        .arg(
+            "import marshal, os, sys\n\
+             d, f, m = sys.argv[1:]\n\
+             src = [open(os.path.join(d, n), 'rb').read() for n in ('runner.py', 'wrapper.py')]\n\
+             code = compile('import os\\nos.write(1, %r)\\n' % m.encode(), 'planted', 'exec')\n\
+             open(f, 'wb').write(marshal.dumps((src[0], src[1], code, compile('', 'w', 'exec'))))\n",
+        )
+        .arg(dir)
+        .arg(entry)
+        .arg(marker)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Decision 45: the runner's code is compiled once per machine, login and
+/// Python and kept in the login's cache directory; a start uses it only
+/// when both sources are the same bytes and the entry is the login's own,
+/// and writes none when bytecode writing is off.
+#[test]
+fn the_runner_starts_from_code_compiled_once_and_kept() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = runner_dir();
+    let cache = dir.path().join("cache");
+    let hello = frame(b'H', 0, atex_exec::runner::VERSION);
+
+    // Bytecode writing off: the runner starts, nothing is kept.
+    assert_eq!(boot(dir.path(), &cache, true), hello);
+    assert!(!cache.exists(), "written with PYTHONDONTWRITEBYTECODE");
+
+    // The first start compiles and keeps the code, for this login only.
+    assert_eq!(boot(dir.path(), &cache, false), hello);
+    let entries: Vec<_> = std::fs::read_dir(cache.join("atex"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let name = entries[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("runner-") && name.ends_with(".bin"),
+        "{name}"
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&entries[0]), 0o600);
+    assert_eq!(mode(&cache.join("atex")), 0o700);
+
+    // A start uses the kept code (here a planted one) for the same sources...
+    plant(dir.path(), &entries[0], "planted");
+    assert_eq!(boot(dir.path(), &cache, false), b"planted");
+    // ...not when a source differs (and keeps the new code)...
+    let runner = dir.path().join("runner.py");
+    std::fs::write(&runner, format!("{RUNNER_PY}\n# changed\n")).unwrap();
+    assert_eq!(boot(dir.path(), &cache, false), hello);
+    assert_eq!(boot(dir.path(), &cache, false), hello);
+    // ...nor when others may write the cache directory.
+    plant(dir.path(), &entries[0], "planted");
+    std::fs::set_permissions(cache.join("atex"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(boot(dir.path(), &cache, false), hello);
+    // A damaged entry is compiled anew.
+    std::fs::set_permissions(cache.join("atex"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(&entries[0], b"damaged").unwrap();
+    assert_eq!(boot(dir.path(), &cache, false), hello);
+    assert_eq!(boot(dir.path(), &cache, false), hello);
+    assert!(std::fs::metadata(&entries[0]).unwrap().len() > 1000);
+}
+
 /// Requests the runner understands, for a driver of its own.
 fn frame(kind: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![kind];
