@@ -39,6 +39,8 @@
 #   C seq  close our end of seq's control stream (its writes fail with EPIPE)
 #          and stop taking its output (D is sent)
 #   F seq  forget seq: close its pipes, SIGTERM its wrapper if it still runs
+#          (a test whose X, E and D were all sent is forgotten without it:
+#          the controller sends F only for a test it gives up before)
 #   T seq  stop every running wrapper (as Q, without exiting); answered by R
 #   Q 0    stop every wrapper (SIGTERM, SIGKILL after STOP_GRACE) and exit 0
 # Frames (runner -> controller):
@@ -448,6 +450,7 @@ class Runner(object):
                     self.direct_ended(seq, test, pid, status)
                 elif not self.stopping and self.tests.get(seq) is test:
                     self.send(b"X", seq, str(exit_status(status)).encode("ascii"))
+                    self.forget_if_sent(seq, test)
             if block:
                 break
         return reaped
@@ -494,6 +497,7 @@ class Runner(object):
         else:
             test.output = None
         self.send(end, seq)
+        self.forget_if_sent(seq, test)
 
     # Requests.
 
@@ -848,6 +852,15 @@ class Runner(object):
             test.control_ended = False
             self.send(b"E", seq)
         self.send(b"X", seq, str(code).encode("ascii"))
+        self.forget_if_sent(seq, test)
+
+    def forget_if_sent(self, seq, test):
+        """Forgets a test whose exit status, control stream's end and
+        output's end (X, E, D) were all sent: what F would do, without a
+        request per test."""
+        if (test.pid is None and test.control is None and test.output is None
+                and not test.control_ended and self.tests.get(seq) is test):
+            del self.tests[seq]
 
     def end_control(self, seq, test, rc):
         """Sends "exitcode RC" after all the test wrote to its control

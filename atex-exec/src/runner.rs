@@ -136,12 +136,14 @@ pub enum RunnerError {
 
 /// What the demultiplexer is told about the requests it will see answers to.
 enum Route {
-    /// A wrapper was started: where its frames go.
+    /// A wrapper was started: where its frames go, and the flag set once
+    /// its X, E and D frames all came (the runner then forgot it).
     Test {
         seq: u32,
         control: pipe::Sender,
         output: OutputSink,
         exit: oneshot::Sender<Result<i32, String>>,
+        sent_whole: Arc<AtomicBool>,
     },
     /// A request answered by an `R` frame.
     Reply { seq: u32, done: Answer },
@@ -411,11 +413,13 @@ impl Runner {
         let reader = pipe::Receiver::from_owned_fd(read).map_err(io)?;
         let seq = self.next_seq();
         let (exit, exit_rx) = oneshot::channel();
+        let sent_whole = Arc::new(AtomicBool::new(false));
         let route = Route::Test {
             seq,
             control,
             output: OutputSink::new(stderr),
             exit,
+            sent_whole: Arc::clone(&sent_whole),
         };
         self.routes.send(route).map_err(|_| self.gone_error())?;
         let mut payload = Vec::new();
@@ -437,6 +441,7 @@ impl Runner {
             exit: exit_rx,
             ended: None,
             closed_early,
+            sent_whole,
         })
     }
 
@@ -544,11 +549,28 @@ struct Live {
     control: Option<pipe::Sender>,
     output: Option<OutputSink>,
     exit: Option<oneshot::Sender<Result<i32, String>>>,
+    /// Which of the frames that end a test (E, D, X) came, as bits.
+    ends: u8,
+    /// Set when all three came: the runner forgot the test by itself.
+    sent_whole: Arc<AtomicBool>,
 }
+
+/// The bits of [`Live::ends`]: E, D, X.
+const ENDED_CONTROL: u8 = 1;
+const ENDED_OUTPUT: u8 = 2;
+const ENDED_EXIT: u8 = 4;
 
 impl Live {
     fn done(&self) -> bool {
         self.control.is_none() && self.output.is_none() && self.exit.is_none()
+    }
+
+    /// One of the ending frames came.
+    fn ended(&mut self, bit: u8) {
+        self.ends |= bit;
+        if self.ends == ENDED_CONTROL | ENDED_OUTPUT | ENDED_EXIT {
+            self.sent_whole.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -609,21 +631,26 @@ async fn demux(
                 b'E' => {
                     if let Some(live) = tests.get_mut(&seq) {
                         live.control = None;
+                        live.ended(ENDED_CONTROL);
                     }
                 }
                 b'D' => {
                     if let Some(live) = tests.get_mut(&seq) {
                         live.output = None;
+                        live.ended(ENDED_OUTPUT);
                     }
                 }
                 b'X' => {
                     let code = std::str::from_utf8(&payload)
                         .ok()
                         .and_then(|s| s.parse::<i32>().ok());
-                    if let Some(exit) = tests.get_mut(&seq).and_then(|live| live.exit.take()) {
-                        let _ = exit.send(code.ok_or_else(|| {
-                            format!("bad exit status {:?}", String::from_utf8_lossy(&payload))
-                        }));
+                    if let Some(live) = tests.get_mut(&seq) {
+                        live.ended(ENDED_EXIT);
+                        if let Some(exit) = live.exit.take() {
+                            let _ = exit.send(code.ok_or_else(|| {
+                                format!("bad exit status {:?}", String::from_utf8_lossy(&payload))
+                            }));
+                        }
                     }
                 }
                 b'R' => {
@@ -684,6 +711,7 @@ fn take_route(route: Route, tests: &mut HashMap<u32, Live>, replies: &mut HashMa
             control,
             output,
             exit,
+            sent_whole,
         } => {
             tests.insert(
                 seq,
@@ -691,6 +719,8 @@ fn take_route(route: Route, tests: &mut HashMap<u32, Live>, replies: &mut HashMa
                     control: Some(control),
                     output: Some(output),
                     exit: Some(exit),
+                    ends: 0,
+                    sent_whole,
                 },
             );
         }
@@ -775,6 +805,8 @@ pub struct RunnerProcess<'a> {
     exit: oneshot::Receiver<Result<i32, String>>,
     ended: Option<Result<i32, String>>,
     closed_early: Arc<AtomicBool>,
+    /// Whether the runner sent this test's end whole (and forgot it).
+    sent_whole: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for RunnerProcess<'_> {
@@ -788,6 +820,11 @@ impl std::fmt::Debug for RunnerProcess<'_> {
 
 impl Drop for RunnerProcess<'_> {
     fn drop(&mut self) {
+        // A test whose end came whole is forgotten on both sides already:
+        // a request per test less.
+        if self.sent_whole.load(Ordering::Acquire) {
+            return;
+        }
         let _ = self.runner.routes.send(Route::Forget(self.seq));
         let _ = self.runner.send(b'F', self.seq, &[]);
     }
