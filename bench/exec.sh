@@ -12,8 +12,9 @@
 #     W2_ROUNDS (3) rounds alternate the two; the medians are judged.
 #     Targets (issue 13): 20x ATEX's tests/s or more, 8 ms of CPU per
 #     trivial test or less, and 40 tests/s at least.
-#   - W4: one test reporting 1,000,000 results through test control;
-#     results/s from the first to the last result line on stdout (target
+#   - W4: one test reporting 1,000,000 results through test control,
+#     W4_ROUNDS (3) rounds, each followed by the emitter alone over plain
+#     ssh; results/s from the first to the last result line on stdout (target
 #     >= 500,000 where the emitter alone over plain ssh reaches it; ATEX
 #     ~18,000), as a share of the same emitter's rate over plain ssh into
 #     the same counter (target >= 90 %), and
@@ -34,7 +35,7 @@
 #
 # Environment: SHARED (default ../shared beside the project root), PORT
 # (sshd port, default the first free one from 22240), W2_TESTS (200), W2_ROUNDS (3),
-# W4_RESULTS (1000000), TARGET_TESTS_PER_S (40), TARGET_RATIO (20),
+# W4_RESULTS (1000000), W4_ROUNDS (3), TARGET_TESTS_PER_S (40), TARGET_RATIO (20),
 # TARGET_CPU_MS (8), TARGET_RESULTS_PER_S (500000), TARGET_W4_SHARE (90),
 # TARGET_RSS_MB (20), ATEX_VENV, ATEX_COMPARE (1).
 set -euo pipefail
@@ -45,6 +46,7 @@ shared=${SHARED:-$root/../shared}
 w2_tests=${W2_TESTS:-200}
 w2_rounds=${W2_ROUNDS:-3}
 w4_results=${W4_RESULTS:-1000000}
+w4_rounds=${W4_ROUNDS:-3}
 target_tps=${TARGET_TESTS_PER_S:-40}
 target_rps=${TARGET_RESULTS_PER_S:-500000}
 target_mb=${TARGET_RSS_MB:-20}
@@ -68,8 +70,7 @@ cargo build --release -q -p atex-discover -p atex-exec
 discover=$root/target/release/atex-discover
 exec_bin=$root/target/release/atex-exec
 
-rm -rf "$out"
-mkdir -p "$out"
+fresh_out
 
 start_suts 1
 port=${ports[0]}
@@ -156,42 +157,57 @@ fi
 
 # W4: one test's sub-results (plus the test's own result record, when
 # atex-exec writes one) from the first to the last line; the total wall
-# time includes connecting, uploading and python starting up.
-run_exec w4
-check_rc w4 "0 1"
-read -r w4_count w4_first w4_last <"$out/w4.count"
-w4_wall=$(cat "$out/w4.wall")
-w4_kb=$(tail -n1 "$out/w4.rss")
-read -r w4_s w4_rps w4_total_s w4_mb < <(python3 -c '
+# time includes connecting, uploading and python starting up. For scale,
+# each round then runs the same emitter over plain ssh into the same
+# counter, no atex-exec: its rate is the ceiling this machine allows.
+# W4_ROUNDS (3) rounds; the medians of the rates and of the rounds'
+# shares are judged (either rate alone moves by a quarter from one run to
+# the next here), and the largest peak RSS.
+for ((r = 1; r <= w4_rounds; r++)); do
+    # atex-exec wants an empty artifacts directory.
+    rm -rf "$out/w4-artifacts"
+    run_exec w4
+    check_rc w4 "0 1"
+    ssh -i "$sut_state/client_key" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 \
+        "cd '$out/w4/tests' && ATEX_TEST_CONTROL=1 python3 emit.py $w4_results" \
+        | python3 bench/count_lines.py >"$out/w4-plain.count" || true
+    read -r count first last <"$out/w4.count"
+    read -r plain_count plain_first plain_last <"$out/w4-plain.count"
+    # COUNT RESULTS/S S_FIRST_TO_LAST S_IN_ALL RSS_MB PLAIN_COUNT PLAIN_RESULTS/S SHARE_%
+    python3 -c '
 import sys
-n, first, last, wall, kb = map(int, sys.argv[1:])
+n, first, last, wall, kb, pn, pfirst, plast = map(int, sys.argv[1:])
 s = max(last - first, 1) / 1e9
-print("%.2f %.0f %.2f %.1f" % (s, n / s, wall / 1e9, kb / 1024))' "$w4_count" "$w4_first" "$w4_last" "$w4_wall" "$w4_kb")
-echo "exec w4: $w4_count results in $w4_s s = $w4_rps results/s (target >= $target_rps; first to last result, $w4_total_s s in all)"
-echo "exec w4 peak RSS: $w4_mb MB (target < $target_mb MB)"
-# For scale: the same emitter over plain ssh into the same counter, no
-# atex-exec; its rate is the ceiling this machine allows.
-ssh -i "$sut_state/client_key" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no \
-    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 \
-    "cd '$out/w4/tests' && ATEX_TEST_CONTROL=1 python3 emit.py $w4_results" \
-    | python3 bench/count_lines.py >"$out/w4-plain.count" || true
-read -r plain_count plain_first plain_last <"$out/w4-plain.count"
-if [ "$plain_count" -gt 0 ]; then
-    read -r plain_rps share < <(python3 -c 'import sys; n, a, b, r = map(float, sys.argv[1:]); p = n / (max(b - a, 1) / 1e9); print("%.0f %.0f" % (p, 100 * r / p))' "$plain_count" "$plain_first" "$plain_last" "$w4_rps")
-    echo "exec w4: $share % of the emitter alone over plain ssh ($plain_rps results/s, the ceiling here; target >= $target_share %)"
-    if below "$share" "$target_share"; then fail "w4: $share % of the plain ssh rate is under the $target_share % target"; fi
-else
-    fail "w4: the emitter over plain ssh gave no result"
-fi
-if [ "$w4_count" -lt "$w4_results" ] || [ "$w4_count" -gt $((w4_results + 1)) ]; then
-    fail "w4: $w4_count results, expected $w4_results (+1 for the test's own)"
-fi
+plain = pn / (max(plast - pfirst, 1) / 1e9) if pn else 0
+share = 100 * (n / s) / plain if plain else 0
+print("%d %.0f %.2f %.2f %.1f %d %.0f %.0f" % (n, n / s, s, wall / 1e9, kb / 1024, pn, plain, share))' \
+        "$count" "$first" "$last" "$(cat "$out/w4.wall")" "$(tail -n1 "$out/w4.rss")" \
+        "$plain_count" "$plain_first" "$plain_last" >"$out/w4-round-$r"
+    read -r count rps s total mb plain_count plain_rps share <"$out/w4-round-$r"
+    echo "exec w4 round $r: $count results in $s s = $rps results/s ($total s in all), peak RSS $mb MB; the emitter alone over plain ssh $plain_rps results/s: $share %"
+    if [ "$plain_count" -eq 0 ]; then fail "w4 round $r: the emitter over plain ssh gave no result"; fi
+    if [ "$count" -lt "$w4_results" ] || [ "$count" -gt $((w4_results + 1)) ]; then
+        fail "w4 round $r: $count results, expected $w4_results (+1 for the test's own)"
+    fi
+done
+read -r w4_rps plain_rps share w4_mb < <(python3 -c '
+import statistics, sys
+rows = [open(p).read().split() for p in sys.argv[1:]]
+col = lambda i: [float(r[i]) for r in rows]
+med = statistics.median
+print("%.0f %.0f %.0f %.1f" % (med(col(1)), med(col(6)), med(col(7)), max(col(4))))' \
+    "$out"/w4-round-*)
+echo "exec w4: median of $w4_rounds rounds: $w4_rps results/s (target >= $target_rps), the emitter alone over plain ssh $plain_rps results/s"
+echo "exec w4: $share % of the emitter alone over plain ssh, median of the rounds' shares (target >= $target_share %)"
+if below "$share" "$target_share"; then fail "w4: $share % of the plain ssh rate is under the $target_share % target"; fi
+echo "exec w4 peak RSS: $w4_mb MB, the largest of the rounds (target < $target_mb MB)"
 # The absolute target is judged where this machine allows it: when the
 # emitter alone over plain ssh is slower than the target, no tool can
 # reach it here, and the share above is what says how close atex-exec is
 # (issue 13: the W4 figures are judged as that share).
 if below "$w4_rps" "$target_rps"; then
-    if [ "$plain_count" -gt 0 ] && below "$plain_rps" "$target_rps"; then
+    if below "$plain_rps" "$target_rps"; then
         echo "exec w4: $w4_rps results/s is under the $target_rps target, but so is the emitter alone over plain ssh ($plain_rps): judged by the share"
     else
         fail "w4: $w4_rps results/s is under the $target_rps target"

@@ -63,8 +63,7 @@ if [ "$atex_compare" = 1 ]; then need_atex "$atex_venv"; fi
 cargo build --release -q -p atex-discover -p atex-exec -p atex-orchestrate
 bin=$root/target/release
 
-rm -rf "$out"
-mkdir -p "$out"
+fresh_out
 start_suts "$machines"
 hosts=
 for p in "${ports[@]}"; do hosts+=" root@127.0.0.1:$p"; done
