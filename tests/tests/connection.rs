@@ -797,8 +797,16 @@ fn ssh_master_does_not_inherit_the_token() -> Result<()> {
     });
     let machine = serde_json::to_string(&pool.machines().remove(0))?;
     let exec = TokenExec::start(&machine, &work.path().join("artifacts"), &[test])?;
+    // spawn() returns once the child is in execve, when its environment
+    // may not be in place yet (it reads as empty): wait for it.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut env = environ(exec.pid())?;
+    while env.is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+        env = environ(exec.pid())?;
+    }
     assert!(
-        carries_token(&environ(exec.pid())?),
+        carries_token(&env),
         "atex-exec itself must have the token for this test to mean anything"
     );
 
