@@ -174,30 +174,28 @@ for ((r = 1; r <= w4_rounds; r++)); do
         | python3 bench/count_lines.py >"$out/w4-plain.count" || true
     read -r count first last <"$out/w4.count"
     read -r plain_count plain_first plain_last <"$out/w4-plain.count"
-    # COUNT RESULTS/S S_FIRST_TO_LAST S_IN_ALL RSS_MB PLAIN_COUNT PLAIN_RESULTS/S SHARE_%
+    # RESULTS/S PLAIN_RESULTS/S SHARE_% RSS_MB COUNT PLAIN_COUNT S_FIRST_TO_LAST S_IN_ALL,
+    # in a directory of their own: bench/medians.py takes the medians.
+    mkdir -p "$out/w4-rounds"
     python3 -c '
 import sys
 n, first, last, wall, kb, pn, pfirst, plast = map(int, sys.argv[1:])
 s = max(last - first, 1) / 1e9
 plain = pn / (max(plast - pfirst, 1) / 1e9) if pn else 0
 share = 100 * (n / s) / plain if plain else 0
-print("%d %.0f %.2f %.2f %.1f %d %.0f %.0f" % (n, n / s, s, wall / 1e9, kb / 1024, pn, plain, share))' \
+print("%.0f %.0f %.0f %.1f %d %d %.2f %.2f" % (n / s, plain, share, kb / 1024, n, pn, s, wall / 1e9))' \
         "$count" "$first" "$last" "$(cat "$out/w4.wall")" "$(tail -n1 "$out/w4.rss")" \
-        "$plain_count" "$plain_first" "$plain_last" >"$out/w4-round-$r"
-    read -r count rps s total mb plain_count plain_rps share <"$out/w4-round-$r"
+        "$plain_count" "$plain_first" "$plain_last" >"$out/w4-rounds/round-$r.w4"
+    read -r rps plain_rps share mb count plain_count s total <"$out/w4-rounds/round-$r.w4"
     echo "exec w4 round $r: $count results in $s s = $rps results/s ($total s in all), peak RSS $mb MB; the emitter alone over plain ssh $plain_rps results/s: $share %"
     if [ "$plain_count" -eq 0 ]; then fail "w4 round $r: the emitter over plain ssh gave no result"; fi
     if [ "$count" -lt "$w4_results" ] || [ "$count" -gt $((w4_results + 1)) ]; then
         fail "w4 round $r: $count results, expected $w4_results (+1 for the test's own)"
     fi
 done
-read -r w4_rps plain_rps share w4_mb < <(python3 -c '
-import statistics, sys
-rows = [open(p).read().split() for p in sys.argv[1:]]
-col = lambda i: [float(r[i]) for r in rows]
-med = statistics.median
-print("%.0f %.0f %.0f %.1f" % (med(col(1)), med(col(6)), med(col(7)), max(col(4))))' \
-    "$out"/w4-round-*)
+read -r w4_rps plain_rps share _ < <(python3 bench/medians.py "$out/w4-rounds" "$w4_rounds" w4)
+read -r w4_rps plain_rps share < <(printf '%.0f ' "$w4_rps" "$plain_rps" "$share"; echo)
+w4_mb=$(cut -d' ' -f4 "$out"/w4-rounds/round-*.w4 | sort -n | tail -n1)
 echo "exec w4: median of $w4_rounds rounds: $w4_rps results/s (target >= $target_rps), the emitter alone over plain ssh $plain_rps results/s"
 echo "exec w4: $share % of the emitter alone over plain ssh, median of the rounds' shares (target >= $target_share %)"
 if below "$share" "$target_share"; then fail "w4: $share % of the plain ssh rate is under the $target_share % target"; fi

@@ -12,8 +12,8 @@ hz=$(getconf CLK_TCK)
 status=0
 
 # fresh_out: make $out anew. Where /dev/shm is a tmpfs (and BENCH_ON_DISK
-# is not 1), the directory is /dev/shm/atex-bench-UID/NAME and $out links
-# to it: the outputs (the generated trees, both tools' artifacts and
+# is not 1), the directory is /dev/shm/atex-bench-UID/CHECKSUM/NAME (one
+# per checkout) and $out links to it: the outputs (the generated trees, both tools' artifacts and
 # results) then cost no ext4 work. These machines' ext4 has no journal, and
 # ext4 without one passes over every inode freed in the last minute or so
 # (reading its inode table block) each time it makes a file: a bench that
@@ -26,7 +26,8 @@ fresh_out() {
     mkdir -p "$(dirname "$out")"
     if [ "${BENCH_ON_DISK:-0}" != 1 ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
         local shm
-        shm=/dev/shm/atex-bench-$(id -u)/$(basename "$out")
+        # One directory per checkout (a checksum of its path) and bench.
+        shm=/dev/shm/atex-bench-$(id -u)/$(printf %s "$root" | cksum | cut -d" " -f1)/$(basename "$out")
         rm -rf "$shm"
         mkdir -p "$shm"
         ln -s "$shm" "$out"

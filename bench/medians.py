@@ -3,9 +3,10 @@
 
 Usage: medians.py DIR ROUNDS SUFFIX
 
-Reads DIR/round-N.SUFFIX (our figures: tests/s first, CPU ms per test
-second, any more after) and, when every round has one, DIR/round-N.atex
-(Python ATEX's tests/s and CPU ms per test), N from 1 to ROUNDS. Prints
+Reads DIR/round-N.SUFFIX (our figures, a line of numbers; where ATEX is
+compared: tests/s first, CPU ms per test second, any more after) and,
+when every round has one, DIR/round-N.atex (Python ATEX's tests/s and
+CPU ms per test), N from 1 to ROUNDS. Prints
 one line: the median of each of our columns, then ATEX's two medians, the
 median of the rounds' tests/s ratios (ours / ATEX) and of their CPU
 ratios (ATEX / ours); 0 for the four ATEX figures without ATEX rounds.
